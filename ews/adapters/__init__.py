@@ -1,0 +1,1 @@
+"""Adapters that turn other formats into the agency data package."""

@@ -1,0 +1,55 @@
+"""The ``ews`` command line. Each package registers its own commands; heavy libraries are
+imported inside the commands that need them so that ``ews --help`` answers at once."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="ews",
+    help=(
+        "Early-intervention system for police agencies: ingest an agency's records, build "
+        "as-of indicators, flag officers who may need support with rules and models, explain "
+        "every flag, and audit it all."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from api import cli as api_cli
+    from ews import cli_data, cli_sources
+    from features import cli as features_cli
+    from models import cli as models_cli
+
+    cli_data.register(app)
+    cli_sources.register(app)
+    features_cli.register(app)
+    models_cli.register(app)
+    api_cli.register(app)
+
+
+@app.callback()
+def _root() -> None:
+    """Early-intervention system for police agencies. Workspace: EWS_HOME (default ./ews-home)."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version of ews."""
+    from ews import __version__
+
+    typer.echo(__version__)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

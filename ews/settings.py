@@ -1,0 +1,42 @@
+"""One settings object for the whole system (environment prefix ``EWS_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the workspace lives and which services it talks to.
+
+    Embedded defaults: everything lives in one folder, ``EWS_HOME`` (default ``./ews-home``):
+    Parquet snapshots for analytics (read through DuckDB), a SQLite application database and
+    a SQLite MLflow tracking store. Production points ``EWS_DATABASE_URL`` at PostgreSQL and
+    ``EWS_MLFLOW_URI`` at any MLflow tracking server.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EWS_", extra="ignore")
+
+    home: Path = Path("ews-home")
+    database_url: str | None = None
+    mlflow_uri: str | None = None
+    threads: int = 1
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "snapshots"
+
+    @property
+    def app_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'app.db').resolve()}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""As-of indicators: feature specs, cohorts, labels, and the engines that compute them."""

@@ -1,0 +1,1 @@
+"""Rules, ML models, temporal validation, explanations and the model registry."""

@@ -65,6 +65,43 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
 
+ROLES = ("supervisor", "reviewer", "data_scientist", "admin")
+DECISIONS = ("intervention", "monitor", "no_action")
+
+
+class User(Base):
+    """Someone who may use the service. ``units`` scopes a supervisor to their own units."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(String(50), nullable=False)
+    agency: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    units: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    active: Mapped[bool] = mapped_column(nullable=False, default=True)
+
+
+class Review(Base):
+    """A supervisor's review of a flag, and the supportive intervention chosen, if any."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    agency: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    officer_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    as_of_date: Mapped[dt.date] = mapped_column(nullable=False)
+    flagged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    reviewer: Mapped[str] = mapped_column(String(200), nullable=False)
+    decision: Mapped[str] = mapped_column(String(50), nullable=False)
+    intervention: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str] = mapped_column(String(4000), nullable=False, default="")
+    model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
 def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema revision (idempotent)."""
     from alembic import command

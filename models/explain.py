@@ -1,0 +1,435 @@
+"""Why an officer was flagged: per-indicator contributions, rendered as plain sentences.
+
+Two layers:
+
+* :func:`contributions` gives, for every scored row, how much each input
+  indicator moved the model's margin (its log-odds for logistic regression and
+  boosting, its probability for random forests): exact ``coef * (x - mean)``
+  for linear models (through a Pipeline of element-wise steps such as an
+  imputer and a scaler), SHAP's TreeExplainer for tree ensembles, and Kernel SHAP on a
+  small background for anything else. The
+  contributions plus ``frame.attrs["base_value"]`` add up to
+  :func:`model_margin` for every row.
+* :func:`explain` turns the largest positive contributions (the indicators that
+  pushed toward a flag) into sentences a supervisor can check against the
+  record, e.g. ``"4 use-of-force reports in the last 6 months, 3.1 times the
+  average of unit 12"``, and lists the rules the officer also meets.
+
+A flag is an invitation to a supportive conversation, never a finding; the
+wording states facts and comparisons, not judgments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.inputs import check_no_protected
+from models.rules import format_value, render_template
+
+__all__ = [
+    "TREE_SHAP_BUDGET",
+    "Explanation",
+    "contributions",
+    "describe_factor",
+    "explain",
+    "model_margin",
+    "tree_shap_cost",
+]
+
+PREAMBLE = "Suggested for a supportive review (not a finding)."
+_TREE_MODELS = (
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "GradientBoostingClassifier",
+    "HistGradientBoostingClassifier",
+    "DecisionTreeClassifier",
+    "XGBClassifier",
+    "LGBMClassifier",
+)
+_PEERS = ("unit", "rank")
+
+
+def _split_pipeline(model: Any) -> tuple[Any | None, Any]:
+    """(preprocessing pipeline or None, final estimator)."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        pre = model[:-1] if len(model.steps) > 1 else None
+        return pre, model.steps[-1][1]
+    return None, model
+
+
+def model_margin(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """The quantity explanations add up to: ``decision_function`` (log-odds) when the
+    model has one, else the probability of the positive class."""
+    if hasattr(model, "decision_function"):
+        d = np.asarray(model.decision_function(X), dtype=float)
+        if d.ndim == 1:
+            return d
+    return np.asarray(model.predict_proba(X), dtype=float)[:, 1]
+
+
+def _transform(pre: Any | None, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Apply preprocessing; require it to keep one column per input feature."""
+    if pre is None:
+        return X.to_numpy(dtype=float), list(X.columns)
+    Z = np.asarray(pre.transform(X), dtype=float)
+    if Z.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"the model's preprocessing turns {X.shape[1]} features into {Z.shape[1]} "
+            "columns; per-indicator contributions need element-wise steps (imputer, scaler)"
+        )
+    return Z, list(X.columns)
+
+
+def _is_linear(est: Any) -> bool:
+    coef = getattr(est, "coef_", None)
+    return coef is not None and np.asarray(coef).ndim <= 2 and np.asarray(coef).shape[0] == 1
+
+
+def _linear(model: Any, X: pd.DataFrame, background: pd.DataFrame | None) -> tuple[np.ndarray, Any]:
+    from sklearn.preprocessing import StandardScaler
+
+    pre, est = _split_pipeline(model)
+    Z, _ = _transform(pre, X)
+    coef = np.asarray(est.coef_, dtype=float).ravel()
+    intercept = float(np.ravel(est.intercept_)[0])
+    if background is not None:
+        mu = _transform(pre, background[list(X.columns)])[0].mean(axis=0)
+    elif pre is not None and isinstance(pre.steps[-1][1], StandardScaler):
+        mu = np.zeros(Z.shape[1])  # the training mean, in the scaled space
+    else:
+        mu = np.nanmean(Z, axis=0)
+    contrib = coef * (Z - mu)
+    return contrib, intercept + float(coef @ mu)
+
+
+#: Above this many elementary steps (rows x sum over trees of leaves x depth^2),
+#: exact TreeSHAP gives way to path attribution; about 5-10 s on one core here.
+TREE_SHAP_BUDGET = 2e9
+
+
+def tree_shap_cost(est: Any, n_rows: int) -> float:
+    """Rough cost of exact TreeSHAP for ``n_rows`` rows (0 when the trees are not inspectable)."""
+    trees = getattr(est, "estimators_", None)
+    if trees is None:
+        tree = getattr(est, "tree_", None)
+        trees = [] if tree is None else [est]
+    per_row = 0.0
+    for t in np.ravel(np.asarray(trees, dtype=object)):
+        tree = getattr(t, "tree_", None)
+        if tree is not None:
+            per_row += float(tree.n_leaves) * float(max(tree.max_depth, 1)) ** 2
+    return per_row * n_rows
+
+
+def _tree(model: Any, X: pd.DataFrame, exact: bool | None) -> tuple[np.ndarray, float, bool]:
+    import shap
+
+    pre, est = _split_pipeline(model)
+    Z, names = _transform(pre, X)
+    if exact is None:
+        exact = tree_shap_cost(est, len(X)) <= TREE_SHAP_BUDGET
+    explainer = shap.TreeExplainer(est)
+    values = explainer.shap_values(pd.DataFrame(Z, columns=names), approximate=not exact)
+    base = np.asarray(explainer.expected_value, dtype=float)
+    if isinstance(values, list):  # older shap: one array per class
+        values = values[-1]
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 3:  # (n, features, classes): keep the positive class
+        values = values[:, :, -1]
+    return values, float(np.ravel(base)[-1]), bool(exact)
+
+
+def _generic(
+    model: Any, X: pd.DataFrame, background: pd.DataFrame | None, seed: int
+) -> tuple[np.ndarray, Any]:
+    """Kernel SHAP on a background of at most 100 rows.
+
+    Kernel SHAP (not shap's permutation or exact explainers) because those
+    compile numba code on first use, about 20 s here; Kernel SHAP's efficiency
+    constraint keeps contributions adding up to the margin exactly.
+    """
+    import shap
+
+    bg = X if background is None else background[list(X.columns)]
+    if len(bg) > 100:
+        bg = bg.sample(100, random_state=seed)
+    columns = list(X.columns)
+
+    def f(a: np.ndarray) -> np.ndarray:
+        return model_margin(model, pd.DataFrame(a, columns=columns))
+
+    explainer = shap.KernelExplainer(f, bg.to_numpy(dtype=float), seed=seed)
+    values = explainer.shap_values(X.to_numpy(dtype=float), silent=True)
+    return np.asarray(values, dtype=float), float(np.ravel(explainer.expected_value)[0])
+
+
+def contributions(
+    model: Any,
+    X: pd.DataFrame,
+    background: pd.DataFrame | None = None,
+    seed: int = 0,
+    tree_exact: bool | None = None,
+) -> pd.DataFrame:
+    """Per-row, per-feature contributions to the model's margin (see :func:`model_margin`).
+
+    Returns a frame shaped like ``X`` (same index and columns). Its
+    ``attrs["base_value"]`` (a float) plus the row sums equal the margin, and
+    ``attrs["method"]`` says which method was used: ``"linear"``, ``"tree"``
+    (exact TreeSHAP), ``"tree_path"`` or ``"kernel"``.
+
+    ``background`` is the reference population (normally the training rows):
+    for linear models the contributions are ``coef * (x - mean(background))``
+    in the model's input space (default: the training mean kept by a final
+    StandardScaler, else the mean of ``X``); tree models use SHAP's
+    path-dependent algorithm and need no background. Exact TreeSHAP costs
+    about rows x trees x leaves x depth^2: a 200-tree depth-10 forest takes
+    some 30 s per 1,000 rows. With ``tree_exact=None`` (auto) it is used up to
+    :data:`TREE_SHAP_BUDGET` and beyond that the path attribution of each
+    prediction (Saabas; shap's ``approximate=True``) is used instead: it
+    also adds up exactly to the margin, but credits features by their
+    position in the trees rather than by Shapley values. ``tree_exact=True``
+    forces exact values; other models use ``background`` as
+    Kernel SHAP's background (default: up to 100 rows of ``X``); that fallback
+    is slow for many rows and features, so explain only the flagged officers.
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise ValueError("X: pass a DataFrame of the model's numeric input columns")
+    check_no_protected(X.columns)
+    non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    if non_numeric:
+        raise ValueError(f"X: model inputs are numeric; drop {non_numeric} (context, not inputs)")
+    _, est = _split_pipeline(model)
+    if _is_linear(est):
+        values, base = _linear(model, X, background)
+        method = "linear"
+    elif type(est).__name__ in _TREE_MODELS:
+        values, base, exact = _tree(model, X, tree_exact)
+        method = "tree" if exact else "tree_path"
+    else:
+        values, base = _generic(model, X, background, seed)
+        method = "kernel"
+    out = pd.DataFrame(values, index=X.index, columns=X.columns)
+    out.attrs["base_value"] = base
+    out.attrs["method"] = method
+    return out
+
+
+@dataclass
+class Explanation:
+    """Why one officer was scored as they were, in words backed by numbers.
+
+    ``factors`` hold, for each listed indicator: feature, value, contribution,
+    sentence, and when available peer_ratio and peer_group. ``rules_fired`` are
+    the names of the given rules that flag this officer; ``rule_reasons`` their
+    fired conditions as sentences.
+    """
+
+    row: int
+    officer_id: Any = None
+    score: float | None = None
+    sentences: list[str] = field(default_factory=list)
+    factors: list[dict[str, Any]] = field(default_factory=list)
+    rules_fired: list[str] = field(default_factory=list)
+    rule_reasons: dict[str, list[str]] = field(default_factory=dict)
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (numpy scalars turned into Python numbers)."""
+
+        def plain(v: Any) -> Any:
+            return v.item() if isinstance(v, np.generic) else v
+
+        return {
+            "row": self.row,
+            "officer_id": plain(self.officer_id),
+            "score": plain(self.score),
+            "sentences": list(self.sentences),
+            "factors": [{k: plain(v) for k, v in f.items()} for f in self.factors],
+            "rules_fired": list(self.rules_fired),
+            "rule_reasons": {k: list(v) for k, v in self.rule_reasons.items()},
+            "text": self.text,
+        }
+
+
+def describe_factor(
+    feature: str,
+    value: Any,
+    descriptions: Mapping[str, str] | None,
+    peer_ratio: float | None = None,
+    peer_kind: str | None = None,
+    peer_name: Any = None,
+    template_context: Mapping[str, Any] | None = None,
+) -> str:
+    """One sentence for one indicator, e.g.
+    ``"4 use-of-force reports in the last 6 months, 3.1 times the average of unit 12"``.
+
+    The template (``{value}`` or ``{value:.0f}``, and ``{unit}``/``{rank}`` filled
+    from ``template_context``) comes from the feature spec; without one the
+    sentence is ``"<feature>: <value>"``. The peer clause is added when a peer
+    ratio is known.
+    """
+    template = (descriptions or {}).get(feature)
+    if template:
+        head = render_template(template, value=value, **(template_context or {}))
+    else:
+        head = f"{feature}: {format_value(value)}"
+    if peer_ratio is None or not np.isfinite(peer_ratio) or peer_kind is None:
+        return head
+    if peer_name is None or (isinstance(peer_name, float) and np.isnan(peer_name)):
+        return f"{head}, {peer_ratio:.1f} times the {peer_kind} average"
+    return f"{head}, {peer_ratio:.1f} times the average of {peer_kind} {peer_name}"
+
+
+def _lookup(frames: Sequence[pd.DataFrame | None], column: str) -> np.ndarray | None:
+    for f in frames:
+        if f is not None and column in f.columns:
+            return f[column].to_numpy()
+    return None
+
+
+def _rule_frame(rule: Any, X: pd.DataFrame, context: pd.DataFrame | None) -> Any:
+    names = getattr(rule, "feature_names_in_", None)
+    if names is None:
+        return X.to_numpy(dtype=float)
+    parts = {}
+    for n in names:
+        col = _lookup([X, context], str(n))
+        if col is None:
+            raise ValueError(f"rule {rule!r} needs column {n!r}, in neither X nor context")
+        parts[str(n)] = col
+    return pd.DataFrame(parts, index=X.index)[list(names)]
+
+
+def explain(
+    model: Any,
+    X: pd.DataFrame,
+    descriptions: Mapping[str, str] | None = None,
+    context: pd.DataFrame | None = None,
+    rules: Mapping[str, Any] | None = None,
+    top_k: int = 3,
+    background: pd.DataFrame | None = None,
+    officer_ids: Sequence[Any] | None = None,
+    tree_exact: bool | None = None,
+) -> list[Explanation]:
+    """Explain every row of ``X`` (the model's numeric inputs, one row per officer).
+
+    Args:
+        model: a fitted classifier (or Pipeline).
+        X: model inputs.
+        descriptions: feature -> sentence template with ``{value}``.
+        context: rows aligned with X holding ``unit``/``rank`` names, peer ratio
+            columns (``{feature}_unit_ratio``, ``{feature}_rank_ratio``) not among
+            the inputs, ``officer_id``, and columns rules need.
+        rules: name -> fitted rule; each row lists the rules that flag it.
+        top_k: at most this many indicators per officer; only indicators that
+            pushed toward a flag (positive contribution) are listed.
+        background: reference rows for :func:`contributions`.
+        officer_ids: ids per row (default: ``context["officer_id"]`` if present).
+        tree_exact: exact TreeSHAP or path attribution (see :func:`contributions`).
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k: must be at least 1, got {top_k}")
+    if context is not None and len(context) != len(X):
+        raise ValueError(f"context has {len(context)} rows, X has {len(X)}: align them")
+    if context is not None:
+        check_no_protected(context.columns)
+    contrib = contributions(model, X, background, tree_exact=tree_exact)
+    C = contrib.to_numpy()
+    base = np.broadcast_to(np.asarray(contrib.attrs["base_value"], dtype=float), (len(X),))
+    score = base + C.sum(axis=1)
+    n, p = C.shape
+    k = min(top_k, p)
+    order = np.argsort(-np.where(np.isnan(C), -np.inf, C), axis=1, kind="stable")[:, :k]
+    top_c = np.take_along_axis(C, order, axis=1)
+    values = X.to_numpy()
+    features = list(X.columns)
+
+    # Peer context per feature: (kind, ratio column values, group names).
+    peers: dict[int, tuple[str, np.ndarray, np.ndarray | None]] = {}
+    for j in np.unique(order):
+        for peer_kind in _PEERS:
+            ratio_col = _lookup([context, X], f"{features[j]}_{peer_kind}_ratio")
+            if ratio_col is not None:
+                peers[int(j)] = (peer_kind, ratio_col.astype(float), _lookup([context], peer_kind))
+                break
+
+    peer_names = {kind: _lookup([context], kind) for kind in _PEERS}
+
+    def template_context(i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for kind, names in peer_names.items():
+            name = None if names is None else names[i]
+            missing = name is None or (isinstance(name, float) and np.isnan(name))
+            out[kind] = f"their {kind}" if missing else name
+        return out
+
+    ids: Sequence[Any] | np.ndarray | None = officer_ids
+    if ids is None:
+        ids = _lookup([context], "officer_id")
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"officer_ids has {len(ids)} values, X has {n} rows")
+
+    fired: dict[str, np.ndarray] = {}
+    reasons: dict[str, list[list[str]]] = {}
+    for name, rule in (rules or {}).items():
+        frame = _rule_frame(rule, X, context)
+        fired[name] = np.asarray(rule.decision_function(frame)) > 0
+        reasons[name] = rule.explain_rows(frame, descriptions)
+
+    out = []
+    for i in range(n):
+        factors = []
+        for j, c in zip(order[i], top_c[i], strict=True):
+            if not c > 0:
+                break
+            j = int(j)
+            value = values[i, j]
+            ratio: float | None = None
+            group: Any = None
+            kind: str | None = None
+            if j in peers:
+                kind, ratios, groups = peers[j]
+                ratio = float(ratios[i]) if np.isfinite(ratios[i]) else None
+                group = None if groups is None else groups[i]
+            sentence = describe_factor(
+                features[j], value, descriptions, ratio, kind, group, template_context(i)
+            )
+            factor: dict[str, Any] = {
+                "feature": features[j],
+                "value": value.item() if isinstance(value, np.generic) else value,
+                "contribution": float(c),
+                "sentence": sentence,
+            }
+            if ratio is not None:
+                factor["peer_ratio"] = ratio
+                factor["peer_group"] = f"{kind} {group}" if group is not None else kind
+            factors.append(factor)
+        sentences = [f["sentence"] for f in factors]
+        names = [name for name in fired if fired[name][i]]
+        why = {name: reasons[name][i] for name in names}
+        parts = [PREAMBLE]
+        if sentences:
+            parts.append("Indicators: " + "; ".join(sentences) + ".")
+        for name in names:
+            detail = "; ".join(why[name])
+            parts.append(f"Also meets rule {name}" + (f": {detail}." if detail else "."))
+        out.append(
+            Explanation(
+                row=i,
+                officer_id=None if ids is None else ids[i],
+                score=float(score[i]),
+                sentences=sentences,
+                factors=factors,
+                rules_fired=names,
+                rule_reasons=why,
+                text=" ".join(parts),
+            )
+        )
+    return out

@@ -1,0 +1,320 @@
+"""Explanations: contributions add up to the margin; sentences are exact and supportive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from models.explain import contributions, describe_factor, explain, model_margin
+from models.rules import make_rule
+
+FEATURES = [
+    "complaint_90d_count",
+    "complaint_180d_count",
+    "use_of_force_90d_count",
+    "use_of_force_180d_count",
+    "complaint_1y_sustained",
+    "tenure_years",
+]
+DESCRIPTIONS = {
+    "use_of_force_180d_count": "{value} use-of-force reports in the last 6 months",
+    "complaint_180d_count": "{value} complaints in the last 6 months",
+    "use_of_force_90d_count": "{value} use-of-force reports in the last 90 days",
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 600
+    X = pd.DataFrame(rng.poisson(1.5, (n, len(FEATURES))).astype(float), columns=FEATURES)
+    X["tenure_years"] = rng.uniform(0, 25, n)
+    X.loc[X.index[::9], "complaint_1y_sustained"] = np.nan
+    logit = 0.8 * X["use_of_force_180d_count"] + 0.5 * X["complaint_180d_count"] - 4
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int).to_numpy()
+    return X, y
+
+
+def _models() -> dict[str, Any]:
+    return {
+        "lr": make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()),
+        "rf": make_pipeline(
+            SimpleImputer(), RandomForestClassifier(30, max_depth=5, random_state=0)
+        ),
+        "hgb": HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    }
+
+
+@pytest.mark.parametrize("name", ["lr", "rf", "hgb"])
+def test_contributions_add_up_to_the_margin(
+    name: str, data: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    X, y = data
+    model = _models()[name].fit(X, y)
+    c = contributions(model, X)
+    assert c.shape == X.shape and list(c.columns) == FEATURES and c.index.equals(X.index)
+    total = c.sum(axis=1).to_numpy() + c.attrs["base_value"]
+    np.testing.assert_allclose(total, model_margin(model, X), atol=1e-6)
+    assert c.attrs["method"] == ("linear" if name == "lr" else "tree")
+    # The informative indicator carries the most weight on average.
+    assert c.abs().mean().idxmax() in {"use_of_force_180d_count", "complaint_180d_count"}
+
+
+def test_large_forests_fall_back_to_path_attribution(
+    data: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.explain as ex
+
+    X, y = data
+    model = _models()["rf"].fit(X, y)
+    assert ex.tree_shap_cost(model[-1], 10) > 0
+    monkeypatch.setattr(ex, "TREE_SHAP_BUDGET", 0.0)
+    c = contributions(model, X)
+    assert c.attrs["method"] == "tree_path"
+    total = c.sum(axis=1).to_numpy() + c.attrs["base_value"]
+    np.testing.assert_allclose(total, model_margin(model, X), atol=1e-6)
+    assert contributions(model, X.iloc[:5], tree_exact=True).attrs["method"] == "tree"
+
+
+def test_linear_contributions_are_coef_times_centered_input(
+    data: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    X, y = data
+    model = _models()["lr"].fit(X, y)
+    c = contributions(model, X.iloc[:5])
+    Z = model[:-1].transform(X.iloc[:5])  # scaled: training mean is 0
+    np.testing.assert_allclose(c.to_numpy(), model[-1].coef_.ravel() * Z)
+    assert c.attrs["base_value"] == pytest.approx(model[-1].intercept_[0])
+
+
+def test_generic_fallback_adds_up(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = data
+    model = _Bumpy()
+    c = contributions(model, X.iloc[:4].fillna(0), background=X.iloc[:30].fillna(0))
+    assert c.attrs["method"] == "kernel"
+    total = c.sum(axis=1).to_numpy() + c.attrs["base_value"]
+    np.testing.assert_allclose(total, model_margin(model, X.iloc[:4]), atol=1e-6)
+
+
+def test_protected_and_non_numeric_inputs_refused(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = data
+    model = _models()["lr"].fit(X, y)
+    with pytest.raises(ValueError, match="protected"):
+        contributions(model, X.assign(sex=1.0))
+    with pytest.raises(ValueError, match="numeric"):
+        contributions(model, X.assign(unit="12"))
+
+
+class _Bumpy:
+    """A non-linear, non-tree model (only predict_proba): needs the generic explainer."""
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        a = X.to_numpy(dtype=float)
+        z = np.sin(a[:, 0]) * a[:, 3] + 0.1 * a[:, 5] - 1
+        p = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - p, p])
+
+
+class _Fixed:
+    """A stand-in linear model with known coefficients, for exact sentences."""
+
+    def __init__(self, coef: list[float]) -> None:
+        self.coef_ = np.array([coef])
+        self.intercept_ = np.array([-1.0])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return X.to_numpy(dtype=float) @ self.coef_.ravel() + self.intercept_[0]
+
+
+def test_sentences_for_a_hand_built_case() -> None:
+    X = pd.DataFrame(
+        {
+            "use_of_force_180d_count": [4.0, 0.0],
+            "complaint_180d_count": [3.0, 1.0],
+            "tenure_years": [2.0, 20.0],
+            "use_of_force_90d_count": [1.0, 0.0],
+        }
+    )
+    context = pd.DataFrame(
+        {
+            "officer_id": ["A17", "B02"],
+            "unit": ["12", "7"],
+            "rank": ["police officer", "sergeant"],
+            "use_of_force_180d_count_unit_ratio": [3.1, 0.0],
+            "complaint_180d_count_rank_ratio": [1.5, 0.5],
+            "complaint_180d_count_unit_ratio": [2.0, 0.5],
+            "complaint_90d_count": [1.0, 0.0],  # only a rule reads it
+        }
+    )
+    model = _Fixed([1.0, 0.5, -0.1, 0.01])
+    with_90d = X.assign(complaint_90d_count=[1.0, 0.0])
+    rules = {
+        "cmpd": make_rule("cmpd").fit(X, [1, 0]),
+        "miami_dade": make_rule("miami_dade").fit(with_90d, [1, 0]),
+    }
+    (a, b) = explain(
+        model, X, DESCRIPTIONS, context=context, rules=rules, top_k=2, background=X.iloc[[1]]
+    )
+    # Contributions relative to officer B: force 4.0, complaints 1.0, tenure 1.8, ...
+    assert a.officer_id == "A17"
+    assert a.sentences == [
+        "4 use-of-force reports in the last 6 months, 3.1 times the average of unit 12",
+        "tenure_years: 2",
+    ]
+    assert [f["feature"] for f in a.factors] == ["use_of_force_180d_count", "tenure_years"]
+    assert a.factors[0]["contribution"] == pytest.approx(4.0)
+    assert a.factors[0]["peer_ratio"] == 3.1 and a.factors[0]["peer_group"] == "unit 12"
+    assert "peer_ratio" not in a.factors[1]
+    assert a.rules_fired == ["cmpd"]
+    assert a.rule_reasons == {
+        "cmpd": ["3 or more complaints in the last 6 months (this officer: 3)"]
+    }
+    assert a.text == (
+        "Suggested for a supportive review (not a finding). Indicators: 4 use-of-force reports "
+        "in the last 6 months, 3.1 times the average of unit 12; tenure_years: 2. Also meets "
+        "rule cmpd: 3 or more complaints in the last 6 months (this officer: 3)."
+    )
+    assert a.score == pytest.approx(model.decision_function(X)[0])
+    # Officer B is the reference: nothing pushes toward a flag, no rule fires.
+    assert b.sentences == [] and b.rules_fired == [] and b.factors == []
+    assert b.to_dict()["officer_id"] == "B02"
+
+
+def test_describe_factor_variants() -> None:
+    assert describe_factor("x_count", 2.5, None) == "x_count: 2.5"
+    assert (
+        describe_factor("complaint_180d_count", 3, DESCRIPTIONS, 1.54, "rank", "sergeant")
+        == "3 complaints in the last 6 months, 1.5 times the average of rank sergeant"
+    )
+    assert (
+        describe_factor("complaint_180d_count", 3, DESCRIPTIONS, 2.0, "unit", None)
+        == "3 complaints in the last 6 months, 2.0 times the unit average"
+    )
+
+
+def test_explain_is_fast_for_a_large_department(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = data
+    model = _models()["lr"].fit(X, y)
+    big = pd.concat([X] * 22, ignore_index=True)  # 13,200 officers
+    import time
+
+    t = time.perf_counter()
+    out = explain(model, big, DESCRIPTIONS, top_k=3)
+    assert len(out) == len(big)
+    assert time.perf_counter() - t < 10
+    assert all(len(e.factors) <= 3 for e in out)
+    assert all(f["contribution"] > 0 for e in out for f in e.factors)
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_synthetic_agency(tmp_path: Any) -> None:
+    """Real features and templates: rules and a model explained with unit context."""
+    from ews.synth import synthesize
+    from features.build import build_features
+    from features.labels import build_labels
+    from features.spec import default_spec
+    from models.inputs import numeric_feature_columns
+
+    synthesize(tmp_path / "pkg", officers=200, years=5, seed=3, quiet=True)
+    dates = ["2013-01-01", "2014-01-01"]
+    frame = build_features(tmp_path / "pkg", dates).merge(
+        build_labels(tmp_path / "pkg", dates, "sustained_or_force"),
+        on=["officer_id", "as_of_date"],
+    )
+    cols = numeric_feature_columns(frame)
+    assert "unit" not in cols and "officer_id" not in cols
+    train = frame[frame["as_of_date"] == frame["as_of_date"].min()]
+    test = frame[frame["as_of_date"] == frame["as_of_date"].max()].reset_index(drop=True)
+    model = make_pipeline(
+        SimpleImputer(keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=500)
+    ).fit(train[cols], train["label"])
+    rules = {n: make_rule(n).fit(train[cols], train["label"]) for n in ("iapro_top_percentile",)}
+    descriptions = {c.name: c.description_template for c in default_spec().columns}
+    out = explain(
+        model,
+        test[cols],
+        descriptions,
+        context=test[["officer_id", "unit", "rank"]],
+        rules=rules,
+    )
+    assert [e.officer_id for e in out] == test["officer_id"].tolist()
+    flagged = rules["iapro_top_percentile"].predict(test[cols]) == 1
+    assert [bool(e.rules_fired) for e in out] == flagged.tolist()
+    sentences = [s for e in out for s in e.sentences]
+    assert sentences and not any("{" in s for s in sentences)
+    units = set(test["unit"].dropna())
+    assert any(f"unit {u}" in s for s in sentences for u in units)
+
+
+def _cut(src: Any, dst: Any, t: pd.Timestamp) -> None:
+    """The package as it was known at ``t`` (CONTRACT.md, knowledge time)."""
+    from ews.contract import read_normalized, write_normalized
+
+    pkg = read_normalized(src)
+    off = pkg.officers[pkg.officers["appointed_date"] < t].copy()
+    off.loc[off["separation_date"] >= t, "separation_date"] = pd.NaT
+    ev = pkg.events[
+        (pkg.events["reported_date"].fillna(pkg.events["event_date"]) < t)
+        & pkg.events["officer_id"].isin(off["officer_id"])
+    ].copy()
+    late = ev["finding_date"] >= t
+    ev.loc[late, "finding"] = None
+    ev.loc[late, "finding_date"] = pd.NaT
+    asg = pkg.assignments[
+        (pkg.assignments["start_date"] < t) & pkg.assignments["officer_id"].isin(off["officer_id"])
+    ].copy()
+    asg.loc[asg["end_date"] >= t, "end_date"] = pd.NaT
+    write_normalized(dst, off, ev, asg)
+
+
+@pytest.mark.slow
+def test_explanations_do_not_change_when_the_future_is_cut(tmp_path: Any) -> None:
+    """Knowledge time: explanations at t from the full package equal those from the
+    package cut at t (events, findings, officers and assignments known only before t)."""
+    from ews.synth import synthesize
+    from features.build import build_features
+    from features.spec import default_spec
+    from models.inputs import numeric_feature_columns
+
+    t = pd.Timestamp("2013-07-01")
+    synthesize(tmp_path / "full", officers=150, years=5, seed=5, quiet=True)
+    _cut(tmp_path / "full", tmp_path / "cut", t)
+    full = build_features(tmp_path / "full", [t.date()])
+    cut = build_features(tmp_path / "cut", [t.date()])
+    cols = numeric_feature_columns(full)
+    rng = np.random.default_rng(0)
+    y = (full["complaint_1y_count"].fillna(0) + rng.random(len(full)) > 1.5).astype(int)
+    model = make_pipeline(
+        SimpleImputer(keep_empty_features=True), StandardScaler(), LogisticRegression(max_iter=500)
+    ).fit(full[cols], y)
+    rules = {"cmpd": make_rule("cmpd").fit(full[cols], y)}
+    descriptions = {c.name: c.description_template for c in default_spec().columns}
+
+    def texts(frame: pd.DataFrame) -> list[tuple[Any, str]]:
+        frame = frame.sort_values("officer_id").reset_index(drop=True)
+        out = explain(
+            model,
+            frame[cols],
+            descriptions,
+            context=frame[["officer_id", "unit", "rank"]],
+            rules=rules,
+            background=full[cols],
+        )
+        return [(e.officer_id, e.text) for e in out]
+
+    from ews.contract import read_normalized
+
+    assert len(read_normalized(tmp_path / "cut").events) < len(
+        read_normalized(tmp_path / "full").events
+    )
+    result = texts(full)
+    assert sum("Indicators:" in text for _, text in result) > len(result) // 4
+    assert result == texts(cut)

@@ -1,0 +1,243 @@
+"""Scoring: who to flag at an as-of date, why, and with what.
+
+:func:`score` loads a registered model (by default the agency's ``champion``), rebuilds its
+features at the as-of date from the agency's current snapshot with
+:func:`features.build.build_features` (the very code path the experiment trained on, with the
+same feature spec, checked by hash, and the same cohort), ranks the officers, flags the top
+``flag_top_pct`` percent (or as many as a named rule flags), lists the rules that fire for
+each officer and explains each score in sentences (:mod:`models.explain`).
+
+Every row carries its provenance: the model name and version, the data snapshot it was scored
+on and the one the model was trained on, the feature-spec and experiment-config hashes, the
+seed and the as-of date. The flags are saved in the workspace (``ews.flagstore``, where the
+API reads them) and, if asked, to a Parquet or CSV file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ews.store import Snapshot
+
+
+class ScoringError(ValueError):
+    """Scoring cannot proceed (no model, no data, a spec that changed since training)."""
+
+
+def _percentile(score: np.ndarray) -> np.ndarray:
+    """Share of officers (in %) scoring at or below each officer."""
+    import pandas as pd
+
+    return pd.Series(score).rank(method="max", pct=True).to_numpy() * 100.0
+
+
+def _explanations(
+    model: Any,
+    X: pd.DataFrame,
+    descriptions: dict[str, str],
+    context: pd.DataFrame,
+    rules: dict[str, Any],
+    background: pd.DataFrame | None,
+    top_k: int,
+    officer_ids: list[str],
+) -> tuple[list[str], list[str]]:
+    """(text, factors JSON) per row from :func:`models.explain.explain`."""
+    from models.explain import explain
+
+    out = explain(
+        model,
+        X,
+        descriptions=descriptions,
+        context=context,
+        rules=rules or None,
+        top_k=top_k,
+        background=background,
+        officer_ids=officer_ids,
+    )
+    texts = [e.text for e in out]
+    factors = [json.dumps(e.factors, default=str) for e in out]
+    return texts, factors
+
+
+def score(
+    as_of: dt.date,
+    model: str = "champion",
+    agency: str | None = None,
+    snapshot: str | None = None,
+    source: Snapshot | Path | None = None,
+    flag_top_pct: float | None = None,
+    flag_like_rule: str | None = None,
+    explain: bool = True,
+    top_k: int = 3,
+    out: Path | None = None,
+    save: bool = True,
+    uri: str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Score every officer of the cohort at ``as_of`` with a registered model.
+
+    Args:
+        as_of: the as-of date (only what was known before it is used).
+        model: ``champion`` (the agency's model with that alias), ``NAME``, ``NAME@ALIAS`` or
+            ``NAME/VERSION``.
+        agency, snapshot: which workspace data (default: the model's agency, current snapshot).
+        source: a Snapshot or normalized package folder instead of the workspace.
+        flag_top_pct: flag this top share (default: the experiment's ``flag_top_pct``).
+        flag_like_rule: flag as many officers as this rule (e.g. ``cmpd``) flags at ``as_of``.
+        explain: add sentences explaining each score (``explanation``, ``factors``).
+        out: also write the flags to this ``.parquet`` or ``.csv`` file.
+        save: save the flags in the workspace (``EWS_HOME/flags/<agency>/<as_of>.parquet``).
+
+    Returns the flags, best score first: officer_id, score, rank (1 = highest), percentile,
+    flagged, rules_fired (JSON list), explanation, factors (JSON), unit, peer_rank, and the
+    provenance columns (model_name, model_version, snapshot_id, train_snapshot_id, spec_hash,
+    config_hash, seed, as_of_date, scored_at).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ews.store import Snapshot, StoreError, Workspace
+    from features.build import build_features
+    from models import registry
+    from models.experiment import ExperimentConfig, cohort_spec, load_feature_spec
+    from models.metrics import rank_order, top_flags
+
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.date()
+    if agency is None and source is None and model in (registry.CHAMPION, registry.CHALLENGER):
+        agencies = Workspace().agencies()
+        if len(agencies) == 1:  # the champion of the workspace's only agency
+            agency = agencies[0]
+    try:
+        loaded = registry.load_model(model, agency=agency, uri=uri)
+    except registry.RegistryError as exc:
+        raise ScoringError(str(exc)) from exc
+    tags = loaded.tags
+    if loaded.config is None:
+        raise ScoringError(f"{loaded.name} v{loaded.version} has no experiment config logged")
+    config = ExperimentConfig.model_validate(loaded.config)
+    agency = agency or tags.get("ews.agency") or None
+    if source is None:
+        try:
+            src: Snapshot | Path = Workspace().snapshot(agency, snapshot)
+        except StoreError as exc:
+            raise ScoringError(f"{exc} (run `ews ingest` first)") from exc
+    else:
+        src = source
+    snapshot_id = src.id if isinstance(src, Snapshot) else Path(src).name
+    if isinstance(src, Snapshot):
+        agency = src.agency
+    agency = agency or "default"
+
+    spec = load_feature_spec(config.feature_spec)
+    if tags.get("ews.spec_hash") and str(spec.hash) != tags["ews.spec_hash"]:
+        raise ScoringError(
+            f"the feature spec changed since {loaded.name} v{loaded.version} was trained "
+            f"(hash {spec.hash}, trained on {tags['ews.spec_hash']}): retrain with `ews train`"
+        )
+    features = build_features(
+        src, [as_of], spec=spec, cohort=cohort_spec(config.cohort), progress=progress
+    )
+    if features.empty:
+        raise ScoringError(f"no officer is in the cohort at {as_of}")
+    columns = loaded.feature_names
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ScoringError(f"features missing at scoring time: {', '.join(missing)}")
+    X = features[columns].astype("float64").reset_index(drop=True)
+    scores = np.asarray(loaded.model.predict_proba(X)[:, 1], dtype=float)
+    seed = int(tags.get("ews.seed") or config.seed or 0)
+    order = rank_order(scores, seed)
+    rank = np.empty(len(scores), dtype=np.int64)
+    rank[order] = np.arange(1, len(scores) + 1)
+
+    rules = loaded.rules or {}
+    fired = {name: np.asarray(rule.predict(X)).astype(bool) for name, rule in rules.items()}
+    if flag_like_rule is not None:
+        if flag_like_rule not in fired:
+            known = ", ".join(sorted(fired)) or "none"
+            raise ScoringError(
+                f"no rule {flag_like_rule!r} was fitted with the model (have {known})"
+            )
+        n_flag = int(fired[flag_like_rule].sum())
+        flag_rule = f"volume of rule {flag_like_rule}"
+    else:
+        pct = flag_top_pct if flag_top_pct is not None else config.flag_top_pct
+        n_flag = max(1, int(np.ceil(pct / 100.0 * len(scores) - 1e-9)))
+        flag_rule = f"top {pct:g}%"
+    flagged = top_flags(scores, n_flag, seed)
+
+    def context_col(name: str) -> Any:
+        return features[name].reset_index(drop=True) if name in features else pd.NA
+
+    frame = pd.DataFrame(
+        {
+            "officer_id": features["officer_id"].astype(str).reset_index(drop=True),
+            "score": scores,
+            "rank": rank,
+            "percentile": _percentile(scores),
+            "flagged": flagged,
+            "flag_rule": flag_rule,
+            "rules_fired": [
+                json.dumps([n for n, f in fired.items() if f[i]]) for i in range(len(scores))
+            ],
+            "unit": context_col("unit"),
+            "peer_rank": context_col("rank"),
+        }
+    )
+    if explain:
+        descriptions = {c.name: c.description_template for c in spec.columns}
+        ctx_cols = [c for c in features.columns if c in ("unit", "rank") or c.endswith("_ratio")]
+        context = features[ctx_cols].reset_index(drop=True)
+        texts, factors = _explanations(
+            loaded.model,
+            X,
+            descriptions,
+            context,
+            rules,
+            loaded.background,
+            top_k,
+            frame["officer_id"].tolist(),
+        )
+        frame["explanation"] = texts
+        frame["factors"] = factors
+    frame = frame.assign(
+        model_name=loaded.name,
+        model_version=loaded.version,
+        snapshot_id=snapshot_id,
+        train_snapshot_id=tags.get("ews.snapshot_id", ""),
+        spec_hash=str(spec.hash),
+        config_hash=tags.get("ews.config_hash", ""),
+        label=tags.get("ews.label", ""),
+        seed=seed,
+        as_of_date=pd.Timestamp(as_of),
+        scored_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
+    )
+    frame = frame.sort_values("rank").reset_index(drop=True)
+    if save:
+        from ews.flagstore import save_flags
+
+        save_flags(agency, as_of, frame)
+    if out is not None:
+        write_flags(frame, Path(out))
+    return frame
+
+
+def write_flags(frame: pd.DataFrame, path: Path) -> Path:
+    """Write flags as Parquet (``.parquet``) or CSV (``.csv``, ``.csv.gz``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    elif name.endswith((".csv", ".csv.gz")):
+        frame.to_csv(path, index=False)
+    else:
+        raise ScoringError(f"{path}: write flags to a .parquet or .csv file")
+    return path

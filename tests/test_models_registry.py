@@ -1,0 +1,87 @@
+"""The MLflow registry: register, alias, load back, promote; every version traceable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _models_agency import shared_mlflow_uri
+
+from models import registry
+from models.grid import make_estimator
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "complaint_1y_count": rng.poisson(1.0, 300).astype(float),
+            "use_of_force_1y_count": rng.poisson(2.0, 300).astype(float),
+        }
+    )
+    y = (X["complaint_1y_count"] + rng.normal(0, 1, 300) > 1.5).astype(int).to_numpy()
+    return X, y
+
+
+def test_register_load_predict_and_promote(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-sustained"
+    m1 = make_estimator("logistic_regression", {"C": 0.5}, seed=3).fit(X, y)
+    tags = {
+        "ews.agency": "regtest",
+        "ews.snapshot_id": "snap-1",
+        "ews.spec_hash": "abc123",
+        "ews.config_hash": "cfg456",
+        "ews.seed": 3,
+        "ews.label": "sustained",
+        "ews.candidate": "lr[C=0.5]",
+    }
+    v1 = registry.register_model(
+        m1, name, X, tags, config={"seed": 3}, background=X.head(20), uri=uri
+    )
+    loaded = registry.load_champion(name, uri=uri)
+    assert loaded.version == v1 and loaded.aliases == ["champion"]
+    assert np.allclose(loaded.model.predict_proba(X), m1.predict_proba(X))
+    assert loaded.feature_names == list(X.columns)
+    assert loaded.config == {"seed": 3}
+    assert loaded.background is not None and loaded.background.shape == (20, 2)
+    for key, value in tags.items():
+        assert loaded.tags[key] == str(value)
+    assert loaded.tags["ews.run_id"] == loaded.run_id
+
+    # A second version takes the champion alias; promote moves it back.
+    m2 = make_estimator("random_forest", {"n_estimators": 10}, seed=1).fit(X, y)
+    v2 = registry.register_model(m2, name, X, {**tags, "ews.seed": 1}, uri=uri)
+    assert int(v2) == int(v1) + 1
+    assert registry.resolve(name, uri=uri) == (name, v2)
+    registry.promote(name, v1, uri=uri)
+    assert registry.resolve(f"{name}@champion", uri=uri) == (name, v1)
+    registry.promote(name, v2, alias="challenger", uri=uri)
+    back = registry.load_model(f"{name}@challenger", uri=uri, artifacts=False)
+    assert np.allclose(back.model.predict_proba(X), m2.predict_proba(X))
+    assert registry.resolve(f"{name}/{v2}", uri=uri) == (name, v2)
+    rows = [r for r in registry.list_models(uri) if r["name"] == name]
+    assert [(r["version"], r["aliases"]) for r in rows] == [
+        (v1, ["champion"]),
+        (v2, ["challenger"]),
+    ]
+    assert rows[0]["snapshot_id"] == "snap-1" and rows[0]["seed"] == "3"
+    assert registry.resolve("champion", agency="regtest", uri=uri) == (name, v1)
+
+
+def test_clear_errors() -> None:
+    uri = shared_mlflow_uri()
+    with pytest.raises(registry.RegistryError, match="no version 99"):
+        registry.promote("ews-regtest-none", 99, uri=uri)
+    with pytest.raises(registry.RegistryError, match="has no alias"):
+        registry.resolve("ews-nothing-here@champion", uri=uri)
+    with pytest.raises(registry.RegistryError, match="ews train"):
+        registry.resolve("champion", agency="no-such-agency", uri=uri)
+
+
+def test_model_name_is_safe() -> None:
+    assert registry.model_name("Chicago PD", "sustained_or_force") == (
+        "ews-Chicago-PD-sustained_or_force"
+    )

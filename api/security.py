@@ -47,6 +47,17 @@ def create_user(
     return token
 
 
+def reset_token(db: AppDatabase, username: str) -> str:
+    """Give an existing user a new token (the old one stops working) and return it."""
+    token = secrets.token_urlsafe(32)
+    with db.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise UserError(f"no user {username!r}")
+        user.token_sha256 = hash_token(token)
+    return token
+
+
 def user_for_token(db: AppDatabase, token: str) -> User | None:
     with db.session() as s:
         user = s.scalar(select(User).where(User.token_sha256 == hash_token(token)))

@@ -20,12 +20,13 @@ app = typer.Typer(
 
 def _register() -> None:
     from api import cli as api_cli
-    from ews import cli_data, cli_sources
+    from ews import cli_data, cli_demo, cli_sources
     from features import cli as features_cli
     from models import cli as models_cli
 
     cli_data.register(app)
     cli_sources.register(app)
+    cli_demo.register(app)
     features_cli.register(app)
     models_cli.register(app)
     api_cli.register(app)

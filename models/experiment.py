@@ -395,6 +395,13 @@ def _ts(d: date) -> Any:
     return pd.Timestamp(d)
 
 
+def _fit_columns(train: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns with at least one value in this training set. A column that is empty in
+    one fit's training rows (an early split, a sparse window) teaches that fit nothing, and
+    HistGradientBoosting fails on it; it is left out of that fit only."""
+    return [c for c in columns if train[c].notna().any()]
+
+
 def _X(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns].astype("float64")
 
@@ -549,9 +556,10 @@ def _select(
                 tick()
                 per_model[cand.name].append(None)
             continue
-        fitted = fit_candidates(candidates, _X(train, cols), y_train, on_fit=lambda _: tick())
+        fcols = _fit_columns(train, cols)
+        fitted = fit_candidates(candidates, _X(train, fcols), y_train, on_fit=lambda _: tick())
         for cand in candidates:
-            score = _model_scores(fitted[cand.name], _X(val, cols))
+            score = _model_scores(fitted[cand.name], _X(val, fcols))
             m = evaluate_scores(y_val, score, ks=ks, seed=config.seed)
             per_model[cand.name].append(_metric(m, config.selection_metric))
     usable = {
@@ -604,7 +612,7 @@ def _refit_champion(
     chosen, scores, used = _select(candidates, inner, label, features, cols, labels, config, tick)
     rows = labels.get(label, deploy.train_as_of, deploy.label_known_by)
     train = _join(features, rows, deploy.train_as_of)
-    X, y = _X(train, cols), train["label"].to_numpy()
+    X, y = _X(train, _fit_columns(train, cols)), train["label"].to_numpy()
     if len(np.unique(y)) < 2:
         return None
     cand = next(c for c in candidates if c.name == chosen)
@@ -619,7 +627,7 @@ def _refit_champion(
         label=label,
         candidate=cand.describe(),
         model=model,
-        feature_columns=cols,
+        feature_columns=list(X.columns),
         train_dates=list(deploy.train_as_of),
         label_known_by=deploy.label_known_by,
         rules=rules,
@@ -776,8 +784,9 @@ def run_experiment(
                     labels.get(label, [sp.test_as_of], sp.test_label_known_by),
                     [sp.test_as_of],
                 )
-                X_train, y_train = _X(train, cols), train["label"].to_numpy()
-                X_test, y_test = _X(test, cols), test["label"].to_numpy()
+                fcols = _fit_columns(train, cols)
+                X_train, y_train = _X(train, fcols), train["label"].to_numpy()
+                X_test, y_test = _X(test, fcols), test["label"].to_numpy()
                 base = {
                     "test_date": sp.test_as_of.isoformat(),
                     "label": label,
@@ -879,7 +888,7 @@ def run_experiment(
                             label=label,
                             candidate=cand.describe(),
                             model=model,
-                            feature_columns=cols,
+                            feature_columns=list(X_train.columns),
                             train_dates=list(sp.train_as_of),
                             label_known_by=sp.label_known_by,
                             rules=fitted_rules,

@@ -21,6 +21,7 @@ wording states facts and comparisons, not judgments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -287,6 +288,26 @@ def describe_factor(
     return f"{head}, {peer_ratio:.1f} times the average of {peer_kind} {peer_name}"
 
 
+_PEER_SUFFIX = re.compile(r"^(?P<base>.+)_(?:unit|rank)_(?:ratio|z|pct)$")
+
+
+def indicator_groups(features: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """Group input columns by indicator: ``x``, ``x_unit_ratio``, ``x_rank_z`` ... are one
+    indicator ``x``. Returns the indicator names and the column positions of each."""
+    names: list[str] = []
+    members: list[list[int]] = []
+    where: dict[str, int] = {}
+    for j, f in enumerate(features):
+        m = _PEER_SUFFIX.match(f)
+        key = m.group("base") if m else f
+        if key not in where:
+            where[key] = len(names)
+            names.append(key)
+            members.append([])
+        members[where[key]].append(j)
+    return names, members
+
+
 def _lookup(frames: Sequence[pd.DataFrame | None], column: str) -> np.ndarray | None:
     for f in frames:
         if f is not None and column in f.columns:
@@ -344,20 +365,29 @@ def explain(
     C = contrib.to_numpy()
     base = np.broadcast_to(np.asarray(contrib.attrs["base_value"], dtype=float), (len(X),))
     score = base + C.sum(axis=1)
-    n, p = C.shape
-    k = min(top_k, p)
-    order = np.argsort(-np.where(np.isnan(C), -np.inf, C), axis=1, kind="stable")[:, :k]
-    top_c = np.take_along_axis(C, order, axis=1)
-    values = X.to_numpy()
+    n = len(X)
     features = list(X.columns)
+    # One reason per indicator: a count and its peer statistics (ratio, z, percentile) are one
+    # indicator, so their contributions are summed (sums keep the contributions additive).
+    groups, members = indicator_groups(features)
+    M = np.zeros((len(features), len(groups)))
+    for gi, cols in enumerate(members):
+        M[cols, gi] = 1.0
+    G = np.nan_to_num(C) @ M
+    k = min(top_k, len(groups))
+    order = np.argsort(-G, axis=1, kind="stable")[:, :k]
+    top_c = np.take_along_axis(G, order, axis=1)
 
-    # Peer context per feature: (kind, ratio column values, group names).
+    # Per indicator: its own value (from X or context) and a peer ratio to quote.
+    group_values: dict[int, np.ndarray | None] = {}
     peers: dict[int, tuple[str, np.ndarray, np.ndarray | None]] = {}
-    for j in np.unique(order):
+    for gi in np.unique(order):
+        gi = int(gi)
+        group_values[gi] = _lookup([X, context], groups[gi])
         for peer_kind in _PEERS:
-            ratio_col = _lookup([context, X], f"{features[j]}_{peer_kind}_ratio")
+            ratio_col = _lookup([context, X], f"{groups[gi]}_{peer_kind}_ratio")
             if ratio_col is not None:
-                peers[int(j)] = (peer_kind, ratio_col.astype(float), _lookup([context], peer_kind))
+                peers[gi] = (peer_kind, ratio_col.astype(float), _lookup([context], peer_kind))
                 break
 
     peer_names = {kind: _lookup([context], kind) for kind in _PEERS}
@@ -383,29 +413,36 @@ def explain(
         fired[name] = np.asarray(rule.decision_function(frame)) > 0
         reasons[name] = rule.explain_rows(frame, descriptions)
 
+    values = X.to_numpy()
     out = []
     for i in range(n):
         factors = []
-        for j, c in zip(order[i], top_c[i], strict=True):
+        for gi, c in zip(order[i], top_c[i], strict=True):
             if not c > 0:
                 break
-            j = int(j)
-            value = values[i, j]
+            gi = int(gi)
+            own = group_values[gi]
+            if own is not None:
+                feature, value = groups[gi], own[i]
+            else:  # only peer statistics of this indicator are inputs: quote the strongest
+                j = max(members[gi], key=lambda m: C[i, m] if np.isfinite(C[i, m]) else -np.inf)
+                feature, value = features[j], values[i, j]
             ratio: float | None = None
             group: Any = None
             kind: str | None = None
-            if j in peers:
-                kind, ratios, groups = peers[j]
+            if gi in peers and own is not None:
+                kind, ratios, names = peers[gi]
                 ratio = float(ratios[i]) if np.isfinite(ratios[i]) else None
-                group = None if groups is None else groups[i]
+                group = None if names is None else names[i]
             sentence = describe_factor(
-                features[j], value, descriptions, ratio, kind, group, template_context(i)
+                feature, value, descriptions, ratio, kind, group, template_context(i)
             )
             factor: dict[str, Any] = {
-                "feature": features[j],
+                "feature": feature,
                 "value": value.item() if isinstance(value, np.generic) else value,
                 "contribution": float(c),
                 "sentence": sentence,
+                "inputs": [features[m] for m in members[gi]],
             }
             if ratio is not None:
                 factor["peer_ratio"] = ratio

@@ -188,6 +188,37 @@ def test_sentences_for_a_hand_built_case() -> None:
     assert b.to_dict()["officer_id"] == "B02"
 
 
+def test_an_indicator_and_its_peer_statistics_are_one_reason() -> None:
+    X = pd.DataFrame(
+        {
+            "use_of_force_180d_count": [4.0, 0.0],
+            "use_of_force_180d_count_unit_ratio": [3.1, 0.0],
+            "use_of_force_180d_count_unit_z": [2.5, -0.5],
+            "complaint_180d_count_rank_pct": [90.0, 10.0],  # its count is not an input
+            "tenure_years": [2.0, 20.0],
+        }
+    )
+    context = pd.DataFrame({"officer_id": ["A17", "B02"], "unit": ["12", "7"]})
+    model = _Fixed([1.0, 0.5, 0.2, 0.01, -0.1])
+    (a, _) = explain(model, X, DESCRIPTIONS, context=context, top_k=3, background=X.iloc[[1]])
+    # force: 4.0 + 0.5 * 3.1 + 0.2 * 3.0 = 6.15; complaint percentile 0.8; tenure 1.8
+    assert [f["feature"] for f in a.factors] == [
+        "use_of_force_180d_count",
+        "tenure_years",
+        "complaint_180d_count_rank_pct",
+    ]
+    assert a.factors[0]["contribution"] == pytest.approx(6.15)
+    assert a.factors[0]["inputs"] == [
+        "use_of_force_180d_count",
+        "use_of_force_180d_count_unit_ratio",
+        "use_of_force_180d_count_unit_z",
+    ]
+    assert a.sentences[0] == (
+        "4 use-of-force reports in the last 6 months, 3.1 times the average of unit 12"
+    )
+    assert sum(f["contribution"] for f in a.factors) == pytest.approx(6.15 + 0.8 + 1.8)
+
+
 def test_describe_factor_variants() -> None:
     assert describe_factor("x_count", 2.5, None) == "x_count: 2.5"
     assert (

@@ -1,0 +1,110 @@
+"""``ews demo``: the whole job on the embedded defaults, for a first look.
+
+A synthetic agency is generated and ingested, the default experiment is trained and compared
+with the rules on honest temporal splits, the champion scores every officer at the newest
+date the data allow, demo users are created, and the service is served on localhost. Every
+step calls the same library functions as the individual commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+
+AGENCY = "demo"
+
+
+def demo(
+    officers: int = typer.Option(1500, help="Officers of the synthetic agency."),
+    years: int = typer.Option(6, help="Years of records."),
+    seed: int = typer.Option(7, help="Random seed of the synthetic agency."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the result at the end."),
+    host: str = typer.Option("127.0.0.1", help="Address to serve on."),
+    port: int = typer.Option(8000, help="Port to serve on."),
+) -> None:
+    """Run the main job on a synthetic demo agency and serve it on localhost.
+
+    Steps: ews synth -> ews ingest -> ews train -> ews score -> users -> ews serve. Run again,
+    it reuses the identical snapshot (content-addressed) and retrains. The workspace is
+    EWS_HOME (default ./ews-home).
+    """
+    import time
+
+    from api.security import UserError, create_user, reset_token
+    from ews.db import open_app_database
+    from ews.ingest import ingest_package
+    from ews.settings import get_settings
+    from ews.synth import synthesize
+    from models.experiment import data_end, load_config, run_experiment
+    from models.scoring import score
+
+    home = get_settings().home
+    t0 = time.perf_counter()
+    typer.echo(f"1/5 generating a synthetic agency: {officers} officers, {years} years")
+    package = home / "demo-package"
+    synthesize(package, officers=officers, years=years, seed=seed, start_year=2015, quiet=True)
+
+    typer.echo("2/5 validating and ingesting it")
+    result = ingest_package(package, AGENCY)
+    state = "new snapshot" if result.created else "identical snapshot already stored"
+    typer.echo(f"    snapshot {result.snapshot.id} ({state})")
+    db = open_app_database()
+    try:
+        db.record_ingest(
+            AGENCY,
+            result.snapshot.id,
+            result.created,
+            str(package),
+            result.snapshot.manifest.get("rows", {}),
+        )
+    finally:
+        db.dispose()
+
+    typer.echo("3/5 training the default experiment (models vs rules, temporal splits)")
+    cfg = load_config(None, agency=AGENCY, labels=["sustained_or_force"])
+    experiment = run_experiment(cfg, tracking=True, progress=True)
+    path = experiment.save(home / "experiments" / experiment.config_hash / "results.json")
+    selected = [r for r in experiment.records if r.get("selected")]
+    for r in selected:
+        typer.echo(
+            f"    {r['label']} {r['test_date']}: {r['method']} AUC {r.get('auc', 0):.3f}, "
+            f"precision {r.get('precision', 0):.3f} (results: {path})"
+        )
+
+    as_of = data_end(result.snapshot) + dt.timedelta(days=1)
+    typer.echo(f"4/5 scoring every officer as of {as_of}")
+    flags = score(as_of, agency=AGENCY)
+    flagged = flags[flags["flagged"].astype(bool)]
+    typer.echo(f"    {len(flagged)} of {len(flags)} officers flagged for a supportive review")
+    for _, row in flagged.head(3).iterrows():
+        typer.echo(
+            f"    officer {row['officer_id']} (unit {row.get('unit')}): {row['explanation']}"
+        )
+
+    typer.echo("5/5 demo users (tokens are shown once)")
+    unit = str(flagged.iloc[0]["unit"]) if len(flagged) else "1"
+    db = open_app_database()
+    try:
+        tokens = {}
+        for name, role, units in (
+            ("demo-supervisor", "supervisor", [unit]),
+            ("demo-reviewer", "reviewer", []),
+        ):
+            try:
+                tokens[name] = create_user(db, name, role, AGENCY if units else None, units)
+            except UserError:
+                tokens[name] = reset_token(db, name)
+    finally:
+        db.dispose()
+    typer.echo(f"    supervisor of unit {unit}: {tokens['demo-supervisor']}")
+    typer.echo(f"    credentialing reviewer:   {tokens['demo-reviewer']}")
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s")
+    if serve:
+        from api.cli import serve as serve_command
+
+        serve_command(host=host, port=port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -33,7 +33,7 @@ def demo(
 
     from api.security import UserError, create_user, reset_token
     from ews.db import open_app_database
-    from ews.ingest import ingest_package
+    from ews.ingest import ingest_package, journal_ingest
     from ews.settings import get_settings
     from ews.synth import synthesize
     from models.experiment import data_end, load_config, run_experiment
@@ -49,17 +49,7 @@ def demo(
     result = ingest_package(package, AGENCY)
     state = "new snapshot" if result.created else "identical snapshot already stored"
     typer.echo(f"    snapshot {result.snapshot.id} ({state})")
-    db = open_app_database()
-    try:
-        db.record_ingest(
-            AGENCY,
-            result.snapshot.id,
-            result.created,
-            str(package),
-            result.snapshot.manifest.get("rows", {}),
-        )
-    finally:
-        db.dispose()
+    journal_ingest(result, str(package))
 
     typer.echo("3/5 training the default experiment (models vs rules, temporal splits)")
     cfg = load_config(None, agency=AGENCY, labels=["sustained_or_force"])

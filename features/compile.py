@@ -1,0 +1,334 @@
+"""Compile cohorts and feature specs into one Ibis expression, the same for every engine.
+
+Shape of the computation (no per-row Python, no query per date or window):
+
+1. ``dates``: one small table of as-of dates with each window's lower bound precomputed in
+   Python (calendar arithmetic done once, identically for every engine).
+2. ``cohort``: officers x dates with ``appointed_date < t`` and no separation before t, plus
+   the officer's current assignment of each needed kind (the most recently started spell
+   with ``start_date < t`` still open at t; ties broken by the larger value).
+3. one join of the cohort with the relevant events known at t (``reported_date < t``) and
+   one ``GROUP BY (officer_id, as_of_date)`` holding every window's conditional aggregate.
+4. peer statistics as window functions partitioned by ``(as_of_date, unit)`` and so on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from features.durations import CAREER, Duration, parse_window
+from features.spec import RATE_PREFIX, FeatureSpec
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    from ibis.backends import BaseBackend
+
+    from features.cohort import CohortSpec
+    from features.engines import Tables
+
+KEYS = ["officer_id", "as_of_date"]
+
+
+def as_dates(values: Iterable[Any]) -> list[dt.date]:
+    """Sorted unique dates from dates, datetimes, pandas Timestamps or ISO strings."""
+    import pandas as pd
+
+    out: set[dt.date] = set()
+    for v in values:
+        if isinstance(v, dt.datetime):
+            out.add(v.date())
+        elif isinstance(v, dt.date):
+            out.add(v)
+        else:
+            try:
+                out.add(pd.Timestamp(v).date())
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"not a date: {v!r} (use YYYY-MM-DD)") from e
+    if not out:
+        raise ValueError("no as-of dates given")
+    return sorted(out)
+
+
+def dates_table(
+    con: BaseBackend,
+    as_of_dates: Sequence[dt.date],
+    lower: dict[str, tuple[Duration, int]] | None = None,
+    upper: dict[str, Duration] | None = None,
+) -> ir.Table:
+    """The as-of dates with bound columns: ``lower[name] = (duration, k)`` gives
+    ``t - k * duration``, ``upper[name] = duration`` gives ``t + duration``.
+
+    It is created as a temporary table on the backend (not an Ibis memtable, which cached
+    Spark expressions would not see)."""
+    import pyarrow as pa
+
+    from features.engines import temp_table
+
+    cols: dict[str, list[dt.date]] = {"as_of_date": list(as_of_dates)}
+    for name, (d, k) in (lower or {}).items():
+        cols[name] = [d.before(t, k) for t in as_of_dates]
+    for name, d in (upper or {}).items():
+        cols[name] = [d.after(t) for t in as_of_dates]
+    table = pa.table({k: pa.array(v, pa.date32()) for k, v in cols.items()})
+    return temp_table(con, table)
+
+
+def current_assignment(keys: ir.Table, assignments: ir.Table, kind: str) -> ir.Table:
+    """(officer_id, as_of_date, <kind>) for the spell of ``kind`` held at each as-of date."""
+    import ibis
+
+    a = assignments.filter(assignments.kind == kind).select(
+        a_officer_id="officer_id", start_date="start_date", end_date="end_date", value="value"
+    )
+    j = keys.select(*KEYS).join(
+        a,
+        [
+            keys.officer_id == a.a_officer_id,
+            a.start_date < keys.as_of_date,
+            a.end_date.isnull() | (a.end_date >= keys.as_of_date),
+        ],
+    )
+    rn = ibis.row_number().over(
+        group_by=[j.officer_id, j.as_of_date],
+        order_by=[ibis.desc(j.start_date), ibis.desc(j.value)],
+    )
+    j = j.mutate(_rn=rn)
+    return j.filter(j._rn == 0).select("officer_id", "as_of_date", **{kind: j.value})
+
+
+def cohort_expr(
+    tables: Tables,
+    dates: ir.Table,
+    cohort: CohortSpec | None = None,
+    kinds: Sequence[str] = (),
+) -> ir.Table:
+    """Cohort rows at each date with officer attributes, date bounds and assignment kinds."""
+    o = tables.officers
+    c = o.join(dates, [o.appointed_date < dates.as_of_date])
+    c = c.filter(c.separation_date.isnull() | (c.separation_date >= c.as_of_date))
+    required = cohort.require_assignment if cohort is not None else None
+    all_kinds = list(kinds) + ([required] if required and required not in kinds else [])
+    for kind in all_kinds:
+        cur = current_assignment(c, tables.assignments, kind)
+        cur = cur.rename(_k_officer_id="officer_id", _k_as_of_date="as_of_date")
+        how = "inner" if kind == required else "left"
+        c = c.join(
+            cur,
+            [c.officer_id == cur._k_officer_id, c.as_of_date == cur._k_as_of_date],
+            how=how,
+        ).drop("_k_officer_id", "_k_as_of_date")
+    if required and required not in kinds:
+        c = c.drop(required)
+    return c
+
+
+def _bounds(spec: FeatureSpec) -> dict[str, tuple[Duration, int]]:
+    lower: dict[str, tuple[Duration, int]] = {}
+    for col in spec.columns:
+        if col.family == "peer" or col.window is None:
+            continue
+        d = parse_window(col.window)
+        if d is not None:
+            lower[f"_lo_{col.window}"] = (d, 1)
+            if col.metric == "trend":
+                lower[f"_lo2_{col.window}"] = (d, 2)
+    return lower
+
+
+def features_expr(
+    tables: Tables,
+    as_of_dates: Sequence[dt.date],
+    spec: FeatureSpec,
+    cohort: CohortSpec | None = None,
+    cache: bool = True,
+    con: BaseBackend | None = None,
+) -> ir.Table:
+    """The whole feature table for ``as_of_dates`` as one Ibis expression.
+
+    With ``cache`` (the default) the per-officer columns are materialized once on the
+    backend (a temporary table in DuckDB, a cached DataFrame in Spark) before the peer
+    statistics read them; without it the expression stays lazy (and computes them twice)."""
+    import ibis
+
+    f64 = "float64"
+    dates = dates_table(con or tables.con, as_of_dates, _bounds(spec))
+    kinds = spec.peer_kinds()
+    c = cohort_expr(tables, dates, cohort, kinds)
+
+    # --- which internal aggregates are needed: n (count), s (sustained), k (known finding),
+    #     last (latest reported_date), p (count in the window before, for trends)
+    needed: dict[str, tuple[str, str, str]] = {}
+
+    def need(q: str, src: str, w: str) -> str:
+        name = f"_{q}__{src}__{w}"
+        needed[name] = (q, src, w)
+        return name
+
+    for col in spec.columns:
+        if col.family in ("attribute", "peer") or col.source is None or col.window is None:
+            continue
+        m, s, w = col.metric or "", col.source, col.window
+        need("n", s, w)
+        if m in ("sustained", "share_sustained"):
+            need("s", s, w)
+        if m == "share_sustained":
+            need("k", s, w)
+        if m == "days_since":
+            need("last", s, w)
+        if m == "trend":
+            need("p", s, w)
+        if m.startswith(RATE_PREFIX):
+            need("n", m[len(RATE_PREFIX) :], w)
+
+    if needed and cache:
+        c = c.cache()  # the cohort is read once per event type and once by the result
+    base = c
+    if needed:
+        bound_cols = [n for n in dates.columns if n != "as_of_date"]
+        keys = c.select(*KEYS, *bound_cols)
+        # one join + aggregate per event type: rows of a frequent type (arrests) evaluate
+        # only their own few conditional sums, not every source's
+        by_type: dict[str, list[str]] = {}
+        for name, (_, src, _) in needed.items():
+            by_type.setdefault(spec.sources[src].event_type, []).append(name)
+        for etype, names in sorted(by_type.items()):
+            base = base_join(base, keys, tables.events, etype, spec, {n: needed[n] for n in names})
+        fills = {name: base[name].fill_null(0) for name, (q, _, _) in needed.items() if q != "last"}
+        base = base.mutate(**fills)
+
+    # --- the spec's columns (attributes and aggregates)
+    values: dict[str, Any] = {}
+    for col in spec.columns:
+        if col.family == "peer":
+            continue
+        if col.family == "attribute":
+            if col.name == "tenure_years":
+                days = base.as_of_date.delta(base.appointed_date, unit="day")
+                values[col.name] = days.cast(f64) / 365.25
+            elif col.name == "age_years":
+                values[col.name] = (base.as_of_date.year() - base.birth_year).cast(f64)
+            else:
+                values[col.name] = base[col.name]
+            continue
+        assert col.source is not None and col.window is not None and col.metric is not None
+        s, w, m = col.source, col.window, col.metric
+        n = base[f"_n__{s}__{w}"]
+        if m == "count":
+            values[col.name] = n
+        elif m == "sustained":
+            values[col.name] = base[f"_s__{s}__{w}"]
+        elif m == "share_sustained":
+            k = base[f"_k__{s}__{w}"]
+            values[col.name] = base[f"_s__{s}__{w}"].cast(f64) / k.cast(f64).nullif(0.0)
+        elif m == "days_since":
+            last = base[f"_last__{s}__{w}"]
+            values[col.name] = base.as_of_date.delta(last, unit="day").cast(f64)
+        elif m == "trend":
+            values[col.name] = n - base[f"_p__{s}__{w}"]
+        else:
+            act = base[f"_n__{m[len(RATE_PREFIX) :]}__{w}"]
+            values[col.name] = n.cast(f64) * 100.0 / act.cast(f64).nullif(0.0)
+    feats = base.select(*KEYS, *kinds, **{k: v for k, v in values.items() if k not in kinds})
+
+    # --- peers: window functions over (as_of_date, group), on a narrow table per group kind
+    #     (keys, group, base columns) joined back, so the sorts never carry the wide rows
+    peer_cols = [c for c in spec.columns if c.family == "peer"]
+    if peer_cols and cache:
+        feats = feats.cache()  # computed once, read by each peer kind and the join back
+    for kind in dict.fromkeys(c.peer for c in peer_cols):
+        cols = [c for c in peer_cols if c.peer == kind]
+        bases = list(dict.fromkeys(c.base for c in cols if c.base is not None))
+        nar = feats.select(*KEYS, _g=feats[kind], **{f"_x_{b}": feats[b].cast(f64) for b in bases})
+        win = ibis.window(group_by=[nar.as_of_date, nar._g])
+        peers: dict[str, Any] = {}
+        for col in cols:
+            x = nar[f"_x_{col.base}"]
+            mean = x.mean().over(win)
+            if col.stat == "ratio":
+                v = x / mean.nullif(0.0)
+            elif col.stat == "z":
+                std = x.std(how="pop").over(win)
+                v = ((x - mean) / std.nullif(0.0)).fill_null(0.0)
+            else:
+                v = ibis.percent_rank().over(group_by=[nar.as_of_date, nar._g], order_by=x) * 100.0
+            peers[col.name] = ibis.ifelse(nar._g.isnull(), ibis.null().cast(f64), v)
+        stats = nar.select(_p_officer_id=nar.officer_id, _p_as_of_date=nar.as_of_date, **peers)
+        feats = feats.left_join(
+            stats,
+            [feats.officer_id == stats._p_officer_id, feats.as_of_date == stats._p_as_of_date],
+        ).drop("_p_officer_id", "_p_as_of_date")
+    return feats.select(*KEYS, *spec.column_names)
+
+
+def base_join(
+    base: ir.Table,
+    keys: ir.Table,
+    events: ir.Table,
+    event_type: str,
+    spec: FeatureSpec,
+    needed: dict[str, tuple[str, str, str]],
+) -> ir.Table:
+    """Join the cohort keys with the events of one type known at t, aggregate the needed
+    quantities per (officer_id, as_of_date), and left-join them onto ``base``."""
+    import ibis
+
+    srcs = sorted({src for _, src, _ in needed.values()})
+    ev = events.filter(events.event_type == event_type)
+    flags: dict[str, Any] = {}
+    for s in srcs:
+        prefix = spec.sources[s].category_prefix
+        flags[f"_f__{s}"] = (
+            ev.category.fill_null("").startswith(prefix) if prefix else ibis.literal(True)
+        )
+    ev = ev.select(
+        e_officer_id=ev.officer_id,
+        reported_date=ev.reported_date,
+        finding=ev.finding,
+        finding_date=ev.finding_date,
+        **flags,
+    )
+    preds = [keys.officer_id == ev.e_officer_id, ev.reported_date < keys.as_of_date]
+    lows = []
+    for q, _, w in needed.values():
+        if w == CAREER:
+            break
+        lows.append(keys[f"_lo2_{w}" if q == "p" else f"_lo_{w}"])
+    else:  # every quantity has a lower bound: skip events older than the earliest one
+        preds.append(ev.reported_date >= (ibis.least(*lows) if len(lows) > 1 else lows[0]))
+    j = keys.join(ev, preds)
+    known_t = j.finding_date.notnull() & (j.finding_date < j.as_of_date)
+
+    def total(cond: Any) -> Any:
+        return ibis.ifelse(cond, 1, 0).sum()
+
+    def in_window(src: str, w: str) -> Any:
+        cond = j[f"_f__{src}"]
+        if w != CAREER:
+            cond = cond & (j.reported_date >= j[f"_lo_{w}"])
+        return cond
+
+    aggs: dict[str, Any] = {}
+    for name, (q, src, w) in needed.items():
+        inw = in_window(src, w)
+        if q == "n":
+            aggs[name] = total(inw)
+        elif q == "s":
+            aggs[name] = total(inw & (j.finding.fill_null("") == "sustained") & known_t)
+        elif q == "k":
+            f = j.finding.fill_null("")
+            aggs[name] = total(inw & (f != "") & (f != "pending") & known_t)
+        elif q == "last":
+            aggs[name] = j.reported_date.max(where=inw)
+        elif q == "p":
+            aggs[name] = total(
+                j[f"_f__{src}"]
+                & (j.reported_date >= j[f"_lo2_{w}"])
+                & (j.reported_date < j[f"_lo_{w}"])
+            )
+    agg = j.group_by(KEYS).aggregate(**aggs)
+    agg = agg.rename(_a_officer_id="officer_id", _a_as_of_date="as_of_date")
+    return base.left_join(
+        agg, [base.officer_id == agg._a_officer_id, base.as_of_date == agg._a_as_of_date]
+    ).drop("_a_officer_id", "_a_as_of_date")

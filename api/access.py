@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, status
 
@@ -17,12 +17,31 @@ NOTICE = (
 )
 
 
+def deny(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    message: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> HTTPException:
+    """Log a refused access in the audit log and return the 403 to raise."""
+    db.audit(
+        user.username,
+        user.role,
+        "denied",
+        path,
+        agency=agency,
+        officer_id=officer_id,
+        detail={"why": message, **(detail or {})},
+    )
+    return HTTPException(status.HTTP_403_FORBIDDEN, message)
+
+
 def check_agency(user: User, agency: str, db: AppDatabase, path: str) -> None:
     if user.agency is not None and user.agency != agency:
-        db.audit(
-            user.username, user.role, "denied", path, agency=agency, detail={"why": "other agency"}
-        )
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you may not see agency {agency!r}")
+        raise deny(db, user, path, f"you may not see agency {agency!r}", agency=agency)
 
 
 def visible(user: User, flags: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.access import deny
 from api.security import user_for_token
 from ews.db import AppDatabase, User
 from ews.settings import Settings
@@ -58,16 +59,13 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
 
     def check(user: CurrentUser, db: DbDep, request: Request) -> User:
         if user.role not in roles:
-            db.audit(
-                user.username,
-                user.role,
-                "denied",
+            needs = ", ".join(roles)
+            raise deny(
+                db,
+                user,
                 request.url.path,
+                f"this needs one of the roles: {needs}",
                 agency=user.agency,
-                detail={"needs": list(roles)},
-            )
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"this needs one of the roles: {', '.join(roles)}"
             )
         return user
 

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ews.contract import SEC3B_EVENT_TYPES
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -70,19 +72,7 @@ RATES = {
     "lawsuit": 0.01,
     "criminal_conviction": 0.001,
 }
-EVENT_TYPES = (
-    "arrest",
-    "call_for_service",
-    "traffic_stop",
-    "complaint",
-    "use_of_force",
-    "lawsuit",
-    "civil_judgment",
-    "criminal_conviction",
-    "termination",
-    "decertification",
-    "resignation_under_investigation",
-)
+EVENT_TYPES = (*ACTIVITY_RATES, "complaint", "use_of_force", "lawsuit", *SEC3B_EVENT_TYPES)
 UNIT_KINDS = {"patrol": (0.6, 1.0, 3.0), "specialized": (0.2, 1.8, 1.5), "desk": (0.2, 0.2, 1.0)}
 # kind: (share of units, exposure multiplier, staffing weight)
 COMPLAINT_CATEGORIES = (

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.access import NOTICE, check_agency, may_see_officer
+from api.access import NOTICE, check_agency, deny, may_see_officer
 from api.deps import CurrentUser, DbDep, SettingsDep
 from api.routes.flags import records
 from ews.db import DECISIONS, Review
@@ -58,16 +58,14 @@ def _guard(
 ) -> None:
     check_agency(user, agency, db, request.url.path)
     if not may_see_officer(user, row.get("unit")):
-        db.audit(
-            user.username,
-            user.role,
-            "denied",
+        raise deny(
+            db,
+            user,
             request.url.path,
+            "this officer is not in your units",
             agency=agency,
             officer_id=officer_id,
-            detail={"why": "not in your units"},
         )
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this officer is not in your units")
 
 
 @router.get("/{agency}/{officer_id}")
@@ -114,16 +112,14 @@ def add_review(
 ) -> dict[str, Any]:
     """Record a supervisor's review of a flag and the intervention chosen."""
     if user.role not in ("supervisor", "admin"):
-        db.audit(
-            user.username,
-            user.role,
-            "denied",
+        raise deny(
+            db,
+            user,
             request.url.path,
+            "only supervisors record reviews",
             agency=agency,
             officer_id=officer_id,
-            detail={"why": "role may not review"},
         )
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only supervisors record reviews")
     if review.decision not in DECISIONS:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

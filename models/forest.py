@@ -1,0 +1,188 @@
+"""Random forests over a grid of depths at the cost of the deepest one.
+
+A grid that tries one random forest at several ``max_depth`` values (triage's classic grid:
+200 trees, ``max_depth`` 5 and 10) normally fits every forest from scratch. It need not: a
+tree grown depth first with ``max_depth=10`` and cut at depth 5 *is* a tree grown with
+``max_depth=5`` on the same bootstrap sample. Every node above the cut was chosen by the same
+rule (best split among a fresh random draw of ``max_features`` candidate features, subject to
+the same ``min_samples_leaf`` and ``min_samples_split``), and a node at the cut keeps the class
+shares of its samples, exactly what it would hold as a leaf. The only difference is which
+random numbers the candidate-feature draws consume (the deeper build visits nodes in another
+order), so the cut forest is a draw from the same distribution as a forest fitted with the
+smaller depth, not the identical trees; with ``max_features=None`` (no feature sampling) it is
+identical, and the tests check that.
+
+:func:`truncate_forest` returns an ordinary fitted ``RandomForestClassifier`` (its
+``max_depth`` parameter set to the cut), so ``predict_proba``, ``feature_importances_``,
+pickling, SHAP's TreeExplainer and MLflow all work as for any forest. It relies on the
+documented pickling state of scikit-learn's ``Tree`` (``max_depth``, ``node_count``, ``nodes``,
+``values``), checked by the tests on the installed version.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sklearn.base import BaseEstimator
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from models.grid import Candidate
+
+__all__ = ["fit_candidates", "truncate_forest", "truncate_tree"]
+
+_LEAF = -1
+_UNDEFINED = -2
+
+
+def _truncated_state(state: dict[str, Any], max_depth: int) -> dict[str, Any]:
+    """The pickling state of a ``Tree`` cut at ``max_depth`` (nodes kept in depth-first order,
+    the order scikit-learn's depth-first builder writes them)."""
+    nodes = state["nodes"]
+    left, right = nodes["left_child"], nodes["right_child"]
+    order: list[int] = []
+    depths: list[int] = []
+    stack = [(0, 0)]
+    while stack:
+        node, depth = stack.pop()
+        order.append(node)
+        depths.append(depth)
+        if left[node] != _LEAF and depth < max_depth:
+            stack.append((int(right[node]), depth + 1))
+            stack.append((int(left[node]), depth + 1))
+    idx = np.asarray(order, dtype=np.intp)
+    depth_arr = np.asarray(depths)
+    remap = np.full(len(nodes), _LEAF, dtype=np.int64)
+    remap[idx] = np.arange(len(idx))
+    kept = nodes[idx].copy()
+    leaf = (kept["left_child"] == _LEAF) | (depth_arr >= max_depth)
+    kept["left_child"] = np.where(leaf, _LEAF, remap[kept["left_child"]])
+    kept["right_child"] = np.where(leaf, _LEAF, remap[kept["right_child"]])
+    kept["feature"] = np.where(leaf, _UNDEFINED, kept["feature"])
+    kept["threshold"] = np.where(leaf, float(_UNDEFINED), kept["threshold"])
+    if "missing_go_to_left" in (kept.dtype.names or ()):
+        kept["missing_go_to_left"] = np.where(leaf, 0, kept["missing_go_to_left"])
+    return {
+        "max_depth": int(depth_arr.max()),
+        "node_count": len(idx),
+        "nodes": kept,
+        "values": state["values"][idx].copy(),
+    }
+
+
+def truncate_tree(tree: DecisionTreeClassifier, max_depth: int) -> DecisionTreeClassifier:
+    """A copy of a fitted decision tree cut at ``max_depth`` (nodes at that depth become
+    leaves); its ``max_depth`` parameter is set to the cut."""
+    from sklearn.tree._tree import Tree
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(tree)
+    if not isinstance(max_depth, int | np.integer) or max_depth < 1:
+        raise ValueError(f"max_depth: expected a positive whole number, got {max_depth!r}")
+    grown = tree.max_depth
+    if grown is not None and max_depth > grown:
+        raise ValueError(
+            f"cannot cut a tree grown to max_depth={grown} at a deeper max_depth={max_depth}"
+        )
+    src = tree.tree_
+    new = Tree(
+        src.n_features, np.asarray(tree.n_classes_, dtype=np.intp).reshape(-1), src.n_outputs
+    )
+    new.__setstate__(_truncated_state(src.__getstate__(), int(max_depth)))
+    out = copy.copy(tree)
+    out.tree_ = new
+    out.max_depth = int(max_depth)
+    return out
+
+
+def truncate_forest(forest: RandomForestClassifier, max_depth: int) -> RandomForestClassifier:
+    """A fitted random forest with every tree of ``forest`` cut at ``max_depth``.
+
+    The result equals in distribution a forest fitted with ``max_depth`` and the other
+    parameters of ``forest`` (see the module docstring), and costs no fitting. ``forest`` must
+    be fitted with ``max_depth`` None or at least ``max_depth``; out-of-bag scores are not
+    carried over.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.utils.validation import check_is_fitted
+
+    if not isinstance(forest, RandomForestClassifier):
+        raise TypeError(f"expected a RandomForestClassifier, got {type(forest).__name__}")
+    check_is_fitted(forest)
+    if forest.oob_score:
+        raise ValueError("truncate_forest: forests fitted with oob_score are not supported")
+    out = copy.copy(forest)
+    out.estimators_ = [truncate_tree(t, max_depth) for t in forest.estimators_]
+    out.max_depth = int(max_depth)
+    out.estimator_ = copy.copy(forest.estimator_)
+    out.estimator_.max_depth = int(max_depth)
+    return out
+
+
+def _depth_key(cand: Candidate) -> tuple[Any, ...] | None:
+    """Candidates that differ only in ``max_depth`` share this key (None: not shareable)."""
+    if cand.estimator != "random_forest" or cand.calibration is not None:
+        return None
+    depth = cand.params.get("max_depth")
+    if depth is not None and not isinstance(depth, int):
+        return None
+    if cand.params.get("oob_score"):
+        return None
+    rest = tuple(sorted((k, repr(v)) for k, v in cand.params.items() if k != "max_depth"))
+    return (cand.family, cand.seed, rest)
+
+
+def fit_candidates(
+    candidates: Sequence[Candidate],
+    x: Any,
+    y: Any,
+    n_jobs: int | None = None,
+    share_depths: bool = True,
+    on_fit: Callable[[str], None] | None = None,
+) -> dict[str, BaseEstimator]:
+    """Fit every grid candidate on ``(x, y)``; name -> fitted estimator, in grid order.
+
+    With ``share_depths``, random-forest candidates that differ only in ``max_depth`` are
+    fitted once, at the deepest of their depths, and the others are cut from it with
+    :func:`truncate_forest` (same distribution of trees, one fit instead of several).
+    ``on_fit(name)`` is called after each candidate is ready (for progress bars).
+    """
+    groups: dict[tuple[Any, ...], list[Candidate]] = {}
+    for cand in candidates:
+        key = _depth_key(cand) if share_depths else None
+        if key is not None:
+            groups.setdefault(key, []).append(cand)
+    fitted: dict[str, BaseEstimator] = {}
+    done: set[str] = set()
+    for cand in candidates:
+        if cand.name in done:
+            continue
+        key = _depth_key(cand) if share_depths else None
+        family = groups.get(key, [cand]) if key is not None else [cand]
+        if len(family) == 1:
+            fitted[cand.name] = cand.build(n_jobs=n_jobs).fit(x, y)
+            done.add(cand.name)
+            if on_fit:
+                on_fit(cand.name)
+            continue
+        # the deepest member (None = unlimited) is fitted; the others are cut from it
+        deepest = max(
+            family,
+            key=lambda c: np.inf if c.params.get("max_depth") is None else c.params["max_depth"],
+        )
+        forest = deepest.build(n_jobs=n_jobs).fit(x, y)
+        for member in family:
+            depth = member.params.get("max_depth")
+            fitted[member.name] = (
+                forest if member is deepest or depth is None else truncate_forest(forest, depth)
+            )
+            done.add(member.name)
+            if on_fit:
+                on_fit(member.name)
+    return {c.name: fitted[c.name] for c in candidates}

@@ -1,0 +1,198 @@
+"""The benchmarks (models.benchmarks): package reading, the triage-peer experiment end to end
+on a small synthetic agency, the Chicago targets and records, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models import benchmarks as bm
+
+
+@pytest.fixture(scope="module")
+def csv_agency(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic agency as a CSV contract package covering 2015-2022 (the
+    triage-peer test dates 2019-2022 need labels up to 2022)."""
+    from ews.synth import synthesize
+
+    out = tmp_path_factory.mktemp("bench") / "csv-agency"
+    synthesize(out, officers=300, years=8, seed=11, start_year=2015, fmt="csv", quiet=True)
+    return out
+
+
+def test_arrow_package_matches_the_contract_normalized_form(
+    csv_agency: Path, tmp_path: Path
+) -> None:
+    from ews.contract import find_table_file, normalize, read_normalized
+
+    bm.arrow_package(csv_agency, tmp_path / "pkg")
+    got = read_normalized(tmp_path / "pkg")
+    for table in ("officers", "events", "assignments"):
+        raw = pd.read_csv(find_table_file(csv_agency, table), dtype=str, keep_default_na=False)
+        want = normalize(raw, table)
+        have = got.table(table)
+        assert list(have.columns)[: len(want.columns)] == list(want.columns), table
+        for col in want.columns:
+            a = have[col].astype(object).where(have[col].notna(), None).tolist()
+            b = want[col].astype(object).where(want[col].notna(), None).tolist()
+            assert a == b, (table, col)
+    # reported_date defaults to event_date where the package leaves it empty
+    assert got.events["reported_date"].notna().all()
+
+
+def test_arrow_package_refuses_a_folder_without_events(tmp_path: Path) -> None:
+    from ews.contract import ContractError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "officers.csv").write_text("officer_id,appointed_date\n1,2000-01-01\n")
+    with pytest.raises(ContractError, match="events"):
+        bm.arrow_package(tmp_path / "src", tmp_path / "out")
+    with pytest.raises(bm.BenchmarkError, match="not a folder"):
+        bm.arrow_package(tmp_path / "missing", tmp_path / "out")
+
+
+def test_triage_peer_runs_the_whole_experiment(csv_agency: Path) -> None:
+    result = bm.run_triage_peer(csv_agency, threads=1)
+    t = result.table
+    assert sorted(t["test_date"].unique()) == list(bm.TRIAGE_PEER_TEST_DATES)
+    assert len(t) == 16  # 4 test dates x 4 models
+    assert set(t["model"]) == {
+        "lr[C=0.01]",
+        "lr[C=1.0]",
+        "rf[max_depth=5,min_samples_leaf=10,n_estimators=200]",
+        "rf[max_depth=10,min_samples_leaf=10,n_estimators=200]",
+    }
+    for col in ("precision@10%", "recall@10%", "roc_auc", "base_rate"):
+        assert t[col].between(0, 1).all(), col
+    # the 2019 model trains on one as-of date (2018-01-01), later ones on up to five
+    n_train = t.groupby("test_date")["n_train"].first()
+    assert n_train["2019-01-01"] < n_train["2021-01-01"]
+    splits = {s["test_as_of"]: s["train_as_of"] for s in result.splits}
+    assert splits["2019-01-01"] == ["2018-01-01"]
+    assert splits["2022-01-01"][0] == "2019-01-01" and len(splits["2022-01-01"]) == 5
+    assert {"read package", "features", "labels", "fit", "predict", "evaluate"} <= set(
+        result.stages
+    )
+    assert result.total_seconds >= sum(result.stages.values()) - 1e-6
+    assert len(result.mean_table()) == 4
+    text = bm.format_triage_peer(result)
+    assert "mean" in text and "146.5" in text
+    json.dumps(result.as_dict())  # JSON-ready
+
+
+def test_share_depths_changes_only_the_forests(csv_agency: Path) -> None:
+    a = bm.run_triage_peer(csv_agency, threads=1, test_dates=["2021-01-01"])
+    b = bm.run_triage_peer(csv_agency, threads=1, test_dates=["2021-01-01"], share_depths=False)
+    lr_a = a.table[a.table["model"].str.startswith("lr")].reset_index(drop=True)
+    lr_b = b.table[b.table["model"].str.startswith("lr")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(lr_a, lr_b)
+    rf = a.table[a.table["model"].str.startswith("rf")]
+    assert rf["roc_auc"].between(0.5, 1).all()
+
+
+def _record(label: str, method: str, selected: bool, auc: float, more: float, fewer: float):
+    return {
+        "test_date": "2013-01-01",
+        "label": label,
+        "method": method,
+        "kind": "model",
+        "selected": selected,
+        "flagged": 10,
+        "tp": 5,
+        "fp": 5,
+        "precision": 0.5,
+        "recall": 0.1,
+        "auc": auc,
+        "ap": 0.3,
+        "vs_rules": {
+            "cmpd": {
+                "flagged": 20,
+                "rule_tp": 10,
+                "rule_fp": 10,
+                "tp": 4,
+                "fp": 4,
+                "pct_more_tp": more,
+                "pct_fewer_fp": fewer,
+                "ci95_pct_more_tp": [1.0, 2.0],
+                "ci95_pct_fewer_fp": [1.0, 2.0],
+            }
+        },
+    }
+
+
+def test_targets_read_the_selected_model_averaged_over_test_dates() -> None:
+    recs = [
+        _record("sustained_or_force", "lr", True, 0.80, 30.0, 70.0),
+        _record("sustained_or_force", "lr", True, 0.84, 50.0, 60.0),
+        _record("sustained_or_force", "rf", False, 0.99, 99.0, 99.0),  # not selected
+    ]
+    auc = bm.Target("sustained_or_force", "auc", 0.81)
+    assert auc.value(recs) == pytest.approx(0.82)
+    assert bm.Target("sustained_or_force", "vs_rules.cmpd.pct_more_tp", 35).value(
+        recs
+    ) == pytest.approx(40.0)
+    assert bm.Target("sustained", "auc", 0.67).value(recs) is None
+    assert "ROC AUC >= 0.81" in auc.describe()
+    out = bm.benchmark_records(recs)
+    assert set(out[0]) == {*bm.RECORD_KEYS, "vs_rules"}
+    assert set(out[0]["vs_rules"]["cmpd"]) == set(bm.VS_RULE_KEYS)
+    assert "ap" not in out[0]
+
+
+def test_cli_lists_both_benchmarks_and_runs_triage_peer(csv_agency: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ews.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["benchmark", "--help"])
+    assert res.exit_code == 0, res.output
+    assert "triage-peer" in res.output and "chicago" in res.output
+    out = tmp_path / "tp.json"
+    res = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "triage-peer",
+            "--data",
+            str(csv_agency),
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "mean" in res.output and "total" in res.output
+    data = json.loads(out.read_text())
+    assert len(data["results"]) == 16 and data["total_seconds"] > 0
+
+
+def test_cut_package_keeps_only_what_was_known_and_features_agree(
+    csv_agency: Path, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from ews.contract import read_normalized
+    from features.build import build_features
+
+    full = bm.arrow_package(csv_agency, tmp_path / "full")
+    t = date(2019, 7, 1)
+    cut = bm.cut_package(full, tmp_path / "cut", t)
+    pkg = read_normalized(cut)
+    ts = pd.Timestamp(t)
+    assert (pkg.events["reported_date"] < ts).all()
+    assert (pkg.events["finding_date"].dropna() < ts).all()
+    assert pkg.events.loc[pkg.events["finding_date"].isna(), "finding"].isna().all()
+    assert (pkg.officers["appointed_date"] < ts).all()
+    assert (pkg.officers["separation_date"].dropna() < ts).all()
+    assert (pkg.assignments["start_date"] < ts).all()
+    assert (pkg.assignments["end_date"].dropna() < ts).all()
+    # the knowledge-time rule: features at t are the same on the cut package
+    a = build_features(full, [t]).sort_values("officer_id").reset_index(drop=True)
+    b = build_features(cut, [t]).sort_values("officer_id").reset_index(drop=True)
+    assert len(a) > 100
+    pd.testing.assert_frame_equal(a, b)

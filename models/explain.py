@@ -291,6 +291,13 @@ def describe_factor(
 _PEER_SUFFIX = re.compile(r"^(?P<base>.+)_(?:unit|rank)_(?:ratio|z|pct)$")
 
 
+def _absent(value: Any) -> bool:
+    try:
+        return bool(value is None or value == 0 or np.isnan(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
 def indicator_groups(features: Sequence[str]) -> tuple[list[str], list[list[int]]]:
     """Group input columns by indicator: ``x``, ``x_unit_ratio``, ``x_rank_z`` ... are one
     indicator ``x``. Returns the indicator names and the column positions of each."""
@@ -350,7 +357,8 @@ def explain(
             the inputs, ``officer_id``, and columns rules need.
         rules: name -> fitted rule; each row lists the rules that flag it.
         top_k: at most this many indicators per officer; only indicators that
-            pushed toward a flag (positive contribution) are listed.
+            pushed toward a flag (positive contribution) and have a value (not zero,
+            not missing) are listed.
         background: reference rows for :func:`contributions`.
         officer_ids: ids per row (default: ``context["officer_id"]`` if present).
         tree_exact: exact TreeSHAP or path attribution (see :func:`contributions`).
@@ -375,7 +383,8 @@ def explain(
         M[cols, gi] = 1.0
     G = np.nan_to_num(C) @ M
     k = min(top_k, len(groups))
-    order = np.argsort(-G, axis=1, kind="stable")[:, :k]
+    # a few spare candidates per row: indicators at zero or missing are skipped below
+    order = np.argsort(-G, axis=1, kind="stable")[:, : min(len(groups), 3 * k + 3)]
     top_c = np.take_along_axis(G, order, axis=1)
 
     # Per indicator: its own value (from X or context) and a peer ratio to quote.
@@ -418,7 +427,7 @@ def explain(
     for i in range(n):
         factors = []
         for gi, c in zip(order[i], top_c[i], strict=True):
-            if not c > 0:
+            if not c > 0 or len(factors) == k:
                 break
             gi = int(gi)
             own = group_values[gi]
@@ -427,6 +436,8 @@ def explain(
             else:  # only peer statistics of this indicator are inputs: quote the strongest
                 j = max(members[gi], key=lambda m: C[i, m] if np.isfinite(C[i, m]) else -np.inf)
                 feature, value = features[j], values[i, j]
+            if _absent(value):
+                continue  # "0 complaints" is no reason a supervisor can act on
             ratio: float | None = None
             group: Any = None
             kind: str | None = None

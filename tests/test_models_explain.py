@@ -219,6 +219,21 @@ def test_an_indicator_and_its_peer_statistics_are_one_reason() -> None:
     assert sum(f["contribution"] for f in a.factors) == pytest.approx(6.15 + 0.8 + 1.8)
 
 
+def test_indicators_at_zero_are_no_reason() -> None:
+    X = pd.DataFrame(
+        {
+            "use_of_force_180d_count": [0.0, 2.0],
+            "complaint_180d_count": [3.0, 0.0],
+            "tenure_years": [2.0, 20.0],
+        }
+    )
+    # a model in which having no force report pushes toward a flag (trees can do that)
+    model = _Fixed([-1.0, 0.5, -0.1])
+    (a, _) = explain(model, X, DESCRIPTIONS, top_k=3, background=X.iloc[[1]])
+    # contributions: force +2.0 (value 0: skipped), tenure +1.8, complaints +1.5
+    assert [f["feature"] for f in a.factors] == ["tenure_years", "complaint_180d_count"]
+
+
 def test_describe_factor_variants() -> None:
     assert describe_factor("x_count", 2.5, None) == "x_count: 2.5"
     assert (

@@ -256,10 +256,53 @@ def _help(func: Any) -> str:
     return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
+audit_app = typer.Typer(
+    help="The credentialing reviewers' audit of the flags (disparities by group).",
+    no_args_is_help=True,
+)
+
+
+@audit_app.command("disparities")
+def disparities(
+    agency: str = typer.Option(..., help="Workspace agency."),
+    as_of: str = typer.Option(None, "--as-of", help="Scored date YYYY-MM-DD (default: newest)."),
+    by: list[str] = typer.Option(["race", "sex"], "--by", help="Officer attribute (repeat)."),
+    min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Flag rates by group and, when the outcome window after the date is covered by the
+    data, the outcome rate, precision, true and false positive rates of the flags by group,
+    with the ratio of the lowest to the highest group (1.0 = parity). Race and sex are read
+    here for the audit only; they are never model inputs."""
+    import json
+
+    from models.audit import disparities as audit
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        report = audit(agency, day, tuple(by), min_group=min_group)
+    except (LookupError, ValueError) as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    known = "outcomes known" if report["outcome_known"] else "outcomes not yet known"
+    typer.echo(
+        f"{report['agency']} as of {report['as_of']} ({report['label']}, {known}): "
+        f"{report['flagged']} of {report['officers']} officers flagged"
+    )
+    for attr, part in report["by"].items():
+        groups = part["groups"]
+        cols = ["group", "officers"] + [k for k in groups[0] if k not in ("group", "officers")]
+        _print_table(groups, cols, f"by {attr} (lowest/highest: {part['min_over_max']})")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``ews`` app."""
     app.command("train", help=_help(train))(train)
     app.command("evaluate", help=_help(evaluate))(evaluate)
     app.command("score", help=_help(score))(score)
     app.add_typer(models_app, name="models")
+    app.add_typer(audit_app, name="audit")
     benchmarks.register(app)

@@ -123,3 +123,42 @@ def test_page_and_unknown_date(client) -> None:  # type: ignore[no-untyped-def]
     assert "officers who may need support" in c.get("/").text
     r = c.get("/api/flags", params={"agency": "demo", "as_of": "2020-01-01"}, headers=_h(t["sgt"]))
     assert r.status_code == 404 and "2024-01-01" in r.json()["detail"]
+
+
+def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
+    from ews.contract import write_normalized
+    from ews.ingest import ingest_package
+    from ews.store import Workspace
+
+    settings = Settings(home=tmp_path / "home")
+    officers = pd.DataFrame(
+        {"officer_id": ["a1", "a2"], "appointed_date": ["2010-01-01"] * 2, "sex": ["F", "M"]}
+    )
+    events = pd.DataFrame(
+        {
+            "event_id": ["e"],
+            "officer_id": ["a1"],
+            "event_type": ["arrest"],
+            "event_date": ["2023-06-01"],
+        }
+    )
+    snap = ingest_package(
+        write_normalized(tmp_path / "p", officers, events),
+        "demo",
+        workspace=Workspace(settings.home),
+    ).snapshot
+    save_flags("demo", AS_OF, _flags().iloc[:2].assign(snapshot_id=snap.id), settings.home)
+    db = AppDatabase(settings.app_database_url)
+    auditor = create_user(db, "auditor", "reviewer")
+    sgt = create_user(db, "sgt.lee", "supervisor", "demo", ["12"])
+    try:
+        with TestClient(create_app(settings)) as c:
+            r = c.get("/api/audit/disparities", params={"agency": "demo"}, headers=_h(auditor))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["officers"] == 2 and body["outcome_known"] is False
+            assert [g["group"] for g in body["by"]["sex"]["groups"]] == ["F", "M"]
+            denied = c.get("/api/audit/disparities", params={"agency": "demo"}, headers=_h(sgt))
+            assert denied.status_code == 403
+    finally:
+        db.dispose()

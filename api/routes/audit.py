@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import select
 
 from api.deps import DbDep, SettingsDep, require_roles
@@ -60,6 +60,27 @@ def audit_log(
         ]
     db.audit(user.username, user.role, "read", request.url.path, detail={"rows": len(data)})
     return {"data": data, "count": len(data)}
+
+
+@router.get("/audit/disparities")
+def audit_disparities(
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str,
+    as_of: dt.date | None = None,
+    user: User = Auditor,
+) -> dict[str, Any]:
+    """Flag rates by race and sex and, when outcomes are known, precision and error rates by
+    group (reviewers and admins). Race and sex serve this audit only, never the models."""
+    from models.audit import disparities
+
+    try:
+        report = disparities(agency, as_of, home=settings.home)
+    except LookupError as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
+    db.audit(user.username, user.role, "read", request.url.path, agency=agency)
+    return report
 
 
 @router.get("/reviews/timeliness")

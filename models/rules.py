@@ -118,9 +118,14 @@ def render_template(template: str, **values: Any) -> str:
     Never raises on a template it cannot fill fully: what is unknown stays as written.
     """
     try:
-        return _FORMATTER.format(template, **values)
+        text = _FORMATTER.format(template, **values)
     except (IndexError, KeyError, ValueError):
         return template
+    return _ONE_PLURAL.sub(r"\1\2", text) if text.startswith("1 ") else text
+
+
+# "1 use-of-force reports" reads "1 use-of-force report": the first plural after a leading 1
+_ONE_PLURAL = re.compile(r"^(1 (?:[\w-]+ )?)(report|complaint|arrest|event|finding|lawsuit)s\b")
 
 
 _PEER_PLACEHOLDER = re.compile(r"\b(unit|rank) \{(unit|rank)\}")

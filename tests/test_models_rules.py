@@ -199,3 +199,12 @@ def test_sentences_with_feature_spec_templates(frame: tuple[pd.DataFrame, np.nda
         "use-of-force reports in the last year: higher than 95% of the other officers of "
         "their unit (this officer: 97)"
     ]
+
+
+def test_templates_read_in_the_singular_for_one() -> None:
+    from models.rules import render_template
+
+    t = "{value:.0f} use-of-force reports in the last year"
+    assert render_template(t, value=1.0) == "1 use-of-force report in the last year"
+    assert render_template(t, value=11) == "11 use-of-force reports in the last year"
+    assert render_template("{value:.0f} complaints in 90 days", value=1) == "1 complaint in 90 days"

@@ -256,6 +256,38 @@ def _help(func: Any) -> str:
     return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
+def drift(
+    as_of: str = typer.Option(..., "--as-of", help="The date to check, YYYY-MM-DD."),
+    model: str = typer.Option("champion", help="Model: champion, NAME, NAME@ALIAS, NAME/VERSION."),
+    agency: str = typer.Option(None, help="Workspace agency (default: the model's)."),
+    reference: list[str] = typer.Option(
+        None, "--reference", help="Reference as-of date (repeat; default: the training dates)."
+    ),
+    out: Path = typer.Option(None, help="Folder for drift.json and drift.html."),
+) -> None:
+    """Check whether the model's input indicators at a date have drifted from those it was
+    trained on (Evidently data drift, column by column; the method and threshold are
+    recorded per column). Exit 0 either way; the share of drifted columns is printed."""
+    from models.drift import drift as check
+    from models.scoring import ScoringError
+
+    try:
+        ref = [dt.date.fromisoformat(d) for d in reference] if reference else None
+        report = check(dt.date.fromisoformat(as_of), model, agency, ref, out)
+    except (ScoringError, ValueError, *_known_errors()) as exc:
+        _fail(exc)
+        return
+    share = report["drifted_share"]
+    typer.echo(
+        f"{report['model']} at {report['as_of']} vs {', '.join(report['reference_dates'])}: "
+        f"{len(report['drifted_columns'])} of {report['columns']} input columns drifted"
+        + (f" ({share:.0%})" if share is not None else "")
+    )
+    for col in report["drifted_columns"]:
+        typer.echo(f"  drifted: {col}")
+    typer.echo(f"report: {report['report']}")
+
+
 audit_app = typer.Typer(
     help="The credentialing reviewers' audit of the flags (disparities by group).",
     no_args_is_help=True,
@@ -303,6 +335,7 @@ def register(app: typer.Typer) -> None:
     app.command("train", help=_help(train))(train)
     app.command("evaluate", help=_help(evaluate))(evaluate)
     app.command("score", help=_help(score))(score)
+    app.command("drift", help=_help(drift))(drift)
     app.add_typer(models_app, name="models")
     app.add_typer(audit_app, name="audit")
     benchmarks.register(app)

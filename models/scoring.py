@@ -66,6 +66,53 @@ def _explanations(
     return texts, factors
 
 
+def model_and_data(
+    model: str = "champion",
+    agency: str | None = None,
+    snapshot: str | None = None,
+    source: Snapshot | Path | None = None,
+    uri: str | None = None,
+) -> tuple[Any, Any, Snapshot | Path, str, Any]:
+    """A registered model with what scores it: its experiment config, the data (the agency's
+    snapshot, or ``source``), the agency and the feature spec, checked to be the one the
+    model was trained with. Shared by scoring and drift monitoring."""
+    from ews.store import Snapshot, StoreError, Workspace
+    from models import registry
+    from models.experiment import ExperimentConfig, load_feature_spec
+
+    if agency is None and source is None and model in (registry.CHAMPION, registry.CHALLENGER):
+        agencies = Workspace().agencies()
+        if len(agencies) == 1:  # the champion of the workspace's only agency
+            agency = agencies[0]
+    try:
+        loaded = registry.load_model(model, agency=agency, uri=uri)
+    except registry.RegistryError as exc:
+        raise ScoringError(str(exc)) from exc
+    tags = loaded.tags
+    if loaded.config is None:
+        raise ScoringError(f"{loaded.name} v{loaded.version} has no experiment config logged")
+    config = ExperimentConfig.model_validate(loaded.config)
+    agency = agency or tags.get("ews.agency") or None
+    if source is None:
+        try:
+            src: Snapshot | Path = Workspace().snapshot(agency, snapshot)
+        except StoreError as exc:
+            raise ScoringError(f"{exc} (run `ews ingest` first)") from exc
+    else:
+        src = source
+    if isinstance(src, Snapshot):
+        agency = src.agency
+    agency = agency or "default"
+
+    spec = load_feature_spec(config.feature_spec)
+    if tags.get("ews.spec_hash") and str(spec.hash) != tags["ews.spec_hash"]:
+        raise ScoringError(
+            f"the feature spec changed since {loaded.name} v{loaded.version} was trained "
+            f"(hash {spec.hash}, trained on {tags['ews.spec_hash']}): retrain with `ews train`"
+        )
+    return loaded, config, src, agency, spec
+
+
 def score(
     as_of: dt.date,
     model: str = "champion",
@@ -103,45 +150,16 @@ def score(
     import numpy as np
     import pandas as pd
 
-    from ews.store import Snapshot, StoreError, Workspace
+    from ews.store import Snapshot
     from features.build import build_features
-    from models import registry
-    from models.experiment import ExperimentConfig, cohort_spec, load_feature_spec
+    from models.experiment import cohort_spec
     from models.metrics import rank_order, top_flags
 
     if isinstance(as_of, dt.datetime):
         as_of = as_of.date()
-    if agency is None and source is None and model in (registry.CHAMPION, registry.CHALLENGER):
-        agencies = Workspace().agencies()
-        if len(agencies) == 1:  # the champion of the workspace's only agency
-            agency = agencies[0]
-    try:
-        loaded = registry.load_model(model, agency=agency, uri=uri)
-    except registry.RegistryError as exc:
-        raise ScoringError(str(exc)) from exc
+    loaded, config, src, agency, spec = model_and_data(model, agency, snapshot, source, uri)
     tags = loaded.tags
-    if loaded.config is None:
-        raise ScoringError(f"{loaded.name} v{loaded.version} has no experiment config logged")
-    config = ExperimentConfig.model_validate(loaded.config)
-    agency = agency or tags.get("ews.agency") or None
-    if source is None:
-        try:
-            src: Snapshot | Path = Workspace().snapshot(agency, snapshot)
-        except StoreError as exc:
-            raise ScoringError(f"{exc} (run `ews ingest` first)") from exc
-    else:
-        src = source
     snapshot_id = src.id if isinstance(src, Snapshot) else Path(src).name
-    if isinstance(src, Snapshot):
-        agency = src.agency
-    agency = agency or "default"
-
-    spec = load_feature_spec(config.feature_spec)
-    if tags.get("ews.spec_hash") and str(spec.hash) != tags["ews.spec_hash"]:
-        raise ScoringError(
-            f"the feature spec changed since {loaded.name} v{loaded.version} was trained "
-            f"(hash {spec.hash}, trained on {tags['ews.spec_hash']}): retrain with `ews train`"
-        )
     features = build_features(
         src, [as_of], spec=spec, cohort=cohort_spec(config.cohort), progress=progress
     )

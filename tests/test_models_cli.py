@@ -81,6 +81,19 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert set(flags["model_name"]) == {name}
     assert set(flags["as_of_date"].astype(str).str[:10]) == {"2016-01-01"}
     assert all(isinstance(json.loads(r), list) for r in flags["rules_fired"])
+
+    # drift of the inputs at the deployment date against the champion's training dates
+    day = deploy["as_of"]
+    out = _ok(["drift", "--as-of", day])
+    assert f"{name} v{version} at {day} vs {', '.join(champion['train_dates'])}" in out
+    folder = workspace / "drift" / "clitest" / day
+    report = json.loads((folder / "drift.json").read_text())
+    assert report["officers_current"] > 0 and report["columns"] > 0
+    assert {c["column"] for c in report["per_column"]} <= set(results["feature_columns"])
+    assert all("method" in c and "drifted" in c for c in report["per_column"])
+    assert (folder / "drift.html").stat().st_size > 0
+    refused = runner.invoke(app, ["drift", "--as-of", champion["train_dates"][0]])
+    assert refused.exit_code == 1 and "is a reference date" in refused.output
     saved = workspace / "flags" / "clitest" / "2016-01-01.parquet"
     assert saved.is_file()
 

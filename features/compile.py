@@ -251,6 +251,8 @@ def features_expr(
             elif col.stat == "z":
                 std = x.std(how="pop").over(win)
                 v = ((x - mean) / std.nullif(0.0)).fill_null(0.0)
+            elif col.stat == "mean":
+                v = mean
             else:
                 v = ibis.percent_rank().over(group_by=[nar.as_of_date, nar._g], order_by=x) * 100.0
             peers[col.name] = ibis.ifelse(nar._g.isnull(), ibis.null().cast(f64), v)

@@ -35,7 +35,9 @@ rank at t; the officer itself is included in the group, nothing is excluded):
 - ``z``: (value - group mean) / group population standard deviation; 0 when that is 0.
 - ``pct``: 100 x percent_rank, i.e. the share of the group with a strictly smaller value
   (0 for the lowest and for ties at the bottom; 100 for the single highest).
-All three are null when the officer has no such assignment at t.
+- ``mean``: the group mean itself (unit context: an officer with no events of his own in
+  a unit with many is exposed too, which the three officer-relative stats cannot show).
+All four are null when the officer has no such assignment at t.
 
 ``race`` and ``sex`` are never features: the validator refuses them anywhere in a spec.
 """
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
 
 SIMPLE_METRICS = ("count", "sustained", "share_sustained", "days_since", "trend")
 RATE_PREFIX = "per100_"
-PEER_STATS = ("ratio", "z", "pct")
+PEER_STATS = ("ratio", "z", "pct", "mean")
 PEER_BASE_METRICS = ("count", "sustained", "trend")  # never null, so ranks agree everywhere
 NUMERIC_ATTRIBUTES = ("tenure_years", "age_years")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -133,7 +135,7 @@ class PeerSpec(_Strict):
 
     columns: list[str] = Field(min_length=1)
     by: list[str] = Field(min_length=1)
-    stats: list[Literal["ratio", "z", "pct"]] = Field(min_length=1)
+    stats: list[Literal["ratio", "z", "pct", "mean"]] = Field(min_length=1)
 
     @field_validator("by")
     @classmethod
@@ -301,6 +303,8 @@ class FeatureSpec(_Strict):
                                 f"{base_text}: {{value:+.1f}} standard deviations "
                                 f"from the mean of {grp}"
                             )
+                        elif stat == "mean":
+                            t = f"{base_text}: {{value:.1f}} on average in {grp}"
                         else:
                             t = (
                                 f"{base_text}: higher than {{value:.0f}}% of the other "

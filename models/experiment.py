@@ -75,6 +75,16 @@ class SplitterConfig(BaseModel):
     first_train_date: date | None = None
     label_maturity: bool = True
     inner_splits: int = Field(default=2, ge=1)
+    # Extra time a training label window must have ended before the test (or validation)
+    # date, for slow-maturing labels (see models.splitter): one duration for every label,
+    # or a mapping label name -> duration (labels left out get none).
+    label_lag: str | dict[str, str | None] | None = None
+
+    def lag_for(self, label: str) -> str | None:
+        """The label lag that applies to ``label``."""
+        if isinstance(self.label_lag, dict):
+            return self.label_lag.get(label)
+        return self.label_lag
 
 
 class ExperimentConfig(BaseModel):
@@ -314,10 +324,17 @@ def auto_test_dates(source: Snapshot | Path, label_window: str, n: int) -> list[
     return [date(y, 1, 1) for y in range(year - n + 1, year + 1)]
 
 
-def make_splitter(config: ExperimentConfig, source: Snapshot | Path) -> Any:
+def make_splitter(
+    config: ExperimentConfig, source: Snapshot | Path, label: str | None = None
+) -> Any:
+    """The config's splitter; with ``label``, with that label's ``label_lag``."""
     from models.splitter import TemporalSplitter
 
     s = config.splitter
+    if isinstance(s.label_lag, dict):
+        unknown = sorted(set(s.label_lag) - set(config.label_names()))
+        if unknown:
+            raise ExperimentError(f"splitter.label_lag: unknown labels {', '.join(unknown)}")
     tests = s.test_dates or auto_test_dates(source, s.label_window, s.n_test_dates)
     try:
         return TemporalSplitter(
@@ -327,6 +344,7 @@ def make_splitter(config: ExperimentConfig, source: Snapshot | Path) -> Any:
             train_every=s.train_every,
             first_train_date=s.first_train_date,
             label_maturity=s.label_maturity,
+            label_lag=None if label is None else s.lag_for(label),
         )
     except ValueError as exc:
         raise ExperimentError(f"splitter: {exc}") from exc
@@ -686,28 +704,42 @@ def run_experiment(
             make_rule(item)  # fail early on an unknown rule
         except ValueError as exc:
             raise ExperimentError(f"rules: {exc}") from exc
-    splitter = make_splitter(config, source)
-    splits = splitter.split()
-    inner = {
-        sp.test_as_of: splitter.inner_splits(sp, config.splitter.inner_splits) for sp in splits
-    }
-    deploy, deploy_inner = (
-        deployment_split(splitter, source, config.splitter.inner_splits)
-        if tracking and config.refit_champion
-        else (None, [])
-    )
+    # One splitter per label: a label may have its own label lag (splitter.label_lag).
+    label_splits: dict[str, list[Any]] = {}
+    label_inner: dict[str, dict[date, list[Any]]] = {}
+    label_deploy: dict[str, tuple[Any | None, list[Any]]] = {}
+    for label in label_specs:
+        lsplitter = make_splitter(config, source, label)
+        try:
+            lsplits = lsplitter.split()
+            linner = {
+                sp.test_as_of: lsplitter.inner_splits(sp, config.splitter.inner_splits)
+                for sp in lsplits
+            }
+        except ValueError as exc:
+            raise ExperimentError(f"splitter (label {label}): {exc}") from exc
+        label_splits[label], label_inner[label] = lsplits, linner
+        label_deploy[label] = (
+            deployment_split(lsplitter, source, config.splitter.inner_splits)
+            if tracking and config.refit_champion
+            else (None, [])
+        )
+    first = next(iter(label_specs))
+    splits, inner = label_splits[first], label_inner[first]  # for the result's split listing
     all_dates: set[date] = set()
-    for sp in ([deploy] if deploy else []) + deploy_inner:
-        all_dates.update(sp.train_as_of)
-        all_dates.add(sp.test_as_of)
-    if deploy is not None:
-        all_dates.discard(deploy.test_as_of)  # nothing is evaluated at the deployment date
-    for sp in splits:
-        all_dates.update(sp.train_as_of)
-        all_dates.add(sp.test_as_of)
-        for isp in inner[sp.test_as_of]:
-            all_dates.update(isp.train_as_of)
-            all_dates.add(isp.test_as_of)
+    for label in label_specs:
+        deploy, deploy_inner = label_deploy[label]
+        for sp in ([deploy] if deploy else []) + deploy_inner:
+            all_dates.update(sp.train_as_of)
+            all_dates.add(sp.test_as_of)
+        if deploy is not None:
+            all_dates.discard(deploy.test_as_of)  # nothing is evaluated at the deployment date
+        for sp in label_splits[label]:
+            all_dates.update(sp.train_as_of)
+            all_dates.add(sp.test_as_of)
+            for isp in label_inner[label][sp.test_as_of]:
+                all_dates.update(isp.train_as_of)
+                all_dates.add(isp.test_as_of)
     dates = sorted(all_dates)
 
     if features is None:
@@ -722,7 +754,9 @@ def run_experiment(
     cols = numeric_feature_columns(features)
     # Columns with no value on any training date teach nothing (and break some estimators);
     # decided on training dates only.
-    train_days = {_ts(d) for sp in splits for d in sp.train_as_of}
+    train_days = {
+        _ts(d) for lsplits in label_splits.values() for sp in lsplits for d in sp.train_as_of
+    }
     training_rows = features[features["as_of_date"].isin(train_days)]
     empty = [c for c in cols if training_rows[c].isna().all()]
     cols = [c for c in cols if c not in empty]
@@ -739,11 +773,16 @@ def run_experiment(
         "Model selection used only inner validation splits inside each split's training "
         "years; validation labels count only what was known at that split's test date.",
     ]
-    n_fits = sum(len(candidates) * (len(inner[sp.test_as_of]) + 1) for sp in splits) * len(
-        label_specs
+    n_fits = sum(
+        len(candidates) * (len(label_inner[label][sp.test_as_of]) + 1)
+        for label in label_specs
+        for sp in label_splits[label]
     )
-    if deploy is not None:
-        n_fits += len(candidates) * len(deploy_inner) * len(label_specs)
+    n_fits += sum(
+        len(candidates) * len(label_deploy[label][1])
+        for label in label_specs
+        if label_deploy[label][0] is not None
+    )
 
     from rich.progress import Progress
 
@@ -755,6 +794,7 @@ def run_experiment(
             bar.advance(task)
 
         for label in label_specs:
+            splits, inner = label_splits[label], label_inner[label]
             for sp in splits:
                 window_end = sp.train_label_end
                 if window_end > sp.test_as_of:  # the splitter's promise, checked where it matters
@@ -771,6 +811,7 @@ def run_experiment(
                         "chosen": chosen,
                         "metric": config.selection_metric,
                         "penalty": config.selection_penalty,
+                        "label_lag": config.splitter.lag_for(label),
                         "scores": inner_scores,
                         "inner_splits": inner_used,
                         "made_on": "training years only",
@@ -895,9 +936,12 @@ def run_experiment(
                             background=X_train.iloc[idx].reset_index(drop=True),
                             test_metrics=m,
                         )
-        if deploy is not None:
+        if any(d is not None for d, _ in label_deploy.values()):
             bar.update(task, description="refitting the champions on the newest data")
             for label in label_specs:
+                deploy, deploy_inner = label_deploy[label]
+                if deploy is None:
+                    continue
                 refit = _refit_champion(
                     deploy, deploy_inner, label, candidates, features, cols, labels, config, tick
                 )
@@ -918,7 +962,8 @@ def run_experiment(
         spec_hash=str(spec.hash),
         feature_columns=cols,
         splits=[
-            {**sp.as_dict(), "inner": [i.as_dict() for i in inner[sp.test_as_of]]} for sp in splits
+            {**sp.as_dict(), "inner": [i.as_dict() for i in label_inner[first][sp.test_as_of]]}
+            for sp in label_splits[first]
         ],
         records=_json_safe(records),
         selection=_json_safe(selection),

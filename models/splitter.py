@@ -14,8 +14,15 @@ The rules that keep an evaluation honest:
   known at ``T`` (``label_known_by = T``): a complaint filed in the window whose
   finding came after ``T`` is not yet a sustained complaint for the model.
 * Training as-of dates are laid out backwards from the latest usable date,
-  ``T - label_window``, every ``train_every``, and go back as far as
-  ``T - train_history`` (or ``first_train_date``, whichever is later).
+  ``T - label_window`` (``T - label_window - label_lag`` with a label lag), every
+  ``train_every``, and go back as far as ``T - train_history`` (or
+  ``first_train_date``, whichever is later).
+* ``label_lag`` is for slow-maturing outcomes: with label maturity on, a training
+  window that ends just before ``T`` still has most of its findings pending (a
+  sustained finding takes one to two and a half years in Chicago), so its labels
+  are mostly wrong zeros. With a lag a training date needs
+  ``t + label_window + label_lag <= T``; inner validation splits apply the same
+  rule relative to their validation date.
 
 Durations are written ``"90d"``, ``"2w"``, ``"6m"``, ``"1y"`` (days, weeks,
 months, years) or given as :class:`dateutil.relativedelta.relativedelta`.
@@ -136,6 +143,9 @@ class TemporalSplitter:
             data start); required when ``train_history`` is None.
         label_maturity: count only findings known at the test date in training
             labels (keep on; off exists to measure the leak).
+        label_lag: extra time a training label window must have ended before the
+            test (or validation) date, so its findings had time to come in
+            (``"1y"``); None, ``"0"`` or ``"0y"`` for none.
     """
 
     test_dates: Sequence[date | str]
@@ -144,6 +154,14 @@ class TemporalSplitter:
     train_every: Duration = "1y"
     first_train_date: date | str | None = None
     label_maturity: bool = True
+    label_lag: Duration | None = None
+
+    def _lag(self) -> relativedelta:
+        """The label lag as a relativedelta (zero when None or ``"0"``)."""
+        lag = self.label_lag
+        if lag is None or (isinstance(lag, str) and re.fullmatch(r"\s*0+\s*[dwmy]?\s*", lag)):
+            return relativedelta()
+        return parse_duration(self.label_lag, "label_lag")
 
     def _validate(self) -> tuple[list[date], relativedelta, relativedelta | None, relativedelta]:
         if isinstance(self.test_dates, str | date) or not isinstance(self.test_dates, Iterable):
@@ -153,6 +171,7 @@ class TemporalSplitter:
             raise ValueError("test_dates: give at least one test as-of date")
         label = parse_duration(self.label_window, "label_window")
         every = parse_duration(self.train_every, "train_every")
+        self._lag()  # refuse a bad label_lag early
         history = (
             None
             if self.train_history is None
@@ -168,7 +187,7 @@ class TemporalSplitter:
     def _train_dates(
         self, test: date, label: relativedelta, history: relativedelta | None, every: relativedelta
     ) -> list[date]:
-        latest = test - label
+        latest = test - label - self._lag()
         starts = []
         if history is not None:
             starts.append(test - history)
@@ -200,8 +219,9 @@ class TemporalSplitter:
             if not train:
                 raise ValueError(
                     f"test date {test.isoformat()}: no training as-of date fits; a training "
-                    f"date needs its label window ({self.label_window}) to end by the test "
-                    "date and to lie inside train_history / after first_train_date"
+                    f"date needs its label window ({self.label_window}) plus the label lag "
+                    f"({self.label_lag or 0}) to end by the test date and to lie inside "
+                    "train_history / after first_train_date"
                 )
             splits.append(
                 Split(

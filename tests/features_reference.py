@@ -55,7 +55,7 @@ TEST_SPEC: dict[str, Any] = {
         {
             "columns": ["complaint_1y_count", "use_of_force_180d_count", "complaint_1y_trend"],
             "by": ["unit", "rank"],
-            "stats": ["ratio", "z", "pct"],
+            "stats": ["ratio", "z", "pct", "mean"],
         }
     ],
 }
@@ -277,6 +277,8 @@ def ref_features(
             elif col.stat == "z":
                 std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
                 out.append((x - mean) / std if std != 0 else 0.0)
+            elif col.stat == "mean":
+                out.append(mean)
             else:
                 below = sum(1 for v in vals if v < x)
                 out.append(100.0 * below / (len(vals) - 1) if len(vals) > 1 else 0.0)

@@ -210,3 +210,30 @@ def test_auto_test_dates(agency: Path):
     # The synthetic data end 2016-12-31: the latest January 1 with a whole year after it in
     # the data is 2015-12-31 + ... -> 2015-01-01 (2016-01-01 + 1y = 2017-01-01 > end).
     assert exp.auto_test_dates(agency, "1y", 2) == [date(2014, 1, 1), date(2015, 1, 1)]
+
+
+def test_label_lag_applies_per_label(agency: Path, features: pd.DataFrame):
+    cfg = _config(
+        labels=["sustained", "any_complaint"],
+        splitter={**small_config()["splitter"], "label_lag": {"sustained": "1y"}},  # type: ignore[dict-item]
+    )
+    result = run_experiment(cfg, agency, tracking=False, progress=False, features=features)
+    for rec in (r for r in result.records if r["kind"] == "model"):
+        test = date.fromisoformat(rec["test_date"])
+        used = [date.fromisoformat(d) for d in rec["train_dates_used"]]
+        lag = 1 if rec["label"] == "sustained" else 0
+        # t + 1y window + lag <= T, and the latest such date is used
+        assert max(used) == date(test.year - 1 - lag, 1, 1), rec["label"]
+        assert min(used) == date(test.year - 5, 1, 1)
+        assert rec["train_labels_known_by"] == rec["test_date"]  # maturity unchanged
+    for sel in result.selection:
+        test = date.fromisoformat(sel["test_date"])
+        lag = 1 if sel["label"] == "sustained" else 0
+        assert sel["label_lag"] == ("1y" if lag else None)
+        for inner in sel["inner_splits"]:
+            v = date.fromisoformat(inner["validation_date"])
+            assert v.year <= test.year - 1 - lag
+            assert all(date.fromisoformat(d).year <= v.year - 1 - lag for d in inner["train_as_of"])
+    bad = _config(splitter={**small_config()["splitter"], "label_lag": {"nope": "1y"}})  # type: ignore[dict-item]
+    with pytest.raises(ExperimentError, match="unknown labels nope"):
+        run_experiment(bad, agency, tracking=False, progress=False, features=features)

@@ -87,6 +87,48 @@ def test_inner_splits_stay_inside_training_years() -> None:
         assert i.as_dict()["test_label_known_by"] == "2019-01-01"
 
 
+def test_label_lag_keeps_only_matured_training_windows() -> None:
+    sp = TemporalSplitter(
+        test_dates=[date(2013, 1, 1), date(2014, 1, 1)],
+        label_window="1y",
+        train_history=None,
+        first_train_date=date(2005, 1, 1),
+        label_lag="1y",
+    )
+    first, second = sp.split()
+    # t + 1y label window + 1y lag <= T
+    assert first.train_as_of == [date(y, 1, 1) for y in range(2005, 2012)]
+    assert second.train_as_of == [date(y, 1, 1) for y in range(2005, 2013)]
+    assert first.train_label_end == date(2012, 1, 1)
+    assert first.label_known_by == date(2013, 1, 1)  # maturity still at the test date
+    inner = sp.inner_splits(first, 2)
+    # validation dates are the latest training dates; their training dates obey the lag too
+    assert [i.test_as_of for i in inner] == [date(2010, 1, 1), date(2011, 1, 1)]
+    assert inner[0].train_as_of == [date(y, 1, 1) for y in range(2005, 2009)]
+    assert inner[1].train_as_of == [date(y, 1, 1) for y in range(2005, 2010)]
+    assert all(i.test_label_known_by == date(2013, 1, 1) for i in inner)
+
+
+def test_label_lag_two_years_and_zero() -> None:
+    kwargs = {"test_dates": ["2013-01-01"], "train_history": None, "first_train_date": "2005-01-01"}
+    (two,) = TemporalSplitter(**kwargs, label_lag="2y").split()
+    assert two.train_as_of == [date(y, 1, 1) for y in range(2005, 2011)]
+    assert [
+        i.train_as_of for i in TemporalSplitter(**kwargs, label_lag="2y").inner_splits(two)
+    ] == [
+        [date(y, 1, 1) for y in range(2005, 2007)],
+        [date(y, 1, 1) for y in range(2005, 2008)],
+    ]
+    (none,) = TemporalSplitter(**kwargs).split()
+    for zero in (None, "0", "0y"):
+        (s,) = TemporalSplitter(**kwargs, label_lag=zero).split()
+        assert s.train_as_of == none.train_as_of == [date(y, 1, 1) for y in range(2005, 2013)]
+    with pytest.raises(ValueError, match="label_lag"):
+        TemporalSplitter(**kwargs, label_lag="a year").split()
+    with pytest.raises(ValueError, match="label lag"):
+        TemporalSplitter(["2013-01-01"], train_history="18m", label_lag="1y").split()
+
+
 def test_inner_splits_refuses_too_short_history() -> None:
     sp = TemporalSplitter(test_dates=["2019-01-01"], train_history="1y", train_every="1y")
     (outer,) = sp.split()

@@ -591,6 +591,35 @@ def _select(
     return str(chosen), per_model, used
 
 
+def _champion(
+    label: str,
+    cand: Any,
+    model: Any,
+    X: pd.DataFrame,
+    split: Any,
+    rules: dict[str, Any],
+    config: ExperimentConfig,
+    test_metrics: dict[str, Any],
+) -> Champion:
+    """A fitted model with what traces and explains it: its training dates and label cutoff,
+    the rules fitted on the same rows, and a seeded sample of training rows as background."""
+    import numpy as np
+
+    rng = np.random.default_rng(config.seed)
+    idx = np.sort(rng.choice(len(X), size=min(config.background_rows, len(X)), replace=False))
+    return Champion(
+        label=label,
+        candidate=cand.describe(),
+        model=model,
+        feature_columns=list(X.columns),
+        train_dates=list(split.train_as_of),
+        label_known_by=split.label_known_by,
+        rules=rules,
+        background=X.iloc[idx].reset_index(drop=True),
+        test_metrics=test_metrics,
+    )
+
+
 def deployment_split(
     splitter: Any, source: Snapshot | Path, n_inner: int
 ) -> tuple[Any | None, list[Any]]:
@@ -639,19 +668,7 @@ def _refit_champion(
     for item in config.rules:
         rname = item if isinstance(item, str) else str(item.get("name", "custom_rule"))
         rules[rname] = _fit(make_rule(item), X, y)
-    rng = np.random.default_rng(config.seed)
-    idx = np.sort(rng.choice(len(X), size=min(config.background_rows, len(X)), replace=False))
-    champ = Champion(
-        label=label,
-        candidate=cand.describe(),
-        model=model,
-        feature_columns=list(X.columns),
-        train_dates=list(deploy.train_as_of),
-        label_known_by=deploy.label_known_by,
-        rules=rules,
-        background=X.iloc[idx].reset_index(drop=True),
-        test_metrics={},
-    )
+    champ = _champion(label, cand, model, X, deploy, rules, config, {})
     info = {
         "label": label,
         "as_of": deploy.test_as_of.isoformat(),
@@ -922,19 +939,8 @@ def run_experiment(
                     )
                     records.append(rec)
                     if cand.name == chosen and sp is splits[-1]:
-                        rng = np.random.default_rng(config.seed)
-                        take = min(config.background_rows, len(X_train))
-                        idx = np.sort(rng.choice(len(X_train), size=take, replace=False))
-                        champions[label] = Champion(
-                            label=label,
-                            candidate=cand.describe(),
-                            model=model,
-                            feature_columns=list(X_train.columns),
-                            train_dates=list(sp.train_as_of),
-                            label_known_by=sp.label_known_by,
-                            rules=fitted_rules,
-                            background=X_train.iloc[idx].reset_index(drop=True),
-                            test_metrics=m,
+                        champions[label] = _champion(
+                            label, cand, model, X_train, sp, fitted_rules, config, m
                         )
         if any(d is not None for d, _ in label_deploy.values()):
             bar.update(task, description="refitting the champions on the newest data")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -54,7 +54,7 @@ def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def require_roles(*roles: str):  # type: ignore[no-untyped-def]
+def require_roles(*roles: str) -> Any:
     """A dependency that lets only the given roles through (and logs every refusal)."""
 
     def check(user: CurrentUser, db: DbDep, request: Request) -> User:

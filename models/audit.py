@@ -109,7 +109,7 @@ def disparities(
             sensitive_features=groups[big].to_numpy(),
         )
         table = frame.by_group
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"group": str(g), "officers": int(sizes[g]), **{k: _num(v) for k, v in r.items()}}
             for g, r in table.iterrows()
         ]

@@ -271,10 +271,11 @@ def drift(
     from models.drift import drift as check
     from models.scoring import ScoringError
 
+    known: tuple[type[Exception], ...] = (ScoringError, ValueError, *_known_errors())
     try:
         ref = [dt.date.fromisoformat(d) for d in reference] if reference else None
         report = check(dt.date.fromisoformat(as_of), model, agency, ref, out)
-    except (ScoringError, ValueError, *_known_errors()) as exc:
+    except known as exc:
         _fail(exc)
         return
     share = report["drifted_share"]

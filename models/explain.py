@@ -425,7 +425,7 @@ def explain(
     values = X.to_numpy()
     out = []
     for i in range(n):
-        factors = []
+        factors: list[dict[str, Any]] = []
         for gi, c in zip(order[i], top_c[i], strict=True):
             if not c > 0 or len(factors) == k:
                 break
@@ -442,9 +442,9 @@ def explain(
             group: Any = None
             kind: str | None = None
             if gi in peers and own is not None:
-                kind, ratios, names = peers[gi]
+                kind, ratios, group_names = peers[gi]
                 ratio = float(ratios[i]) if np.isfinite(ratios[i]) else None
-                group = None if names is None else names[i]
+                group = None if group_names is None else group_names[i]
             sentence = describe_factor(
                 feature, value, descriptions, ratio, kind, group, template_context(i)
             )

@@ -17,6 +17,21 @@ NOTICE = (
 )
 
 
+def record(
+    db: AppDatabase,
+    user: User,
+    action: str,
+    path: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    **detail: Any,
+) -> None:
+    """Log one access by ``user`` (``read``, ``write`` or ``denied``) in the audit log."""
+    db.audit(
+        user.username, user.role, action, path, agency=agency, officer_id=officer_id, detail=detail
+    )
+
+
 def deny(
     db: AppDatabase,
     user: User,
@@ -27,15 +42,7 @@ def deny(
     detail: dict[str, Any] | None = None,
 ) -> HTTPException:
     """Log a refused access in the audit log and return the 403 to raise."""
-    db.audit(
-        user.username,
-        user.role,
-        "denied",
-        path,
-        agency=agency,
-        officer_id=officer_id,
-        detail={"why": message, **(detail or {})},
-    )
+    record(db, user, "denied", path, agency, officer_id, why=message, **(detail or {}))
     return HTTPException(status.HTTP_403_FORBIDDEN, message)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import select
 
+from api.access import record
 from api.deps import DbDep, SettingsDep, require_roles
 from ews.db import AuditLog, Review, User
 from ews.flagstore import flag_dates, flags_dir, load_flags
@@ -58,7 +59,7 @@ def audit_log(
             }
             for a in s.scalars(q)
         ]
-    db.audit(user.username, user.role, "read", request.url.path, detail={"rows": len(data)})
+    record(db, user, "read", request.url.path, rows=len(data))
     return {"data": data, "count": len(data)}
 
 
@@ -79,7 +80,7 @@ def audit_disparities(
         report = disparities(agency, as_of, home=settings.home)
     except LookupError as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-    db.audit(user.username, user.role, "read", request.url.path, agency=agency)
+    record(db, user, "read", request.url.path, agency)
     return report
 
 
@@ -116,5 +117,5 @@ def review_timeliness(
                 "max_days_to_review": waits[-1] if waits else None,
             }
         )
-    db.audit(user.username, user.role, "read", request.url.path, agency=agency)
+    record(db, user, "read", request.url.path, agency)
     return {"data": data, "count": len(data)}

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 
-from api.access import NOTICE, check_agency, visible
+from api.access import NOTICE, check_agency, record, visible
 from api.deps import CurrentUser, DbDep, SettingsDep
 from ews.flagstore import flag_dates, load_flags
 
@@ -87,13 +87,14 @@ def list_flags(
         rows = rows.sort_values("rank")
     data = records(rows)
     for rec in data:
-        db.audit(
-            user.username,
-            user.role,
+        record(
+            db,
+            user,
             "read",
             request.url.path,
-            agency=agency,
-            officer_id=str(rec["officer_id"]),
-            detail={"as_of": day.isoformat(), "view": "flag list"},
+            agency,
+            str(rec["officer_id"]),
+            as_of=day.isoformat(),
+            view="flag list",
         )
     return Envelope(data=data, count=len(data), agency=agency, as_of=day.isoformat())

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.access import NOTICE, check_agency, deny, may_see_officer
+from api.access import NOTICE, check_agency, deny, may_see_officer, record
 from api.deps import CurrentUser, DbDep, SettingsDep
 from api.routes.flags import records
 from ews.db import DECISIONS, Review
@@ -88,14 +88,14 @@ def officer(
             .order_by(Review.id)
         )
         history = [_review_dict(r) for r in reviews]
-    db.audit(
-        user.username,
-        user.role,
+    record(
+        db,
+        user,
         "read",
         request.url.path,
-        agency=agency,
-        officer_id=officer_id,
-        detail={"as_of": as_of.isoformat() if as_of else None},
+        agency,
+        officer_id,
+        as_of=as_of.isoformat() if as_of else None,
     )
     return {"flag": row, "reviews": history, "notice": NOTICE}
 
@@ -150,13 +150,14 @@ def add_review(
         s.add(r)
         s.flush()
         saved = _review_dict(r)
-    db.audit(
-        user.username,
-        user.role,
+    record(
+        db,
+        user,
         "write",
         request.url.path,
-        agency=agency,
-        officer_id=officer_id,
-        detail={"review_id": saved["id"], "decision": review.decision},
+        agency,
+        officer_id,
+        review_id=saved["id"],
+        decision=review.decision,
     )
     return saved

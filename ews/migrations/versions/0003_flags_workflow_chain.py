@@ -21,6 +21,17 @@ depends_on = None
 GENESIS = "0" * 64
 
 
+def _when(value: object) -> dt.datetime | None:
+    """A datetime as read back by the driver (SQLite gives text)."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _day(value: object) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
 def _audit_chain() -> None:
     """Hash the entries written before the chain existed, in id order."""
     from ews.audit import content, entry_hash
@@ -35,7 +46,7 @@ def _audit_chain() -> None:
     prev = GENESIS
     updates = []
     for r in rows:
-        at = r["at"] if isinstance(r["at"], dt.datetime) else dt.datetime.fromisoformat(r["at"])
+        at = _when(r["at"])
         detail = r["detail"] if not isinstance(r["detail"], str) else json.loads(r["detail"])
 
         h = entry_hash(prev, content(SimpleNamespace(**{**dict(r), "at": at, "detail": detail})))
@@ -193,7 +204,9 @@ def upgrade() -> None:
     steps = {"intervention": "intervention_assigned", "monitor": "under_review"}
     state: dict[tuple[str, str, object], dict[str, object]] = {}
     rows = []
-    for r in old:
+    for raw in old:
+        r = {**raw, "at": _when(raw["at"]), "flagged_at": _when(raw["flagged_at"])}
+        r["as_of_date"] = _day(r["as_of_date"])
         key = (r["agency"], r["officer_id"], r["as_of_date"])
         before = state.get(key, {}).get("status", "new")
         after = steps.get(r["decision"], "dismissed")

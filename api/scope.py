@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from fastapi import HTTPException, status
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,20 +34,24 @@ def agency_in_scope(user: User, agency: str) -> bool:
     return user.agency is None or user.agency == agency
 
 
-def agency_visible(s: Session, user: User, agency: str) -> bool:
+_AGENCY = select(Agency.name).where(Agency.name == bindparam("agency"))
+_UNIT = select(OfficerUnit.unit).where(
+    OfficerUnit.agency == bindparam("agency"), OfficerUnit.officer_id == bindparam("officer")
+)
+
+
+def agency_visible(s: Session | Connection, user: User, agency: str) -> bool:
     """The agency exists and the user may see it."""
-    return agency_in_scope(user, agency) and s.get(Agency, agency) is not None
+    return (
+        agency_in_scope(user, agency) and s.execute(_AGENCY, {"agency": agency}).first() is not None
+    )
 
 
-def officer_visible(s: Session, user: User, agency: str, officer_id: str) -> bool:
+def officer_visible(s: Session | Connection, user: User, agency: str, officer_id: str) -> bool:
     """The officer exists in the agency and the user may see them now."""
     if not agency_in_scope(user, agency):
         return False
-    unit = s.execute(
-        select(OfficerUnit.unit).where(
-            OfficerUnit.agency == agency, OfficerUnit.officer_id == officer_id
-        )
-    ).first()
+    unit = s.execute(_UNIT, {"agency": agency, "officer": officer_id}).first()
     if unit is None:
         return False
     return user.role != "supervisor" or (unit[0] is not None and unit[0] in user.units)
@@ -75,8 +80,28 @@ def audit_agency(user: User, agency: str | None) -> str | None:
     return user.agency
 
 
+def _entry(
+    user: User,
+    action: str,
+    resource: str,
+    agency: str | None,
+    officer_id: str | None,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """The audit entry of an access by ``user``."""
+    return {
+        "actor": user.username,
+        "role": user.role,
+        "action": action,
+        "resource": resource[:500],
+        "agency": audit_agency(user, agency),
+        "officer_id": officer_id if agency is None or agency_in_scope(user, agency) else None,
+        "detail": {k: v for k, v in detail.items() if v is not None},
+    }
+
+
 def log(
-    s: Session,
+    s: Session | Connection,
     user: User,
     action: str,
     resource: str,
@@ -84,17 +109,8 @@ def log(
     officer_id: str | None = None,
     **detail: Any,
 ) -> None:
-    """Append an audit entry for ``user`` in the (write) session ``s``."""
-    append(
-        s,
-        user.username,
-        user.role,
-        action,
-        resource[:500],
-        audit_agency(user, agency),
-        officer_id if agency is None or agency_in_scope(user, agency) else None,
-        {k: v for k, v in detail.items() if v is not None},
-    )
+    """Append an audit entry for ``user`` in the open write transaction ``s``."""
+    append(s, **_entry(user, action, resource, agency, officer_id, detail))
 
 
 def log_now(
@@ -106,10 +122,9 @@ def log_now(
     officer_id: str | None = None,
     **detail: Any,
 ) -> None:
-    """Append an audit entry in a write transaction of its own (for reads: the read is done,
-    the entry is committed before the answer leaves)."""
-    with db.write() as s:
-        log(s, user, action, resource, agency, officer_id, **detail)
+    """Append an audit entry for a read or a refusal: the read is done, and the entry is
+    committed (with those of concurrent requests) before the answer leaves."""
+    db.audit(**_entry(user, action, resource, agency, officer_id, detail))
 
 
 def not_found(

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ews.db import ROLES, AppDatabase, User, utcnow
 
@@ -138,14 +138,21 @@ def set_active(db: AppDatabase, username: str, active: bool) -> None:
     _change(db, username, "enable" if active else "disable", active=active)
 
 
+_USER_COLUMNS = ("id", "username", "role", "agency", "units", "active", "expires_at")
+_BY_TOKEN = select(*(getattr(User, c) for c in _USER_COLUMNS)).where(
+    User.token_sha256 == bindparam("h")
+)
+
+
 def user_for_token(db: AppDatabase, token: str) -> tuple[User | None, str]:
     """(the user, '') for a working token, else (None, why it does not work)."""
     if not TOKEN.match(token):
         return None, "malformed token"
-    with db.session() as s:
-        user = s.scalar(select(User).where(User.token_sha256 == hash_token(token)))
-    if user is None:
+    with db.read_conn() as c:
+        row = c.execute(_BY_TOKEN, {"h": hash_token(token)}).first()
+    if row is None:
         return None, "unknown token"
+    user = User(**dict(zip(_USER_COLUMNS, row, strict=True)))
     if not user.active:
         return None, "user disabled"
     if user.expires_at is not None and user.expires_at <= utcnow():

@@ -20,16 +20,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import queue
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ews.db import AuditAnchor, AuditLog, utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from ews.db import AppDatabase
@@ -61,19 +65,23 @@ def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical(entry)}".encode()).hexdigest()
 
 
-def _head(s: Session) -> tuple[int, str]:
+_TABLE = AuditLog.__table__
+_ANCHOR = AuditAnchor.__table__
+# Built once: the hot path of every request executes these with new values only.
+_HEAD = select(_TABLE.c.id, _TABLE.c.entry_hash).order_by(_TABLE.c.id.desc()).limit(1)
+_ANCHOR_HEAD = (
+    select(_ANCHOR.c.through_id, _ANCHOR.c.through_hash).order_by(_ANCHOR.c.id.desc()).limit(1)
+)
+_INSERT = insert(AuditLog)
+
+
+def _head(s: Session | Connection) -> tuple[int, str]:
     """(id, hash) of the newest entry, or of the newest archive anchor, or the genesis."""
-    last = s.execute(
-        select(AuditLog.id, AuditLog.entry_hash).order_by(AuditLog.id.desc()).limit(1)
-    ).first()
-    if last is not None:
-        return int(last[0]), str(last[1])
-    anchor = s.scalars(select(AuditAnchor).order_by(AuditAnchor.id.desc()).limit(1)).first()
-    return (anchor.through_id, anchor.through_hash) if anchor else (0, GENESIS)
+    last = s.execute(_HEAD).first() or s.execute(_ANCHOR_HEAD).first()
+    return (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
 
 
-def append(
-    s: Session,
+def _entry(
     actor: str,
     role: str,
     action: str,
@@ -81,25 +89,95 @@ def append(
     agency: str | None = None,
     officer_id: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> AuditLog:
-    """Append one entry to the chain within the session's (write) transaction."""
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "resource": resource,
+        "agency": agency,
+        "officer_id": officer_id,
+        "detail": json.loads(json.dumps(detail or {}, default=str)),
+    }
+
+
+def _chain(s: Session | Connection, entries: list[dict[str, Any]]) -> list[int]:
+    """Number, hash and insert entries after the chain's head, in order; their ids."""
     last_id, prev = _head(s)
-    e = AuditLog(
-        id=last_id + 1,
-        at=utcnow(),
-        actor=actor,
-        role=role,
-        action=action,
-        resource=resource,
-        agency=agency,
-        officer_id=officer_id,
-        detail=json.loads(json.dumps(detail or {}, default=str)),
-        prev_hash=prev,
-    )
-    e.entry_hash = entry_hash(prev, content(e))
-    s.add(e)
-    s.flush()
-    return e
+    rows = []
+    for e in entries:
+        last_id += 1
+        e = {**e, "id": last_id}
+        digest = entry_hash(prev, {**e, "at": e["at"].isoformat(timespec="microseconds")})
+        rows.append({**e, "prev_hash": prev, "entry_hash": digest})
+        prev = digest
+    s.execute(_INSERT, rows)
+    return [r["id"] for r in rows]
+
+
+def append(
+    s: Session | Connection,
+    actor: str,
+    role: str,
+    action: str,
+    resource: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one entry to the chain within the (write) transaction of ``s``; its id."""
+    return _chain(s, [_entry(actor, role, action, resource, agency, officer_id, detail)])[0]
+
+
+class GroupWriter:
+    """Appends entries that record reads, many requests' entries in one transaction (group
+    commit): each caller waits until the transaction holding its entry has committed, so an
+    answer never leaves before its audit entry is stored, and one commit serves every request
+    that arrived meanwhile. Writes that must commit with their entry (reviews) use
+    :func:`append` in their own transaction instead; both take the same writer lock."""
+
+    def __init__(self, db: AppDatabase, max_batch: int = 1000) -> None:
+        self.db, self.max_batch = db, max_batch
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[int]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="ews-audit-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, timeout: float = 60.0, **fields: Any) -> int:
+        done: Future[int] = Future()
+        self._queue.put((_entry(**fields), done))
+        return done.result(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                with self.db.write_conn() as c:
+                    ids = _chain(c, [e for e, _ in batch])
+            except Exception as exc:  # every waiting request fails with the cause
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for (_, done), i in zip(batch, ids, strict=True):
+                done.set_result(i)
 
 
 @dataclass

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -53,10 +54,13 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ews.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from ews.audit import GroupWriter
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -87,6 +91,7 @@ INTERVENTIONS = (
 )
 # The chain lock of PostgreSQL writers (any constant of the application's own).
 WRITE_LOCK_KEY = 0x65777331
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 def utcnow() -> dt.datetime:
@@ -319,6 +324,8 @@ class AppDatabase:
             self.write_engine = self.engine
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._writer: GroupWriter | None = None
+        self._writer_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -332,8 +339,22 @@ class AppDatabase:
         audit entries chain in commit order and state checks cannot race."""
         with self.write_sessions.begin() as s:
             if not self.sqlite:
-                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                s.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
             yield s
+
+    @contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        """A read transaction on a plain connection (the service's hot path: no ORM)."""
+        with self.engine.begin() as c:
+            yield c
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """:meth:`write` on a plain connection."""
+        with self.write_engine.begin() as c:
+            if not self.sqlite:
+                c.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
+            yield c
 
     def record_ingest(
         self, agency: str, snapshot_id: str, new: bool, source: str, rows: dict[str, Any]
@@ -360,12 +381,23 @@ class AppDatabase:
         agency: str | None = None,
         officer_id: str | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> AuditLog:
-        """Append one entry to the audit chain in a transaction of its own."""
-        from ews.audit import append
+    ) -> int:
+        """Append one entry to the audit chain; its id, once the entry is committed. Entries
+        of concurrent callers share a transaction (:class:`ews.audit.GroupWriter`)."""
+        from ews.audit import GroupWriter
 
-        with self.write() as s:
-            return append(s, actor, role, action, resource, agency, officer_id, detail)
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = GroupWriter(self)
+        return self._writer.write(
+            actor=actor,
+            role=role,
+            action=action,
+            resource=resource,
+            agency=agency,
+            officer_id=officer_id,
+            detail=detail,
+        )
 
     def ingests(self, agency: str | None = None) -> list[IngestLog]:
         with self.session() as s:
@@ -386,6 +418,9 @@ class AppDatabase:
             return list(s.scalars(q))
 
     def dispose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
         self.write_engine.dispose()
 

@@ -81,7 +81,8 @@ def audit_log(
     officer_id: NameQuery | None = None,
     actor: NameQuery | None = None,
     action: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z_]+$")] = None,
-    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    # audit_log.id is an INTEGER column (32-bit on PostgreSQL)
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Response:
     """Audit entries, newest first, within your agency (reviewers and admins). Page back with

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
@@ -143,12 +144,24 @@ class RunCache:
                 self._items.popitem(last=False)
 
 
-def current_runs(s: Session, agency: str) -> dict[dt.date, ScoringRun]:
-    q = select(ScoringRun).where(ScoringRun.agency == agency, ScoringRun.current.is_(True))
-    return {r.as_of_date: r for r in s.scalars(q)}
+_RUNS = select(
+    ScoringRun.id,
+    ScoringRun.as_of_date,
+    ScoringRun.scored_at,
+    ScoringRun.model_name,
+    ScoringRun.model_version,
+    ScoringRun.snapshot_id,
+    ScoringRun.label,
+).where(ScoringRun.agency == bindparam("agency"), ScoringRun.current.is_(True))
+_NEWEST_REVIEW = select(func.max(Review.id)).where(Review.agency == bindparam("agency"))
 
 
-def prepare(s: Session, run: ScoringRun, today: dt.date, review_days: int) -> Prepared:
+def current_runs(s: Session | Connection, agency: str) -> dict[dt.date, Any]:
+    """The agency's current run of each scored date (rows with the run's columns)."""
+    return {r.as_of_date: r for r in s.execute(_RUNS, {"agency": agency})}
+
+
+def prepare(s: Session | Connection, run: Any, today: dt.date, review_days: int) -> Prepared:
     q = (
         select(
             Flag.officer_id,
@@ -215,7 +228,7 @@ def run_rows(
     """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
     when the agency has no run; LookupError names the scored dates when the date has none."""
     today = dt.date.today()
-    with db.session() as s:
+    with db.read_conn() as s:
         runs = current_runs(s, agency)
         if not runs:
             return None
@@ -223,7 +236,7 @@ def run_rows(
         if day not in runs:
             have = ", ".join(d.isoformat() for d in sorted(runs))
             raise LookupError(f"agency {agency!r} has no flags for {day}; scored dates: {have}")
-        newest_review = s.scalar(select(func.max(Review.id)).where(Review.agency == agency))
+        newest_review = s.execute(_NEWEST_REVIEW, {"agency": agency}).scalar()
         key = (agency, runs[day].id, max(r.id for r in runs.values()), newest_review, today)
         prepared = cache.get(key)
         if prepared is None:
@@ -235,11 +248,11 @@ def run_rows(
 @router.get("/agencies", response_model=AgencyList)
 def agencies(user: CurrentUser, db: DbDep) -> Response:
     """The agencies you may see, with the dates that have flags."""
-    with db.session() as s:
+    with db.read_conn() as s:
         q = select(Agency.name).order_by(Agency.name)
         if user.agency is not None:
             q = q.where(Agency.name == user.agency)
-        names = list(s.scalars(q))
+        names = list(s.execute(q).scalars())
         data = [
             {"agency": n, "as_of": [d.isoformat() for d in sorted(current_runs(s, n))]}
             for n in names

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, Text
@@ -97,7 +97,7 @@ class OfficerOut(BaseModel):
     notice: str
 
 
-def review_dict(r: Review) -> dict[str, Any]:
+def review_dict(r: Any) -> dict[str, Any]:
     return {
         "id": r.id,
         "at": r.at.isoformat(),
@@ -114,21 +114,46 @@ def review_dict(r: Review) -> dict[str, Any]:
     }
 
 
-def _flags_of(s: Session, agency: str, officer_id: str) -> list[tuple[Flag, ScoringRun]]:
-    q = (
-        select(Flag, ScoringRun)
-        .join(ScoringRun, ScoringRun.id == Flag.run_id)
-        .where(
-            Flag.agency == agency,
-            Flag.officer_id == officer_id,
-            ScoringRun.current.is_(True),
-        )
-        .order_by(Flag.as_of_date)
+_FLAGS_OF = (
+    select(
+        Flag.officer_id,
+        Flag.as_of_date,
+        Flag.unit,
+        Flag.peer_rank,
+        Flag.score,
+        Flag.rank,
+        Flag.percentile,
+        Flag.flagged,
+        Flag.explanation,
+        Flag.factors,
+        Flag.rules_fired,
+        ScoringRun.model_name,
+        ScoringRun.model_version,
+        ScoringRun.snapshot_id,
+        ScoringRun.label,
+        ScoringRun.scored_at,
     )
-    return [(f, r) for f, r in s.execute(q).tuples()]
+    .join(ScoringRun, ScoringRun.id == Flag.run_id)
+    .where(
+        Flag.agency == bindparam("agency"),
+        Flag.officer_id == bindparam("officer"),
+        ScoringRun.current.is_(True),
+    )
+    .order_by(Flag.as_of_date)
+)
+_STATUS = select(FlagStatus.status).where(
+    FlagStatus.agency == bindparam("agency"),
+    FlagStatus.officer_id == bindparam("officer"),
+    FlagStatus.as_of_date == bindparam("day"),
+)
+_REVIEWS = (
+    select(Review.__table__)
+    .where(Review.agency == bindparam("agency"), Review.officer_id == bindparam("officer"))
+    .order_by(Review.id)
+)
 
 
-def _flag_dict(f: Flag, run: ScoringRun) -> dict[str, Any]:
+def _flag_dict(f: Any) -> dict[str, Any]:
     return {
         "officer_id": f.officer_id,
         "as_of": f.as_of_date.isoformat(),
@@ -141,11 +166,11 @@ def _flag_dict(f: Flag, run: ScoringRun) -> dict[str, Any]:
         "explanation": f.explanation,
         "factors": f.factors,
         "rules_fired": f.rules_fired,
-        "model_name": run.model_name,
-        "model_version": run.model_version,
-        "snapshot_id": run.snapshot_id,
-        "label": run.label,
-        "scored_at": run.scored_at.isoformat(),
+        "model_name": f.model_name,
+        "model_version": f.model_version,
+        "snapshot_id": f.snapshot_id,
+        "label": f.label,
+        "scored_at": f.scored_at.isoformat(),
     }
 
 
@@ -165,28 +190,22 @@ def officer(
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
     path = request.url.path
-    with db.session() as s:
-        visible = officer_visible(s, user, agency, officer_id)
-        flags = _flags_of(s, agency, officer_id) if visible else []
-        chosen = [fr for fr in flags if as_of is None or fr[0].as_of_date == as_of]
+    key = {"agency": agency, "officer": officer_id}
+    with db.read_conn() as c:
+        visible = officer_visible(c, user, agency, officer_id)
+        flags = list(c.execute(_FLAGS_OF, key)) if visible else []
+        chosen = [f for f in flags if as_of is None or f.as_of_date == as_of]
         if chosen:
-            flag, run = chosen[-1]
-            st = _status(s, agency, officer_id, flag.as_of_date)
-            reviews = list(
-                s.scalars(
-                    select(Review)
-                    .where(Review.agency == agency, Review.officer_id == officer_id)
-                    .order_by(Review.id)
-                )
-            )
+            flag = chosen[-1]
+            state = c.execute(_STATUS, {**key, "day": flag.as_of_date}).scalar() or "new"
+            reviews = list(c.execute(_REVIEWS, key))
     if not chosen:
         not_found(db, user, path, agency, officer_id, as_of=as_of.isoformat() if as_of else None)
-    state = st.status if st else "new"
     body = {
         "agency": agency,
         "officer_id": officer_id,
         "as_of": flag.as_of_date.isoformat(),
-        "flag": _flag_dict(flag, run),
+        "flag": _flag_dict(flag),
         "status": state,
         "allowed_next": list(TRANSITIONS[state]) if flag.flagged else [],
         "history": [
@@ -198,7 +217,7 @@ def officer(
                 "percentile": f.percentile,
                 "flagged": f.flagged,
             }
-            for f, _ in flags
+            for f in flags
         ],
         "reviews": [review_dict(r) for r in reviews],
         "notice": NOTICE,

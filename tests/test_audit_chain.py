@@ -176,3 +176,29 @@ def test_upgrade_chains_the_entries_and_keeps_the_reviews(db_url: str) -> None:
             assert [f.status for f in s.query(FlagStatus)] == ["intervention_assigned"]
     finally:
         db.dispose()
+
+
+def test_concurrent_writers_keep_one_chain(db: AppDatabase) -> None:
+    """Threads of two 'workers' (two AppDatabase objects on one database) append at once,
+    group-committed reads beside single-entry writes: one unbroken chain, nothing lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ews.audit import append
+
+    other = AppDatabase(db.url)
+
+    def read(i: int) -> int:
+        return (db if i % 2 else other).audit("sgt", "supervisor", "read", f"/r/{i}", "demo")
+
+    def write(i: int) -> int:
+        with (db if i % 2 else other).write_conn() as c:
+            return append(c, "sgt", "supervisor", "write", f"/w/{i}", "demo")
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(lambda i: write(i) if i % 6 == 0 else read(i), range(180)))
+    finally:
+        other.dispose()
+    assert len(set(ids)) == 180
+    v = verify(db)
+    assert v.ok and v.entries == 185 and v.head_id == 185

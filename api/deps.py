@@ -70,10 +70,10 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def current_user(db: DbDep, request: Request) -> User:
-    """The signed-in user. Every failed sign-in (no header, another scheme, a malformed,
-    unknown, expired or disabled token) gets the same 401 and the same audit entry; a client
-    with too many failures in a minute gets 429 until the minute has passed."""
+def authenticate(db: AppDatabase, request: Request, token: str | None, why: str) -> User:
+    """The user of ``token``. Every failed sign-in (no token, another scheme, a malformed,
+    unknown, expired or disabled token: ``why``) gets the same 401 and the same audit entry;
+    a client with too many failures in a minute gets 429 until the minute has passed."""
     limiter: FailureLimiter = request.app.state.limiter
     client = client_of(request)
     wait = limiter.retry_after(client)
@@ -83,14 +83,9 @@ def current_user(db: DbDep, request: Request) -> User:
             "too many failed sign-ins from this client; try again later",
             headers={"Retry-After": str(wait)},
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        user, why = None, "no Authorization header"
-    elif scheme.lower() != "bearer" or not token.strip():
-        user, why = None, "malformed Authorization header"
-    else:
-        user, why = user_for_token(db, token.strip())
+    user = None
+    if token:
+        user, why = user_for_token(db, token)
     if user is None:
         limiter.fail(client)
         db.audit(
@@ -104,6 +99,17 @@ def current_user(db: DbDep, request: Request) -> User:
             status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
         )
     return user
+
+
+def current_user(db: DbDep, request: Request) -> User:
+    """The user of the request's 'Authorization: Bearer <token>' header."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return authenticate(db, request, None, "no Authorization header")
+    if scheme.lower() != "bearer" or not token.strip():
+        return authenticate(db, request, None, "malformed Authorization header")
+    return authenticate(db, request, token.strip(), "")
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

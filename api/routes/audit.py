@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
 from api.routes.flags import current_runs, json_response, overdue
 from api.scope import agency_in_scope, agency_visible, log_now, not_found
-from ews.db import AuditLog, Flag, FlagStatus, Review, User
+from ews.db import AppDatabase, AuditLog, Flag, FlagStatus, Review, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
 Auditor = require_roles("reviewer", "admin")
@@ -87,12 +87,30 @@ def audit_log(
 ) -> Response:
     """Audit entries, newest first, within your agency (reviewers and admins). Page back with
     ``before_id`` = the ``next_before_id`` of the previous page."""
-    path = request.url.path
+    data = audit_entries(
+        db, user, request.url.path, agency, officer_id, actor, action, before_id, limit
+    )
+    nxt = data[-1]["id"] if len(data) == limit else None
+    return json_response({"data": data, "count": len(data), "next_before_id": nxt})
+
+
+def audit_entries(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    before_id: int | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Audit entries ``user`` may read (their agency's), newest first; the read is logged."""
     if agency is not None and not agency_in_scope(user, agency):
         not_found(db, user, path, agency)
+    scope = agency or user.agency
     with db.session() as s:
         q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
-        scope = agency or user.agency
         if scope is not None:
             q = q.where(AuditLog.agency == scope)
         if officer_id is not None:
@@ -119,8 +137,7 @@ def audit_log(
             for a in s.scalars(q)
         ]
     log_now(db, user, "read", path, scope, view="audit log", rows=len(data))
-    nxt = data[-1]["id"] if len(data) == limit else None
-    return json_response({"data": data, "count": len(data), "next_before_id": nxt})
+    return data
 
 
 @router.get("/audit/verify", response_model=ChainOut)
@@ -176,7 +193,14 @@ def review_timeliness(
 ) -> Response:
     """For each scored date: flags raised, reviewed, open, overdue, by status, and the days
     from the flag to its first review (median and longest)."""
-    path = request.url.path
+    report = timeliness(db, user, request.url.path, agency, settings.review_days)
+    return json_response(report)
+
+
+def timeliness(
+    db: AppDatabase, user: User, path: str, agency: str, review_days: int
+) -> dict[str, Any]:
+    """Review timeliness of an agency's flags (raises the service's 404 outside scope)."""
     today = dt.date.today()
     with db.session() as s:
         if not agency_visible(s, user, agency):
@@ -217,9 +241,7 @@ def review_timeliness(
             by_status[name] = by_status.get(name, 0) + 1
             if st is not None and st.first_reviewed_at is not None:
                 waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
-            late += overdue(
-                name, run.scored_at, st.due_date if st else None, today, settings.review_days
-            )
+            late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
         data.append(
             {
                 "as_of": day.isoformat(),
@@ -237,11 +259,9 @@ def review_timeliness(
     for t in interventions:
         counts[str(t)] = counts.get(str(t), 0) + 1
     log_now(db, user, "read", path, agency, view="review timeliness")
-    return json_response(
-        {
-            "data": data,
-            "count": len(data),
-            "interventions_by_type": counts,
-            "review_days": settings.review_days,
-        }
-    )
+    return {
+        "data": data,
+        "count": len(data),
+        "interventions_by_type": counts,
+        "review_days": review_days,
+    }

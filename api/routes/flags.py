@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import status as status_codes
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -32,6 +33,7 @@ from ews.db import (
     OfficerUnit,
     Review,
     ScoringRun,
+    User,
 )
 
 router = APIRouter(prefix="/api", tags=["flags"])
@@ -245,6 +247,69 @@ def run_rows(
     return day, prepared
 
 
+def flag_page(
+    db: AppDatabase,
+    cache: RunCache,
+    user: User,
+    path: str,
+    agency: str,
+    as_of: dt.date | None,
+    *,
+    all_scored: bool = False,
+    unit: str | None = None,
+    status: str | None = None,
+    overdue_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    review_days: int = 14,
+) -> tuple[dict[str, Any], list[Row]]:
+    """One page of the flags ``user`` may see (the envelope without data, and the rows),
+    logged as one audit entry naming the officers shown; raises the service's 403/404."""
+    if all_scored and user.role not in ALL_SCORED_ROLES:
+        forbidden(db, user, path, "all_scored is for reviewers, data scientists and admins")
+    if not agency_in_scope(user, agency):
+        not_found(db, user, path, agency)
+    try:
+        found = run_rows(db, cache, agency, as_of, review_days)
+    except LookupError as e:
+        log_now(db, user, "not_found", path, agency, why=str(e))
+        raise HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e)) from e
+    if found is None:
+        not_found(db, user, path, agency)
+    day, prepared = found
+    rows = [
+        r
+        for r in prepared.rows
+        if (all_scored or r.flagged)
+        and may_see_unit(user, r.current_unit)
+        and (unit is None or r.current_unit == unit)
+        and (status is None or r.status == status)
+        and (not overdue_only or r.overdue)
+    ]
+    page = rows[offset : offset + limit]
+    log_now(
+        db,
+        user,
+        "read",
+        path,
+        agency,
+        as_of=day.isoformat(),
+        view="flag list",
+        officers=[r.officer_id for r in page],
+    )
+    head = {
+        "count": len(page),
+        "total": len(rows),
+        "offset": offset,
+        "limit": limit,
+        "agency": agency,
+        "as_of": day.isoformat(),
+        "run": prepared.run,
+        "notice": NOTICE,
+    }
+    return head, page
+
+
 @router.get("/agencies", response_model=AgencyList)
 def agencies(user: CurrentUser, db: DbDep) -> Response:
     """The agencies you may see, with the dates that have flags."""
@@ -281,48 +346,20 @@ def list_flags(
     """Flagged officers of an agency at an as-of date (default: newest), best first, with
     their review status. Supervisors see only officers whose current unit is theirs.
     ``all_scored`` (reviewers, data scientists, admins) includes officers not flagged."""
-    path = request.url.path
-    if all_scored and user.role not in ALL_SCORED_ROLES:
-        forbidden(db, user, path, "all_scored is for reviewers, data scientists and admins")
-    if not agency_in_scope(user, agency):
-        not_found(db, user, path, agency)
-    try:
-        found = run_rows(db, request.app.state.run_cache, agency, as_of, settings.review_days)
-    except LookupError as e:
-        log_now(db, user, "not_found", path, agency, why=str(e))
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-    if found is None:
-        not_found(db, user, path, agency)
-    day, prepared = found
-    rows = [
-        r
-        for r in prepared.rows
-        if (all_scored or r.flagged)
-        and may_see_unit(user, r.current_unit)
-        and (unit is None or r.current_unit == unit)
-        and (status_ is None or r.status == status_)
-        and (not overdue_only or r.overdue)
-    ]
-    page = rows[offset : offset + limit]
-    log_now(
+    head, page = flag_page(
         db,
+        request.app.state.run_cache,
         user,
-        "read",
-        path,
+        request.url.path,
         agency,
-        as_of=day.isoformat(),
-        view="flag list",
-        officers=[r.officer_id for r in page],
+        as_of,
+        all_scored=all_scored,
+        unit=unit,
+        status=status_,
+        overdue_only=overdue_only,
+        limit=limit,
+        offset=offset,
+        review_days=settings.review_days,
     )
-    head = {
-        "count": len(page),
-        "total": len(rows),
-        "offset": offset,
-        "limit": limit,
-        "agency": agency,
-        "as_of": day.isoformat(),
-        "run": prepared.run,
-        "notice": NOTICE,
-    }
     body = json.dumps(head, ensure_ascii=False)[:-1] + ',"data":[' + ",".join(r.json for r in page)
     return Response(body + "]}", media_type="application/json")

@@ -28,10 +28,12 @@ from ews.db import (
     NOTE_LEN,
     REASON_LEN,
     TRANSITIONS,
+    AppDatabase,
     Flag,
     FlagStatus,
     Review,
     ScoringRun,
+    User,
     utcnow,
 )
 
@@ -189,7 +191,18 @@ def officer(
 ) -> Response:
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
-    path = request.url.path
+    return json_response(officer_detail(db, user, request.url.path, agency, officer_id, as_of))
+
+
+def officer_detail(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    agency: str,
+    officer_id: str,
+    as_of: dt.date | None = None,
+) -> dict[str, Any]:
+    """What ``user`` may read of one officer (raises the service's 404 otherwise), logged."""
     key = {"agency": agency, "officer": officer_id}
     with db.read_conn() as c:
         visible = officer_visible(c, user, agency, officer_id)
@@ -223,7 +236,7 @@ def officer(
         "notice": NOTICE,
     }
     log_now(db, user, "read", path, agency, officer_id, as_of=flag.as_of_date.isoformat())
-    return json_response(body)
+    return body
 
 
 def _same(r: Review, review: ReviewIn) -> bool:
@@ -270,7 +283,23 @@ def add_review(
 ) -> Response:
     """Record one step of the review workflow of a flag (supervisors of the officer's current
     unit, and admins). The step and its audit entry are written in one transaction."""
-    path = request.url.path
+    code, payload = record_step(
+        db, user, request.url.path, agency, officer_id, review, idempotency_key
+    )
+    return json_response(payload, code)
+
+
+def record_step(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    agency: str,
+    officer_id: str,
+    review: ReviewIn,
+    idempotency_key: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Check and write one workflow step (raises the service's 403/404/409/422); returns
+    (201 or 200 for a repeated step, the step recorded)."""
     if user.role not in REVIEW_ROLES:
         forbidden(db, user, path, "only supervisors and admins record reviews", agency)
     if review.all_scored and user.role not in UNFLAGGED_REVIEW_ROLES:
@@ -297,7 +326,7 @@ def add_review(
     code, payload = outcome
     if code >= 400:
         raise HTTPException(code, payload)
-    return json_response(payload, code)
+    return code, payload
 
 
 def _review_step(

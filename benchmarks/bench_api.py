@@ -379,7 +379,7 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv,
+            [a.replace("{port}", str(port)) for a in self.argv],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -528,14 +528,20 @@ def build_agency(setup: Setup) -> dict[str, Any]:
     return state
 
 
-def score_and_reviewer(setup: Setup) -> str:
+def user_suffix() -> str:
+    """User names are unique per scoring (a workspace scored again keeps its old users)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+
+
+def score_and_reviewer(setup: Setup, suffix: str) -> str:
     """``ews score`` into the setup's database, then a reviewer; returns the reviewer token."""
     setup.ews_cmd("score", "--as-of", setup.as_of, "--agency", AGENCY)
-    out = setup.ews_cmd("users", "add", REVIEWER, "--role", "reviewer", "--agency", AGENCY)
+    name = f"{REVIEWER}-{suffix}"
+    out = setup.ews_cmd("users", "add", name, "--role", "reviewer", "--agency", AGENCY)
     return out.strip().splitlines()[-1].strip()
 
 
-def add_supervisor(setup: Setup, port: int, reviewer_token: str) -> tuple[str, str]:
+def add_supervisor(setup: Setup, port: int, reviewer_token: str, suffix: str) -> tuple[str, str]:
     """Create a supervisor of the unit with the most flagged officers (read from the
     reviewer's flag list); returns (unit, token)."""
     flags = get_json(port, flags_path(), reviewer_token)
@@ -546,9 +552,26 @@ def add_supervisor(setup: Setup, port: int, reviewer_token: str) -> tuple[str, s
     unit = min(u for u, n in units.items() if n == top)
     print(f"  unit {unit} has the most flagged officers ({top} of {len(flags['data'])})")
     out = setup.ews_cmd(
-        "users", "add", SUPERVISOR, "--role", "supervisor", "--agency", AGENCY, "--unit", unit
+        "users",
+        "add",
+        f"{SUPERVISOR}-{suffix}",
+        "--role",
+        "supervisor",
+        "--agency",
+        AGENCY,
+        "--unit",
+        unit,
     )
     return unit, out.strip().splitlines()[-1].strip()
+
+
+def supervisor_officers(port: int, token: str) -> list[str]:
+    """The officers on the supervisor's flag list (empty when it does not answer 200)."""
+    status, body = asyncio.run(fetch(port, flags_path(), {"Authorization": f"Bearer {token}"}))
+    if status != 200:
+        print(f"  the supervisor's flag list answered {status}: {body[:200]!r}")
+        return []
+    return [str(r["officer_id"]) for r in json.loads(body)["data"]]
 
 
 def flags_path() -> str:
@@ -709,22 +732,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.database_url:
             setup.database_url = stack.enter_context(fresh_postgres(args.database_url))
             db_label = "postgresql"
-        cached = None if args.database_url else state.get("sqlite")
-        reviewer_token = cached["reviewer_token"] if cached else score_and_reviewer(setup)
-
         api = Server(
             "ews serve",
-            [setup.ews, "serve", "--host", HOST, "--port", str(port_a := free_port())],
+            [setup.ews, "serve", "--host", HOST, "--port", "{port}"],
             setup.env(),
             work / "logs" / "ews-serve.log",
         )
         servers.append(api)
-        print(f"starting ews serve on {HOST}:{port_a} ({db_label})", flush=True)
-        api.start(port_a)
+        cached = None if args.database_url else state.get("sqlite")
         if cached:
+            api.start(free_port())
             unit, sup_token = cached["unit"], cached["supervisor_token"]
-        else:
-            unit, sup_token = add_supervisor(setup, port_a, reviewer_token)
+            officer_ids = supervisor_officers(api.port, sup_token)
+            if not officer_ids:  # e.g. a workspace scored by an older version of ews
+                print("the cached supervisor sees no flagged officer: scoring again")
+                api.stop()
+                cached = None
+        if not cached:
+            suffix = user_suffix()
+            reviewer_token = score_and_reviewer(setup, suffix)
+            api.start(free_port())
+            unit, sup_token = add_supervisor(setup, api.port, reviewer_token, suffix)
             if not args.database_url:
                 state["sqlite"] = {
                     "unit": unit,
@@ -732,24 +760,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "supervisor_token": sup_token,
                 }
                 write_state(work, state)
-        auth = {"Authorization": f"Bearer {sup_token}"}
-        own = get_json(port_a, flags_path(), sup_token)
-        officer_ids = [str(r["officer_id"]) for r in own["data"]]
+            officer_ids = supervisor_officers(api.port, sup_token)
+        print(f"ews serve on {HOST}:{api.port} ({db_label})")
         if not officer_ids:
-            raise RuntimeError(
-                f"the supervisor of unit {unit} sees no flagged officer (stale work folder? "
-                "try --rebuild)"
-            )
+            raise RuntimeError(f"the supervisor of unit {unit} sees no flagged officer")
+        auth = {"Authorization": f"Bearer {sup_token}"}
         print(f"supervisor of unit {unit}: {len(officer_ids)} flagged officers")
 
         bare = Server(
             "bare FastAPI",
-            [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(free_port())],
+            [sys.executable, str(Path(__file__).resolve()), "--bare-server", "{port}"],
             setup.env(),
             work / "logs" / "bare.log",
         )
         servers.append(bare)
-        bare.start(int(bare.argv[-1]))
+        bare.start(free_port())
         print(f"bare FastAPI endpoint on {HOST}:{bare.port}{BARE_PATH}")
 
         load_before = uptime()

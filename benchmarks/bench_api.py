@@ -544,7 +544,7 @@ def score_and_reviewer(setup: Setup, suffix: str) -> str:
 def add_supervisor(setup: Setup, port: int, reviewer_token: str, suffix: str) -> tuple[str, str]:
     """Create a supervisor of the unit with the most flagged officers (read from the
     reviewer's flag list); returns (unit, token)."""
-    flags = get_json(port, flags_path(), reviewer_token)
+    flags = get_json(port, flags_path() + "&limit=1000", reviewer_token)
     units = Counter(str(r["unit"]) for r in flags["data"] if r.get("unit") is not None)
     if not units:
         raise RuntimeError("the reviewer's flag list shows no flagged officer with a unit")

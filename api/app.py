@@ -17,10 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import pages
 from api.routes import audit, flags, officers
 from api.routes.flags import RunCache
 from api.security import FailureLimiter
@@ -28,7 +30,7 @@ from ews import __version__
 from ews.db import AppDatabase
 from ews.settings import Settings, get_settings
 
-WEB = Path(__file__).with_name("web")
+STATIC = Path(__file__).with_name("static")
 MAX_BODY = 1024 * 1024  # bytes
 log = logging.getLogger("ews.api")
 
@@ -147,10 +149,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/api") and exc.status_code != 405:
+            return pages.error_page(request, exc.status_code, str(exc.detail))
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(pages.SignInRequired)
+    async def sign_in(_: Request, __: Exception) -> Response:
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(pages.COOKIE)
+        return response
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
@@ -159,9 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return (WEB / "index.html").read_text(encoding="utf-8")
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -313,16 +313,21 @@ def flag_page(
 @router.get("/agencies", response_model=AgencyList)
 def agencies(user: CurrentUser, db: DbDep) -> Response:
     """The agencies you may see, with the dates that have flags."""
+    data = visible_agencies(db, user)
+    return json_response({"data": data, "count": len(data)})
+
+
+def visible_agencies(db: AppDatabase, user: User) -> list[dict[str, Any]]:
+    """The agencies ``user`` may see, each with its scored dates (oldest first)."""
     with db.read_conn() as s:
         q = select(Agency.name).order_by(Agency.name)
         if user.agency is not None:
             q = q.where(Agency.name == user.agency)
         names = list(s.execute(q).scalars())
-        data = [
+        return [
             {"agency": n, "as_of": [d.isoformat() for d in sorted(current_runs(s, n))]}
             for n in names
         ]
-    return json_response({"data": data, "count": len(data)})
 
 
 @router.get("/flags", response_model=FlagList)

@@ -145,8 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, responses=ERRORS)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = _field_errors(exc)
+        if not request.url.path.startswith("/api"):
+            text = "; ".join(f"{'.'.join(e['loc'][1:])}: {e['msg']}" for e in errors)
+            return pages.error_page(request, 422, text)
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -182,10 +182,10 @@ def flags_page(
     as_of: dt.date | None = None,
     unit: str | None = None,
     overdue_only: bool = False,
-    page: int = 1,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     status_ = request.query_params.get("status") or None
-    if status_ not in (None, *STATUSES) or not 1 <= page <= 100_000 or len(unit or "") > 200:
+    if status_ not in (None, *STATUSES) or len(unit or "") > 200 or len(agency or "") > 64:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid filter")
     agencies, name = _agency(session, db, agency)
     context: dict[str, Any] = {
@@ -407,7 +407,7 @@ def audit_page(
     actor: str | None = None,
     officer_id: str | None = None,
     action: str | None = None,
-    before_id: int | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> HTMLResponse:
     from ews.audit import verify
 

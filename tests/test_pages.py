@@ -101,3 +101,23 @@ def test_reviewer_pages(world) -> None:  # type: ignore[no-untyped-def]
             select(func.count()).select_from(AuditLog).where(AuditLog.actor == "auditor")
         )
     assert reads and reads >= 5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/audit?before_id=99999999999",
+        "/flags?page=0",
+        "/flags?status=bogus",
+        "/flags?as_of=2024-13-01",
+        "/flags?unit=" + "u" * 300,
+        "/officers/demo/a%001",
+        "/officers/" + "d" * 80 + "/a1",
+        "/officers/demo/" + "x" * 300,
+    ],
+)
+def test_bad_page_input_is_4xx(world, url: str) -> None:  # type: ignore[no-untyped-def]
+    c, w = world
+    _signin(c, w, "admin")
+    r = c.get(url)
+    assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")

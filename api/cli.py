@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,6 +18,9 @@ users = typer.Typer(
     no_args_is_help=True,
 )
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
+# uvicorn settings of `ews serve` (benchmarks/bench_api.py serves its bare endpoint with them).
+# No access log: every access to an officer's record is in the audit log already.
+UVICORN: dict[str, Any] = {"log_level": "warning"}
 
 
 @contextmanager
@@ -177,17 +180,12 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Worker processes (they share the database)."),
 ) -> None:
-    """Serve the API and the supervisors' web page (http://HOST:PORT/)."""
+    """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs)."""
     import uvicorn
 
     typer.echo(f"ews serving on http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, **UVICORN
     )
 
 

@@ -16,12 +16,13 @@ from ews.settings import Settings
 UNAUTHORIZED = "sign in: send the header 'Authorization: Bearer <token>' with a valid token"
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Plain attribute reads: async, so FastAPI does not send them to its thread pool.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> AppDatabase:
+async def get_db(request: Request) -> AppDatabase:
     db: AppDatabase = request.app.state.db
     return db
 

@@ -356,7 +356,9 @@ def _bare_server(port: int) -> None:
     `ews serve` uses."""
     import uvicorn
 
-    uvicorn.run(bare_app(), host=HOST, port=port, log_level="info")
+    from api.cli import UVICORN
+
+    uvicorn.run(bare_app(), host=HOST, port=port, **UVICORN)
 
 
 def free_port() -> int:

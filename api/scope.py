@@ -68,8 +68,9 @@ def officer_filter(user: User, agency: str, officer_col: Any) -> ColumnElement[b
     )
 
 
-def may_see_unit(user: User, current_unit: str | None) -> bool:
-    return user.role != "supervisor" or (current_unit is not None and current_unit in user.units)
+def visible_units(user: User) -> list[str] | None:
+    """The current units whose officers the user may see (None: every unit)."""
+    return list(user.units) if user.role == "supervisor" else None
 
 
 def audit_agency(user: User, agency: str | None) -> str | None:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
-from api.scope import NOTICE, agency_in_scope, forbidden, log_now, may_see_unit, not_found
+from api.scope import NOTICE, agency_in_scope, forbidden, log_now, not_found, visible_units
 from ews.db import (
     STATUSES,
     Agency,
@@ -118,10 +118,30 @@ class Row(NamedTuple):
 
 @dataclass
 class Prepared:
-    """A run's rows, ready to filter and page, and the run's provenance."""
+    """A run's rows, ready to filter and page, and the run's provenance; the flagged rows
+    and each current unit's rows (flagged ones, and all) are indexed once, in rank order."""
 
     rows: list[Row]
     run: dict[str, Any]
+    flagged: list[Row] = field(default_factory=list)
+    by_unit: dict[tuple[str | None, bool], list[Row]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.flagged = [r for r in self.rows if r.flagged]
+        for r in self.rows:
+            self.by_unit.setdefault((r.current_unit, False), []).append(r)
+            if r.flagged:
+                self.by_unit.setdefault((r.current_unit, True), []).append(r)
+
+    def select(self, units: list[str] | None, flagged_only: bool) -> list[Row]:
+        """The rows of the given current units (None: every unit), in rank order."""
+        if units is None:
+            return self.flagged if flagged_only else self.rows
+        if len(units) == 1:
+            return self.by_unit.get((units[0], flagged_only), [])
+        rank = {id(r): i for i, r in enumerate(self.rows)}
+        picked = [r for u in units for r in self.by_unit.get((u, flagged_only), [])]
+        return sorted(picked, key=lambda r: rank[id(r)])
 
 
 class RunCache:
@@ -277,15 +297,16 @@ def flag_page(
     if found is None:
         not_found(db, user, path, agency)
     day, prepared = found
-    rows = [
-        r
-        for r in prepared.rows
-        if (all_scored or r.flagged)
-        and may_see_unit(user, r.current_unit)
-        and (unit is None or r.current_unit == unit)
-        and (status is None or r.status == status)
-        and (not overdue_only or r.overdue)
-    ]
+    units = visible_units(user)
+    if unit is not None:
+        units = [unit] if units is None or unit in units else []
+    rows = prepared.select(units, flagged_only=not all_scored)
+    if status is not None or overdue_only:
+        rows = [
+            r
+            for r in rows
+            if (status is None or r.status == status) and (not overdue_only or r.overdue)
+        ]
     page = rows[offset : offset + limit]
     log_now(
         db,

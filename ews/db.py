@@ -285,11 +285,18 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
-def _sqlite_engine(url: str, immediate: bool) -> Engine:
-    """A SQLite engine in WAL mode whose transactions begin DEFERRED (readers) or IMMEDIATE
-    (writers: they take the write lock at BEGIN, so two writers never deadlock on an upgrade
-    from a read lock, and wait for each other up to the busy timeout)."""
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+def _sqlite_engine(url: str, begin: str | None) -> Engine:
+    """A SQLite engine in WAL mode whose transactions begin with ``begin``: 'BEGIN' (readers
+    of several statements), 'BEGIN IMMEDIATE' (writers: they take the write lock at BEGIN, so
+    two writers never deadlock on an upgrade from a read lock, and wait for each other up to
+    the busy timeout) or None (single-statement reads: no transaction around them). The pool
+    holds as many connections as the service has threads, so none is opened per request."""
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=40,
+        max_overflow=40,
+    )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -300,9 +307,11 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
     return engine
 
@@ -317,11 +326,13 @@ class AppDatabase:
         self.url = url
         self.sqlite = url.startswith("sqlite")
         if self.sqlite:
-            self.engine: Engine = _sqlite_engine(url, immediate=False)
-            self.write_engine: Engine = _sqlite_engine(url, immediate=True)
+            self.engine: Engine = _sqlite_engine(url, "BEGIN")
+            self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
+            self.read_engine: Engine = _sqlite_engine(url, None)
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
             self.write_engine = self.engine
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer: GroupWriter | None = None
@@ -344,8 +355,9 @@ class AppDatabase:
 
     @contextmanager
     def read_conn(self) -> Iterator[Connection]:
-        """A read transaction on a plain connection (the service's hot path: no ORM)."""
-        with self.engine.begin() as c:
+        """A plain connection for reads of one statement each (the service's hot path: no
+        ORM, no transaction round trips)."""
+        with self.read_engine.connect() as c:
             yield c
 
     @contextmanager
@@ -421,8 +433,8 @@ class AppDatabase:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.engine.dispose()
-        self.write_engine.dispose()
+        for engine in {self.engine, self.write_engine, self.read_engine}:
+            engine.dispose()
 
 
 def ensure_agency(s: Session, name: str) -> None:

@@ -143,11 +143,6 @@ _FLAGS_OF = (
     )
     .order_by(Flag.as_of_date)
 )
-_STATUS = select(FlagStatus.status).where(
-    FlagStatus.agency == bindparam("agency"),
-    FlagStatus.officer_id == bindparam("officer"),
-    FlagStatus.as_of_date == bindparam("day"),
-)
 _REVIEWS = (
     select(Review.__table__)
     .where(Review.agency == bindparam("agency"), Review.officer_id == bindparam("officer"))
@@ -210,10 +205,12 @@ def officer_detail(
         chosen = [f for f in flags if as_of is None or f.as_of_date == as_of]
         if chosen:
             flag = chosen[-1]
-            state = c.execute(_STATUS, {**key, "day": flag.as_of_date}).scalar() or "new"
             reviews = list(c.execute(_REVIEWS, key))
     if not chosen:
         not_found(db, user, path, agency, officer_id, as_of=as_of.isoformat() if as_of else None)
+    # the flag's state is the one its newest review step left it in
+    steps = [r.status for r in reviews if r.as_of_date == flag.as_of_date]
+    state = steps[-1] if steps else "new"
     body = {
         "agency": agency,
         "officer_id": officer_id,

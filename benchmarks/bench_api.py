@@ -54,6 +54,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -712,6 +713,15 @@ def targets(results: dict[str, dict[str, Any]], ratios: dict[str, float | None])
     return out
 
 
+def round_ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Throughput of (a) and (b) over (c)'s in one round."""
+    c_rate = results["c"]["req_per_s"]
+    return {
+        f"{k}/c": (round(results[k]["req_per_s"] / c_rate, 4) if c_rate else None)
+        for k in ("a", "b")
+    }
+
+
 def stop_all(servers: list[Server]) -> None:
     for server in reversed(servers):
         server.stop()
@@ -786,26 +796,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "b": (api, [officer_path(o) for o in officer_ids], auth),
             "c": (bare, [BARE_PATH], {}),
         }
-        results: dict[str, dict[str, Any]] = {}
-        for key, label in PHASES:
-            server, paths, headers = plan[key]
-            print(
-                f"({key}) {label}: {args.clients} clients, {args.warmup:g} s warm-up + "
-                f"{args.seconds:g} s ...",
-                flush=True,
-            )
-            results[key] = measure(server, paths, headers, args)
-            results[key]["paths"] = paths[:3] + (["..."] if len(paths) > 3 else [])
-            time.sleep(1)
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for n in range(args.rounds):
+            results: dict[str, dict[str, Any]] = {}
+            for key, label in PHASES:
+                server, paths, headers = plan[key]
+                print(
+                    f"round {n + 1}/{args.rounds} ({key}) {label}: {args.clients} clients, "
+                    f"{args.warmup:g} s warm-up + {args.seconds:g} s ...",
+                    flush=True,
+                )
+                results[key] = measure(server, paths, headers, args)
+                results[key]["paths"] = paths[:3] + (["..."] if len(paths) > 3 else [])
+                time.sleep(1)
+            rounds.append(results)
         load_after = uptime()
 
-    c_rate = results["c"]["req_per_s"]
+    per_round = [round_ratios(r) for r in rounds]
+    for n, (results, ratios) in enumerate(zip(rounds, per_round, strict=True)):
+        print(f"\nround {n + 1} of {len(rounds)}")
+        print_table(results, ratios)
     ratios = {
-        f"{k}/c": (round(results[k]["req_per_s"] / c_rate, 4) if c_rate else None)
-        for k in ("a", "b")
+        k: (statistics.median(v) if None not in (v := [r[k] for r in per_round]) else None)
+        for k in per_round[0]
     }
-    print()
-    print_table(results, ratios)
+    if len(rounds) > 1:
+        for k, v in ratios.items():
+            each = ", ".join("-" if r[k] is None else f"{100 * r[k]:.1f}%" for r in per_round)
+            shown = "-" if v is None else f"{100 * v:.1f}%"
+            print(f"throughput {k}, median of {len(rounds)} rounds: {shown} ({each})")
     print(f"load before: {load_before}\nload after:  {load_after}")
     report = {
         "benchmark": "bench_api",
@@ -831,6 +850,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_before": load_before,
         "load_after": load_after,
         "results": {f"{k}: {label}": results[k] for k, label in PHASES},
+        "rounds": [{f"{k}: {label}": r[k] for k, label in PHASES} for r in rounds],
+        "ratios_per_round": per_round,
         "ratios": ratios,
         "targets": targets(results, ratios),
     }
@@ -860,6 +881,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     p.add_argument(
         "--seconds", type=float, default=20.0, help="measured seconds per endpoint (default 20)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat (a), (b), (c) this many times, alternating, and report each round and "
+        "the median ratios: fairer on a machine whose load changes (default 1)",
     )
     p.add_argument(
         "--warmup",

@@ -3,9 +3,10 @@ input types with the limits of the columns they end in."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, StringConstraints
 
 from api.scope import forbidden
@@ -71,46 +72,67 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def authenticate(db: AppDatabase, request: Request, token: str | None, why: str) -> User:
-    """The user of ``token``. Every failed sign-in (no token, another scheme, a malformed,
-    unknown, expired or disabled token: ``why``) gets the same 401 and the same audit entry;
-    a client with too many failures in a minute gets 429 until the minute has passed."""
+def _check(
+    db: AppDatabase, request: Request, token: str | None, why: str
+) -> tuple[User | None, str]:
+    """(the user, '') of ``token``, or (None, why not); 429 when the client failed too often."""
     limiter: FailureLimiter = request.app.state.limiter
-    client = client_of(request)
-    wait = limiter.retry_after(client)
+    wait = limiter.retry_after(client_of(request))
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many failed sign-ins from this client; try again later",
             headers={"Retry-After": str(wait)},
         )
-    user = None
-    if token:
-        user, why = user_for_token(db, token)
+    return user_for_token(db, token) if token else (None, why)
+
+
+def _refuse(db: AppDatabase, request: Request, why: str) -> NoReturn:
+    """Count and log a failed sign-in and raise the one 401."""
+    client = client_of(request)
+    request.app.state.limiter.fail(client)
+    db.audit(
+        "anonymous",
+        "none",
+        "sign_in_failed",
+        request.url.path[:500],
+        detail={"why": why, "client": client},
+    )
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def authenticate(db: AppDatabase, request: Request, token: str | None, why: str) -> User:
+    """The user of ``token``. Every failed sign-in (no token, another scheme, a malformed,
+    unknown, expired or disabled token: ``why``) gets the same 401 and the same audit entry;
+    a client with too many failures in a minute gets 429 until the minute has passed."""
+    user, why = _check(db, request, token, why)
     if user is None:
-        limiter.fail(client)
-        db.audit(
-            "anonymous",
-            "none",
-            "sign_in_failed",
-            request.url.path[:500],
-            detail={"why": why, "client": client},
-        )
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
-        )
+        _refuse(db, request, why)
     return user
 
 
-def current_user(db: DbDep, request: Request) -> User:
-    """The user of the request's 'Authorization: Bearer <token>' header."""
+def _bearer(request: Request) -> tuple[str | None, str]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
-        return authenticate(db, request, None, "no Authorization header")
+        return None, "no Authorization header"
     if scheme.lower() != "bearer" or not token.strip():
-        return authenticate(db, request, None, "malformed Authorization header")
-    return authenticate(db, request, token.strip(), "")
+        return None, "malformed Authorization header"
+    return token.strip(), ""
+
+
+async def current_user(db: DbDep, request: Request) -> User:
+    """The user of the request's 'Authorization: Bearer <token>' header (:func:`authenticate`).
+    Async: the token lookup is one indexed read, done in place rather than handed to the
+    thread pool; a failure's audit entry is written from the pool (it waits for a commit)."""
+    token, why = _bearer(request)
+    user, why = _check(db, request, token, why)
+    if user is None:
+        await run_in_threadpool(_refuse, db, request, why)
+    assert user is not None
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -352,3 +352,23 @@ def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
             assert denied.status_code == 403
     finally:
         db.dispose()
+
+
+def test_a_missing_run_is_prepared_once_for_concurrent_requests() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.routes.flags import Prepared, RunCache
+
+    cache, calls, lock = RunCache(), [], threading.Lock()
+
+    def build() -> Prepared:
+        with lock:
+            calls.append(1)
+        time.sleep(0.2)
+        return Prepared([], {"id": 1})
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: cache.get_or_build(("a", 1), build), range(8)))
+    assert len(calls) == 1 and all(g is got[0] for g in got)

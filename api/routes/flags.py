@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -145,12 +146,29 @@ class Prepared:
 
 
 class RunCache:
-    """Prepared rows of recent runs, by (run, newest run and review of the agency, day)."""
+    """Prepared rows of recent runs, by (run, newest run and review of the agency, day).
+    A missing entry is built once: concurrent requests for it wait for that one build."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
         self._items: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Prepared]) -> Prepared:
+        item = self.get(key)
+        if item is not None:
+            return item
+        with self._lock:
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:
+            item = self.get(key)
+            if item is None:
+                item = build()
+                self.put(key, item)
+        with self._lock:
+            self._building.pop(key, None)
+        return item
 
     def get(self, key: tuple[Any, ...]) -> Prepared | None:
         with self._lock:
@@ -260,10 +278,7 @@ def run_rows(
             raise LookupError(f"agency {agency!r} has no flags for {day}; scored dates: {have}")
         newest_review = s.execute(_NEWEST_REVIEW, {"agency": agency}).scalar()
         key = (agency, runs[day].id, max(r.id for r in runs.values()), newest_review, today)
-        prepared = cache.get(key)
-        if prepared is None:
-            prepared = prepare(s, runs[day], today, review_days)
-            cache.put(key, prepared)
+        prepared = cache.get_or_build(key, lambda: prepare(s, runs[day], today, review_days))
     return day, prepared
 
 

@@ -28,6 +28,7 @@ from api.routes.audit import audit_entries, timeliness
 from api.routes.flags import current_runs, flag_page, visible_agencies
 from api.routes.officers import REVIEW_ROLES, ReviewIn, officer_detail, record_step
 from api.scope import agency_visible, log_now, not_found
+from ews.contract import ACTIVITY_EVENT_TYPES
 from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
 
 router = APIRouter(include_in_schema=False)
@@ -308,13 +309,19 @@ def _officer(
         "score percentile",
         "Score percentile in the agency",
     )
-    events, note = [], ""
+    events: list[dict[str, Any]] = []
+    activity: dict[str, int] = {}
     try:
         snap = Workspace(settings.home).snapshot(d["agency"], d["flag"]["snapshot_id"])
-        events = officer_timeline(snap, d["officer_id"], dt.date.fromisoformat(d["as_of"]))
+        known = officer_timeline(snap, d["officer_id"], dt.date.fromisoformat(d["as_of"]))
         note = "No event of this officer was known before this date."
     except LookupError:
-        note = "The data snapshot of this flag is not in this workspace."
+        known, note = [], "The data snapshot of this flag is not in this workspace."
+    for e in known:  # activity (workload) is counted beside the events, not listed
+        if e["event_type"] in ACTIVITY_EVENT_TYPES:
+            activity[e["event_type"]] = activity.get(e["event_type"], 0) + 1
+        else:
+            events.append(e)
     return render(
         request,
         "officer.html",
@@ -328,6 +335,7 @@ def _officer(
         chart=chart,
         events=events,
         events_note=note,
+        activity=[f"{n} {_activity_name(k, n)}" for k, n in sorted(activity.items())],
         can_review=session.user.role in REVIEW_ROLES,
         interventions=INTERVENTIONS,
         **extra,
@@ -394,6 +402,19 @@ def _auditor(session: Session, db: AppDatabase, path: str) -> None:
         from api.scope import forbidden
 
         forbidden(db, session.user, path, "this page is for credentialing reviewers and admins")
+
+
+ACTIVITY_NAMES = {
+    "arrest": ("arrest", "arrests"),
+    "traffic_stop": ("traffic stop", "traffic stops"),
+    "call_for_service": ("call for service", "calls for service"),
+    "field_interview": ("field interview", "field interviews"),
+}
+
+
+def _activity_name(kind: str, n: int) -> str:
+    one, many = ACTIVITY_NAMES.get(kind, (kind.replace("_", " "),) * 2)
+    return one if n == 1 else many
 
 
 ACTIONS = ("read", "write", "not_found", "denied", "refused", "sign_in", "sign_in_failed", "admin")

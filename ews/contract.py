@@ -86,6 +86,8 @@ CORE_EVENT_TYPES = (
     "decertification",
     "resignation_under_investigation",
 )
+# Activity: exposure to situations (workload), shown as context, never as a reason for a flag.
+ACTIVITY_EVENT_TYPES = ("arrest", "traffic_stop", "call_for_service", "field_interview")
 # Sec. 3(b) of the Executive Order: the records a shared database must track.
 SEC3B_EVENT_TYPES = CORE_EVENT_TYPES[-5:]
 # Attributes that are never model inputs: they serve the bias audit only.

@@ -18,7 +18,7 @@ COLUMNS = ("event_date", "reported_date", "event_type", "category", "case_id", "
 
 
 def officer_timeline(
-    snapshot: Snapshot, officer_id: str, as_of: dt.date, limit: int = 500
+    snapshot: Snapshot, officer_id: str, as_of: dt.date, limit: int = 2000
 ) -> list[dict[str, Any]]:
     """The officer's events known before ``as_of``, newest first (at most ``limit``)."""
     import duckdb

@@ -197,5 +197,5 @@ def print_table(
         style = "bold" if highlight and row.get(highlight) else None
         table.add_row(*(escape(cell(row.get(c))) for c in columns), style=style)
     out = console()
-    out.print(escape(title), soft_wrap=True)
+    out.print(escape(title))
     out.print(table)

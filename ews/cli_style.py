@@ -5,8 +5,9 @@ tables. Each command module calls these instead of rolling its own, and
 - Dates: options that take a date use ``parser=parse_date``; a bad date is a usage error
   (exit 2) with one message, :func:`date_message`.
 - Exit codes: :data:`EXIT_OK` (0) success, :data:`EXIT_FAILED` (1) the work could not be
-  done (no data yet, no model, a failed step), :data:`EXIT_USAGE` (2) bad input or usage (a
-  malformed value, an unknown name, an invalid package). :func:`fail` prints ``error: ...``
+  done (no data yet, no such model or run, an empty cohort, a failed step),
+  :data:`EXIT_USAGE` (2) bad input or usage (a malformed value, conflicting or missing
+  options, an agency the workspace does not hold, a package that breaks the contract). :func:`fail` prints ``error: ...``
   on stderr and returns the ``typer.Exit`` to raise.
 - Agency: ``--agency`` is optional everywhere; :func:`resolve_agency` defaults it to the only
   agency of the workspace.

@@ -57,12 +57,26 @@ class _Stages:
         self.progress.update(self.task, description=message)
 
 
+def contract_doc() -> str:
+    """Where the data contract is documented: docs/contract.md of the source tree when this
+    install has it, else its place in the repository."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "contract.md"
+    return str(doc) if doc.is_file() else "docs/contract.md in the ews repository"
+
+
+def _print_notes(validation: Validation) -> None:
+    for note in validation.notes:
+        _err().print(f"note: {note}", highlight=False, markup=False)
+
+
 def _print_problems(validation: Validation, cap: int) -> None:
     for line in validation.report_lines(cap):
         typer.echo(line)
+    _print_notes(validation)
     _err().print(
         f"[red]{validation.package}: invalid package[/red], "
-        f"{validation.problem_count:,} problem(s) in {len(validation.problems)} rule(s)",
+        f"{validation.problem_count:,} problem(s) in {len(validation.problems)} rule(s). "
+        f"The data contract, rule by rule with examples: {contract_doc()}",
         highlight=False,
     )
 
@@ -90,6 +104,7 @@ def validate(
     if not result.ok:
         _print_problems(result, cap)
         raise typer.Exit(EXIT_INVALID)
+    _print_notes(result)
     rows = ", ".join(f"{n:,} {k}" for k, n in result.input_rows.items())
     typer.echo(f"{path}: valid ({rows})")
 
@@ -144,6 +159,7 @@ def ingest(
     if report is not None:
         summary = getattr(report, "summary", None)
         typer.echo(summary() if callable(summary) else str(report))
+    _print_notes(result.validation)
     snap = result.snapshot
     m = snap.manifest
     journal_ingest(result, str(path))

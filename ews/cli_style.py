@@ -7,8 +7,8 @@ tables. Each command module calls these instead of rolling its own, and
 - Exit codes: :data:`EXIT_OK` (0) success, :data:`EXIT_FAILED` (1) the work could not be
   done (no data yet, no such model or run, an empty cohort, a failed step),
   :data:`EXIT_USAGE` (2) bad input or usage (a malformed value, conflicting or missing
-  options, an agency the workspace does not hold, a package that breaks the contract). :func:`fail` prints ``error: ...``
-  on stderr and returns the ``typer.Exit`` to raise.
+  options, an agency the workspace does not hold, a package that breaks the contract).
+  :func:`fail` prints ``error: ...`` on stderr and returns the ``typer.Exit`` to raise.
 - Agency: ``--agency`` is optional everywhere; :func:`resolve_agency` defaults it to the only
   agency of the workspace.
 - Help: :func:`tidy_help` gives every command its docstring with each paragraph on one line,

@@ -260,9 +260,7 @@ def _list_models_sqlite(path: Path) -> list[dict[str, Any]] | None:
         "WHERE current_stage != 'Deleted_Internal'",  # MLflow's mark of a deleted version
     )
     tags = _read_sqlite_store(path, "SELECT name, version, key, value FROM model_version_tags")
-    aliases = _read_sqlite_store(
-        path, "SELECT name, version, alias FROM registered_model_aliases"
-    )
+    aliases = _read_sqlite_store(path, "SELECT name, version, alias FROM registered_model_aliases")
     if versions is None or tags is None or aliases is None:
         return None
     tag_map: dict[tuple[str, str], dict[str, str]] = {}
@@ -403,10 +401,10 @@ def load_champion(name: str, uri: str | None = None) -> RegisteredModel:
 
 def run_results(run_id: str, uri: str | None = None) -> dict[str, Any]:
     """The ``results.json`` an experiment logged in run ``run_id``."""
-    path = _sqlite_path(uri)
+    db = _sqlite_path(uri)
     if _store_missing(uri) or (
-        path is not None
-        and _read_sqlite_store(path, "SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)) == []
+        db is not None
+        and _read_sqlite_store(db, "SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)) == []
     ):
         raise RegistryError(f"no run {run_id!r} is tracked in {uri or tracking_uri()}")
     import mlflow.artifacts

@@ -56,6 +56,10 @@ tidy_help(app)
 
 
 def main() -> None:
+    import os
+
+    # MLflow logs INFO lines (database creation, migrations) in the middle of the progress
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app()
 
 

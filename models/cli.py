@@ -53,6 +53,44 @@ def _seconds(timings: dict[str, float]) -> str:
     )
 
 
+def champion_lines(experiment: Any) -> list[str]:
+    """What the experiment registered and why: per label the champion, its registered name
+    and version, and the selection scores on the validation splits that chose it."""
+    from models.metrics import selection_scores
+
+    config = experiment.config
+    metric, penalty = config["selection_metric"], config["selection_penalty"]
+    out = []
+    for info in experiment.deployment:
+        label = info["label"]
+        champ = experiment.champions.get(label)
+        if champ is None:
+            continue
+        reg = champ.registered
+        where = f" as {reg['name']} v{reg['version']} (alias champion)" if reg else ""
+        out.append(f"registered {info['chosen']}{where} for {label}")
+        usable = {
+            name: [{metric: v} for v in values if v is not None]
+            for name, values in info["scores"].items()
+        }
+        table = selection_scores({k: v for k, v in usable.items() if v}, metric, penalty)
+        best = table.iloc[0]
+        why = (
+            f"  why: best {metric} mean - {penalty} x std over {int(best['n_splits'])} "
+            f"validation split(s) inside the training years ({best['score']:.3f}"
+        )
+        if len(table) > 1:
+            second = table.iloc[1]
+            why += f"; next {second['model']} {second['score']:.3f}"
+        out.append(why + ")")
+        dates = info["train_as_of"]
+        out.append(
+            f"  refitted on the newest data: {len(dates)} as-of date(s) {dates[0]} .. "
+            f"{dates[-1]}, {info['n_train']:,} rows; the evaluated choices above may differ"
+        )
+    return out
+
+
 def train(
     config: Path = typer.Option(
         None,
@@ -101,6 +139,8 @@ def train(
             f" -> {reg['name']} v{reg['version']} (champion, run {reg['run_id']})" if reg else ""
         )
         typer.echo(f"{label}: {champ.candidate['name']}{where}")
+    for line in champion_lines(result):
+        typer.echo(line)
     typer.echo(f"timings: {_seconds(result.timings)}")
 
 

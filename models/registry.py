@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +141,26 @@ def _trusted_types(model: Any) -> list[str]:
     return sorted(sio.get_untrusted_types(data=sio.dumps(model)))
 
 
+@contextmanager
+def _without_registration_chatter() -> Iterator[None]:
+    """MLflow prints "Successfully registered model ..." and "Created version ..." on stderr
+    whatever its logging level: keep those two lines out of the commands' output and pass
+    anything else it writes (warnings, errors) through."""
+    import io
+    import re
+    import sys
+    from contextlib import redirect_stderr
+
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        chatter = re.compile(r"^(Successfully registered model|Created version) '")
+        kept = [line for line in buffer.getvalue().splitlines(True) if not chatter.match(line)]
+        sys.stderr.write("".join(kept))
+
+
 def register_model(
     model: Any,
     name: str,
@@ -192,14 +214,15 @@ def register_model(
             if background is not None:
                 background.to_parquet(tmpdir / "background.parquet", index=False)
             mlflow.log_artifacts(str(tmpdir))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=name,
-            skops_trusted_types=_trusted_types(model),
-        )
+        with _without_registration_chatter():
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=name,
+                skops_trusted_types=_trusted_types(model),
+            )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
     c = client(uri)

@@ -50,6 +50,7 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
 
     out = _ok(["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
     assert "champion" in out and "ews-clitest-sustained" in out
+    assert "{" not in out.split("results:")[1]  # the timings too are plain text
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     reg = results["champions"]["sustained"]["registered"]
     name, version, run_id = reg["name"], reg["version"], reg["run_id"]
@@ -64,6 +65,9 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     champion = results["champions"]["sustained"]
     assert champion["train_dates"] == deploy["train_as_of"]
     assert champion["candidate"]["name"] == deploy["chosen"]
+    # the champion registered, and why, as printed
+    assert f"registered {deploy['chosen']} as {name} v{version} (alias champion)" in out
+    assert "why: best precision@10% mean - 0.5 x std over" in out
 
     listing = _ok(["models", "list"])
     assert "ews-clitest-sustained" in listing and "champion" in listing

@@ -43,6 +43,7 @@ class _Stages:
             TimeElapsedColumn(),
             console=_err(),
             transient=True,
+            disable=not _err().is_terminal,  # in a log, a transient display leaves a blank line
         )
         self.task = self.progress.add_task("starting", total=None)
 

@@ -65,8 +65,8 @@ def demo(
         )
     from models.cli import champion_lines
 
-    for line in champion_lines(experiment):
-        typer.echo(f"    {line}")
+    for line in champion_lines(experiment, indent="    "):
+        typer.echo(line)
 
     as_of = data_end(result.snapshot) + dt.timedelta(days=1)
     typer.echo(f"4/5 scoring every officer as of {as_of}")

@@ -175,13 +175,15 @@ def print_table(
     headers: Mapping[str, str] | None = None,
     left: Sequence[str] = (),
     highlight: str | None = None,
+    min_widths: Mapping[str, int] | None = None,
 ) -> None:
     """Print ``title`` on its own line, then ``rows`` as a table of ``columns`` within
     :data:`TABLE_WIDTH` columns.
 
     Headers never break inside a word (long ones wrap at ``_``); text columns named in
     ``left`` are left-aligned and fold, numbers right-aligned; rows whose ``highlight`` key is
-    true are bold."""
+    true are bold; ``min_widths`` keeps a column (say, long model names) from being squeezed
+    to a few characters."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -193,6 +195,7 @@ def print_table(
             justify="left" if col in left else "right",
             overflow="fold" if col in left else "ellipsis",
             no_wrap=col not in left,
+            min_width=(min_widths or {}).get(col),
         )
     for row in rows:
         style = "bold" if highlight and row.get(highlight) else None

@@ -157,6 +157,7 @@ def build(
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # in a log, a transient display leaves a blank line
     ) as bar:
         task = bar.add_task(f"connecting to {engine}", total=4)
         try:

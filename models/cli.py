@@ -43,6 +43,7 @@ def _print_table(rows: list[dict[Any, Any]], columns: list[str], title: str) -> 
         headers={"selected": "sel", "percentile": "pct"},
         left=("method", "label", "name", "explanation", "group", "officer_id", "unit"),
         highlight="selected",
+        min_widths={"method": 30, "explanation": 30},
     )
 
 
@@ -53,9 +54,12 @@ def _seconds(timings: dict[str, float]) -> str:
     )
 
 
-def champion_lines(experiment: Any) -> list[str]:
+def champion_lines(experiment: Any, indent: str = "") -> list[str]:
     """What the experiment registered and why: per label the champion, its registered name
-    and version, and the selection scores on the validation splits that chose it."""
+    and version, and the selection scores on the validation splits that chose it; wrapped to
+    fit 100 columns after ``indent``."""
+    import textwrap
+
     from models.metrics import selection_scores
 
     config = experiment.config
@@ -77,18 +81,29 @@ def champion_lines(experiment: Any) -> list[str]:
         best = table.iloc[0]
         why = (
             f"  why: best {metric} mean - {penalty} x std over {int(best['n_splits'])} "
-            f"validation split(s) inside the training years ({best['score']:.3f}"
+            f"validation split(s) inside the training years ({best['score']:.4f}"
         )
         if len(table) > 1:
             second = table.iloc[1]
-            why += f"; next {second['model']} {second['score']:.3f}"
+            why += f"; next {second['model']} {second['score']:.4f}"
         out.append(why + ")")
         dates = info["train_as_of"]
         out.append(
             f"  refitted on the newest data: {len(dates)} as-of date(s) {dates[0]} .. "
             f"{dates[-1]}, {info['n_train']:,} rows; the evaluated choices above may differ"
         )
-    return out
+    wrapped = []
+    for line in out:
+        lead = indent + " " * (len(line) - len(line.lstrip()))
+        wrapped += textwrap.wrap(
+            line.strip(),
+            width=100,
+            initial_indent=lead,
+            subsequent_indent=lead + "  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return wrapped
 
 
 def train(

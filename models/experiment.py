@@ -817,7 +817,8 @@ def run_experiment(
     from rich.progress import Progress
 
     t1 = time.perf_counter()
-    with Progress(disable=not progress, transient=True) as bar:
+    # a transient display leaves a blank line where stderr is not a terminal (a log)
+    with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
         task = bar.add_task("training and evaluating", total=n_fits)
 
         def tick() -> None:

@@ -1,14 +1,27 @@
-"""Users and their tokens. A token is shown once, at creation; only its SHA-256 is stored
-(tokens are 32 random bytes, so a plain hash is as strong as a slow one here)."""
+"""Users and their tokens. A token is shown once, at creation or rotation; only its SHA-256 is
+stored (tokens are 32 random bytes, so a plain hash is as strong as a slow one here).
+
+A token stops working when it expires (``--expires 90d``), is revoked (``ews users revoke``:
+for good, until ``rotate`` issues a new one), is replaced (``rotate``), or its user is
+disabled (``disable``; ``enable`` lets the same token work again).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import re
 import secrets
+import threading
+import time
+from collections import deque
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from ews.db import ROLES, AppDatabase, User
+from ews.db import ROLES, AppDatabase, User, utcnow
+
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+DURATION = re.compile(r"^(\d{1,5})([dhw])$")
 
 
 class UserError(ValueError):
@@ -19,20 +32,38 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def parse_expiry(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """'90d', '12h', '4w' -> the moment the token expires (None: never)."""
+    if text is None or text == "never":
+        return None
+    m = DURATION.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise UserError(f"expiry {text!r}: use a number of days, hours or weeks (90d, 12h, 4w)")
+    n, unit = int(m.group(1)), m.group(2)
+    delta = {"d": dt.timedelta(days=n), "h": dt.timedelta(hours=n), "w": dt.timedelta(weeks=n)}
+    return (now or utcnow()) + delta[unit]
+
+
 def create_user(
     db: AppDatabase,
     username: str,
     role: str,
     agency: str | None = None,
     units: list[str] | None = None,
+    expires: str | None = None,
 ) -> str:
     """Create a user and return their new token (shown once)."""
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,200}", username):
+        raise UserError("a user name is 1-200 letters, digits or . _ @ -")
     if role == "supervisor" and (not agency or not units):
         raise UserError("a supervisor needs an agency and at least one unit (--unit)")
+    if any(not u or len(u) > 200 for u in units or []):
+        raise UserError("a unit is 1-200 characters")
+    expires_at = parse_expiry(expires)
     token = secrets.token_urlsafe(32)
-    with db.session() as s:
+    with db.write() as s:
         if s.scalar(select(User).where(User.username == username)) is not None:
             raise UserError(f"user {username!r} exists already")
         s.add(
@@ -42,28 +73,129 @@ def create_user(
                 agency=agency,
                 units=[str(u) for u in units or []],
                 token_sha256=hash_token(token),
+                token_issued_at=utcnow(),
+                expires_at=expires_at,
             )
         )
+        _log_admin(s, "user add", username, role=role, agency=agency, expires=str(expires_at))
     return token
 
 
-def reset_token(db: AppDatabase, username: str) -> str:
-    """Give an existing user a new token (the old one stops working) and return it."""
-    token = secrets.token_urlsafe(32)
-    with db.session() as s:
+def _log_admin(s: object, what: str, username: str, **detail: object) -> None:
+    from ews.audit import append
+    from ews.db import current_actor
+
+    append(
+        s,  # type: ignore[arg-type]
+        f"cli:{current_actor()}",
+        "admin",
+        "admin",
+        f"ews users {what.split()[-1]} {username}",
+        detail={"user": username, **{k: v for k, v in detail.items() if v is not None}},
+    )
+
+
+def _change(db: AppDatabase, username: str, what: str, **changes: object) -> None:
+    with db.write() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None:
             raise UserError(f"no user {username!r}")
-        user.token_sha256 = hash_token(token)
+        for k, v in changes.items():
+            setattr(user, k, v)
+        _log_admin(s, f"user {what}", username)
+
+
+def rotate_token(db: AppDatabase, username: str, expires: str | None = None) -> str:
+    """Give a user a new token (the old one stops working at once) and return it."""
+    token = secrets.token_urlsafe(32)
+    _change(
+        db,
+        username,
+        "rotate",
+        token_sha256=hash_token(token),
+        token_issued_at=utcnow(),
+        revoked_at=None,
+        expires_at=parse_expiry(expires),
+    )
     return token
 
 
-def user_for_token(db: AppDatabase, token: str) -> User | None:
-    with db.session() as s:
-        user = s.scalar(select(User).where(User.token_sha256 == hash_token(token)))
-        return user if user is not None and user.active else None
+reset_token = rotate_token
+
+
+def revoke_token(db: AppDatabase, username: str) -> None:
+    """The user's token stops working for good (``rotate`` issues a new one)."""
+    _change(
+        db,
+        username,
+        "revoke",
+        token_sha256=hash_token(secrets.token_urlsafe(32)),  # nobody holds this token
+        revoked_at=utcnow(),
+    )
+
+
+def set_active(db: AppDatabase, username: str, active: bool) -> None:
+    _change(db, username, "enable" if active else "disable", active=active)
+
+
+_USER_COLUMNS = ("id", "username", "role", "agency", "units", "active", "expires_at")
+_BY_TOKEN = select(*(getattr(User, c) for c in _USER_COLUMNS)).where(
+    User.token_sha256 == bindparam("h")
+)
+
+
+def user_for_token(db: AppDatabase, token: str) -> tuple[User | None, str]:
+    """(the user, '') for a working token, else (None, why it does not work)."""
+    if not TOKEN.match(token):
+        return None, "malformed token"
+    with db.read_conn() as c:
+        row = c.execute(_BY_TOKEN, {"h": hash_token(token)}).first()
+    if row is None:
+        return None, "unknown token"
+    user = User(**dict(zip(_USER_COLUMNS, row, strict=True)))
+    if not user.active:
+        return None, "user disabled"
+    if user.expires_at is not None and user.expires_at <= utcnow():
+        return None, "token expired"
+    return user, ""
 
 
 def list_users(db: AppDatabase) -> list[User]:
     with db.session() as s:
         return list(s.scalars(select(User).order_by(User.username)))
+
+
+class FailureLimiter:
+    """Slows guessing: after ``limit`` failed sign-ins from one client within ``window``
+    seconds, that client is refused (429) until the window has passed. In process memory:
+    each worker counts its own failures."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(client, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def retry_after(self, client: str) -> int:
+        """Seconds the client must wait (0: may try)."""
+        now = time.monotonic()
+        with self._lock:
+            if client not in self._fails:
+                return 0
+            q = self._recent(client, now)
+            if not q:
+                del self._fails[client]
+                return 0
+            return int(q[0] + self.window - now) + 1 if len(q) >= self.limit else 0
+
+    def fail(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._fails) > 100_000:  # bounded memory under a flood of clients
+                self._fails.clear()
+            self._recent(client, now).append(now)

@@ -1,33 +1,97 @@
-"""The application database: the ingest journal and the access audit log.
+"""The application database: ingest journal, agencies, scored flags, users, the review
+workflow and the tamper-evident access audit log.
 
 SQLite in the workspace by default (``EWS_HOME/app.db``); PostgreSQL in production by setting
 ``EWS_DATABASE_URL`` (for example ``postgresql+psycopg://user@host/ews``). The schema is
-owned by Alembic migrations in ``ews/migrations``; :func:`connect` brings a database to the
-newest revision before handing out sessions.
+owned by Alembic migrations in ``ews/migrations``; :class:`AppDatabase` brings a database to
+the newest revision before handing out sessions. Several ``ews serve`` workers or hosts share
+one database: everything the service reads is here, nothing in files.
 
-Two tables:
-- ``ingest_log``: every accepted ingest (new snapshot or identical re-ingest), who ran it and
-  what it held. Refused packages are not journaled: a refused package changes nothing.
-- ``audit_log``: every read and write of an officer's record and every administrative action,
-  with who asked, in which role, and when. Rows are only ever appended.
+Tables:
+- ``ingest_log``: every new snapshot stored, who ran it and what it held.
+- ``agencies``: the agencies known to the service (an agency is a row, never a folder name).
+- ``scoring_runs`` and ``flags``: each ``ews score`` of an agency at an as-of date and its
+  rows (score, rank, flagged, explanation, factors, rules fired, provenance). A later scoring
+  of the same date supersedes the earlier run (``current`` false), which is kept.
+- ``officer_units``: each officer's current unit (the unit at the newest scored date), the
+  one fact a supervisor's scope is decided on.
+- ``users``: roles, scopes, token hashes, expiry.
+- ``reviews`` and ``flag_status``: the review workflow of each flag (every step, and the
+  state it left the flag in).
+- ``audit_log``: every read and write of an officer's record and every refusal. Each entry
+  carries the SHA-256 of its content and of the entry before it (:mod:`ews.audit`); the
+  migrations make it append-only (triggers refuse UPDATE and DELETE of entries that were
+  not archived). ``audit_anchor`` records each archive of old entries.
+
+Writes go through :meth:`AppDatabase.write`, which serializes writers (SQLite: ``BEGIN
+IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock), so that the audit chain has one
+order and a review and its audit entry commit together or not at all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, create_engine, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ews.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from ews.audit import GroupWriter
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Lengths shared by the columns and the API's input limits.
+NAME_LEN = 200  # user names, officer ids, units, agencies (agencies are also <= 64 at ingest)
+AGENCY_LEN = 64
+NOTE_LEN = 4000
+REASON_LEN = 500
+RESOURCE_LEN = 500
+KEY_LEN = 100
+
+ROLES = ("supervisor", "reviewer", "data_scientist", "admin")
+STATUSES = ("new", "under_review", "intervention_assigned", "intervention_completed", "dismissed")
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("under_review", "dismissed"),
+    "under_review": ("intervention_assigned", "dismissed"),
+    "intervention_assigned": ("intervention_completed",),
+    "intervention_completed": (),
+    "dismissed": (),
+}
+INTERVENTIONS = (
+    "supervisor_counselling",
+    "training",
+    "wellness_or_eap_referral",
+    "peer_support",
+    "reassignment",
+    "other",
+)
+# The chain lock of PostgreSQL writers (any constant of the application's own).
+WRITE_LOCK_KEY = 0x65777331
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 def utcnow() -> dt.datetime:
@@ -52,21 +116,102 @@ class IngestLog(Base):
 
 
 class AuditLog(Base):
+    """One access (or refusal), chained: ``entry_hash`` = SHA-256 of the entry's content and
+    ``prev_hash`` (the hash of the entry before it). See :mod:`ews.audit`."""
+
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
     actor: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
     role: Mapped[str] = mapped_column(String(50), nullable=False)
     action: Mapped[str] = mapped_column(String(100), nullable=False)
-    resource: Mapped[str] = mapped_column(String(500), nullable=False)
-    agency: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    resource: Mapped[str] = mapped_column(String(RESOURCE_LEN), nullable=False)
+    agency: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     officer_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    entry_hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
-ROLES = ("supervisor", "reviewer", "data_scientist", "admin")
-DECISIONS = ("intervention", "monitor", "no_action")
+class AuditAnchor(Base):
+    """An archive of the audit entries up to ``through_id``: where the chain now starts."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    through_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    through_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    entries: Mapped[int] = mapped_column(Integer, nullable=False)
+    archive_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    archive_name: Mapped[str] = mapped_column(String(500), nullable=False)
+
+
+class Agency(Base):
+    __tablename__ = "agencies"
+
+    name: Mapped[str] = mapped_column(String(AGENCY_LEN), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class ScoringRun(Base):
+    """One ``ews score`` of an agency at an as-of date."""
+
+    __tablename__ = "scoring_runs"
+    __table_args__ = (Index("ix_scoring_runs_agency_date", "agency", "as_of_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency: Mapped[str] = mapped_column(
+        String(AGENCY_LEN), ForeignKey("agencies.name"), nullable=False
+    )
+    as_of_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    scored_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    current: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    officers: Mapped[int] = mapped_column(Integer, nullable=False)
+    flagged: Mapped[int] = mapped_column(Integer, nullable=False)
+    model_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    label: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class Flag(Base):
+    """One scored officer of a scoring run."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        Index("ix_flags_run_rank", "run_id", "rank"),
+        Index("ix_flags_agency_officer", "agency", "officer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("scoring_runs.id"), nullable=False)
+    agency: Mapped[str] = mapped_column(String(AGENCY_LEN), nullable=False)
+    as_of_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    officer_id: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    unit: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    peer_rank: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    explanation: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    factors: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    rules_fired: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class OfficerUnit(Base):
+    """An officer's current unit: the unit at the newest date the officer was scored."""
+
+    __tablename__ = "officer_units"
+
+    agency: Mapped[str] = mapped_column(String(AGENCY_LEN), primary_key=True)
+    officer_id: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    unit: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True, index=True)
+    as_of_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
 
 
 class User(Base):
@@ -82,24 +227,51 @@ class User(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     active: Mapped[bool] = mapped_column(nullable=False, default=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    token_issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Review(Base):
-    """A supervisor's review of a flag, and the supportive intervention chosen, if any."""
+    """One step of the review workflow of a flag (agency, officer, as-of date)."""
 
     __tablename__ = "reviews"
+    __table_args__ = (
+        Index("ix_reviews_flag", "agency", "officer_id", "as_of_date"),
+        Index("ix_reviews_idempotency", "reviewer", "idempotency_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
-    agency: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
-    officer_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
-    as_of_date: Mapped[dt.date] = mapped_column(nullable=False)
+    agency: Mapped[str] = mapped_column(String(AGENCY_LEN), nullable=False)
+    officer_id: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    as_of_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
     flagged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     reviewer: Mapped[str] = mapped_column(String(200), nullable=False)
-    decision: Mapped[str] = mapped_column(String(50), nullable=False)
-    intervention: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    note: Mapped[str] = mapped_column(String(4000), nullable=False, default="")
+    from_status: Mapped[str] = mapped_column(String(30), nullable=False)
+    status: Mapped[str] = mapped_column(String(30), nullable=False)
+    intervention_type: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(REASON_LEN), nullable=True)
+    note: Mapped[str] = mapped_column(String(NOTE_LEN), nullable=False, default="")
+    factor_feedback: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
     model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(KEY_LEN), nullable=True)
+
+
+class FlagStatus(Base):
+    """Where each flag stands in the review workflow (absent: ``new``)."""
+
+    __tablename__ = "flag_status"
+
+    agency: Mapped[str] = mapped_column(String(AGENCY_LEN), primary_key=True)
+    officer_id: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    as_of_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(30), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    first_reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    last_review_id: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 def migrate(url: str) -> None:
@@ -113,6 +285,37 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
+def _sqlite_engine(url: str, begin: str | None) -> Engine:
+    """A SQLite engine in WAL mode whose transactions begin with ``begin``: 'BEGIN' (readers
+    of several statements), 'BEGIN IMMEDIATE' (writers: they take the write lock at BEGIN, so
+    two writers never deadlock on an upgrade from a read lock, and wait for each other up to
+    the busy timeout) or None (single-statement reads: no transaction around them). The pool
+    holds as many connections as the service has threads, so none is opened per request."""
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=40,
+        max_overflow=40,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let the events below issue BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+    return engine
+
+
 class AppDatabase:
     """A migrated application database and a session factory for it."""
 
@@ -121,18 +324,55 @@ class AppDatabase:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         migrate(url)
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
+        self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            self.engine: Engine = _sqlite_engine(url, "BEGIN")
+            self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
+            self.read_engine: Engine = _sqlite_engine(url, None)
+        else:
+            self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            self.write_engine = self.engine
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._writer: GroupWriter | None = None
+        self._writer_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A read transaction (it may write, but writers should use :meth:`write`)."""
         with self.sessions.begin() as s:
             yield s
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction that holds the database's one writer lock from its start, so
+        audit entries chain in commit order and state checks cannot race."""
+        with self.write_sessions.begin() as s:
+            if not self.sqlite:
+                s.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
+            yield s
+
+    @contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        """A plain connection for reads of one statement each (the service's hot path: no
+        ORM, no transaction round trips)."""
+        with self.read_engine.connect() as c:
+            yield c
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """:meth:`write` on a plain connection."""
+        with self.write_engine.begin() as c:
+            if not self.sqlite:
+                c.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
+            yield c
 
     def record_ingest(
         self, agency: str, snapshot_id: str, new: bool, source: str, rows: dict[str, Any]
     ) -> None:
-        with self.session() as s:
+        with self.write() as s:
+            ensure_agency(s, agency)
             s.add(
                 IngestLog(
                     actor=current_actor(),
@@ -153,20 +393,23 @@ class AppDatabase:
         agency: str | None = None,
         officer_id: str | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Append one entry to the audit log."""
-        with self.session() as s:
-            s.add(
-                AuditLog(
-                    actor=actor,
-                    role=role,
-                    action=action,
-                    resource=resource,
-                    agency=agency,
-                    officer_id=officer_id,
-                    detail=detail or {},
-                )
-            )
+    ) -> int:
+        """Append one entry to the audit chain; its id, once the entry is committed. Entries
+        of concurrent callers share a transaction (:class:`ews.audit.GroupWriter`)."""
+        from ews.audit import GroupWriter
+
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = GroupWriter(self)
+        return self._writer.write(
+            actor=actor,
+            role=role,
+            action=action,
+            resource=resource,
+            agency=agency,
+            officer_id=officer_id,
+            detail=detail,
+        )
 
     def ingests(self, agency: str | None = None) -> list[IngestLog]:
         with self.session() as s:
@@ -187,7 +430,18 @@ class AppDatabase:
             return list(s.scalars(q))
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for engine in {self.engine, self.write_engine, self.read_engine}:
+            engine.dispose()
+
+
+def ensure_agency(s: Session, name: str) -> None:
+    """Register an agency (a row the service looks agencies up in) if it is new."""
+    if s.get(Agency, name) is None:
+        s.add(Agency(name=name))
+        s.flush()
 
 
 def current_actor() -> str:

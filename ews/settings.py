@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     mlflow_uri: str | None = None
     threads: int = 1
+    review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
 
     @property
     def snapshots_dir(self) -> Path:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ews.contract import PROTECTED_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from ews.db import AppDatabase
 
 
 def disparities(
@@ -25,12 +28,14 @@ def disparities(
     label: str | None = None,
     min_group: int = 20,
     home: Path | None = None,
+    db: AppDatabase | None = None,
 ) -> dict[str, Any]:
     """Disparities of the flags of ``agency`` at ``as_of`` (default: the newest scored date).
 
     ``label`` is the outcome the model predicts (default: the one recorded with the flags);
     outcomes count only when the data cover the whole window after ``as_of``. ``home``: the
-    workspace (default: EWS_HOME).
+    workspace (default: EWS_HOME); ``db``: the application database the flags are read from
+    (default: the workspace's).
     """
     import numpy as np
     from fairlearn.metrics import (
@@ -47,7 +52,7 @@ def disparities(
     from features.labels import LabelSpec, build_labels
     from models.experiment import data_end
 
-    day, flags = load_flags(agency, as_of, home)
+    day, flags = load_flags(agency, as_of, home, db=db)
     snap_id = str(flags["snapshot_id"].iloc[0]) if "snapshot_id" in flags else None
     snap = Workspace(home).snapshot(agency, snap_id)
     officers = snap.read().officers

@@ -223,8 +223,9 @@ def score(
 ) -> None:
     """Score every officer at an as-of date with a registered model and save the flags.
 
-    Flags land in EWS_HOME/flags/<agency>/<date>.parquet (where the API reads them), each with
-    its score, rank, the rules that fire, an explanation and its provenance.
+    Flags go to the application database (where the service reads them), each with its
+    score, rank, the rules that fire, an explanation and its provenance; a Parquet export is
+    written to EWS_HOME/flags/<agency>/<date>.parquet.
     """
     from models.scoring import score as run_score
 

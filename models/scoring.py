@@ -9,8 +9,9 @@ each officer and explains each score in sentences (:mod:`models.explain`).
 
 Every row carries its provenance: the model name and version, the data snapshot it was scored
 on and the one the model was trained on, the feature-spec and experiment-config hashes, the
-seed and the as-of date. The flags are saved in the workspace (``ews.flagstore``, where the
-API reads them) and, if asked, to a Parquet or CSV file.
+seed and the as-of date. The flags are saved in the application database (``ews.flagstore``,
+where the service reads them, with a Parquet export in the workspace) and, if asked, to a
+Parquet or CSV file.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def score(
         flag_like_rule: flag as many officers as this rule (e.g. ``cmpd``) flags at ``as_of``.
         explain: add sentences explaining each score (``explanation``, ``factors``).
         out: also write the flags to this ``.parquet`` or ``.csv`` file.
-        save: save the flags in the workspace (``EWS_HOME/flags/<agency>/<as_of>.parquet``).
+        save: save the flags in the application database (and their Parquet export,
+            ``EWS_HOME/flags/<agency>/<as_of>.parquet``).
 
     Returns the flags, best score first: officer_id, score, rank (1 = highest), percentile,
     flagged, rules_fired (JSON list), explanation, factors (JSON), unit, peer_rank, and the

@@ -39,7 +39,7 @@ IDS = [" ".join(p) or "ews" for p, _ in COMMANDS]
 
 def _date_options(cmd: Any) -> list[Any]:
     """Options that take a date: by name or by a help text that asks for YYYY-MM-DD."""
-    names = {"as_of", "start", "end", "reference", "since", "until"}
+    names = {"as_of", "start", "end", "reference", "since", "until", "before", "after"}
     return [
         p
         for p in cmd.params

@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from ews.db import AppDatabase, open_app_database
-
-
-def _pg_admin_url() -> str | None:
-    url = os.environ.get("EWS_TEST_POSTGRES_URL")
-    if not url:
-        return None
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    admin = _pg_admin_url()
-    if admin is None:
-        pytest.skip("EWS_TEST_POSTGRES_URL is not set (CI sets it to 127.0.0.1:5432/test)")
-    name = f"ews_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = admin.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with engine.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 def _exercise(db: AppDatabase) -> None:

@@ -1,53 +1,129 @@
-"""For credentialing reviewers: every access, and how promptly flags were reviewed."""
+"""For credentialing reviewers: every access, the chain's integrity, review timeliness and
+the disparities of the flags. Each is limited to the reviewer's agency."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import statistics
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.access import record
-from api.deps import DbDep, SettingsDep, require_roles
-from ews.db import AuditLog, Review, User
-from ews.flagstore import flag_dates, flags_dir, load_flags
+from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
+from api.routes.flags import current_runs, json_response, overdue
+from api.scope import agency_in_scope, agency_visible, log_now, not_found
+from ews.db import AppDatabase, AuditLog, Flag, FlagStatus, Review, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
 Auditor = require_roles("reviewer", "admin")
+Anyone = require_roles("supervisor", "reviewer", "data_scientist", "admin")
 
 
-@router.get("/me")
-def me(
-    user: User = require_roles("supervisor", "reviewer", "data_scientist", "admin"),
-) -> dict[str, Any]:
+class Me(BaseModel):
+    username: str
+    role: str
+    agency: str | None
+    units: list[str]
+    expires_at: str | None
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    resource: str
+    agency: str | None
+    officer_id: str | None
+    detail: dict[str, Any]
+    entry_hash: str
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEntry]
+    count: int
+    next_before_id: int | None
+
+
+class ChainOut(BaseModel):
+    ok: bool
+    entries: int
+    head_id: int
+    head_hash: str
+    first_bad_id: int | None
+    problem: str | None
+    summary: str
+
+
+@router.get("/me", response_model=Me)
+def me(user: User = Anyone) -> Response:
     """Who you are signed in as, and what you may see."""
-    return {
-        "username": user.username,
-        "role": user.role,
-        "agency": user.agency,
-        "units": user.units,
-    }
+    return json_response(
+        {
+            "username": user.username,
+            "role": user.role,
+            "agency": user.agency,
+            "units": list(user.units),
+            "expires_at": user.expires_at.isoformat() if user.expires_at else None,
+        }
+    )
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage)
 def audit_log(
     db: DbDep,
     request: Request,
     user: User = Auditor,
+    agency: AgencyQuery | None = None,
+    officer_id: NameQuery | None = None,
+    actor: NameQuery | None = None,
+    action: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z_]+$")] = None,
+    # audit_log.id is an INTEGER column (32-bit on PostgreSQL)
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Response:
+    """Audit entries, newest first, within your agency (reviewers and admins). Page back with
+    ``before_id`` = the ``next_before_id`` of the previous page."""
+    data = audit_entries(
+        db, user, request.url.path, agency, officer_id, actor, action, before_id, limit
+    )
+    nxt = data[-1]["id"] if len(data) == limit else None
+    return json_response({"data": data, "count": len(data), "next_before_id": nxt})
+
+
+def audit_entries(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    agency: str | None = None,
     officer_id: str | None = None,
     actor: str | None = None,
-    limit: int = 500,
-) -> dict[str, Any]:
-    """Every read and write of officers' records, newest first (reviewers and admins)."""
+    action: str | None = None,
+    before_id: int | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Audit entries ``user`` may read (their agency's), newest first; the read is logged."""
+    if agency is not None and not agency_in_scope(user, agency):
+        not_found(db, user, path, agency)
+    scope = agency or user.agency
     with db.session() as s:
-        q = select(AuditLog).order_by(AuditLog.id.desc()).limit(max(1, min(limit, 10_000)))
+        q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+        if scope is not None:
+            q = q.where(AuditLog.agency == scope)
         if officer_id is not None:
             q = q.where(AuditLog.officer_id == officer_id)
         if actor is not None:
             q = q.where(AuditLog.actor == actor)
+        if action is not None:
+            q = q.where(AuditLog.action == action)
+        if before_id is not None:
+            q = q.where(AuditLog.id < before_id)
         data = [
             {
+                "id": a.id,
                 "at": a.at.isoformat(),
                 "actor": a.actor,
                 "role": a.role,
@@ -56,11 +132,32 @@ def audit_log(
                 "agency": a.agency,
                 "officer_id": a.officer_id,
                 "detail": a.detail,
+                "entry_hash": a.entry_hash,
             }
             for a in s.scalars(q)
         ]
-    record(db, user, "read", request.url.path, rows=len(data))
-    return {"data": data, "count": len(data)}
+    log_now(db, user, "read", path, scope, view="audit log", rows=len(data))
+    return data
+
+
+@router.get("/audit/verify", response_model=ChainOut)
+def audit_verify(db: DbDep, request: Request, user: User = Auditor) -> Response:
+    """Walk the whole audit chain and say whether it is intact (or where it breaks)."""
+    from ews.audit import verify
+
+    v = verify(db)
+    log_now(db, user, "read", request.url.path, user.agency, view="audit verify", ok=v.ok)
+    return json_response(
+        {
+            "ok": v.ok,
+            "entries": v.entries,
+            "head_id": v.head_id,
+            "head_hash": v.head_hash,
+            "first_bad_id": v.first_bad_id,
+            "problem": v.problem,
+            "summary": v.summary(),
+        }
+    )
 
 
 @router.get("/audit/disparities")
@@ -68,54 +165,103 @@ def audit_disparities(
     db: DbDep,
     settings: SettingsDep,
     request: Request,
-    agency: str,
+    agency: AgencyQuery,
     as_of: dt.date | None = None,
     user: User = Auditor,
-) -> dict[str, Any]:
+) -> Response:
     """Flag rates by race and sex and, when outcomes are known, precision and error rates by
     group (reviewers and admins). Race and sex serve this audit only, never the models."""
     from models.audit import disparities
 
+    path = request.url.path
+    with db.session() as s:
+        visible = agency_visible(s, user, agency)
+    if not visible:
+        not_found(db, user, path, agency)
     try:
-        report = disparities(agency, as_of, home=settings.home)
+        report = disparities(agency, as_of, home=settings.home, db=db)
     except LookupError as e:
+        log_now(db, user, "not_found", path, agency, why=str(e))
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-    record(db, user, "read", request.url.path, agency)
-    return report
+    log_now(db, user, "read", path, agency, view="disparities")
+    return json_response(report)
 
 
 @router.get("/reviews/timeliness")
 def review_timeliness(
-    db: DbDep, settings: SettingsDep, request: Request, agency: str, user: User = Auditor
+    db: DbDep, settings: SettingsDep, request: Request, agency: AgencyQuery, user: User = Auditor
+) -> Response:
+    """For each scored date: flags raised, reviewed, open, overdue, by status, and the days
+    from the flag to its first review (median and longest)."""
+    report = timeliness(db, user, request.url.path, agency, settings.review_days)
+    return json_response(report)
+
+
+def timeliness(
+    db: AppDatabase, user: User, path: str, agency: str, review_days: int
 ) -> dict[str, Any]:
-    """For each scored date: flags raised, reviewed, still open, and days to first review."""
+    """Review timeliness of an agency's flags (raises the service's 404 outside scope)."""
+    today = dt.date.today()
     with db.session() as s:
-        reviews = list(s.scalars(select(Review).where(Review.agency == agency)))
-    first: dict[tuple[str, dt.date], dt.datetime] = {}
-    for r in reviews:
-        key = (r.officer_id, r.as_of_date)
-        first[key] = min(first.get(key, r.at), r.at)
+        if not agency_visible(s, user, agency):
+            visible = False
+        else:
+            visible = True
+            runs = current_runs(s, agency)
+            flagged = {
+                (o, d)
+                for o, d in s.execute(
+                    select(Flag.officer_id, Flag.as_of_date).where(
+                        Flag.run_id.in_([r.id for r in runs.values()]), Flag.flagged.is_(True)
+                    )
+                )
+            }
+            states = {
+                (f.officer_id, f.as_of_date): f
+                for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))
+            }
+            interventions = list(
+                s.scalars(
+                    select(Review.intervention_type).where(
+                        Review.agency == agency, Review.status == "intervention_assigned"
+                    )
+                )
+            )
+    if not visible:
+        not_found(db, user, path, agency)
     data = []
-    for day in flag_dates(agency, settings.home):
-        _, flags = load_flags(agency, day, settings.home)
-        flagged = flags[flags["flagged"].astype(bool)] if "flagged" in flags else flags
-        flag_file = flags_dir(agency, settings.home) / f"{day.isoformat()}.parquet"
-        raised = dt.datetime.fromtimestamp(flag_file.stat().st_mtime, dt.UTC).replace(tzinfo=None)
-        waits = [
-            (first[(str(o), day)] - raised).total_seconds() / 86400
-            for o in flagged["officer_id"].astype(str)
-            if (str(o), day) in first
-        ]
-        waits.sort()
+    for day in sorted(runs):
+        run = runs[day]
+        keys = [k for k in flagged if k[1] == day]
+        by_status: dict[str, int] = {}
+        waits, late = [], 0
+        for k in keys:
+            st = states.get(k)
+            name = st.status if st else "new"
+            by_status[name] = by_status.get(name, 0) + 1
+            if st is not None and st.first_reviewed_at is not None:
+                waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
+            late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
         data.append(
             {
                 "as_of": day.isoformat(),
-                "flagged": len(flagged),
+                "raised_at": run.scored_at.isoformat(),
+                "flagged": len(keys),
                 "reviewed": len(waits),
-                "open": len(flagged) - len(waits),
-                "median_days_to_review": waits[len(waits) // 2] if waits else None,
-                "max_days_to_review": waits[-1] if waits else None,
+                "open": len(keys) - len(waits),
+                "overdue": late,
+                "by_status": by_status,
+                "median_days_to_review": round(statistics.median(waits), 2) if waits else None,
+                "max_days_to_review": round(max(waits), 2) if waits else None,
             }
         )
-    record(db, user, "read", request.url.path, agency)
-    return {"data": data, "count": len(data)}
+    counts: dict[str, int] = {}
+    for t in interventions:
+        counts[str(t)] = counts.get(str(t), 0) + 1
+    log_now(db, user, "read", path, agency, view="review timeliness")
+    return {
+        "data": data,
+        "count": len(data),
+        "interventions_by_type": counts,
+        "review_days": review_days,
+    }

@@ -1,100 +1,391 @@
-"""Flags: the officers a supervisor should look at, with the reasons in plain words."""
+"""Flags: the officers a supervisor should look at, with the reasons in plain words.
+
+A scoring run never changes once written, so the rows of a run (with each officer's current
+unit and review status) are prepared once per process and kept until a newer run or review
+of the agency, or a new day, makes them stale; each request then only filters them to the
+user's scope, pages them and logs one audit entry naming the officers it showed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-from typing import Any
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NamedTuple
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import status as status_codes
 from pydantic import BaseModel
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from api.access import NOTICE, check_agency, record, visible
-from api.deps import CurrentUser, DbDep, SettingsDep
-from ews.flagstore import flag_dates, load_flags
+from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
+from api.scope import NOTICE, agency_in_scope, forbidden, log_now, not_found, visible_units
+from ews.db import (
+    STATUSES,
+    Agency,
+    AppDatabase,
+    Flag,
+    FlagStatus,
+    OfficerUnit,
+    Review,
+    ScoringRun,
+    User,
+)
 
 router = APIRouter(prefix="/api", tags=["flags"])
+ALL_SCORED_ROLES = ("reviewer", "data_scientist", "admin")
 
 
-class Envelope(BaseModel):
-    data: list[dict[str, Any]]
+class FlagOut(BaseModel):
+    officer_id: str
+    unit: str | None
+    current_unit: str | None
+    score: float | None
+    rank: int | None
+    percentile: float | None
+    flagged: bool
+    explanation: str
+    factors: list[Any]
+    rules_fired: list[str]
+    status: str
+    overdue: bool
+    due_date: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    scored_at: str
+    model_name: str | None
+    model_version: str | None
+    snapshot_id: str | None
+    label: str | None
+
+
+class FlagList(BaseModel):
+    data: list[FlagOut]
     count: int
+    total: int
+    offset: int
+    limit: int
     agency: str
     as_of: str
+    run: RunOut
     notice: str = NOTICE
 
 
-def clean(value: Any) -> Any:
-    """JSON-safe values: NaN -> None, numpy scalars and arrays -> Python, JSON strings kept."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    return value
+class AgencyOut(BaseModel):
+    agency: str
+    as_of: list[str]
 
 
-def records(df: Any) -> list[dict[str, Any]]:
-    out = []
-    for row in df.to_dict(orient="records"):
-        rec = {k: clean(v) for k, v in row.items()}
-        for key in ("factors", "rules_fired"):
-            if isinstance(rec.get(key), str) and rec[key].startswith("["):
-                rec[key] = json.loads(rec[key])
-        out.append(rec)
-    return out
+class AgencyList(BaseModel):
+    data: list[AgencyOut]
+    count: int
 
 
-@router.get("/agencies")
-def agencies(user: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def overdue(
+    status_: str, scored_at: dt.datetime, due: dt.date | None, today: dt.date, days: int
+) -> bool:
+    """A flag still 'new' more than ``days`` after it was raised, or an intervention past its
+    due date, is overdue."""
+    if status_ == "new":
+        return (today - scored_at.date()).days > days
+    if status_ == "intervention_assigned":
+        return due is not None and due < today
+    return False
+
+
+class Row(NamedTuple):
+    current_unit: str | None
+    status: str
+    flagged: bool
+    overdue: bool
+    officer_id: str
+    json: str
+
+
+@dataclass
+class Prepared:
+    """A run's rows, ready to filter and page, and the run's provenance; the flagged rows
+    and each current unit's rows (flagged ones, and all) are indexed once, in rank order."""
+
+    rows: list[Row]
+    run: dict[str, Any]
+    flagged: list[Row] = field(default_factory=list)
+    by_unit: dict[tuple[str | None, bool], list[Row]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.flagged = [r for r in self.rows if r.flagged]
+        for r in self.rows:
+            self.by_unit.setdefault((r.current_unit, False), []).append(r)
+            if r.flagged:
+                self.by_unit.setdefault((r.current_unit, True), []).append(r)
+
+    def select(self, units: list[str] | None, flagged_only: bool) -> list[Row]:
+        """The rows of the given current units (None: every unit), in rank order."""
+        if units is None:
+            return self.flagged if flagged_only else self.rows
+        if len(units) == 1:
+            return self.by_unit.get((units[0], flagged_only), [])
+        rank = {id(r): i for i, r in enumerate(self.rows)}
+        picked = [r for u in units for r in self.by_unit.get((u, flagged_only), [])]
+        return sorted(picked, key=lambda r: rank[id(r)])
+
+
+class RunCache:
+    """Prepared rows of recent runs, by (run, newest run and review of the agency, day)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Prepared | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[Any, ...], value: Prepared) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_RUNS = select(
+    ScoringRun.id,
+    ScoringRun.as_of_date,
+    ScoringRun.scored_at,
+    ScoringRun.model_name,
+    ScoringRun.model_version,
+    ScoringRun.snapshot_id,
+    ScoringRun.label,
+).where(ScoringRun.agency == bindparam("agency"), ScoringRun.current.is_(True))
+_NEWEST_REVIEW = select(func.max(Review.id)).where(Review.agency == bindparam("agency"))
+
+
+def current_runs(s: Session | Connection, agency: str) -> dict[dt.date, Any]:
+    """The agency's current run of each scored date (rows with the run's columns)."""
+    return {r.as_of_date: r for r in s.execute(_RUNS, {"agency": agency})}
+
+
+def prepare(s: Session | Connection, run: Any, today: dt.date, review_days: int) -> Prepared:
+    q = (
+        select(
+            Flag.officer_id,
+            Flag.unit,
+            Flag.score,
+            Flag.rank,
+            Flag.percentile,
+            Flag.flagged,
+            Flag.explanation,
+            Flag.factors,
+            Flag.rules_fired,
+            OfficerUnit.unit,
+            FlagStatus.status,
+            FlagStatus.due_date,
+        )
+        .outerjoin(
+            OfficerUnit,
+            (OfficerUnit.agency == Flag.agency) & (OfficerUnit.officer_id == Flag.officer_id),
+        )
+        .outerjoin(
+            FlagStatus,
+            (FlagStatus.agency == Flag.agency)
+            & (FlagStatus.officer_id == Flag.officer_id)
+            & (FlagStatus.as_of_date == Flag.as_of_date),
+        )
+        .where(Flag.run_id == run.id)
+        .order_by(Flag.rank, Flag.officer_id)
+    )
+    rows = []
+    for oid, unit, score, rank, pct, flagged, text, factors, rules, cur, st, due in s.execute(q):
+        st = st or "new"
+        rec = {
+            "officer_id": oid,
+            "unit": unit,
+            "current_unit": cur,
+            "score": score,
+            "rank": rank,
+            "percentile": pct,
+            "flagged": bool(flagged),
+            "explanation": text,
+            "factors": factors,
+            "rules_fired": rules,
+            "status": st,
+            "overdue": bool(flagged) and overdue(st, run.scored_at, due, today, review_days),
+            "due_date": due.isoformat() if due else None,
+        }
+        rows.append(
+            Row(cur, st, rec["flagged"], rec["overdue"], oid, json.dumps(rec, ensure_ascii=False))
+        )
+    info = {
+        "id": run.id,
+        "scored_at": run.scored_at.isoformat(),
+        "model_name": run.model_name,
+        "model_version": run.model_version,
+        "snapshot_id": run.snapshot_id,
+        "label": run.label,
+    }
+    return Prepared(rows, info)
+
+
+def run_rows(
+    db: AppDatabase, cache: RunCache, agency: str, as_of: dt.date | None, review_days: int
+) -> tuple[dt.date, Prepared] | None:
+    """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
+    when the agency has no run; LookupError names the scored dates when the date has none."""
+    today = dt.date.today()
+    with db.read_conn() as s:
+        runs = current_runs(s, agency)
+        if not runs:
+            return None
+        day = as_of or max(runs)
+        if day not in runs:
+            have = ", ".join(d.isoformat() for d in sorted(runs))
+            raise LookupError(f"agency {agency!r} has no flags for {day}; scored dates: {have}")
+        newest_review = s.execute(_NEWEST_REVIEW, {"agency": agency}).scalar()
+        key = (agency, runs[day].id, max(r.id for r in runs.values()), newest_review, today)
+        prepared = cache.get(key)
+        if prepared is None:
+            prepared = prepare(s, runs[day], today, review_days)
+            cache.put(key, prepared)
+    return day, prepared
+
+
+def flag_page(
+    db: AppDatabase,
+    cache: RunCache,
+    user: User,
+    path: str,
+    agency: str,
+    as_of: dt.date | None,
+    *,
+    all_scored: bool = False,
+    unit: str | None = None,
+    status: str | None = None,
+    overdue_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    review_days: int = 14,
+) -> tuple[dict[str, Any], list[Row]]:
+    """One page of the flags ``user`` may see (the envelope without data, and the rows),
+    logged as one audit entry naming the officers shown; raises the service's 403/404."""
+    if all_scored and user.role not in ALL_SCORED_ROLES:
+        forbidden(db, user, path, "all_scored is for reviewers, data scientists and admins")
+    if not agency_in_scope(user, agency):
+        not_found(db, user, path, agency)
+    try:
+        found = run_rows(db, cache, agency, as_of, review_days)
+    except LookupError as e:
+        log_now(db, user, "not_found", path, agency, why=str(e))
+        raise HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e)) from e
+    if found is None:
+        not_found(db, user, path, agency)
+    day, prepared = found
+    units = visible_units(user)
+    if unit is not None:
+        units = [unit] if units is None or unit in units else []
+    rows = prepared.select(units, flagged_only=not all_scored)
+    if status is not None or overdue_only:
+        rows = [
+            r
+            for r in rows
+            if (status is None or r.status == status) and (not overdue_only or r.overdue)
+        ]
+    page = rows[offset : offset + limit]
+    log_now(
+        db,
+        user,
+        "read",
+        path,
+        agency,
+        as_of=day.isoformat(),
+        view="flag list",
+        officers=[r.officer_id for r in page],
+    )
+    head = {
+        "count": len(page),
+        "total": len(rows),
+        "offset": offset,
+        "limit": limit,
+        "agency": agency,
+        "as_of": day.isoformat(),
+        "run": prepared.run,
+        "notice": NOTICE,
+    }
+    return head, page
+
+
+@router.get("/agencies", response_model=AgencyList)
+def agencies(user: CurrentUser, db: DbDep) -> Response:
     """The agencies you may see, with the dates that have flags."""
-    folder = settings.home / "flags"
-    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    names = [n for n in names if user.agency is None or n == user.agency]
-    data = [
-        {"agency": n, "as_of": [d.isoformat() for d in flag_dates(n, settings.home)]} for n in names
-    ]
-    return {"data": data, "count": len(data)}
+    data = visible_agencies(db, user)
+    return json_response({"data": data, "count": len(data)})
 
 
-@router.get("/flags", response_model=Envelope)
+def visible_agencies(db: AppDatabase, user: User) -> list[dict[str, Any]]:
+    """The agencies ``user`` may see, each with its scored dates (oldest first)."""
+    with db.read_conn() as s:
+        q = select(Agency.name).order_by(Agency.name)
+        if user.agency is not None:
+            q = q.where(Agency.name == user.agency)
+        names = list(s.execute(q).scalars())
+        return [
+            {"agency": n, "as_of": [d.isoformat() for d in sorted(current_runs(s, n))]}
+            for n in names
+        ]
+
+
+@router.get("/flags", response_model=FlagList)
 def list_flags(
     user: CurrentUser,
     db: DbDep,
     settings: SettingsDep,
     request: Request,
-    agency: str,
+    agency: AgencyQuery,
     as_of: dt.date | None = None,
     all_scored: bool = False,
-) -> Envelope:
-    """Flagged officers of an agency at an as-of date (default: newest), best first.
-    Supervisors see only their own units. ``all_scored`` includes officers not flagged."""
-    check_agency(user, agency, db, request.url.path)
-    try:
-        day, flags = load_flags(agency, as_of, settings.home)
-    except LookupError as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-    rows = visible(user, flags)
-    if not all_scored and "flagged" in rows.columns:
-        rows = rows[rows["flagged"].astype(bool)]
-    if "rank" in rows.columns:
-        rows = rows.sort_values("rank")
-    data = records(rows)
-    for rec in data:
-        record(
-            db,
-            user,
-            "read",
-            request.url.path,
-            agency,
-            str(rec["officer_id"]),
-            as_of=day.isoformat(),
-            view="flag list",
-        )
-    return Envelope(data=data, count=len(data), agency=agency, as_of=day.isoformat())
+    unit: NameQuery | None = None,
+    status_: Annotated[
+        Literal[STATUSES] | None,  # type: ignore[valid-type]
+        Query(alias="status", description="Only flags at this review status."),
+    ] = None,
+    overdue_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Response:
+    """Flagged officers of an agency at an as-of date (default: newest), best first, with
+    their review status. Supervisors see only officers whose current unit is theirs.
+    ``all_scored`` (reviewers, data scientists, admins) includes officers not flagged."""
+    head, page = flag_page(
+        db,
+        request.app.state.run_cache,
+        user,
+        request.url.path,
+        agency,
+        as_of,
+        all_scored=all_scored,
+        unit=unit,
+        status=status_,
+        overdue_only=overdue_only,
+        limit=limit,
+        offset=offset,
+        review_days=settings.review_days,
+    )
+    body = json.dumps(head, ensure_ascii=False)[:-1] + ',"data":[' + ",".join(r.json for r in page)
+    return Response(body + "]}", media_type="application/json")

@@ -1,163 +1,427 @@
-"""One officer's flag, its explanation, and the reviews and interventions recorded."""
+"""One officer: the flag and why, its history over the scored dates, and the review workflow.
+
+The workflow of a flag: ``new -> under_review -> intervention_assigned ->
+intervention_completed``, or ``dismissed`` (with a reason) from ``new`` or ``under_review``.
+Each step is one POST; an invalid step answers 409 naming the allowed ones; a step repeated
+as it was (same Idempotency-Key, or the same content as the step that made the current
+state) answers the step already recorded instead of writing it twice.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
-from sqlalchemy import select
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from api.access import NOTICE, check_agency, deny, may_see_officer, record
-from api.deps import CurrentUser, DbDep, SettingsDep
-from api.routes.flags import records
-from ews.db import DECISIONS, Review
-from ews.flagstore import flags_dir, load_flags
+from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, Text
+from api.routes.flags import json_response
+from api.scope import NOT_FOUND, NOTICE, forbidden, log, log_now, not_found, officer_visible
+from ews.audit import append
+from ews.db import (
+    INTERVENTIONS,
+    KEY_LEN,
+    NAME_LEN,
+    NOTE_LEN,
+    REASON_LEN,
+    TRANSITIONS,
+    AppDatabase,
+    Flag,
+    FlagStatus,
+    Review,
+    ScoringRun,
+    User,
+    utcnow,
+)
 
 router = APIRouter(prefix="/api/officers", tags=["officers"])
+REVIEW_ROLES = ("supervisor", "admin")
+UNFLAGGED_REVIEW_ROLES = ("admin",)
+
+Target = Literal["under_review", "intervention_assigned", "intervention_completed", "dismissed"]
+InterventionType = Literal[INTERVENTIONS]  # type: ignore[valid-type]
+
+
+class FactorFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factor: Text(NAME_LEN, 1) = Field(description="The explanation factor (its feature name).")  # type: ignore[valid-type]
+    agree: bool = Field(description="Whether the reviewer agrees this factor is a concern.")
+    comment: Text(1000) = ""  # type: ignore[valid-type]
 
 
 class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     as_of_date: dt.date = Field(description="The as-of date of the flag being reviewed.")
-    decision: str = Field(description=f"One of: {', '.join(DECISIONS)}.")
-    intervention: str | None = Field(
-        default=None,
-        description="The supportive intervention chosen (training, mentoring, "
-        "wellness referral, ...); required when the decision is 'intervention'.",
+    status: Target = Field(description="The state the flag moves to.")
+    intervention_type: InterventionType | None = Field(
+        default=None, description="Required when the status is 'intervention_assigned'."
     )
-    note: str = Field(default="", max_length=4000)
+    due_date: dt.date | None = Field(
+        default=None, description="When the intervention is due (with 'intervention_assigned')."
+    )
+    reason: Text(REASON_LEN) | None = Field(  # type: ignore[valid-type]
+        default=None, description="Why the flag is dismissed (required with 'dismissed')."
+    )
+    note: Text(NOTE_LEN) = ""  # type: ignore[valid-type]
+    factor_feedback: list[FactorFeedback] = Field(default_factory=list, max_length=50)
+    all_scored: bool = Field(
+        default=False, description="Review an officer who was not flagged (admins only)."
+    )
 
 
-def _review_dict(r: Review) -> dict[str, Any]:
+class ReviewOut(BaseModel):
+    id: int
+    at: str
+    as_of_date: str
+    reviewer: str
+    from_status: str
+    status: str
+    intervention_type: str | None
+    due_date: str | None
+    reason: str | None
+    note: str
+    factor_feedback: list[Any]
+    model_version: str | None
+
+
+class OfficerOut(BaseModel):
+    agency: str
+    officer_id: str
+    as_of: str
+    flag: dict[str, Any]
+    status: str
+    allowed_next: list[str]
+    history: list[dict[str, Any]]
+    reviews: list[ReviewOut]
+    notice: str
+
+
+def review_dict(r: Any) -> dict[str, Any]:
     return {
         "id": r.id,
         "at": r.at.isoformat(),
         "as_of_date": r.as_of_date.isoformat(),
         "reviewer": r.reviewer,
-        "decision": r.decision,
-        "intervention": r.intervention,
+        "from_status": r.from_status,
+        "status": r.status,
+        "intervention_type": r.intervention_type,
+        "due_date": r.due_date.isoformat() if r.due_date else None,
+        "reason": r.reason,
         "note": r.note,
+        "factor_feedback": r.factor_feedback,
         "model_version": r.model_version,
     }
 
 
-def _flag_row(agency: str, officer_id: str, as_of: dt.date | None, home: Any) -> dict[str, Any]:
-    try:
-        _, flags = load_flags(agency, as_of, home)
-    except LookupError as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-    rows = flags[flags["officer_id"].astype(str) == officer_id]
-    if rows.empty:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"officer {officer_id!r} was not scored")
-    return records(rows)[0]
+_FLAGS_OF = (
+    select(
+        Flag.officer_id,
+        Flag.as_of_date,
+        Flag.unit,
+        Flag.peer_rank,
+        Flag.score,
+        Flag.rank,
+        Flag.percentile,
+        Flag.flagged,
+        Flag.explanation,
+        Flag.factors,
+        Flag.rules_fired,
+        ScoringRun.model_name,
+        ScoringRun.model_version,
+        ScoringRun.snapshot_id,
+        ScoringRun.label,
+        ScoringRun.scored_at,
+    )
+    .join(ScoringRun, ScoringRun.id == Flag.run_id)
+    .where(
+        Flag.agency == bindparam("agency"),
+        Flag.officer_id == bindparam("officer"),
+        ScoringRun.current.is_(True),
+    )
+    .order_by(Flag.as_of_date)
+)
+_REVIEWS = (
+    select(Review.__table__)
+    .where(Review.agency == bindparam("agency"), Review.officer_id == bindparam("officer"))
+    .order_by(Review.id)
+)
 
 
-def _guard(
-    user: Any, db: Any, request: Request, agency: str, officer_id: str, row: dict[str, Any]
-) -> None:
-    check_agency(user, agency, db, request.url.path)
-    if not may_see_officer(user, row.get("unit")):
-        raise deny(
-            db,
-            user,
-            request.url.path,
-            "this officer is not in your units",
-            agency=agency,
-            officer_id=officer_id,
-        )
+def _flag_dict(f: Any) -> dict[str, Any]:
+    return {
+        "officer_id": f.officer_id,
+        "as_of": f.as_of_date.isoformat(),
+        "unit": f.unit,
+        "peer_rank": f.peer_rank,
+        "score": f.score,
+        "rank": f.rank,
+        "percentile": f.percentile,
+        "flagged": f.flagged,
+        "explanation": f.explanation,
+        "factors": f.factors,
+        "rules_fired": f.rules_fired,
+        "model_name": f.model_name,
+        "model_version": f.model_version,
+        "snapshot_id": f.snapshot_id,
+        "label": f.label,
+        "scored_at": f.scored_at.isoformat(),
+    }
 
 
-@router.get("/{agency}/{officer_id}")
+def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatus | None:
+    return s.get(FlagStatus, (agency, officer_id, day))
+
+
+@router.get("/{agency}/{officer_id}", response_model=OfficerOut)
 def officer(
     user: CurrentUser,
     db: DbDep,
-    settings: SettingsDep,
     request: Request,
+    agency: AgencyPath,
+    officer_id: OfficerPath,
+    as_of: dt.date | None = None,
+) -> Response:
+    """The officer's flag at an as-of date (default: the newest date they were scored), why,
+    their scores over every scored date, and every review step recorded."""
+    return json_response(officer_detail(db, user, request.url.path, agency, officer_id, as_of))
+
+
+def officer_detail(
+    db: AppDatabase,
+    user: User,
+    path: str,
     agency: str,
     officer_id: str,
     as_of: dt.date | None = None,
 ) -> dict[str, Any]:
-    """The officer's flag at an as-of date (default newest), why, and every review."""
-    row = _flag_row(agency, officer_id, as_of, settings.home)
-    _guard(user, db, request, agency, officer_id, row)
-    with db.session() as s:
-        reviews = s.scalars(
-            select(Review)
-            .where(Review.agency == agency, Review.officer_id == officer_id)
-            .order_by(Review.id)
-        )
-        history = [_review_dict(r) for r in reviews]
-    record(
-        db,
-        user,
-        "read",
-        request.url.path,
-        agency,
-        officer_id,
-        as_of=as_of.isoformat() if as_of else None,
+    """What ``user`` may read of one officer (raises the service's 404 otherwise), logged."""
+    key = {"agency": agency, "officer": officer_id}
+    with db.read_conn() as c:
+        visible = officer_visible(c, user, agency, officer_id)
+        flags = list(c.execute(_FLAGS_OF, key)) if visible else []
+        chosen = [f for f in flags if as_of is None or f.as_of_date == as_of]
+        if chosen:
+            flag = chosen[-1]
+            reviews = list(c.execute(_REVIEWS, key))
+    if not chosen:
+        not_found(db, user, path, agency, officer_id, as_of=as_of.isoformat() if as_of else None)
+    # the flag's state is the one its newest review step left it in
+    steps = [r.status for r in reviews if r.as_of_date == flag.as_of_date]
+    state = steps[-1] if steps else "new"
+    body = {
+        "agency": agency,
+        "officer_id": officer_id,
+        "as_of": flag.as_of_date.isoformat(),
+        "flag": _flag_dict(flag),
+        "status": state,
+        "allowed_next": list(TRANSITIONS[state]) if flag.flagged else [],
+        "history": [
+            {
+                "as_of": f.as_of_date.isoformat(),
+                "unit": f.unit,
+                "score": f.score,
+                "rank": f.rank,
+                "percentile": f.percentile,
+                "flagged": f.flagged,
+            }
+            for f in flags
+        ],
+        "reviews": [review_dict(r) for r in reviews],
+        "notice": NOTICE,
+    }
+    log_now(db, user, "read", path, agency, officer_id, as_of=flag.as_of_date.isoformat())
+    return body
+
+
+def _same(r: Review, review: ReviewIn) -> bool:
+    return (
+        r.status == review.status
+        and r.intervention_type == review.intervention_type
+        and r.due_date == review.due_date
+        and (r.reason or None) == (review.reason or None)
+        and r.note == review.note
+        and r.factor_feedback == [f.model_dump() for f in review.factor_feedback]
     )
-    return {"flag": row, "reviews": history, "notice": NOTICE}
 
 
-@router.post("/{agency}/{officer_id}/reviews", status_code=status.HTTP_201_CREATED)
+def _check_fields(review: ReviewIn) -> str | None:
+    if review.status == "intervention_assigned":
+        if review.intervention_type is None or review.due_date is None:
+            return "an intervention needs 'intervention_type' and 'due_date'"
+        if review.due_date < review.as_of_date:
+            return "the due date is before the flag's as-of date"
+    elif review.intervention_type is not None or review.due_date is not None:
+        return "'intervention_type' and 'due_date' go with status 'intervention_assigned'"
+    if review.status == "dismissed" and not (review.reason or "").strip():
+        return "a dismissal needs a 'reason'"
+    return None
+
+
+@router.post(
+    "/{agency}/{officer_id}/reviews",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReviewOut,
+    responses={200: {"model": ReviewOut, "description": "The same step, already recorded."}},
+)
 def add_review(
     user: CurrentUser,
     db: DbDep,
-    settings: SettingsDep,
     request: Request,
+    agency: AgencyPath,
+    officer_id: OfficerPath,
+    review: ReviewIn,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=KEY_LEN, pattern=r"^[A-Za-z0-9_.:-]+$", description="Optional."),
+    ] = None,
+) -> Response:
+    """Record one step of the review workflow of a flag (supervisors of the officer's current
+    unit, and admins). The step and its audit entry are written in one transaction."""
+    code, payload = record_step(
+        db, user, request.url.path, agency, officer_id, review, idempotency_key
+    )
+    return json_response(payload, code)
+
+
+def record_step(
+    db: AppDatabase,
+    user: User,
+    path: str,
     agency: str,
     officer_id: str,
     review: ReviewIn,
-) -> dict[str, Any]:
-    """Record a supervisor's review of a flag and the intervention chosen."""
-    if user.role not in ("supervisor", "admin"):
-        raise deny(
-            db,
-            user,
-            request.url.path,
-            "only supervisors record reviews",
-            agency=agency,
-            officer_id=officer_id,
+    idempotency_key: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Check and write one workflow step (raises the service's 403/404/409/422); returns
+    (201 or 200 for a repeated step, the step recorded)."""
+    if user.role not in REVIEW_ROLES:
+        forbidden(db, user, path, "only supervisors and admins record reviews", agency)
+    if review.all_scored and user.role not in UNFLAGGED_REVIEW_ROLES:
+        forbidden(db, user, path, "reviews of officers not flagged are for admins", agency)
+    problem = _check_fields(review)
+    if problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+    day = review.as_of_date
+    outcome: tuple[int, Any]
+    with db.write() as s:
+        flag = None
+        if officer_visible(s, user, agency, officer_id):
+            flag = s.execute(
+                select(Flag, ScoringRun)
+                .join(ScoringRun, ScoringRun.id == Flag.run_id)
+                .where(
+                    Flag.agency == agency,
+                    Flag.officer_id == officer_id,
+                    Flag.as_of_date == day,
+                    ScoringRun.current.is_(True),
+                )
+            ).first()
+        outcome = _review_step(s, user, path, agency, officer_id, review, idempotency_key, flag)
+    code, payload = outcome
+    if code >= 400:
+        raise HTTPException(code, payload)
+    return code, payload
+
+
+def _review_step(
+    s: Session,
+    user: Any,
+    path: str,
+    agency: str,
+    officer_id: str,
+    review: ReviewIn,
+    key: str | None,
+    found: Any,
+) -> tuple[int, Any]:
+    """Decide and write the step in the open write transaction ``s``; every outcome, refusals
+    included, is logged in it. Returns (HTTP status, body or error message)."""
+    day = review.as_of_date
+
+    def refuse(code: int, message: str, why: str | None = None) -> tuple[int, Any]:
+        action = "not_found" if code == 404 else "refused"
+        log(s, user, action, path, agency, officer_id, as_of=day.isoformat(), why=why or message)
+        return code, message
+
+    if found is None:
+        return refuse(404, NOT_FOUND, "missing or outside scope")
+    flag, run = found
+    if not flag.flagged and not review.all_scored:
+        return refuse(409, f"officer {officer_id} was not flagged on {day}: reviews are for flags")
+    if key is not None:
+        prior = s.scalar(
+            select(Review).where(Review.reviewer == user.username, Review.idempotency_key == key)
         )
-    if review.decision not in DECISIONS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"decision must be one of: {', '.join(DECISIONS)}",
+        if prior is not None:
+            same_flag = (prior.agency, prior.officer_id, prior.as_of_date) == (
+                agency,
+                officer_id,
+                day,
+            )
+            if same_flag and _same(prior, review):
+                log(s, user, "read", path, agency, officer_id, replay_of=prior.id)
+                return 200, review_dict(prior)
+            return refuse(409, "this Idempotency-Key was used for another review step")
+    st = _status(s, agency, officer_id, day)
+    state = st.status if st else "new"
+    if st is not None:
+        last = s.get(Review, st.last_review_id)
+        if last is not None and last.reviewer == user.username and _same(last, review):
+            log(s, user, "read", path, agency, officer_id, replay_of=last.id)
+            return 200, review_dict(last)
+    allowed = TRANSITIONS[state]
+    if review.status not in allowed:
+        names = ", ".join(allowed) or "none (the workflow of this flag is finished)"
+        return refuse(
+            409, f"a flag at '{state}' cannot move to '{review.status}'; allowed: {names}"
         )
-    if review.decision == "intervention" and not (review.intervention or "").strip():
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "say which intervention (field 'intervention')"
+    now = utcnow()
+    r = Review(
+        at=now,
+        agency=agency,
+        officer_id=officer_id,
+        as_of_date=day,
+        flagged_at=run.scored_at,
+        reviewer=user.username,
+        from_status=state,
+        status=review.status,
+        intervention_type=review.intervention_type,
+        due_date=review.due_date,
+        reason=review.reason,
+        note=review.note,
+        factor_feedback=[f.model_dump() for f in review.factor_feedback],
+        model_version=run.model_version,
+        idempotency_key=key,
+    )
+    s.add(r)
+    s.flush()
+    if st is None:
+        s.add(
+            FlagStatus(
+                agency=agency,
+                officer_id=officer_id,
+                as_of_date=day,
+                status=review.status,
+                updated_at=now,
+                first_reviewed_at=now,
+                due_date=review.due_date,
+                last_review_id=r.id,
+            )
         )
-    row = _flag_row(agency, officer_id, review.as_of_date, settings.home)
-    _guard(user, db, request, agency, officer_id, row)
-    flag_file = flags_dir(agency, settings.home) / f"{review.as_of_date.isoformat()}.parquet"
-    flagged_at = dt.datetime.fromtimestamp(flag_file.stat().st_mtime, dt.UTC).replace(tzinfo=None)
-    with db.session() as s:
-        r = Review(
-            agency=agency,
-            officer_id=officer_id,
-            as_of_date=review.as_of_date,
-            flagged_at=flagged_at,
-            reviewer=user.username,
-            decision=review.decision,
-            intervention=review.intervention,
-            note=review.note,
-            model_version=str(row.get("model_version"))
-            if row.get("model_version") is not None
-            else None,
-        )
-        s.add(r)
-        s.flush()
-        saved = _review_dict(r)
-    record(
-        db,
-        user,
+    else:
+        st.status, st.updated_at, st.last_review_id = review.status, now, r.id
+        if review.due_date is not None:
+            st.due_date = review.due_date
+    append(
+        s,
+        user.username,
+        user.role,
         "write",
-        request.url.path,
+        path,
         agency,
         officer_id,
-        review_id=saved["id"],
-        decision=review.decision,
+        {"review_id": r.id, "from": state, "to": review.status, "as_of": day.isoformat()},
     )
-    return saved
+    return 201, review_dict(r)

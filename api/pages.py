@@ -1,0 +1,525 @@
+"""The pages people read: rendered on the server (Jinja2) over the same library functions as
+the API, with the same scope rule and the same audit entries. No script, no CDN.
+
+Signing in puts the user's token in an HttpOnly, SameSite=Strict cookie; every form that
+changes something carries a token derived from it (CSRF). A page never offers an action its
+user's role cannot take.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import statistics
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from api.deps import DbDep, SettingsDep, authenticate
+from api.routes.audit import audit_entries, timeliness
+from api.routes.flags import current_runs, flag_page, visible_agencies
+from api.routes.officers import REVIEW_ROLES, ReviewIn, officer_detail, record_step
+from api.scope import agency_visible, log_now, not_found
+from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+COOKIE = "ews_token"
+PAGE_SIZE = 50
+AUDITORS = ("reviewer", "admin")
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in user: the handler sends the browser to /signin."""
+
+
+def csrf_token(token: str) -> str:
+    return hmac.new(token.encode(), b"ews-csrf", hashlib.sha256).hexdigest()
+
+
+class Session:
+    def __init__(self, user: User, token: str) -> None:
+        self.user, self.token, self.csrf = user, token, csrf_token(token)
+
+
+def page_session(db: DbDep, request: Request) -> Session:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInRequired
+    try:
+        return Session(authenticate(db, request, token[:200], ""), token)
+    except HTTPException as e:
+        if e.status_code == status.HTTP_401_UNAUTHORIZED:
+            raise SignInRequired from e
+        raise
+
+
+PageSession = Annotated[Session, Depends(page_session)]
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """An url-encoded form (the pages send nothing else), at most 1 MiB (see BodyLimit)."""
+    body = await request.body()
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=200))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unreadable form") from e
+
+
+Form = Annotated[dict[str, str], Depends(form_fields)]
+
+
+def check_csrf(session: Session, form: dict[str, str]) -> None:
+    if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the form is stale: reload the page")
+
+
+def render(
+    request: Request,
+    name: str,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    base = {
+        "user": session.user if session else None,
+        "csrf": session.csrf if session else "",
+        "message": None,
+        "error": None,
+    }
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+
+
+def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
+    """An error as a page (the API's answers stay JSON)."""
+    text = {404: "Not found.", 403: detail, 422: f"Invalid request: {detail}"}.get(code, detail)
+    return render(
+        request,
+        "signin.html" if code == 401 else "error.html",
+        None,
+        code,
+        title="Error",
+        error=text,
+    )
+
+
+def reasons(factors: list[Any], rules: list[str]) -> list[str]:
+    """The sentences of a flag: one per indicator, then the rules the officer also meets."""
+    lines = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("sentence")]
+    if rules:
+        lines.append(
+            ("Also meets the rules: " if len(rules) > 1 else "Also meets the rule: ")
+            + ", ".join(rules)
+        )
+    return lines
+
+
+@router.get("/")
+def home(request: Request) -> RedirectResponse:
+    target = "/flags" if request.cookies.get(COOKIE) else "/signin"
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(request: Request) -> HTMLResponse:
+    return render(request, "signin.html", None, title="Sign in")
+
+
+@router.post("/signin")
+def signin(db: DbDep, request: Request, form: Form) -> Response:
+    token = form.get("token", "").strip()[:200]
+    try:
+        user = authenticate(db, request, token, "no token")
+    except HTTPException as e:
+        error = (
+            "Too many failed sign-ins: wait a minute."
+            if e.status_code == status.HTTP_429_TOO_MANY_REQUESTS
+            else "That token does not work: it may be mistyped, expired or revoked."
+        )
+        return render(request, "signin.html", None, e.status_code, title="Sign in", error=error)
+    log_now(db, user, "sign_in", "/signin")
+    response = RedirectResponse("/flags", status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+    )
+    return response
+
+
+@router.post("/signout")
+def signout(session: PageSession, form: Form) -> Response:
+    check_csrf(session, form)
+    response = RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+def _agency(session: Session, db: AppDatabase, asked: str | None) -> tuple[list[Any], str | None]:
+    agencies = visible_agencies(db, session.user)
+    names = [a["agency"] for a in agencies]
+    return agencies, (asked if asked in names else (names[0] if names else None))
+
+
+@router.get("/flags", response_class=HTMLResponse)
+def flags_page(
+    session: PageSession,
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str | None = None,
+    as_of: dt.date | None = None,
+    unit: str | None = None,
+    overdue_only: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    status_ = request.query_params.get("status") or None
+    if status_ not in (None, *STATUSES) or len(unit or "") > 200 or len(agency or "") > 64:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid filter")
+    agencies, name = _agency(session, db, agency)
+    context: dict[str, Any] = {
+        "title": "Flags",
+        "nav": "flags",
+        "agencies": [a["agency"] for a in agencies],
+        "agency": name,
+        "statuses": STATUSES,
+        "status": status_,
+        "unit": unit,
+        "overdue_only": overdue_only,
+        "dates": [],
+        "head": None,
+    }
+    if name is None:
+        return render(request, "flags.html", session, error="No agency has flags yet.", **context)
+    dates = next(a["as_of"] for a in agencies if a["agency"] == name)[::-1]
+    try:
+        head, rows = flag_page(
+            db,
+            request.app.state.run_cache,
+            session.user,
+            "/flags",
+            name,
+            as_of,
+            unit=unit or None,
+            status=status_,
+            overdue_only=overdue_only,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+            review_days=settings.review_days,
+        )
+    except HTTPException as e:
+        return render(request, "flags.html", session, e.status_code, error=e.detail, **context)
+    shown = []
+    for r in rows:
+        rec = json.loads(r.json)
+        rec["reasons"] = reasons(rec["factors"], rec["rules_fired"])
+        shown.append(rec)
+    query = {k: v for k, v in request.query_params.items() if k != "page"}
+
+    def link(p: int) -> str:
+        return "/flags?" + urlencode({**query, "page": p})
+
+    more = head["offset"] + head["count"] < head["total"]
+    return render(
+        request,
+        "flags.html",
+        session,
+        **{**context, "dates": dates, "as_of": head["as_of"], "head": head, "rows": shown},
+        prev_url=link(page - 1) if page > 1 else None,
+        next_url=link(page + 1) if more else None,
+    )
+
+
+def _trend(
+    db: AppDatabase, agency: str, history: list[dict[str, Any]], rank: str | None
+) -> list[dict[str, Any]]:
+    """The officer's percentile at each scored date with the median of their unit and rank."""
+    with db.read_conn() as c:
+        runs = current_runs(c, agency)
+        out = []
+        for h in history:
+            run = runs.get(dt.date.fromisoformat(h["as_of"]))
+            medians: dict[str, float | None] = {"unit_median": None, "rank_median": None}
+            if run is not None:
+                for key, col, value in (
+                    ("unit_median", Flag.unit, h["unit"]),
+                    ("rank_median", Flag.peer_rank, rank),
+                ):
+                    if value is None:
+                        continue
+                    q = select(Flag.percentile).where(Flag.run_id == run.id, col == value)
+                    values = [v for v in c.execute(q).scalars() if v is not None]
+                    medians[key] = statistics.median(values) if values else None
+            out.append({**h, **medians})
+    return out
+
+
+@router.get("/officers/{agency}/{officer_id}", response_class=HTMLResponse)
+def officer_page(
+    session: PageSession,
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str,
+    officer_id: str,
+    as_of: dt.date | None = None,
+    done: str | None = None,
+) -> HTMLResponse:
+    if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of)
+    return _officer(
+        request, session, db, settings, d, message=("Saved." if done == "saved" else None)
+    )
+
+
+def _officer(
+    request: Request,
+    session: Session,
+    db: AppDatabase,
+    settings: Any,
+    d: dict[str, Any],
+    status_code: int = 200,
+    **extra: Any,
+) -> HTMLResponse:
+    from api.charts import line_chart
+    from ews.store import Workspace
+    from features.timeline import officer_timeline
+
+    trend = _trend(db, d["agency"], d["history"], d["flag"].get("peer_rank"))
+    chart = line_chart(
+        [h["as_of"] for h in trend],
+        {
+            f"officer {d['officer_id']}": [h["percentile"] for h in trend],
+            "unit median": [h["unit_median"] for h in trend],
+            "rank median": [h["rank_median"] for h in trend],
+        },
+        "score percentile",
+        "Score percentile in the agency",
+    )
+    events, note = [], ""
+    try:
+        snap = Workspace(settings.home).snapshot(d["agency"], d["flag"]["snapshot_id"])
+        events = officer_timeline(snap, d["officer_id"], dt.date.fromisoformat(d["as_of"]))
+        note = "No event of this officer was known before this date."
+    except LookupError:
+        note = "The data snapshot of this flag is not in this workspace."
+    return render(
+        request,
+        "officer.html",
+        session,
+        status_code,
+        title=f"Officer {d['officer_id']}",
+        nav="flags",
+        d=d,
+        reasons=reasons(d["flag"]["factors"], d["flag"]["rules_fired"]),
+        trend=trend,
+        chart=chart,
+        events=events,
+        events_note=note,
+        can_review=session.user.role in REVIEW_ROLES,
+        interventions=INTERVENTIONS,
+        **extra,
+    )
+
+
+@router.post("/officers/{agency}/{officer_id}/reviews")
+def review_form(
+    session: PageSession,
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str,
+    officer_id: str,
+    form: Form,
+) -> Response:
+    check_csrf(session, form)
+    if len(agency) > 64 or len(officer_id) > 200:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    feedback = [
+        {"factor": form[f"factor_{i}"], "agree": form[f"agree_{i}"] == "yes"}
+        for i in range(50)
+        if f"factor_{i}" in form and form.get(f"agree_{i}") in ("yes", "no")
+    ]
+    path = request.url.path
+    try:
+        review = ReviewIn.model_validate(
+            {
+                "as_of_date": form.get("as_of_date", ""),
+                "status": form.get("status", ""),
+                "intervention_type": form.get("intervention_type") or None,
+                "due_date": form.get("due_date") or None,
+                "reason": form.get("reason") or None,
+                "note": form.get("note", ""),
+                "factor_feedback": feedback,
+            }
+        )
+        record_step(db, session.user, path, agency, officer_id, review)
+    except (ValidationError, HTTPException) as e:
+        code = e.status_code if isinstance(e, HTTPException) else 422
+        if code == status.HTTP_404_NOT_FOUND:
+            raise
+        message = (
+            e.detail
+            if isinstance(e, HTTPException)
+            else "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+        )
+        asked = form.get("as_of_date")
+        day = dt.date.fromisoformat(asked) if asked and len(asked) == 10 else None
+        d = officer_detail(
+            db, session.user, f"/officers/{agency}/{officer_id}", agency, officer_id, day
+        )
+        return _officer(request, session, db, settings, d, code, error=str(message))
+    target = f"/officers/{agency}/{officer_id}?" + urlencode(
+        {"as_of": review.as_of_date.isoformat(), "done": "saved"}
+    )
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
+
+def _auditor(session: Session, db: AppDatabase, path: str) -> None:
+    if session.user.role not in AUDITORS:
+        from api.scope import forbidden
+
+        forbidden(db, session.user, path, "this page is for credentialing reviewers and admins")
+
+
+ACTIONS = ("read", "write", "not_found", "denied", "refused", "sign_in", "sign_in_failed", "admin")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    session: PageSession,
+    db: DbDep,
+    request: Request,
+    actor: str | None = None,
+    officer_id: str | None = None,
+    action: str | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> HTMLResponse:
+    from ews.audit import verify
+
+    _auditor(session, db, "/audit")
+    if action not in (None, "", *ACTIONS) or len(actor or "") > 200 or len(officer_id or "") > 200:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid filter")
+    entries = audit_entries(
+        db,
+        session.user,
+        "/audit",
+        None,
+        officer_id or None,
+        actor or None,
+        action or None,
+        before_id,
+        100,
+    )
+    query = {k: v for k, v in request.query_params.items() if k != "before_id"}
+    next_url = (
+        "/audit?" + urlencode({**query, "before_id": entries[-1]["id"]})
+        if len(entries) == 100
+        else None
+    )
+    return render(
+        request,
+        "audit.html",
+        session,
+        title="Audit log",
+        nav="audit",
+        chain=verify(db),
+        entries=entries,
+        actor=actor,
+        officer_id=officer_id,
+        action=action,
+        actions=ACTIONS,
+        next_url=next_url,
+    )
+
+
+@router.get("/timeliness", response_class=HTMLResponse)
+def timeliness_page(
+    session: PageSession,
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str | None = None,
+) -> HTMLResponse:
+    _auditor(session, db, "/timeliness")
+    agencies, name = _agency(session, db, agency)
+    report = (
+        timeliness(db, session.user, "/timeliness", name, settings.review_days) if name else None
+    )
+    return render(
+        request,
+        "timeliness.html",
+        session,
+        title="Review timeliness",
+        nav="timeliness",
+        agencies=[a["agency"] for a in agencies],
+        agency=name,
+        report=report,
+    )
+
+
+@router.get("/disparities", response_class=HTMLResponse)
+def disparities_page(
+    session: PageSession,
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: str | None = None,
+) -> HTMLResponse:
+    from api.charts import bar_chart
+    from models.audit import disparities
+
+    _auditor(session, db, "/disparities")
+    agencies, name = _agency(session, db, agency)
+    context: dict[str, Any] = {
+        "title": "Disparities",
+        "nav": "disparities",
+        "agency": name,
+        "agencies": [a["agency"] for a in agencies],
+        "report": None,
+        "min_group": 20,
+    }
+    if name is None:
+        return render(request, "disparities.html", session, **context)
+    with db.read_conn() as c:
+        if not agency_visible(c, session.user, name):
+            not_found(db, session.user, "/disparities", name)
+    try:
+        report = disparities(name, home=settings.home, db=db)
+    except (LookupError, ValueError) as e:
+        return render(request, "disparities.html", session, error=str(e), **context)
+    log_now(db, session.user, "read", "/disparities", name, view="disparities")
+    charts, columns = {}, {}
+    for attr, part in report["by"].items():
+        groups = part["groups"]
+        columns[attr] = ["group", "officers"] + [
+            k for k in (groups[0] if groups else {}) if k not in ("group", "officers")
+        ]
+        charts[attr] = bar_chart(
+            [g["group"] for g in groups],
+            [g.get("flag_rate") for g in groups],
+            "flag rate",
+            f"Flag rate by {attr}",
+        )
+    return render(
+        request,
+        "disparities.html",
+        session,
+        **{**context, "report": report},
+        charts=charts,
+        columns=columns,
+    )

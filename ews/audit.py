@@ -1,0 +1,358 @@
+"""The tamper-evident audit trail: a SHA-256 hash chain over the ``audit_log`` table.
+
+Each entry stores ``prev_hash`` (the hash of the entry before it) and ``entry_hash`` =
+SHA-256 of ``prev_hash`` and the entry's canonical content (id, time, actor, role, action,
+resource, agency, officer, detail). Entries are appended by :func:`append` inside the write
+transaction of what they record (:meth:`ews.db.AppDatabase.write`), so the chain has one
+order and an entry exists exactly when its write does.
+
+:func:`verify` walks the chain and names the first entry that was altered, deleted or
+inserted behind the application's back. :func:`archive` moves old entries to a JSON-lines
+export with a SHA-256 manifest and records an anchor (the last archived id and hash), from
+which verification of what stays in the database starts; :func:`verify_archive` checks an
+export on its own. The chain proves that no entry was changed in place; an attacker who can
+rewrite the whole table could recompute it, so keep the head hash printed by
+``ews audit verify`` somewhere else (a ticket, a signed mail) to anchor it in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+
+from ews.db import AuditAnchor, AuditLog, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
+    from ews.db import AppDatabase
+
+GENESIS = "0" * 64
+
+
+def canonical(entry: dict[str, Any]) -> str:
+    """The entry's content as the one JSON text that is hashed."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content(e: Any) -> dict[str, Any]:
+    """The hashed fields of an entry (an AuditLog, or any object with its attributes)."""
+    return {
+        "id": e.id,
+        "at": e.at.isoformat(timespec="microseconds"),
+        "actor": e.actor,
+        "role": e.role,
+        "action": e.action,
+        "resource": e.resource,
+        "agency": e.agency,
+        "officer_id": e.officer_id,
+        "detail": e.detail,
+    }
+
+
+def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{canonical(entry)}".encode()).hexdigest()
+
+
+_TABLE = AuditLog.__table__
+_ANCHOR = AuditAnchor.__table__
+# Built once: the hot path of every request executes these with new values only.
+_HEAD = select(_TABLE.c.id, _TABLE.c.entry_hash).order_by(_TABLE.c.id.desc()).limit(1)
+_ANCHOR_HEAD = (
+    select(_ANCHOR.c.through_id, _ANCHOR.c.through_hash).order_by(_ANCHOR.c.id.desc()).limit(1)
+)
+_INSERT = insert(AuditLog)
+
+
+def _head(s: Session | Connection) -> tuple[int, str]:
+    """(id, hash) of the newest entry, or of the newest archive anchor, or the genesis."""
+    last = s.execute(_HEAD).first() or s.execute(_ANCHOR_HEAD).first()
+    return (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
+
+
+def _entry(
+    actor: str,
+    role: str,
+    action: str,
+    resource: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "resource": resource,
+        "agency": agency,
+        "officer_id": officer_id,
+        "detail": json.loads(json.dumps(detail or {}, default=str)),
+    }
+
+
+def _chain(s: Session | Connection, entries: list[dict[str, Any]]) -> list[int]:
+    """Number, hash and insert entries after the chain's head, in order; their ids."""
+    last_id, prev = _head(s)
+    rows = []
+    for e in entries:
+        last_id += 1
+        e = {**e, "id": last_id}
+        digest = entry_hash(prev, {**e, "at": e["at"].isoformat(timespec="microseconds")})
+        rows.append({**e, "prev_hash": prev, "entry_hash": digest})
+        prev = digest
+    s.execute(_INSERT, rows)
+    return [r["id"] for r in rows]
+
+
+def append(
+    s: Session | Connection,
+    actor: str,
+    role: str,
+    action: str,
+    resource: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one entry to the chain within the (write) transaction of ``s``; its id."""
+    return _chain(s, [_entry(actor, role, action, resource, agency, officer_id, detail)])[0]
+
+
+class GroupWriter:
+    """Appends entries that record reads, many requests' entries in one transaction (group
+    commit): each caller waits until the transaction holding its entry has committed, so an
+    answer never leaves before its audit entry is stored, and one commit serves every request
+    that arrived meanwhile. Writes that must commit with their entry (reviews) use
+    :func:`append` in their own transaction instead; both take the same writer lock."""
+
+    def __init__(self, db: AppDatabase, max_batch: int = 1000) -> None:
+        self.db, self.max_batch = db, max_batch
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[int]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="ews-audit-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, timeout: float = 60.0, **fields: Any) -> int:
+        done: Future[int] = Future()
+        self._queue.put((_entry(**fields), done))
+        return done.result(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                with self.db.write_conn() as c:
+                    ids = _chain(c, [e for e, _ in batch])
+            except Exception as exc:  # every waiting request fails with the cause
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for (_, done), i in zip(batch, ids, strict=True):
+                done.set_result(i)
+
+
+@dataclass
+class Verification:
+    ok: bool
+    entries: int
+    head_id: int
+    head_hash: str
+    first_bad_id: int | None = None
+    problem: str | None = None
+    archived_through: int = 0
+
+    def summary(self) -> str:
+        if self.ok:
+            start = f" after the archive through entry {self.archived_through}" * bool(
+                self.archived_through
+            )
+            return (
+                f"audit chain intact: {self.entries} entries{start}, head entry "
+                f"{self.head_id} hash {self.head_hash}"
+            )
+        return f"audit chain BROKEN at entry {self.first_bad_id}: {self.problem}"
+
+
+def _walk(rows: Iterable[dict[str, Any]], start_id: int, start_hash: str) -> Verification:
+    prev_id, prev_hash, n = start_id, start_hash, 0
+    for row in rows:
+        entry = {k: row[k] for k in row if k not in ("prev_hash", "entry_hash")}
+        i = int(entry["id"])
+        if i != prev_id + 1:
+            return Verification(
+                False,
+                n,
+                prev_id,
+                prev_hash,
+                prev_id + 1,
+                f"entry {prev_id + 1} is missing (deleted); the next entry is {i}",
+                start_id,
+            )
+        if row["prev_hash"] != prev_hash:
+            return Verification(
+                False,
+                n,
+                prev_id,
+                prev_hash,
+                i,
+                f"entry {i} does not follow entry {prev_id}: its previous-hash does not match "
+                "(an entry was deleted, inserted or rewritten here)",
+                start_id,
+            )
+        if entry_hash(prev_hash, entry) != row["entry_hash"]:
+            return Verification(
+                False,
+                n,
+                prev_id,
+                prev_hash,
+                i,
+                f"entry {i} was altered: its content does not match its hash",
+                start_id,
+            )
+        prev_id, prev_hash, n = i, row["entry_hash"], n + 1
+    return Verification(True, n, prev_id, prev_hash, archived_through=start_id)
+
+
+def verify(db: AppDatabase) -> Verification:
+    """Walk the chain in the database from its anchor (or the genesis) to its head."""
+    with db.session() as s:
+        anchor = s.scalars(select(AuditAnchor).order_by(AuditAnchor.id.desc()).limit(1)).first()
+        start = (anchor.through_id, anchor.through_hash) if anchor else (0, GENESIS)
+        q = (
+            select(AuditLog)
+            .where(AuditLog.id > start[0])
+            .order_by(AuditLog.id)
+            .execution_options(yield_per=5000)
+        )
+        rows = (
+            {**content(e), "prev_hash": e.prev_hash, "entry_hash": e.entry_hash}
+            for e in s.scalars(q)
+        )
+        return _walk(rows, *start)
+
+
+class ArchiveError(RuntimeError):
+    pass
+
+
+def archive(db: AppDatabase, before: dt.date, out_dir: Path, actor: str) -> dict[str, Any]:
+    """Move the entries older than ``before`` to ``out_dir`` (JSON lines + a manifest with
+    their SHA-256), record the anchor, and delete them from the table, in one transaction.
+    Refuses to archive a chain that does not verify. Returns the manifest."""
+    check = verify(db)
+    if not check.ok:
+        raise ArchiveError(f"refusing to archive a broken chain: {check.summary()}")
+    cutoff = dt.datetime.combine(before, dt.time())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with db.write() as s:
+        anchor = s.scalars(select(AuditAnchor).order_by(AuditAnchor.id.desc()).limit(1)).first()
+        start_id, start_hash = (anchor.through_id, anchor.through_hash) if anchor else (0, GENESIS)
+        entries = list(
+            s.scalars(
+                select(AuditLog)
+                .where(AuditLog.id > start_id, AuditLog.at < cutoff)
+                .order_by(AuditLog.id)
+            )
+        )
+        if not entries:
+            raise ArchiveError(f"no audit entries before {before} to archive")
+        # only a prefix of the chain can be archived: stop at the first entry not older
+        first_newer = s.scalar(
+            select(AuditLog.id)
+            .where(AuditLog.id > start_id, AuditLog.at >= cutoff)
+            .order_by(AuditLog.id)
+            .limit(1)
+        )
+        if first_newer is not None:
+            entries = [e for e in entries if e.id < first_newer]
+        last = entries[-1]
+        name = f"audit-{entries[0].id:09d}-{last.id:09d}.jsonl"
+        path = out_dir / name
+        lines = [
+            canonical({**content(e), "prev_hash": e.prev_hash, "entry_hash": e.entry_hash})
+            for e in entries
+        ]
+        data = ("\n".join(lines) + "\n").encode()
+        digest = hashlib.sha256(data).hexdigest()
+        manifest = {
+            "file": name,
+            "sha256": digest,
+            "entries": len(entries),
+            "first_id": entries[0].id,
+            "through_id": last.id,
+            "start_hash": start_hash,
+            "through_hash": last.entry_hash,
+            "before": before.isoformat(),
+            "archived_at": utcnow().isoformat(),
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        (out_dir / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        s.add(
+            AuditAnchor(
+                through_id=last.id,
+                through_hash=last.entry_hash,
+                entries=len(entries),
+                archive_sha256=digest,
+                archive_name=name,
+            )
+        )
+        s.flush()
+        for e in entries:
+            s.delete(e)
+        s.flush()
+        append(
+            s,
+            actor,
+            "admin",
+            "archive",
+            "ews audit archive",
+            detail={k: manifest[k] for k in ("file", "sha256", "entries", "through_id")},
+        )
+    return manifest
+
+
+def verify_archive(path: Path) -> Verification:
+    """Check an archive file against its manifest and re-walk its chain."""
+    manifest = json.loads(Path(f"{path}.manifest.json").read_text())
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        return Verification(
+            False, 0, 0, "", None, f"{path.name} does not match the SHA-256 of its manifest"
+        )
+    rows = [json.loads(line) for line in data.decode().splitlines() if line]
+    start = int(manifest["first_id"]) - 1
+    result = _walk(rows, start, manifest["start_hash"])
+    if result.ok and result.head_hash != manifest["through_hash"]:
+        return Verification(False, result.entries, 0, "", None, "the archive's last hash differs")
+    return result

@@ -1,0 +1,109 @@
+"""A small world for the service's tests: two agencies, officers who moved between units,
+unflagged officers, and a user of every role, on any application database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from api.security import create_user
+from ews.db import AppDatabase
+from ews.flagstore import save_flags
+from ews.settings import Settings
+
+OLD, NEW = dt.date(2023, 1, 1), dt.date(2024, 1, 1)
+
+
+def flags_frame(rows: list[tuple[str, str, float, bool]]) -> pd.DataFrame:
+    """(officer, unit, score, flagged) -> a scoring frame as `ews score` writes it."""
+    ranked = sorted(rows, key=lambda r: -r[2])
+    return pd.DataFrame(
+        {
+            "officer_id": [r[0] for r in ranked],
+            "unit": [r[1] for r in ranked],
+            "score": [r[2] for r in ranked],
+            "rank": list(range(1, len(ranked) + 1)),
+            "percentile": [100.0 * (len(ranked) - i) / len(ranked) for i in range(len(ranked))],
+            "flagged": [r[3] for r in ranked],
+            "explanation": [
+                f"{int(r[2] * 10)} use-of-force reports in the last 6 months" if r[3] else ""
+                for r in ranked
+            ],
+            "factors": ['[{"feature": "force_180d_count", "sentence": "x"}]'] * len(ranked),
+            "rules_fired": ['["cmpd"]' if r[3] else "[]" for r in ranked],
+            "model_name": "ews-demo",
+            "model_version": "3",
+            "snapshot_id": "abc123",
+            "label": "sustained_or_force",
+        }
+    )
+
+
+@dataclass
+class World:
+    settings: Settings
+    db: AppDatabase
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    # officers by how each user may see them
+    own = ("a1",)  # unit 12 now, flagged at NEW
+    own_unflagged = ("a2",)  # unit 12 now, not flagged
+    other_unit = ("b1", "b2")  # unit 7, flagged / not
+    moved_out = ("m1",)  # unit 12 at OLD (flagged), unit 7 at NEW (flagged)
+    moved_in = ("m2",)  # unit 7 at OLD (flagged), unit 12 at NEW (not flagged)
+    other_agency = ("x1",)  # agency 'other', unit 12, flagged
+
+
+def build_world(home: Path, db_url: str) -> World:
+    settings = Settings(home=home, database_url=db_url)
+    db = AppDatabase(db_url)
+    save_flags(
+        "demo",
+        OLD,
+        flags_frame(
+            [
+                ("a1", "12", 0.7, True),
+                ("m1", "12", 0.9, True),
+                ("m2", "7", 0.8, True),
+                ("b1", "7", 0.6, True),
+                ("a2", "12", 0.1, False),
+                ("b2", "7", 0.2, False),
+            ]
+        ),
+        home=home,
+        db=db,
+    )
+    save_flags(
+        "demo",
+        NEW,
+        flags_frame(
+            [
+                ("a1", "12", 0.9, True),
+                ("m1", "7", 0.8, True),
+                ("m2", "12", 0.3, False),
+                ("b1", "7", 0.7, True),
+                ("a2", "12", 0.1, False),
+                ("b2", "7", 0.2, False),
+            ]
+        ),
+        home=home,
+        db=db,
+    )
+    save_flags("other", NEW, flags_frame([("x1", "12", 0.9, True)]), home=home, db=db)
+    w = World(settings, db)
+    w.tokens = {
+        "sgt12": create_user(db, "sgt.lee", "supervisor", "demo", ["12"]),
+        "sgt7": create_user(db, "sgt.ray", "supervisor", "demo", ["7"]),
+        "reviewer": create_user(db, "auditor", "reviewer", "demo"),
+        "reviewer_other": create_user(db, "auditor.other", "reviewer", "other"),
+        "ds": create_user(db, "ds", "data_scientist", "demo"),
+        "admin": create_user(db, "root", "admin"),
+    }
+    return w
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

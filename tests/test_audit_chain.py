@@ -1,0 +1,204 @@
+"""The audit trail is tamper-evident: alter, delete or insert an entry behind the
+application's back and `ews audit verify` names it; the tables are append-only; archiving
+keeps the chain verifiable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from ews.audit import archive, verify, verify_archive
+from ews.cli import app
+from ews.db import AppDatabase
+
+
+def _fill(db: AppDatabase, n: int = 5) -> None:
+    for i in range(n):
+        db.audit(
+            "sgt.lee",
+            "supervisor",
+            "read",
+            f"/api/officers/demo/{i}",
+            "demo",
+            str(i),
+            {"as_of": "2024-01-01", "shown": [str(i)], "score": 0.5 + i / 10},
+        )
+
+
+def _disable_guards(db: AppDatabase) -> None:
+    """What an attacker with the database owner's rights would do first."""
+    with db.engine.begin() as c:
+        if db.sqlite:
+            for t in ("audit_log_no_update", "audit_log_no_delete"):
+                c.execute(text(f"DROP TRIGGER {t}"))
+        else:
+            c.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+
+
+@pytest.fixture
+def db(db_url: str) -> AppDatabase:
+    d = AppDatabase(db_url)
+    _fill(d)
+    yield d
+    d.dispose()
+
+
+def test_intact_chain_verifies(db: AppDatabase) -> None:
+    v = verify(db)
+    assert v.ok and v.entries == 5 and v.head_id == 5 and len(v.head_hash) == 64
+
+
+def test_the_table_is_append_only(db: AppDatabase) -> None:
+    for statement in (
+        "UPDATE audit_log SET actor = 'someone' WHERE id = 2",
+        "DELETE FROM audit_log WHERE id = 2",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as c:
+            c.execute(text(statement))
+    assert verify(db).ok
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_id", "words"),
+    [
+        ("UPDATE audit_log SET actor = 'someone.else' WHERE id = 3", 3, "altered"),
+        ("UPDATE audit_log SET detail = '{\"shown\": []}' WHERE id = 2", 2, "altered"),
+        ("DELETE FROM audit_log WHERE id = 3", 3, "missing"),
+        ("DELETE FROM audit_log WHERE id = 1", 1, "missing"),
+    ],
+)
+def test_tampering_is_caught(db: AppDatabase, tamper: str, bad_id: int, words: str) -> None:
+    _disable_guards(db)
+    with db.engine.begin() as c:
+        c.execute(text(tamper))
+    v = verify(db)
+    assert not v.ok and v.first_bad_id == bad_id and words in (v.problem or "")
+
+
+def test_an_inserted_entry_is_caught(db: AppDatabase) -> None:
+    with db.engine.begin() as c:
+        row = c.execute(text("SELECT * FROM audit_log WHERE id = 5")).mappings().one()
+        forged = {**row, "id": 6, "actor": "ghost", "prev_hash": row["entry_hash"]}
+        if not db.sqlite:
+            forged["detail"] = json.dumps(forged["detail"])
+        cols = ", ".join(forged)
+        c.execute(text(f"INSERT INTO audit_log ({cols}) VALUES (:{', :'.join(forged)})"), forged)
+    v = verify(db)
+    assert not v.ok and v.first_bad_id == 6 and "altered" in (v.problem or "")
+
+
+def test_cli_verify_exit_codes(db: AppDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ews.settings import get_settings
+
+    monkeypatch.setenv("EWS_DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    try:
+        ok = CliRunner().invoke(app, ["audit", "verify"])
+        assert ok.exit_code == 0 and "intact: 5 entries" in ok.output
+        _disable_guards(db)
+        with db.engine.begin() as c:
+            c.execute(text("UPDATE audit_log SET action = 'write' WHERE id = 4"))
+        bad = CliRunner().invoke(app, ["audit", "verify"])
+        assert bad.exit_code == 1 and "BROKEN at entry 4" in bad.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_archive_keeps_the_chain_verifiable(db: AppDatabase, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="no audit entries before"):
+        archive(db, dt.date(2000, 1, 1), tmp_path, actor="test")
+    manifest = archive(db, dt.date.today() + dt.timedelta(days=1), tmp_path, actor="test")
+    assert manifest["entries"] == 5 and manifest["through_id"] == 5
+    v = verify(db)  # what stays: the archive's own entry, chained to the archived head
+    assert v.ok and v.entries == 1 and v.archived_through == 5
+    db.audit("auditor", "reviewer", "read", "/api/audit", "demo")
+    assert verify(db).ok and verify(db).entries == 2
+    archived = tmp_path / manifest["file"]
+    assert verify_archive(archived).ok and verify_archive(archived).entries == 5
+    lines = archived.read_text().splitlines()
+    lines[2] = lines[2].replace("sgt.lee", "sgt.lie")
+    archived.write_text("\n".join(lines) + "\n")
+    assert not verify_archive(archived).ok
+
+
+def test_upgrade_chains_the_entries_and_keeps_the_reviews(db_url: str) -> None:
+    """A database of revision 0002 (plain audit rows, old-style reviews) is upgraded with
+    its entries chained and its reviews turned into workflow steps."""
+    from alembic import command
+    from alembic.config import Config
+
+    from ews.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", db_url)
+    command.upgrade(cfg, "0002")
+    from sqlalchemy import create_engine
+
+    engine = create_engine(db_url)
+    with engine.begin() as c:
+        for i in range(3):
+            c.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor, role, action, resource, agency, "
+                    "officer_id, detail) VALUES (:at, 'sgt', 'supervisor', 'read', '/x', "
+                    "'demo', :o, :d)"
+                ),
+                {"at": dt.datetime(2024, 1, 1, 8, i), "o": str(i), "d": json.dumps({"i": i})},
+            )
+        c.execute(
+            text(
+                "INSERT INTO reviews (at, agency, officer_id, as_of_date, reviewer, decision, "
+                "intervention, note) VALUES (:at, 'demo', 'a1', :d, 'sgt', 'intervention', "
+                "'peer mentoring', 'ok')"
+            ),
+            {"at": dt.datetime(2024, 1, 2), "d": dt.date(2024, 1, 1)},
+        )
+    engine.dispose()
+    db = AppDatabase(db_url)  # upgrades to head
+    try:
+        v = verify(db)
+        assert v.ok and v.entries == 3
+        with db.session() as s:
+            from ews.db import FlagStatus, Review
+
+            steps = list(s.query(Review))
+            assert [(x.from_status, x.status, x.intervention_type) for x in steps] == [
+                ("new", "intervention_assigned", "other")
+            ]
+            assert "peer mentoring" in steps[0].note
+            assert [f.status for f in s.query(FlagStatus)] == ["intervention_assigned"]
+    finally:
+        db.dispose()
+
+
+def test_concurrent_writers_keep_one_chain(db: AppDatabase) -> None:
+    """Threads of two 'workers' (two AppDatabase objects on one database) append at once,
+    group-committed reads beside single-entry writes: one unbroken chain, nothing lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ews.audit import append
+
+    other = AppDatabase(db.url)
+
+    def read(i: int) -> int:
+        return (db if i % 2 else other).audit("sgt", "supervisor", "read", f"/r/{i}", "demo")
+
+    def write(i: int) -> int:
+        with (db if i % 2 else other).write_conn() as c:
+            return append(c, "sgt", "supervisor", "write", f"/w/{i}", "demo")
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(lambda i: write(i) if i % 6 == 0 else read(i), range(180)))
+    finally:
+        other.dispose()
+    assert len(set(ids)) == 180
+    v = verify(db)
+    assert v.ok and v.entries == 185 and v.head_id == 185

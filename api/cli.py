@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ews.cli_style import parse_date
+
 if TYPE_CHECKING:
     from ews.db import AppDatabase
 
@@ -146,7 +148,13 @@ def audit_verify(
 
 
 def audit_archive(
-    before: str = typer.Option(..., "--before", help="Archive entries older than this date."),
+    before: dt.date = typer.Option(
+        ...,
+        "--before",
+        parser=parse_date,
+        metavar="DATE",
+        help="Archive entries older than this date (YYYY-MM-DD).",
+    ),
     out: Path = typer.Option(
         None, "--out", help="Folder of the archive (default: EWS_HOME/audit-archive)."
     ),
@@ -157,11 +165,7 @@ def audit_archive(
     from ews.db import current_actor
     from ews.settings import get_settings
 
-    try:
-        day = dt.date.fromisoformat(before)
-    except ValueError as e:
-        typer.secho(f"error: --before {before!r}: use a date YYYY-MM-DD", fg="red", err=True)
-        raise typer.Exit(2) from e
+    day = before
     folder = out or get_settings().home / "audit-archive"
     with _database() as db:
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from ews.cli_style import tidy_help
+
 app = typer.Typer(
     name="ews",
     help=(
@@ -34,7 +36,11 @@ def _register() -> None:
 
 @app.callback()
 def _root() -> None:
-    """Early-intervention system for police agencies. Workspace: EWS_HOME (default ./ews-home)."""
+    """Early-intervention system for police agencies.
+
+    Everything lives in one workspace folder, EWS_HOME (default ./ews-home of the current
+    folder; `ews status` prints its absolute path). Exit codes: 0 success, 1 the work could
+    not be done, 2 bad input or usage."""
 
 
 @app.command()
@@ -46,9 +52,14 @@ def version() -> None:
 
 
 _register()
+tidy_help(app)
 
 
 def main() -> None:
+    import os
+
+    # MLflow logs INFO lines (database creation, migrations) in the middle of the progress
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app()
 
 

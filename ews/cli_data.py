@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ews.cli_style import EXIT_FAILED, EXIT_USAGE, fail
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ews.validate import Validation
 
-EXIT_INVALID = 2
+EXIT_INVALID = EXIT_USAGE
 
 
 def _err() -> Console:
@@ -25,9 +27,8 @@ def _err() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    _err().print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    return fail(message, code)
 
 
 class _Stages:
@@ -42,6 +43,7 @@ class _Stages:
             TimeElapsedColumn(),
             console=_err(),
             transient=True,
+            disable=not _err().is_terminal,  # in a log, a transient display leaves a blank line
         )
         self.task = self.progress.add_task("starting", total=None)
 
@@ -56,12 +58,26 @@ class _Stages:
         self.progress.update(self.task, description=message)
 
 
+def contract_doc() -> str:
+    """Where the data contract is documented: docs/contract.md of the source tree when this
+    install has it, else its place in the repository."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "contract.md"
+    return str(doc) if doc.is_file() else "docs/contract.md in the ews repository"
+
+
+def _print_notes(validation: Validation) -> None:
+    for note in validation.notes:
+        _err().print(f"note: {note}", highlight=False, markup=False)
+
+
 def _print_problems(validation: Validation, cap: int) -> None:
     for line in validation.report_lines(cap):
         typer.echo(line)
+    _print_notes(validation)
     _err().print(
         f"[red]{validation.package}: invalid package[/red], "
-        f"{validation.problem_count:,} problem(s) in {len(validation.problems)} rule(s)",
+        f"{validation.problem_count:,} problem(s) in {len(validation.problems)} rule(s). "
+        f"The data contract, rule by rule with examples: {contract_doc()}",
         highlight=False,
     )
 
@@ -89,6 +105,7 @@ def validate(
     if not result.ok:
         _print_problems(result, cap)
         raise typer.Exit(EXIT_INVALID)
+    _print_notes(result)
     rows = ", ".join(f"{n:,} {k}" for k, n in result.input_rows.items())
     typer.echo(f"{path}: valid ({rows})")
 
@@ -124,7 +141,7 @@ def ingest(
     from ews.ingest import IngestRefused, ingest_cpdp, ingest_package, journal_ingest
 
     if fmt not in ("contract", "cpdp"):
-        raise _fail(f"unknown --format {fmt!r}: use 'contract' or 'cpdp'")
+        raise _fail(f"unknown --format {fmt!r}: use 'contract' or 'cpdp'", EXIT_USAGE)
     t0 = time.perf_counter()
     try:
         with _Stages() as stages:
@@ -143,6 +160,7 @@ def ingest(
     if report is not None:
         summary = getattr(report, "summary", None)
         typer.echo(summary() if callable(summary) else str(report))
+    _print_notes(result.validation)
     snap = result.snapshot
     m = snap.manifest
     journal_ingest(result, str(path))
@@ -168,71 +186,66 @@ def status(
     """Show the workspace: agencies, their snapshots (id, created, source), row counts per
     table and event type, date coverage and officer counts."""
     import json
-    import sys
 
-    from rich.console import Console
-    from rich.table import Table
-
+    from ews.cli_style import print_table
     from ews.store import Workspace
 
     ws = Workspace()
+    home = ws.home.resolve()
     agencies = [agency] if agency else ws.agencies()
-    data: dict[str, Any] = {"home": str(ws.home), "agencies": {}}
+    data: dict[str, Any] = {"home": str(home), "agencies": {}}
     for name in agencies:
         snaps = ws.snapshots(name)
         if agency and not snaps:
-            raise _fail(f"no snapshot of agency {agency!r} in {ws.home}")
+            known = ", ".join(ws.agencies()) or "nothing yet"
+            raise _fail(f"no snapshot of agency {agency!r} in {home} (it holds {known})", 2)
         data["agencies"][name] = [s.manifest for s in snaps]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    typer.echo(f"workspace: {home} (EWS_HOME)")
     if not data["agencies"]:
-        typer.echo(f"The workspace {ws.home} holds no data yet: run `ews ingest PATH`.")
+        typer.echo("It holds no data yet: run `ews ingest PATH`.")
         return
-    out = Console() if sys.stdout.isatty() else Console(width=160)
     for name, manifests in data["agencies"].items():
-        table = Table(title=f"agency {name}: {len(manifests)} snapshot(s), newest last")
-        for col in ("id", "created (UTC)", "source", "officers", "events", "assignments"):
-            table.add_column(col, justify="right" if col[0] in "oea" else "left")
-        table.add_column("event_date", no_wrap=True)
-        table.add_column("reported_date", no_wrap=True)
+
+        def span(m: dict[str, Any], col: str) -> str:
+            c = m.get("coverage", {}).get(col) or {}
+            return f"{c.get('min')} .. {c.get('max')}"
+
+        rows = [
+            {
+                "id": m["id"],
+                "created": m["created_at"][:16].replace("T", " "),
+                "officers": f"{m['rows']['officers']:,}",
+                "events": f"{m['rows']['events']:,}",
+                "assignments": f"{m['rows']['assignments']:,}",
+                "events_dated": span(m, "event_date"),
+            }
+            for m in manifests
+        ]
+        print_table(
+            rows,
+            list(rows[0]),
+            f"agency {name}: {len(manifests)} snapshot(s), newest last (created in UTC)",
+            left=("id", "created", "events_dated"),
+        )
         for m in manifests:
             src = m.get("source", {})
-            cov = m.get("coverage", {})
-
-            def span(col: str, cov: dict[str, Any] = cov) -> str:
-                c = cov.get(col) or {}
-                return f"{c.get('min')} .. {c.get('max')}"
-
-            table.add_row(
-                m["id"],
-                m["created_at"][:19].replace("T", " "),
-                f"{src.get('format', '?')}: {src.get('path', '?')}",
-                f"{m['rows']['officers']:,}",
-                f"{m['rows']['events']:,}",
-                f"{m['rows']['assignments']:,}",
-                span("event_date"),
-                span("reported_date"),
+            typer.echo(
+                f"  {m['id']}: from {src.get('format', '?')} {src.get('path', '?')}; "
+                f"reported {span(m, 'reported_date')}"
             )
-        out.print(table)
-        types = Table(title=f"agency {name}: events per type (current snapshot)")
-        types.add_column("event_type")
-        types.add_column("events", justify="right")
-        for k, v in manifests[-1].get("events_by_type", {}).items():
-            types.add_row(k, f"{v:,}")
-        out.print(types)
-
-
-def _unwrap(doc: str | None) -> str:
-    """A docstring as help text: paragraphs kept, line breaks inside them removed (the
-    terminal wraps them)."""
-    import inspect
-
-    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        counts = manifests[-1].get("events_by_type", {})
+        print_table(
+            [{"event_type": k, "events": f"{v:,}"} for k, v in counts.items()],
+            ["event_type", "events"],
+            f"agency {name}: events per type (current snapshot)",
+            left=("event_type",),
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to the ``ews`` app."""
     for command in (validate, ingest, status):
-        app.command(help=_unwrap(command.__doc__))(command)
+        app.command()(command)

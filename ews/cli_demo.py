@@ -29,6 +29,7 @@ def demo(
     it reuses the identical snapshot (content-addressed) and retrains. The workspace is
     EWS_HOME (default ./ews-home).
     """
+    import sys
     import time
 
     from api.security import UserError, create_user, reset_token
@@ -53,14 +54,19 @@ def demo(
 
     typer.echo("3/5 training the default experiment (models vs rules, temporal splits)")
     cfg = load_config(None, agency=AGENCY, labels=["sustained_or_force"])
-    experiment = run_experiment(cfg, tracking=True, progress=True)
+    # a progress display only on a terminal: in a log it leaves blank lines
+    experiment = run_experiment(cfg, tracking=True, progress=sys.stderr.isatty())
     path = experiment.save(home / "experiments" / experiment.config_hash / "results.json")
-    selected = [r for r in experiment.records if r.get("selected")]
-    for r in selected:
+    typer.echo(f"    results: {path}")
+    for r in (r for r in experiment.records if r.get("selected")):
         typer.echo(
-            f"    {r['label']} {r['test_date']}: {r['method']} AUC {r.get('auc', 0):.3f}, "
-            f"precision {r.get('precision', 0):.3f} (results: {path})"
+            f"    test year {r['test_date']}: chosen before it {r['method']}, AUC "
+            f"{r.get('auc', 0):.3f}, precision {r.get('precision', 0):.3f} (evaluation only)"
         )
+    from models.cli import champion_lines
+
+    for line in champion_lines(experiment, indent="    "):
+        typer.echo(line)
 
     as_of = data_end(result.snapshot) + dt.timedelta(days=1)
     typer.echo(f"4/5 scoring every officer as of {as_of}")

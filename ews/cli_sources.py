@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ews.cli_style import usage_error
+
 convert_app = typer.Typer(
     help="Convert another format into an agency data package (contract v1).",
     no_args_is_help=True,
@@ -39,8 +41,7 @@ def convert_cpdp_command(
     try:
         report = convert_cpdp(src, out, progress=not quiet)
     except ContractError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise usage_error(str(exc)) from exc
     typer.echo(str(out) if quiet else report.summary())
 
 
@@ -72,8 +73,7 @@ def synth_command(
     from ews.synth import synthesize
 
     if fmt not in ("parquet", "csv"):
-        typer.echo(f"error: --format must be parquet or csv, not {fmt!r}", err=True)
-        raise typer.Exit(2)
+        raise usage_error(f"--format must be parquet or csv, not {fmt!r}")
     report = synthesize(
         out, officers=officers, years=years, seed=seed, start_year=start_year, fmt=fmt
     )

@@ -49,23 +49,36 @@ class Problem:
     column: str | None
     rule: str
     rows: np.ndarray | None = None
+    # for problems found by reading a CSV file line by line: the file line each row starts on
+    file_lines: np.ndarray | None = None
 
     @property
     def count(self) -> int:
         return 1 if self.rows is None else int(len(self.rows))
 
-    def lines(self, cap: int = DEFAULT_CAP) -> list[str]:
-        """One line per offending row, at most ``cap``, then how many more there are."""
+    def keyed_lines(self, cap: int = DEFAULT_CAP) -> list[tuple[float, str]]:
+        """:meth:`lines`, each with the row it is about (0 for the whole file, infinity for
+        the closing count), to sort a report by row."""
         where = f", {self.column}" if self.column else ""
         if self.rows is None:
-            return [f"{self.file}{where}: {self.rule}"]
-        out = [f"{self.file} row {int(r)}{where}: {self.rule}" for r in self.rows[:cap]]
+            return [(0, f"{self.file}{where}: {self.rule}")]
+        out: list[tuple[float, str]] = []
+        for i, r in enumerate(self.rows[:cap]):
+            line = f" (line {int(self.file_lines[i])})" if self.file_lines is not None else ""
+            out.append((int(r), f"{self.file} row {int(r)}{line}{where}: {self.rule}"))
         if len(self.rows) > cap:
             out.append(
-                f"{self.file}{where}: ... and {len(self.rows) - cap:,} more rows breaking "
-                f"the same rule ({self.rule})"
+                (
+                    float("inf"),
+                    f"{self.file}{where}: ... and {len(self.rows) - cap:,} more rows breaking "
+                    f"the same rule ({self.rule})",
+                )
             )
         return out
+
+    def lines(self, cap: int = DEFAULT_CAP) -> list[str]:
+        """One line per offending row, at most ``cap``, then how many more there are."""
+        return [line for _, line in self.keyed_lines(cap)]
 
 
 @dataclass
@@ -96,8 +109,23 @@ class Validation:
     def problem_count(self) -> int:
         return sum(p.count for p in self.problems)
 
+    notes: list[str] = field(default_factory=list)
+
     def report_lines(self, cap: int = DEFAULT_CAP) -> list[str]:
-        return [line for p in self.problems for line in p.lines(cap)]
+        """One line per problem (at most ``cap`` per file and rule), sorted by file (in the
+        order officers, events, assignments) and row; problems of a whole file or column
+        come first, the counts of rows left out after each file's rows."""
+
+        def file_rank(name: str) -> tuple[int, str]:
+            stem = name.split(".", 1)[0]
+            return (TABLES.index(stem) if stem in TABLES else len(TABLES), name)
+
+        entries = [
+            (file_rank(p.file), row, i, j, line)
+            for i, p in enumerate(self.problems)
+            for j, (row, line) in enumerate(p.keyed_lines(cap))
+        ]
+        return [e[-1] for e in sorted(entries)]
 
 
 # --------------------------------------------------------------------------------------
@@ -112,19 +140,100 @@ def _csv_header(path: Path) -> list[str]:
 
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         row = next(csv.reader(text), None)
     if not row:
         raise ContractError("the file is empty: a header row is required")
+    if not _valid_utf8(row):
+        raise ContractError("cannot be read: not UTF-8 text (in the header row, line 1)")
     if row[0].startswith("\ufeff"):
         row[0] = row[0][1:]
     return row
 
 
+@dataclass
+class DamagedCsv:
+    """A CSV file read line by line after the fast read failed: ``table`` holds its sound
+    rows (every column a string), ``rows`` their data-row numbers (1 = first data row), and
+    ``issues`` the other rows as (row, file line, rule)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    issues: list[tuple[int, int, str]]
+    # officer_id of the rows set aside, where readable: an event of such an officer is not
+    # reported again as naming an unknown officer
+    set_aside_ids: list[str] = field(default_factory=list)
+
+
+class CsvDamage(ContractError):
+    """Raised by :func:`read_raw` for a CSV file with rows that cannot be read (a wrong
+    number of fields, bytes that are not UTF-8); ``damage`` says which, and holds the rest."""
+
+    def __init__(self, damage: DamagedCsv) -> None:
+        super().__init__(f"{len(damage.issues)} row(s) cannot be read")
+        self.damage = damage
+
+
+def _valid_utf8(fields: list[str]) -> bool:
+    try:
+        "".join(fields).encode("utf-8")  # undecodable bytes became lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def scan_csv(path: Path, header: list[str]) -> DamagedCsv:
+    """Read a CSV file record by record with the csv module (slow; only when the fast read
+    failed), keeping the sound rows and naming each row that has a wrong number of fields
+    or bytes that are not UTF-8, with the file line it starts on. Blank lines are skipped
+    (as the fast reader skips them) and count as no row."""
+    import csv
+    import gzip
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+
+    width = len(header)
+    columns: list[list[str | None]] = [[] for _ in header]
+    good: list[int] = []
+    issues: list[tuple[int, int, str]] = []
+    set_aside: list[str] = []
+    key = header.index("officer_id") if "officer_id" in header else None
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(text)
+        next(reader, None)
+        row, start = 0, reader.line_num + 1
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if not record:
+                continue
+            row += 1
+            if not _valid_utf8(record):
+                rule = "not UTF-8 text (a byte sequence on this line)"
+            elif len(record) != width:
+                rule = f"has {len(record)} fields where the header has {width}"
+            else:
+                good.append(row)
+                for values, v in zip(columns, record, strict=True):
+                    values.append(v if v != "" else None)
+                continue
+            issues.append((row, line, rule))
+            if key is not None and len(record) > key and _valid_utf8([record[key]]):
+                set_aside.append(record[key])
+    table = pa.table({c: pa.array(v, pa.string()) for c, v in zip(header, columns, strict=True)})
+    return DamagedCsv(table, np.asarray(good, dtype=np.int64), issues, set_aside)
+
+
 def read_raw(path: Path) -> pa.Table:
     """Read one table file as the package has it: CSV with every column a string (empty
     cell = null), Parquet as stored. Raises :class:`ContractError` with a clear message
-    when the file cannot be read (not UTF-8, bad gzip, broken CSV, not Parquet)."""
+    when the file cannot be read (bad gzip, not Parquet, a header that is not UTF-8), and
+    :class:`CsvDamage` when some rows of a CSV file cannot be read (a wrong number of
+    fields, bytes that are not UTF-8): a line-by-line pass, run only when the fast read
+    fails, names them and keeps the others for validation."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -148,7 +257,13 @@ def read_raw(path: Path) -> pa.Table:
             # a quoted line break where a block was cut breaks the parse: read again,
             # slower, letting free text (category, outcome) hold line breaks anywhere
             newlines = pacsv.ParseOptions(newlines_in_values=True)
-            return pacsv.read_csv(path, parse_options=newlines, convert_options=convert)
+            try:
+                return pacsv.read_csv(path, parse_options=newlines, convert_options=convert)
+            except pa.ArrowInvalid as e:
+                damage = scan_csv(path, header)
+                if not damage.issues:  # the line-by-line pass found nothing: say why
+                    raise ContractError(f"cannot be read: {str(e).strip()[:200]}") from None
+                raise CsvDamage(damage) from None
     except ContractError:
         raise
     except UnicodeDecodeError as e:
@@ -256,8 +371,10 @@ def _as_dates(
     import pyarrow.compute as pc
 
     t = col.type
-    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+    if pa.types.is_date(t):
         return col.cast(pa.date32()), None
+    if pa.types.is_timestamp(t):  # never cut silently: see _timestamps_as_dates
+        return _timestamps_as_dates(col)
     col = _to_string(col, blanks)
     try:  # fast path: Arrow's own ISO parser is strict (YYYY-MM-DD, real days only)
         return col.cast(pa.date32()), None
@@ -268,6 +385,27 @@ def _as_dates(
         return col.cast(pa.date32()), None
     dates = pc.if_else(bad, pa.scalar(None, pa.string()), col).cast(pa.date32())
     return dates, bad
+
+
+TIMESTAMP_RULE = (
+    "a timestamp with a time of day: dates are calendar days; store the date "
+    "(YYYY-MM-DD, or a timestamp at midnight)"
+)
+
+
+def _timestamps_as_dates(
+    col: pa.ChunkedArray,
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """A Parquet timestamp column as dates, by the contract's rule (docs/contract.md): a
+    value at midnight (in its own time zone, if it has one) is that day; a value with a
+    time of day is refused (mask of those rows), never cut to its date silently."""
+    import pyarrow.compute as pc
+
+    local = pc.local_timestamp(col) if col.type.tz else col
+    at_midnight = pc.equal(pc.floor_temporal(local, unit="day"), local)
+    bad = pc.invert(pc.fill_null(at_midnight, True))
+    dates = pc.cast(local, "date32")
+    return dates, (bad if _any(bad) else None)
 
 
 def _as_birth_years(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
@@ -331,6 +469,8 @@ class _Checker:
         # events.finding_date cells that hold something (parsed or not): a bad date is
         # reported once, as a bad date, not again as a missing one
         self.finding_date_given: pa.ChunkedArray | None = None
+        # file -> the data-row number of each row of its table, when rows were set aside
+        self.row_numbers: dict[str, np.ndarray] = {}
 
     def whole(self, file: str, column: str | None, rule: str) -> None:
         """A problem of a whole file or column (no row number)."""
@@ -340,13 +480,29 @@ class _Checker:
         """A problem on the rows where ``mask`` is true (nothing if None or all false)."""
         if mask is None:
             return
-        rows = _rows(mask)
-        if len(rows):
-            self.result.problems.append(Problem(file, column, rule, rows))
+        self.add_rows(file, column, rule, _rows(mask))
 
     def add_rows(self, file: str, column: str | None, rule: str, rows: np.ndarray) -> None:
         if len(rows):
+            if file in self.row_numbers:
+                import numpy as np
+
+                rows = np.sort(self.row_numbers[file][np.asarray(rows) - 1])
             self.result.problems.append(Problem(file, column, rule, rows))
+
+    def damaged(self, file: str, damage: DamagedCsv) -> pa.Table:
+        """Report the unreadable rows of a CSV file; its sound rows are checked next."""
+        import numpy as np
+
+        by_rule: dict[str, list[tuple[int, int]]] = {}
+        for row, line, rule in damage.issues:
+            by_rule.setdefault(rule, []).append((row, line))
+        for rule, where in by_rule.items():
+            rows = np.array([r for r, _ in where], dtype=np.int64)
+            lines = np.array([ln for _, ln in where], dtype=np.int64)
+            self.result.problems.append(Problem(file, None, rule, rows, lines))
+        self.row_numbers[file] = damage.rows
+        return damage.table
 
     def table(self, name: str, raw: pa.Table, file: str) -> pa.Table | None:
         """Check a table's own rules; return it normalized (still in input order)."""
@@ -364,7 +520,16 @@ class _Checker:
                 columns[col] = pa.chunked_array([pa.nulls(n, _arrow_type(kind))])
                 continue
             src = raw.column(col)
-            if kind == "date":
+            if kind == "date" and pa.types.is_timestamp(src.type):
+                values, bad = _timestamps_as_dates(src)
+                if bad is not None:
+                    self.add(file, col, TIMESTAMP_RULE, bad)
+                else:
+                    self.result.notes.append(
+                        f"{file}, {col}: a {src.type} column, every value at midnight: "
+                        "read as dates"
+                    )
+            elif kind == "date":
                 values, bad = _as_dates(src, blanks)
                 if bad is not None:
                     self.add(file, col, "not a date in ISO format YYYY-MM-DD", bad)
@@ -539,10 +704,15 @@ def validate_package(path: Path, progress: Progress | None = None) -> Validation
         result.files[name] = found
 
     normalized: dict[str, pa.Table] = {}
+    set_aside_ids: list[str] = []
     for name, file_path in result.files.items():
         say(f"reading {file_path.name}")
         try:
             raw = read_raw(file_path)
+        except CsvDamage as e:
+            raw = check.damaged(file_path.name, e.damage)
+            if name == "officers":
+                set_aside_ids = e.damage.set_aside_ids
         except ContractError as e:
             check.whole(file_path.name, None, str(e))
             continue
@@ -553,6 +723,8 @@ def validate_package(path: Path, progress: Progress | None = None) -> Validation
             normalized[name] = table
 
     officer_ids = normalized["officers"]["officer_id"] if "officers" in normalized else None
+    if officer_ids is not None and set_aside_ids:
+        officer_ids = pa.chunked_array([*officer_ids.chunks, pa.array(set_aside_ids, pa.string())])
     orders: dict[str, pa.Array] = {}
     if "officers" in normalized:
         orders["officers"] = check.officers(normalized["officers"], result.files["officers"].name)

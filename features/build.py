@@ -11,6 +11,7 @@ All dates are computed in one query on the chosen engine (DuckDB by default, Spa
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,7 @@ def build_features(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        disable=not progress,
+        disable=not (progress and sys.stderr.isatty()),  # no blank line in a log
         transient=True,
     ) as bar:
         task = bar.add_task("connecting", total=4)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ews.cli_style import AGENCY_HELP, EXIT_FAILED, EXIT_USAGE, fail, parse_date
+
 if TYPE_CHECKING:
     from features.spec import FeatureSpec
 
@@ -26,9 +28,8 @@ features_app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    return typer.Exit(code)
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    return fail(message, code)
 
 
 def _spec(path: Path | None) -> FeatureSpec:
@@ -41,20 +42,19 @@ def _spec(path: Path | None) -> FeatureSpec:
 
 
 def _dates(
-    as_of: list[str] | None, start: str | None, end: str | None, every: str
+    as_of: list[dt.date] | None, start: dt.date | None, end: dt.date | None, every: str
 ) -> list[dt.date]:
     """The as-of dates: the ones given, or start, start + every, ... up to end inclusive."""
-    from features.compile import as_dates
     from features.durations import parse_duration
 
     try:
         if as_of:
             if start or end:
                 raise ValueError("give either --as-of dates or --from/--to, not both")
-            return as_dates(as_of)
+            return sorted(set(as_of))
         if not (start and end):
             raise ValueError("give --as-of DATE (repeatable) or --from DATE --to DATE")
-        lo, hi = as_dates([start])[0], as_dates([end])[0]
+        lo, hi = start, end
         if hi < lo:
             raise ValueError(f"--to {hi} is before --from {lo}")
         step = parse_duration(every)
@@ -64,26 +64,32 @@ def _dates(
             k += 1
         return out
     except ValueError as e:
-        raise _fail(str(e), 2) from None
+        raise _fail(str(e), EXIT_USAGE) from None
 
 
 @features_app.command()
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write the table to."),
-    as_of: list[str] | None = typer.Option(
-        None, "--as-of", help="An as-of date (YYYY-MM-DD); repeat for several."
+    as_of: list[dt.date] | None = typer.Option(
+        None,
+        "--as-of",
+        parser=parse_date,
+        metavar="DATE",
+        help="An as-of date (YYYY-MM-DD); repeat for several.",
     ),
-    start: str | None = typer.Option(None, "--from", help="First as-of date of a series."),
-    end: str | None = typer.Option(None, "--to", help="Last possible as-of date of a series."),
+    start: dt.date | None = typer.Option(
+        None, "--from", parser=parse_date, metavar="DATE", help="First as-of date of a series."
+    ),
+    end: dt.date | None = typer.Option(
+        None, "--to", parser=parse_date, metavar="DATE", help="Last possible as-of date."
+    ),
     every: str = typer.Option("1y", "--every", help="Step of the series: 1y, 6m, 90d, ..."),
     engine: str = typer.Option(
         "duckdb",
         "--engine",
         help="duckdb (in process) or spark (master from EWS_SPARK_MASTER, default local[2]).",
     ),
-    agency: str | None = typer.Option(
-        None, "--agency", help="Agency of the workspace (needed when it holds several)."
-    ),
+    agency: str | None = typer.Option(None, "--agency", help=AGENCY_HELP),
     snapshot: str | None = typer.Option(
         None, "--snapshot", help="Snapshot id (or prefix); default the agency's newest."
     ),
@@ -118,24 +124,27 @@ def build(
     spec = _spec(spec_file)
     dates = _dates(as_of, start, end, every)
     if engine not in ("duckdb", "spark"):
-        raise _fail(f"unknown engine {engine!r}: use duckdb or spark", 2)
+        raise _fail(f"unknown engine {engine!r}: use duckdb or spark", EXIT_USAGE)
     try:
         cohort = CohortSpec(require_assignment=require_assignment)
     except ValueError as e:
-        raise _fail(str(e), 2) from None
+        raise _fail(str(e), EXIT_USAGE) from None
     source: Path | Snapshot
     snap_id = "-"
     if package is not None:
         source = package
     else:
+        from ews.cli_style import resolve_agency
+
         try:
-            snap = Workspace().snapshot(agency, snapshot)
+            snap = Workspace().snapshot(resolve_agency(agency), snapshot)
         except StoreError as e:
-            raise _fail(str(e)) from None
+            raise _fail(str(e), EXIT_USAGE) from None
         source, snap_id = snap, f"{snap.agency}/{snap.id}"
 
     from features.build import finish
     from features.compile import features_expr
+    from features.diagnostics import degenerate_columns, empty_cohort_reasons
     from features.engines import connect, execute, load_tables, package_folder
 
     console = Console(stderr=True)
@@ -148,6 +157,7 @@ def build(
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # in a log, a transient display leaves a blank line
     ) as bar:
         task = bar.add_task(f"connecting to {engine}", total=4)
         try:
@@ -164,11 +174,20 @@ def build(
         df.to_parquet(out, index=False)
         bar.update(task, advance=1)
     secs = time.perf_counter() - t0
+    have = {d.date() for d in df["as_of_date"].drop_duplicates()}
+    reasons = empty_cohort_reasons(source, [d for d in dates if d not in have], cohort)
+    if len(df) == 0:
+        out.unlink(missing_ok=True)
+        raise _fail("the cohort is empty at every as-of date:\n  " + "\n  ".join(reasons))
+    for reason in reasons:
+        typer.secho(f"warning: empty cohort at {reason}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
         f"wrote {out}: {len(df):,} rows x {len(spec.columns)} features, "
         f"{len(dates)} as-of dates ({dates[0]} .. {dates[-1]}), engine {engine}, "
         f"{secs:.1f} s, spec {spec.name} {spec.hash}, snapshot {snap_id}"
     )
+    for line in degenerate_columns(df, [c.name for c in spec.columns]).lines(len(spec.columns)):
+        typer.echo(line)
 
 
 @features_app.command()
@@ -178,18 +197,56 @@ def describe(
     ),
     family: str | None = typer.Option(None, "--family", help="Only this family (e.g. peer)."),
 ) -> None:
-    """List every column of a spec with its family and plain-language description."""
-    from rich.console import Console
-    from rich.table import Table
+    """List every column of a spec: its family, its plain-language description (N stands for
+    the officer's value, UNIT and RANK for the officer's groups) and an example value."""
+    from ews.cli_style import print_table
 
     spec = _spec(spec_file)
     cols = [c for c in spec.columns if family is None or c.family == family]
-    table = Table(title=f"spec {spec.name} ({spec.hash}): {len(cols)} columns")
-    for h in ("column", "family", "description"):
-        table.add_column(h)
+    rows = []
     for c in cols:
-        table.add_row(c.name, c.family, c.description_template)
-    Console(width=200).print(table)
+        description, example = describe_template(
+            c.description_template, c.dtype, 34.5 if c.family == "attribute" else None
+        )
+        rows.append(
+            {"column": c.name, "family": c.family, "description": description, "e.g.": example}
+        )
+    print_table(
+        rows,
+        ["column", "family", "description", "e.g."],
+        f"spec {spec.name} ({spec.hash}): {len(cols)} columns",
+        left=("column", "family", "description"),
+    )
+
+
+_EXAMPLES = {"int": 3, "float": 2.5, "bool": 1, "str": "12"}
+
+
+def describe_template(
+    template: str, dtype: str = "float", value: object | None = None
+) -> tuple[str, str]:
+    """A column's description template as (description, example value): the ``{value...}``
+    field becomes ``N``, ``{unit}`` and ``{rank}`` become ``UNIT`` and ``RANK``; the example is
+    the field formatted as the explanation would show it (``value``, or one typical of
+    ``dtype``)."""
+    import string
+
+    description, example = [], ""
+    for literal, field, spec, _conv in string.Formatter().parse(template):
+        description.append(literal)
+        if field is None:
+            continue
+        if field == "value":
+            if value is None or dtype == "str":
+                value = 0.4 if spec and spec.endswith("%") else _EXAMPLES.get(dtype, 2.5)
+            try:
+                example = format(value, spec or "")
+            except (TypeError, ValueError):
+                example = str(value)
+            description.append("N%" if spec and spec.endswith("%") else "N")
+        else:
+            description.append(field.upper())
+    return "".join(description), example
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 
+from ews.cli_style import AGENCY_HELP, EXIT_FAILED, EXIT_USAGE, fail, parse_date, print_table
 from models import benchmarks
 
 models_app = typer.Typer(
@@ -20,9 +21,8 @@ models_app = typer.Typer(
 )
 
 
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+def _fail(exc: Exception, code: int = EXIT_FAILED) -> None:
+    raise fail(str(exc), code)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -36,31 +36,74 @@ def _known_errors() -> tuple[type[Exception], ...]:
 
 
 def _print_table(rows: list[dict[Any, Any]], columns: list[str], title: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    print_table(
+        rows,
+        columns,
+        title,
+        headers={"selected": "sel", "percentile": "pct"},
+        left=("method", "label", "name", "explanation", "group", "officer_id", "unit"),
+        highlight="selected",
+        min_widths={"method": 30, "explanation": 30},
+    )
 
-    table = Table(title=title)
-    for col in columns:
-        header = {"selected": "sel", "percentile": "pct"}.get(col, col)
-        left = col in ("method", "label", "name", "explanation")
-        justify: Literal["left", "right"] = "left" if left else "right"
-        table.add_column(header, justify=justify, overflow="fold")
-    for row in rows:
-        cells = []
-        for col in columns:
-            v = row.get(col)
-            if isinstance(v, float):
-                cells.append("–" if v != v else f"{v:.3f}")
-            elif isinstance(v, list):
-                cells.append(",".join(str(x) for x in v))
-            elif isinstance(v, bool):
-                cells.append("*" if v else "")
-            else:
-                cells.append("–" if v is None else escape(str(v)))
-        style = "bold yellow" if row.get("selected") else None
-        table.add_row(*cells, style=style)
-    Console().print(table)
+
+def _seconds(timings: dict[str, float]) -> str:
+    """``{"features_s": 3.2}`` as ``features 3.2 s``."""
+    return ", ".join(
+        f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in timings.items()
+    )
+
+
+def champion_lines(experiment: Any, indent: str = "") -> list[str]:
+    """What the experiment registered and why: per label the champion, its registered name
+    and version, and the selection scores on the validation splits that chose it; wrapped to
+    fit 100 columns after ``indent``."""
+    import textwrap
+
+    from models.metrics import selection_scores
+
+    config = experiment.config
+    metric, penalty = config["selection_metric"], config["selection_penalty"]
+    out = []
+    for info in experiment.deployment:
+        label = info["label"]
+        champ = experiment.champions.get(label)
+        if champ is None:
+            continue
+        reg = champ.registered
+        where = f" as {reg['name']} v{reg['version']} (alias champion)" if reg else ""
+        out.append(f"registered {info['chosen']}{where} for {label}")
+        usable = {
+            name: [{metric: v} for v in values if v is not None]
+            for name, values in info["scores"].items()
+        }
+        table = selection_scores({k: v for k, v in usable.items() if v}, metric, penalty)
+        best = table.iloc[0]
+        why = (
+            f"  why: best {metric} mean - {penalty} x std over {int(best['n_splits'])} "
+            f"validation split(s) inside the training years ({best['score']:.4f}"
+        )
+        if len(table) > 1:
+            second = table.iloc[1]
+            why += f"; next {second['model']} {second['score']:.4f}"
+        out.append(why + ")")
+        dates = info["train_as_of"]
+        out.append(
+            f"  refitted on the newest data: {len(dates)} as-of date(s) {dates[0]} .. "
+            f"{dates[-1]}, {info['n_train']:,} rows; the evaluated choices above may differ"
+        )
+    wrapped = []
+    for line in out:
+        lead = indent + " " * (len(line) - len(line.lstrip()))
+        wrapped += textwrap.wrap(
+            line.strip(),
+            width=100,
+            initial_indent=lead,
+            subsequent_indent=lead + "  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return wrapped
 
 
 def train(
@@ -111,7 +154,9 @@ def train(
             f" -> {reg['name']} v{reg['version']} (champion, run {reg['run_id']})" if reg else ""
         )
         typer.echo(f"{label}: {champ.candidate['name']}{where}")
-    typer.echo(f"timings: {result.timings}")
+    for line in champion_lines(result):
+        typer.echo(line)
+    typer.echo(f"timings: {_seconds(result.timings)}")
 
 
 def evaluate(
@@ -130,10 +175,9 @@ def evaluate(
     Without --run or --results, the newest results.json of the workspace is used.
     """
     from models import registry
-    from models.report import write_report
 
     if run is not None and results is not None:
-        _fail(ValueError("give exactly one of --run RUN_ID or --results FILE"))
+        _fail(ValueError("give exactly one of --run RUN_ID or --results FILE"), EXIT_USAGE)
     if run is None and results is None:
         from ews.settings import get_settings
 
@@ -152,6 +196,8 @@ def evaluate(
         typer.echo(f"using the newest results: {results}")
     try:
         data: Any = registry.run_results(run) if run is not None else results
+        from models.report import write_report  # matplotlib: only once there is a report
+
         json_path, html_path = write_report(data, out)
     except (FileNotFoundError, ValueError, LookupError) as exc:
         _fail(exc)
@@ -160,7 +206,9 @@ def evaluate(
 
 
 def score(
-    as_of: str = typer.Option(..., "--as-of", help="As-of date YYYY-MM-DD."),
+    as_of: dt.date = typer.Option(
+        ..., "--as-of", parser=parse_date, metavar="DATE", help="As-of date YYYY-MM-DD."
+    ),
     model: str = typer.Option(
         "champion", help="champion, NAME (its champion), NAME@ALIAS or NAME/VERSION."
     ),
@@ -181,11 +229,7 @@ def score(
     """
     from models.scoring import score as run_score
 
-    try:
-        day = dt.date.fromisoformat(as_of)
-    except ValueError:
-        _fail(ValueError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)"))
-        return
+    day = as_of
     try:
         flags = run_score(
             day,
@@ -226,12 +270,18 @@ def list_models() -> None:
         typer.echo("no registered model yet: run `ews train`")
         return
     for r in rows:
-        aliases = f" @{',@'.join(r['aliases'])}" if r["aliases"] else ""
-        typer.echo(
-            f"{r['name']} v{r['version']}{aliases}  label={r['label']} "
-            f"model={r['candidate']} snapshot={r['snapshot_id']} spec={r['spec_hash']} "
-            f"config={r['config_hash']} seed={r['seed']}"
+        r["model"] = f"{r['name']} v{r['version']}"
+        r["aliases"] = " ".join(f"@{a}" for a in r["aliases"])
+        r["trained on"] = (
+            f"snapshot {r['snapshot_id']}, spec {r['spec_hash']}, config {r['config_hash']}, "
+            f"seed {r['seed']}"
         )
+    print_table(
+        rows,
+        ["model", "aliases", "label", "candidate", "trained on"],
+        f"{len(rows)} registered model version(s)",
+        left=("model", "aliases", "label", "candidate", "trained on"),
+    )
 
 
 @models_app.command("promote")
@@ -251,18 +301,18 @@ def promote(
     typer.echo(f"{name}@{alias} -> version {version}")
 
 
-def _help(func: Any) -> str:
-    """A docstring with each paragraph on one line, so the terminal wraps it once."""
-    paragraphs = (func.__doc__ or "").strip().split("\n\n")
-    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
-
-
 def drift(
-    as_of: str = typer.Option(..., "--as-of", help="The date to check, YYYY-MM-DD."),
+    as_of: dt.date = typer.Option(
+        ..., "--as-of", parser=parse_date, metavar="DATE", help="The date to check, YYYY-MM-DD."
+    ),
     model: str = typer.Option("champion", help="Model: champion, NAME, NAME@ALIAS, NAME/VERSION."),
     agency: str = typer.Option(None, help="Workspace agency (default: the model's)."),
-    reference: list[str] = typer.Option(
-        None, "--reference", help="Reference as-of date (repeat; default: the training dates)."
+    reference: list[dt.date] = typer.Option(
+        None,
+        "--reference",
+        parser=parse_date,
+        metavar="DATE",
+        help="Reference as-of date YYYY-MM-DD (repeat; default: the training dates).",
     ),
     out: Path = typer.Option(None, help="Folder for drift.json and drift.html."),
 ) -> None:
@@ -274,8 +324,7 @@ def drift(
 
     known: tuple[type[Exception], ...] = (ScoringError, ValueError, *_known_errors())
     try:
-        ref = [dt.date.fromisoformat(d) for d in reference] if reference else None
-        report = check(dt.date.fromisoformat(as_of), model, agency, ref, out)
+        report = check(as_of, model, agency, list(reference) if reference else None, out)
     except known as exc:
         _fail(exc)
         return
@@ -298,8 +347,14 @@ audit_app = typer.Typer(
 
 @audit_app.command("disparities")
 def disparities(
-    agency: str = typer.Option(..., help="Workspace agency."),
-    as_of: str = typer.Option(None, "--as-of", help="Scored date YYYY-MM-DD (default: newest)."),
+    agency: str = typer.Option(None, help=AGENCY_HELP),
+    as_of: dt.date = typer.Option(
+        None,
+        "--as-of",
+        parser=parse_date,
+        metavar="DATE",
+        help="Scored date YYYY-MM-DD (default: newest).",
+    ),
     by: list[str] = typer.Option(["race", "sex"], "--by", help="Officer attribute (repeat)."),
     min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -310,11 +365,12 @@ def disparities(
     here for the audit only; they are never model inputs."""
     import json
 
+    from ews.cli_style import resolve_agency
     from models.audit import disparities as audit
 
+    agency = resolve_agency(agency)
     try:
-        day = dt.date.fromisoformat(as_of) if as_of else None
-        report = audit(agency, day, tuple(by), min_group=min_group)
+        report = audit(agency, as_of, tuple(by), min_group=min_group)
     except (LookupError, ValueError) as exc:
         _fail(exc)
         return
@@ -329,15 +385,18 @@ def disparities(
     for attr, part in report["by"].items():
         groups = part["groups"]
         cols = ["group", "officers"] + [k for k in groups[0] if k not in ("group", "officers")]
-        _print_table(groups, cols, f"by {attr} (lowest/highest: {part['min_over_max']})")
+        ratios = part["min_over_max"]
+        rows = [*groups, {"group": "lowest/highest", **ratios}] if ratios else groups
+        note = "" if ratios else " (every group below --min-group: sizes only)"
+        _print_table(rows, cols, f"by {attr}: the last row is the lowest/highest ratio{note}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``ews`` app."""
-    app.command("train", help=_help(train))(train)
-    app.command("evaluate", help=_help(evaluate))(evaluate)
-    app.command("score", help=_help(score))(score)
-    app.command("drift", help=_help(drift))(drift)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("score")(score)
+    app.command("drift")(drift)
     app.add_typer(models_app, name="models")
     app.add_typer(audit_app, name="audit")
     benchmarks.register(app)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,14 @@ def drift(
     if ref.empty or cur.empty:
         raise ScoringError(f"no officers in the cohort at {as_of} or at the reference dates")
     definition = DataDefinition(numerical_columns=columns)
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition),
-    )
+    with warnings.catch_warnings():
+        # scipy divides by zero for a column constant in both samples (no drift: the
+        # report says so); its RuntimeWarnings only clutter the command's output
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = Report([DataDriftPreset()], include_tests=True).run(
+            current_data=Dataset.from_pandas(cur, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref, data_definition=definition),
+        )
     raw = snapshot.dict()
     per_column: dict[str, dict[str, Any]] = {}
     share = None

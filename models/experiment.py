@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -767,7 +768,19 @@ def run_experiment(
     have = {d.date() for d in features["as_of_date"].drop_duplicates()}
     missing = [d.isoformat() for d in dates if d not in have]
     if missing:
-        raise ExperimentError(f"no feature rows for as-of dates {', '.join(missing)}")
+        from features.diagnostics import empty_cohort_reasons
+
+        why = empty_cohort_reasons(source, [date.fromisoformat(d) for d in missing], cohort)
+        raise ExperimentError(
+            f"no feature rows for as-of dates {', '.join(missing)}"
+            + "".join(f"\n  {reason}" for reason in why)
+        )
+    if progress:  # features that carry no information on this agency's data
+        from features.diagnostics import degenerate_columns
+
+        names = [c.name for c in spec.columns]
+        for line in degenerate_columns(features, names).lines(len(names)):
+            print(line, file=sys.stderr)
     cols = numeric_feature_columns(features)
     # Columns with no value on any training date teach nothing (and break some estimators);
     # decided on training dates only.
@@ -804,7 +817,8 @@ def run_experiment(
     from rich.progress import Progress
 
     t1 = time.perf_counter()
-    with Progress(disable=not progress, transient=True) as bar:
+    # a transient display leaves a blank line where stderr is not a terminal (a log)
+    with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
         task = bar.add_task("training and evaluating", total=n_fits)
 
         def tick() -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +141,26 @@ def _trusted_types(model: Any) -> list[str]:
     return sorted(sio.get_untrusted_types(data=sio.dumps(model)))
 
 
+@contextmanager
+def _without_registration_chatter() -> Iterator[None]:
+    """MLflow prints "Successfully registered model ..." and "Created version ..." on stderr
+    whatever its logging level: keep those two lines out of the commands' output and pass
+    anything else it writes (warnings, errors) through."""
+    import io
+    import re
+    import sys
+    from contextlib import redirect_stderr
+
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        chatter = re.compile(r"^(Successfully registered model|Created version) '")
+        kept = [line for line in buffer.getvalue().splitlines(True) if not chatter.match(line)]
+        sys.stderr.write("".join(kept))
+
+
 def register_model(
     model: Any,
     name: str,
@@ -192,14 +214,15 @@ def register_model(
             if background is not None:
                 background.to_parquet(tmpdir / "background.parquet", index=False)
             mlflow.log_artifacts(str(tmpdir))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=name,
-            skops_trusted_types=_trusted_types(model),
-        )
+        with _without_registration_chatter():
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=name,
+                skops_trusted_types=_trusted_types(model),
+            )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
     c = client(uri)
@@ -223,8 +246,80 @@ def promote(name: str, version: str | int, alias: str = CHAMPION, uri: str | Non
     c.set_registered_model_alias(name, alias, str(version))
 
 
-def list_models(uri: str | None = None) -> list[dict[str, Any]]:
-    """Every registered model version: name, version, aliases, created, and the trace tags."""
+def _store_missing(uri: str | None) -> bool:
+    """True when the tracking store is a SQLite file that does not exist yet: nothing is
+    registered, and answering so needs neither MLflow (slow to import) nor a new database
+    (slow to create)."""
+    uri = uri or tracking_uri()
+    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
+
+
+def _sqlite_path(uri: str | None) -> Path | None:
+    uri = uri or tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _read_sqlite_store(path: Path, sql: str, args: tuple[Any, ...] = ()) -> list[Any] | None:
+    """Rows of a read-only query on a SQLite tracking store, or None if the store's schema
+    is not the one expected (then the caller asks MLflow)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def _list_models_sqlite(path: Path) -> list[dict[str, Any]] | None:
+    """:func:`list_models` read straight from a SQLite tracking store: MLflow takes several
+    seconds to import, this a few milliseconds. None when the schema is not as expected."""
+    versions = _read_sqlite_store(
+        path,
+        "SELECT name, version, creation_time, run_id FROM model_versions "
+        "WHERE current_stage != 'Deleted_Internal'",  # MLflow's mark of a deleted version
+    )
+    tags = _read_sqlite_store(path, "SELECT name, version, key, value FROM model_version_tags")
+    aliases = _read_sqlite_store(path, "SELECT name, version, alias FROM registered_model_aliases")
+    if versions is None or tags is None or aliases is None:
+        return None
+    tag_map: dict[tuple[str, str], dict[str, str]] = {}
+    for name, version, key, value in tags:
+        tag_map.setdefault((name, str(version)), {})[key] = value
+    alias_map: dict[tuple[str, str], list[str]] = {}
+    for name, version, alias in aliases:
+        alias_map.setdefault((name, str(version)), []).append(alias)
+    rows = []
+    for name, version, created, run_id in versions:
+        key = (name, str(version))
+        rows.append(
+            {
+                "name": name,
+                "version": str(version),
+                "aliases": sorted(alias_map.get(key, [])),
+                "created": created,
+                "run_id": run_id,
+                **{k.removeprefix("ews."): tag_map.get(key, {}).get(k, "") for k in TRACE_TAGS},
+            }
+        )
+    return sorted(rows, key=lambda r: (r["name"], int(r["version"])))
+
+
+def list_models(uri: str | None = None, fast: bool = True) -> list[dict[str, Any]]:
+    """Every registered model version: name, version, aliases, created, and the trace tags.
+
+    A SQLite store is read directly (``fast``); any other store, or a SQLite store whose
+    schema is not the expected one, through the MLflow client."""
+    if _store_missing(uri):
+        return []
+    path = _sqlite_path(uri)
+    if fast and path is not None:
+        found = _list_models_sqlite(path)
+        if found is not None:
+            return found
     c = client(uri)
     rows: list[dict[str, Any]] = []
     for rm in c.search_registered_models():
@@ -329,6 +424,12 @@ def load_champion(name: str, uri: str | None = None) -> RegisteredModel:
 
 def run_results(run_id: str, uri: str | None = None) -> dict[str, Any]:
     """The ``results.json`` an experiment logged in run ``run_id``."""
+    db = _sqlite_path(uri)
+    if _store_missing(uri) or (
+        db is not None
+        and _read_sqlite_store(db, "SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)) == []
+    ):
+        raise RegistryError(f"no run {run_id!r} is tracked in {uri or tracking_uri()}")
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 

@@ -15,4 +15,4 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MLFLOW_DISABLE_TELEMETRY=true SPARK_LOCAL_IP=127.0.0.1
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"   # then the 15 slowest tests

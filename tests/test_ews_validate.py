@@ -288,7 +288,8 @@ def test_every_problem_is_reported_and_listing_is_capped(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    "defect", ["not_utf8", "not_utf8_deep", "bad_gzip", "ragged_csv", "empty_file"]
+    "defect",
+    ["not_utf8", "not_utf8_header", "not_utf8_deep", "bad_gzip", "ragged_csv", "empty_file"],
 )
 def test_unreadable_file_is_a_clear_message(defect: str, tmp_path: Path, ews_home: Path) -> None:
     pkg = write_package(tmp_path / "broken", valid_tables())
@@ -296,14 +297,18 @@ def test_unreadable_file_is_a_clear_message(defect: str, tmp_path: Path, ews_hom
         (pkg / "events.csv").write_bytes(
             (pkg / "events.csv").read_bytes().replace(b"EXCESSIVE", b"EXCESSIV\xc9")
         )
-        want = "events.csv: cannot be read: not UTF-8"
+        want = "events.csv row 1 (line 2): not UTF-8 text"
+    elif defect == "not_utf8_header":
+        data = (pkg / "events.csv").read_bytes()
+        (pkg / "events.csv").write_bytes(data.replace(b"event_type", b"event_typ\xc9", 1))
+        want = "events.csv: cannot be read: not UTF-8 text (in the header row, line 1)"
     elif defect == "not_utf8_deep":  # far past the header, where pyarrow finds it
         tables = valid_tables()
         tables["officers"]["race"][3] = "C" * 20_000
         pkg = write_package(tmp_path / "deep", tables)
         data = (pkg / "officers.csv").read_bytes()
         (pkg / "officers.csv").write_bytes(data.replace(b'CCCCCCCCC"', b'CCCCCCCC\xff"'))
-        want = "officers.csv: cannot be read: not UTF-8"
+        want = "officers.csv row 4 (line 5): not UTF-8 text"
     elif defect == "bad_gzip":
         (pkg / "events.csv").unlink()
         (pkg / "events.csv.gz").write_bytes(b"this is not gzip at all" * 10)
@@ -311,7 +316,7 @@ def test_unreadable_file_is_a_clear_message(defect: str, tmp_path: Path, ews_hom
     elif defect == "ragged_csv":
         with (pkg / "officers.csv").open("a") as f:
             f.write('"o9","2001-01-01",,,,,"one too many"\n')
-        want = "officers.csv: cannot be read: CSV parse error"
+        want = "officers.csv row 5 (line 6): has 7 fields where the header has 6"
     else:
         (pkg / "assignments.csv").write_bytes(b"")
         want = "assignments.csv: the file is empty"
@@ -403,3 +408,96 @@ def test_line_break_where_the_csv_reader_cuts_a_block(tmp_path: Path) -> None:
     outcomes = v.tables["events"]["outcome"].to_pylist()
     assert len(outcomes) == n
     assert outcomes.count("x" * 9 + "\n" + "x" * 10) == 1
+
+
+def _lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def test_damaged_csv_rows_are_named_and_validation_goes_on(tmp_path: Path) -> None:
+    tables = valid_tables()
+    tables["events"]["event_type"][5] = "Use Of Force"  # row 6: a rule on a sound row
+    tables["events"]["outcome"][1] = "two\nlines"  # a quoted line break: rows != file lines
+    pkg = write_package(tmp_path / "damaged", tables)
+    lines = _lines_of(pkg / "events.csv")
+    # row 3 (file line 5, after the two-line row 2) gets one field too many; row 5 a byte
+    # that is not UTF-8
+    lines[4] = lines[4].rstrip(b"\n") + b',"extra"\n'
+    lines[6] = lines[6].replace(b'"commendation"', b'"commendati\xf3n"')
+    (pkg / "events.csv").write_bytes(b"".join(lines))
+    v = validate_package(pkg)
+    assert v.report_lines() == [
+        "events.csv row 3 (line 5): has 11 fields where the header has 10",
+        "events.csv row 5 (line 7): not UTF-8 text (a byte sequence on this line)",
+        "events.csv row 6, event_type: must be lower_snake_case (for example use_of_force)",
+    ]
+
+
+def test_damaged_gzip_csv_officer_is_not_reported_again_as_unknown(tmp_path: Path) -> None:
+    pkg = write_package(tmp_path / "gz", valid_tables())
+    lines = _lines_of(pkg / "officers.csv")
+    lines[2] = lines[2].rstrip(b"\n") + b",,\n"  # officer o2: two fields too many
+    with gzip.open(pkg / "officers.csv.gz", "wb") as f:
+        f.write(b"".join(lines))
+    (pkg / "officers.csv").unlink()
+    v = validate_package(pkg)
+    # o2's events are not reported as naming an unknown officer: only the line itself
+    assert v.report_lines() == [
+        "officers.csv.gz row 2 (line 3): has 8 fields where the header has 6"
+    ]
+
+
+def test_problems_are_sorted_by_file_then_row(tmp_path: Path) -> None:
+    tables = valid_tables()
+    tables["events"]["finding"][4] = "guilty"  # row 5, checked by a later rule
+    tables["events"]["event_date"][1] = "2016/02/11"  # row 2, checked by an earlier rule
+    tables["assignments"]["kind"][0] = "Unit"
+    tables["officers"]["appointed_date"][3] = "1999-02-30"
+    v = validate_package(write_package(tmp_path / "order", tables))
+    assert [line.split(":")[0] for line in v.report_lines()] == [
+        "officers.csv row 4, appointed_date",
+        "events.csv row 2, event_date",
+        "events.csv row 5, finding",
+        "assignments.csv row 1, kind",
+    ]
+
+
+@pytest.mark.parametrize("tz", [None, "America/Chicago"])
+def test_parquet_timestamps_at_midnight_are_read_as_dates(tmp_path: Path, tz: str | None) -> None:
+    from ews_testdata import to_arrow
+
+    pkg = write_package(tmp_path / "ts", valid_tables(), fmt="parquet")
+    t = pq.read_table(pkg / "events.parquet")
+    days = pa.array(t["event_date"].to_pylist()).cast(pa.date32()).cast(pa.timestamp("ms"))
+    if tz:  # midnight in the agency's own time zone
+        days = pa.compute.assume_timezone(days, tz)
+    i = t.schema.get_field_index("event_date")
+    pq.write_table(t.set_column(i, "event_date", days), pkg / "events.parquet")
+    v = validate_package(pkg)
+    assert v.ok, v.report_lines()
+    assert v.notes == [
+        f"events.parquet, event_date: a {days.type} column, every value at midnight: read as dates"
+    ]
+    assert v.tables["events"]["event_date"].to_pylist() == (
+        to_arrow(valid_tables()["events"])["event_date"].cast(pa.date32()).to_pylist()
+    )
+
+
+def test_parquet_timestamps_with_a_time_of_day_are_refused(tmp_path: Path, ews_home: Path) -> None:
+    pkg = write_package(tmp_path / "ts", valid_tables(), fmt="parquet")
+    t = pq.read_table(pkg / "events.parquet")
+    stamps = pa.array(t["event_date"].to_pylist()).cast(pa.date32()).cast(pa.timestamp("s"))
+    shifted = pa.compute.add(stamps, pa.scalar(3600 * 23, pa.duration("s")))  # 23:00
+    values = [stamps[0].as_py(), shifted[1].as_py(), *stamps[2:].to_pylist()]
+    i = t.schema.get_field_index("event_date")
+    ts = pa.array(values, pa.timestamp("s"))
+    pq.write_table(t.set_column(i, "event_date", ts), pkg / "events.parquet")
+    before = tree_digest(ews_home)
+    result = runner.invoke(app, ["ingest", str(pkg)])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        "events.parquet row 2, event_date: a timestamp with a time of day: dates are calendar "
+        "days; store the date (YYYY-MM-DD, or a timestamp at midnight)"
+    ]
+    assert "docs/contract.md" in result.output
+    assert tree_digest(ews_home) == before

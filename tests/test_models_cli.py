@@ -50,6 +50,7 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
 
     out = _ok(["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
     assert "champion" in out and "ews-clitest-sustained" in out
+    assert "{" not in out.split("results:")[1]  # the timings too are plain text
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     reg = results["champions"]["sustained"]["registered"]
     name, version, run_id = reg["name"], reg["version"], reg["run_id"]
@@ -64,9 +65,17 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     champion = results["champions"]["sustained"]
     assert champion["train_dates"] == deploy["train_as_of"]
     assert champion["candidate"]["name"] == deploy["chosen"]
+    # the champion registered, and why, as printed
+    assert f"registered {deploy['chosen']} as {name} v{version} (alias champion)" in out
+    assert "why: best precision@10% mean - 0.5 x std over" in out
 
     listing = _ok(["models", "list"])
     assert "ews-clitest-sustained" in listing and "champion" in listing
+    from models import registry
+
+    # the SQLite store read directly says what the MLflow client says
+    assert registry.list_models() == registry.list_models(fast=False)
+    assert registry.list_models()[0]["aliases"] == ["champion"]
 
     flags_csv = tmp_path / "flags.csv"
     _ok(["score", "--as-of", "2016-01-01", "--out", str(flags_csv)])
@@ -81,6 +90,11 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert set(flags["model_name"]) == {name}
     assert set(flags["as_of_date"].astype(str).str[:10]) == {"2016-01-01"}
     assert all(isinstance(json.loads(r), list) for r in flags["rules_fired"])
+
+    # the audit defaults to the only agency and prints tables, not Python reprs
+    audit = _ok(["audit", "disparities", "--min-group", "5"])
+    assert "clitest as of 2016-01-01" in audit and "lowest/highest" in audit
+    assert "{" not in audit and max(len(line) for line in audit.splitlines()) <= 100
 
     # drift of the inputs at the deployment date against the champion's training dates
     day = deploy["as_of"]
@@ -101,7 +115,6 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     # exactly the scores that `ews score` wrote.
     from ews.store import Workspace
     from features.build import build_features
-    from models import registry
 
     snap = Workspace().snapshot("clitest")
     assert set(flags["snapshot_id"]) == {snap.id}
@@ -124,6 +137,6 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["models", "promote", name, "999"])
     assert bad.exit_code == 1 and "no version 999" in bad.output
     bad = runner.invoke(app, ["evaluate", "--run", "x", "--results", str(cfg), "--out", "x"])
-    assert bad.exit_code == 1 and "exactly one of" in bad.output
+    assert bad.exit_code == 2 and "exactly one of" in bad.output
     bad = runner.invoke(app, ["score", "--as-of", "2016-13-01"])
-    assert bad.exit_code == 1 and "not a date" in bad.output
+    assert bad.exit_code == 2 and "not a date" in bad.output

@@ -1,0 +1,154 @@
+"""Diagnostics of a feature build, reported before the work goes on: why a cohort is empty
+at an as-of date, and which features carry no information on an agency's data.
+
+- :func:`empty_cohort_reasons` names the cause for each date without a cohort row: no officer
+  active at the date (appointed before it and not separated before it, the knowledge-time
+  rule of features.cohort), or, with ``require_assignment``, no assignment of that kind in the
+  package at all, or none held at the date by the active officers.
+- :func:`degenerate_columns` lists the columns that are empty (every value missing) or
+  constant (one value on every row) in a feature table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ews.store import Snapshot
+    from features.cohort import CohortSpec
+
+
+def empty_cohort_reasons(
+    source: Snapshot | str | Path,
+    dates: Iterable[dt.date],
+    cohort: CohortSpec | None = None,
+) -> list[str]:
+    """One sentence per date of ``dates`` giving why no officer is in the cohort there.
+
+    Reads the package's officers and assignments tables (small) with pandas; the rule is the
+    one of :mod:`features.cohort`."""
+    import pandas as pd
+
+    from features.engines import package_folder
+
+    folder = package_folder(source)
+    officers = pd.read_parquet(
+        folder / "officers.parquet", columns=["officer_id", "appointed_date", "separation_date"]
+    )
+    appointed = pd.to_datetime(officers["appointed_date"])
+    separated = pd.to_datetime(officers["separation_date"])
+    kind = cohort.require_assignment if cohort is not None else None
+    assignments = None
+    if kind is not None:
+        path = folder / "assignments.parquet"
+        assignments = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["kind"])
+    span = (
+        f"officers were appointed {appointed.min().date()} .. {appointed.max().date()}"
+        if len(officers)
+        else "the package holds no officers"
+    )
+    reasons = []
+    for day in sorted(set(dates)):
+        t = pd.Timestamp(day)
+        active = (appointed < t) & (separated.isna() | (separated >= t))
+        n_active = int(active.sum())
+        if n_active == 0:
+            reasons.append(
+                f"{day}: no officer was active (appointed before it and not separated "
+                f"before it); {span}"
+            )
+            continue
+        if kind is None or assignments is None:
+            continue
+        of_kind = assignments[assignments["kind"] == kind]
+        if of_kind.empty:
+            kinds = sorted(str(k) for k in assignments["kind"].dropna().unique())
+            held = ", ".join(kinds) if kinds else "none"
+            reasons.append(
+                f"{day}: the package holds no {kind!r} assignments (kinds it holds: {held}), "
+                f"so --require-assignment {kind} leaves none of the {n_active:,} active "
+                "officers"
+            )
+            continue
+        start = pd.to_datetime(of_kind["start_date"])
+        end = pd.to_datetime(of_kind["end_date"])
+        holding = of_kind[(start < t) & (end.isna() | (end >= t))]["officer_id"].astype(str)
+        ids = set(officers.loc[active, "officer_id"].astype(str))
+        if not ids & set(holding):
+            first = start.min().date()
+            reasons.append(
+                f"{day}: none of the {n_active:,} active officers held a {kind!r} assignment "
+                f"(the first {kind!r} assignment starts {first})"
+            )
+    return reasons
+
+
+@dataclass
+class Degenerate:
+    """Columns of a feature table that carry no information on this data."""
+
+    empty: list[str] = field(default_factory=list)
+    constant: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.empty) + len(self.constant)
+
+    def lines(self, total: int, width: int = 100) -> list[str]:
+        """A plain-text report, wrapped at ``width``: a count, then the names."""
+        import textwrap
+
+        if not len(self):
+            return []
+        out = [
+            f"{len(self)} of {total} features carry no information on this data "
+            f"({len(self.empty)} empty, {len(self.constant)} constant):"
+        ]
+        if self.empty:
+            out += textwrap.wrap(
+                "empty (no value at all): " + ", ".join(self.empty),
+                width,
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        by_value: dict[str, list[str]] = {}
+        for name, value in self.constant.items():
+            by_value.setdefault(_show(value), []).append(name)
+        for value, names in sorted(by_value.items()):
+            out += textwrap.wrap(
+                f"constant {value}: " + ", ".join(names),
+                width,
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def degenerate_columns(df: pd.DataFrame, columns: Sequence[str]) -> Degenerate:
+    """The ``columns`` of ``df`` that are empty (all missing; every column of an empty table)
+    or constant (one distinct non-missing value and no missing one)."""
+    out = Degenerate()
+    for name in columns:
+        s = df[name]
+        values = s.dropna()
+        if values.empty:
+            out.empty.append(name)
+        elif len(values) == len(s) and values.nunique() == 1:
+            first = values.iloc[0]
+            out.constant[name] = first.item() if hasattr(first, "item") else first
+    return out

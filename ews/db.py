@@ -330,9 +330,11 @@ class AppDatabase:
             self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self.read_engine: Engine = _sqlite_engine(url, None)
         else:
-            self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            # no pre-ping (a round trip per checkout): connections are recycled instead
+            pool = {"pool_size": 20, "max_overflow": 40, "pool_recycle": 1800}
+            self.engine = create_engine(url, **pool)
             self.write_engine = self.engine
-            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.read_engine = create_engine(url, isolation_level="AUTOCOMMIT", **pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer: GroupWriter | None = None

@@ -163,6 +163,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentC
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: an experiment config is a YAML mapping")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    spec = data.get("feature_spec")
+    if isinstance(spec, str) and not Path(spec).is_absolute():
+        # a spec path in a config file is read from the config's folder
+        beside = (path.parent / spec).resolve()
+        if beside.is_file():
+            data["feature_spec"] = str(beside)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:

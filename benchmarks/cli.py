@@ -52,10 +52,15 @@ def register(app: typer.Typer) -> None:
         0.705."""
         from rich.console import Console
 
+        from benchmarks.common import BenchmarkError
         from benchmarks.triage_peer import format_triage_peer, run_triage_peer
 
-        with Console(stderr=True).status("ingesting, then ews train (a minute or two)"):
-            run = run_triage_peer(data, threads=threads, home=home)
+        try:
+            with Console(stderr=True).status("ingesting, then ews train (a minute or two)"):
+                run = run_triage_peer(data, threads=threads, home=home)
+        except BenchmarkError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
         typer.echo(format_triage_peer(run))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)

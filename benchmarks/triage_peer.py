@@ -38,7 +38,7 @@ from benchmarks.common import BenchmarkError
 
 CONFIG = Path(models.__file__).resolve().parent / "experiments" / "triage_peer.yaml"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "triage-peer-10k"
-AGENCY = "triage-peer"
+AGENCY = "triage_peer"
 # triage 6.0.0 on the same data and machine kind (data/triage-peer-10k/README.md)
 TRIAGE_SECONDS_QUIET = 89.7
 TRIAGE_SECONDS_LOADED = 146.5

@@ -2,24 +2,27 @@
 
 One YAML file (validated by pydantic before any data is read, then hashed) says everything:
 which data, which features, which cohort, which labels, how to split time, which models to
-try and which rules to beat. :func:`run_experiment` then
+try and which rules to beat. :func:`run_experiment` chains the named steps of
+:mod:`models.steps`:
 
-1. lays out the splits with :class:`models.splitter.TemporalSplitter` (no training label
-   window reaches past its test date; with label maturity, the default, training labels count
-   only findings known at the test date);
-2. builds the features ONCE for every as-of date any split needs (training, validation and
-   test) with :func:`features.build.build_features`, the same code path scoring uses;
-3. for each label and split: chooses a model among the grid on *inner validation splits
-   inside the training years* (mean precision@k minus a variance penalty,
-   :func:`models.metrics.select_model`), fits every candidate and every rule on the training
-   dates, scores the test date, and computes the metrics and the equal-volume comparison of
-   each model with each rule;
-4. with ``refit_champion`` (default) when registering, repeats that choice on a deployment
-   split as of the day after the data end (inner validation splits again, training dates
-   whose label windows have ended, labels as known then) and fits it on the newest training
-   dates; otherwise the candidate chosen at the latest split, fitted on its training dates;
-5. registers each label's champion in the MLflow registry (alias ``champion``) with
-   everything that traces it.
+1. ``check_config``: the config against the feature spec and the data (rules' columns,
+   labels, cohort), refused with every problem named before any work;
+2. ``plan_splits``: the splits of :class:`models.splitter.TemporalSplitter` per label (no
+   training label window reaches past its test date; with label maturity, the default,
+   training labels count only findings known at the test date), their inner validation
+   splits (``splitter.inner_splits``; 0 = no selection) and the deployment split;
+3. ``build_features`` ONCE for every as-of date any split needs, with
+   :func:`features.build.build_features`, the same code path scoring uses;
+4. ``build_labels``: one query per label and knowledge cutoff;
+5. for each label and split: ``select`` a candidate on the inner validation splits inside the
+   training years (each fitted and evaluated like the split itself; mean metric minus a
+   variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
+   date (every prediction kept), ``compare_with_rules`` at the rules' volume;
+6. with ``refit_champion`` (default) when registering, the same choice on a deployment split
+   as of the day after the data end, fitted on the newest training dates whose label windows
+   have ended; otherwise the candidate chosen at the latest split;
+7. ``register`` each label's champion (alias ``champion``), or with ``registry: all`` every
+   fitted model, in the MLflow registry with everything that traces it.
 
 The result holds one record per (label, split, method) with the keys ``test_date, label,
 method, kind (rule|model), selected, flagged, tp, fp, precision, recall, auc, ap, brier,
@@ -493,37 +496,7 @@ def run_experiment(
     for label in checked.labels:
         if plan.deploy.get(label) is not None:
             run.refit(label)
-    notes = [
-        "Model selection used only inner validation splits inside each split's training "
-        "years; validation labels count only what was known at that split's test date."
-        if plan.selects
-        else "No selection (splitter.inner_splits: 0): every candidate evaluated, none chosen.",
-        f"labels built: {len(labels.calls)} calls",
-    ]
-    if feats.left_out:
-        notes.append(f"left out (no value on any training date): {', '.join(feats.left_out)}")
-    notes += run.notes
-    first = next(iter(checked.labels))
-    result = ExperimentResult(
-        config=config.model_dump(mode="json"),
-        config_hash=config.hash,
-        agency=agency,
-        snapshot_id=snapshot_id,
-        spec_hash=str(checked.spec.hash),
-        feature_columns=feats.columns,
-        splits=[
-            {**sp.as_dict(), "inner": [i.as_dict() for i in plan.inner[first][sp.test_as_of]]}
-            for sp in plan.splits[first]
-        ],
-        records=_json_safe(run.records),
-        selection=_json_safe(run.selection),
-        champions=run.champions,
-        deployment=_json_safe(run.deployment),
-        timings=clock.timings,
-        notes=notes,
-        predictions=run.predictions(),
-        fitted=run.fitted if config.registry == "all" else [],
-    )
+    result = run.result(agency, snapshot_id)
     if tracking:
         n = len(result.champions) + len(result.fitted)
         with clock.step("register", f"registering {n} models in MLflow"):
@@ -685,6 +658,40 @@ class _Run:
                 "n_train": len(train),
                 "made_on": "training years only (no evaluation happens at this date)",
             }
+        )
+
+    def result(self, agency: str, snapshot_id: str) -> ExperimentResult:
+        """What the run found, as an :class:`ExperimentResult`."""
+        config, plan, feats = self.config, self.plan, self.features
+        notes = [
+            "Model selection used only inner validation splits inside each split's training "
+            "years; validation labels count only what was known at that split's test date."
+            if plan.selects
+            else "No selection (splitter.inner_splits: 0): every candidate evaluated, none chosen.",
+            f"labels built: {len(self.labels.calls)} calls",
+        ]
+        if feats.left_out:
+            notes.append(f"left out (no value on any training date): {', '.join(feats.left_out)}")
+        first = next(iter(self.checked.labels))
+        return ExperimentResult(
+            config=config.model_dump(mode="json"),
+            config_hash=config.hash,
+            agency=agency,
+            snapshot_id=snapshot_id,
+            spec_hash=str(self.checked.spec.hash),
+            feature_columns=feats.columns,
+            splits=[
+                {**sp.as_dict(), "inner": [i.as_dict() for i in plan.inner[first][sp.test_as_of]]}
+                for sp in plan.splits[first]
+            ],
+            records=_json_safe(self.records),
+            selection=_json_safe(self.selection),
+            champions=self.champions,
+            deployment=_json_safe(self.deployment),
+            timings=self.clock.timings,
+            notes=notes + self.notes,
+            predictions=self.predictions(),
+            fitted=self.fitted if config.registry == "all" else [],
         )
 
     def predictions(self) -> pd.DataFrame:

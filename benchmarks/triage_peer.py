@@ -53,7 +53,9 @@ class TriagePeerRun:
     ingest_seconds: float
     store_seconds: float
     train_seconds: float
+    train_cpu_seconds: float
     steps: dict[str, float]
+    cpu_steps: dict[str, float]
     records: list[dict[str, Any]]
     predictions: int
     registered: int
@@ -95,6 +97,8 @@ class TriagePeerRun:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ews_train_seconds": round(self.train_seconds, 2),
+            "ews_train_cpu_seconds": round(self.train_cpu_seconds, 2),
+            "steps_cpu_seconds": self.cpu_steps,
             "ingest_seconds": round(self.ingest_seconds, 2),
             "mlflow_store_seconds": round(self.store_seconds, 2),
             "steps_seconds": self.steps,
@@ -112,15 +116,21 @@ class TriagePeerRun:
         }
 
 
-def _ews(*args: str, env: dict[str, str]) -> float:
-    """Run ``ews ARGS`` as its own process; wall seconds. Raises with its output on failure."""
+def _ews(*args: str, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``ews ARGS`` as its own process; (wall seconds, CPU seconds of the process, all
+    threads). Raises with its output on failure."""
+    import resource
+
     command = [sys.executable, "-c", "from ews.cli import main; main()", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
         raise BenchmarkError(f"ews {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    return seconds, cpu
 
 
 def run_triage_peer(
@@ -147,11 +157,11 @@ def run_triage_peer(
         }
         env.pop("EWS_MLFLOW_URI", None)
         env.pop("EWS_DATABASE_URL", None)
-        ingest = _ews("ingest", str(data), "--agency", AGENCY, env=env)
-        store = _ews("models", "list", env=env)  # creates the workspace's MLflow store
+        ingest, _ = _ews("ingest", str(data), "--agency", AGENCY, env=env)
+        store, _ = _ews("models", "list", env=env)  # creates the workspace's MLflow store
         load = os.getloadavg()
         out = root / "run"
-        train = _ews(
+        train, train_cpu = _ews(
             "train", "--config", str(config), "--agency", AGENCY, "--out", str(out), env=env
         )
         results = json.loads((out / "results.json").read_text())
@@ -165,7 +175,9 @@ def run_triage_peer(
         ingest_seconds=ingest,
         store_seconds=store,
         train_seconds=train,
+        train_cpu_seconds=train_cpu,
         steps=results.get("timings", {}),
+        cpu_steps=results.get("cpu_timings", {}),
         records=results["records"],
         predictions=n_pred,
         registered=len(results.get("registered", [])),
@@ -181,14 +193,20 @@ def format_triage_peer(run: TriagePeerRun) -> str:
     lines = [
         f"ews train, end to end from the command line: {run.train_seconds:6.1f} s "
         f"(triage {TRIAGE_SECONDS_QUIET} s on a quiet machine: {speed:.1f}x)",
-        f"  load average before the run: {load}; EWS_THREADS={run.threads}",
+        f"  CPU {run.train_cpu_seconds:.1f} s (all threads; on an idle 2-core machine the wall "
+        f"time is at least half of it); load average before the run: {load}; "
+        f"EWS_THREADS={run.threads}",
         f"  {run.predictions} test predictions written, {run.registered} models registered",
         f"not in triage's figure: ews ingest {run.ingest_seconds:.1f} s, "
         f"MLflow store creation {run.store_seconds:.1f} s",
         "",
-        "steps (s): "
+        "steps, wall s: "
         + ", ".join(
             f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f}" for k, v in run.steps.items()
+        ),
+        "steps, CPU s: "
+        + ", ".join(
+            f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f}" for k, v in run.cpu_steps.items()
         ),
         "",
         f"{'test date':<11} {'model':<54} {'n':>6} {'p@10%':>6} {'r@10%':>6} {'AUC':>6}",

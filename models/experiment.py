@@ -214,8 +214,9 @@ class ExperimentResult:
     selection: list[dict[str, Any]]
     champions: dict[str, Champion] = field(default_factory=dict)
     deployment: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     notes: list[str] = field(default_factory=list)
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per step
     predictions: pd.DataFrame | None = None  # every test row's score per model
     fitted: list[Champion] = field(default_factory=list)  # the others, with register: all
 
@@ -246,6 +247,7 @@ class ExperimentResult:
             ],
             "deployment": self.deployment,
             "timings": self.timings,
+            "cpu_timings": self.cpu_timings,
             "notes": self.notes,
         }
 
@@ -428,7 +430,9 @@ class Clock:
     def __init__(self, say: Callable[[str], None] | None = None) -> None:
         self.say = say or (lambda _line: None)
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -440,12 +444,13 @@ class Clock:
     def step(self, name: str, message: str | None = None) -> Iterator[None]:
         if message is not None:
             self.note(message)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             key = f"{name.replace(' ', '_')}_s"
             self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - t0, 3)
+            self.cpu[key] = round(self.cpu.get(key, 0.0) + time.process_time() - c0, 3)
 
 
 def progress_printer() -> Callable[[str], None]:
@@ -503,6 +508,7 @@ def run_experiment(
             register(result)
     clock.note("done")
     result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
+    result.cpu_timings = {**clock.cpu, "total_s": round(time.process_time() - clock.cpu_started, 3)}
     return result
 
 
@@ -532,6 +538,7 @@ class _Run:
         self.done = 0
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
+        self.fits_started = clock.elapsed()
 
     def tick(self, _name: str = "") -> None:
         self.done += 1
@@ -539,7 +546,7 @@ class _Run:
     def remaining(self) -> str:
         if not self.done:
             return ""
-        per_fit = (self.clock.elapsed()) / self.done
+        per_fit = (self.clock.elapsed() - self.fits_started) / self.done
         left = per_fit * (self.total - self.done)
         return f"; {self.done}/{self.total} fits, about {left:.0f} s left"
 
@@ -567,8 +574,8 @@ class _Run:
         inner = self.plan.inner[label][sp.test_as_of]
         self.clock.note(
             f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
-            + (f"selecting on {len(inner)} validation splits, then " if inner else "")
-            + f"fitting {len(cands)} candidates on {len(sp.train_as_of)} training dates"
+            f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
+            + (f", {len(inner)} validation splits to choose on" if inner else "")
         )
         chosen, scores, used = self.select(label, inner) if inner else (None, {}, [])
         if inner:

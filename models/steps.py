@@ -59,37 +59,28 @@ def rule_name(item: str | dict[str, Any]) -> str:
 
 
 def rule_columns(rule: Any, columns: Sequence[str]) -> list[str]:
-    """The problems of an unfitted rule against the feature columns it would be given
-    (empty when it can be fitted on them)."""
+    """The columns an unfitted rule needs that are not among ``columns`` (empty when it can be
+    fitted on them); a needed family of columns is written as a pattern (``*_count``)."""
     from models.rules import BestSingleRule, PeerOutlierRule, ThresholdRule
 
     have = set(columns)
-    problems: list[str] = []
+    missing: list[str] = []
     if isinstance(rule, ThresholdRule) and rule.conditions is not None:
-        for c in rule.conditions:
-            col = c.get("column")
-            if isinstance(col, str) and col not in have:
-                problems.append(f"needs column {col!r}")
+        missing = [str(c["column"]) for c in rule.conditions if isinstance(c.get("column"), str)]
     elif isinstance(rule, PeerOutlierRule):
+        ends = [f"_{rule.peer}_pct"] if rule.pct is not None else []
+        ends += [f"_{rule.peer}_z"] if rule.z is not None else []
         if rule.indicators is None:
-            ends = [f"_{rule.peer}_pct"] if rule.pct is not None else []
-            ends += [f"_{rule.peer}_z"] if rule.z is not None else []
             if not any(c.endswith(tuple(ends)) for c in columns):
-                problems.append(f"needs peer columns *{' or *'.join(ends)}")
+                return [" or ".join(f"*{e}" for e in ends)]
         else:
-            for ind in rule.indicators:
-                for suffix, on in (("pct", rule.pct), ("z", rule.z)):
-                    col = f"{ind}_{rule.peer}_{suffix}"
-                    if on is not None and col not in have:
-                        problems.append(f"needs column {col!r}")
+            missing = [f"{ind}{e}" for ind in rule.indicators for e in ends]
     elif isinstance(rule, BestSingleRule):
         if rule.columns is not None:
-            problems += [
-                f"needs column {c!r}" for c in rule.columns if isinstance(c, str) and c not in have
-            ]
+            missing = [c for c in rule.columns if isinstance(c, str)]
         elif not any(c.endswith("_count") for c in columns):
-            problems.append("needs at least one *_count column")
-    return problems
+            return ["*_count"]
+    return [c for c in dict.fromkeys(missing) if c not in have]
 
 
 def _data_values(source: Snapshot | Path, table: str, column: str) -> set[str] | None:
@@ -174,8 +165,8 @@ def check_config(config: ExperimentConfig, source: Snapshot | Path | None) -> Ch
             missing = rule_columns(rule, columns)
             if missing:
                 problems.append(
-                    f"rule {name!r} {'; '.join(missing)}, which feature spec {spec.name!r} "
-                    "does not build"
+                    f"rule {name!r} needs {', '.join(missing)}, which feature spec "
+                    f"{spec.name!r} does not build"
                 )
         rules.append((name, item))
     if problems:

@@ -86,6 +86,7 @@ def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) ->
     assert used["2019-01-01"] == ["2018-01-01"]
     assert used["2022-01-01"][0] == "2019-01-01" and len(used["2022-01-01"]) == 5
     assert {"build_features_s", "fit_candidates_s", "register_s", "total_s"} <= set(run.steps)
+    assert set(run.cpu_steps) == set(run.steps) and run.train_cpu_seconds > 0
     assert run.train_seconds > run.steps["total_s"] > 0
     text = tp.format_triage_peer(run)
     assert "mean" in text and "89.7" in text and "0.705" in text

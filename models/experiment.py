@@ -502,10 +502,12 @@ def run_experiment(
         if plan.deploy.get(label) is not None:
             run.refit(label)
     result = run.result(agency, snapshot_id)
-    if tracking:
-        n = len(result.champions) + len(result.fitted)
+    n = len(result.champions) + len(result.fitted)
+    if tracking and n:
         with clock.step("register", f"registering {n} models in MLflow"):
             register(result)
+    elif tracking:
+        result.notes.append("nothing registered: no model was chosen (use registry: all)")
     clock.note("done")
     result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
     result.cpu_timings = {**clock.cpu, "total_s": round(time.process_time() - clock.cpu_started, 3)}

@@ -651,7 +651,10 @@ class _Run:
             rules = _fit_rules_on(fit, self.checked.rules)
         champ = _champion(label, cand, model, fit, deploy, rules, self.config)
         if label in self.champions:
-            champ.test_metrics = self.champions[label].test_metrics
+            evaluated = self.champions[label]
+            champ.test_metrics = evaluated.test_metrics
+            if self.config.registry == "all":  # the evaluated choice is registered too
+                self.fitted.append(evaluated)
         self.champions[label] = champ
         self.deployment.append(
             {

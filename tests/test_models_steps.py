@@ -333,3 +333,20 @@ def test_text_table_fits_100_columns() -> None:
     assert "m1" in text and "m2" in text and long in text  # the legend names each model
     row = next(line for line in text.splitlines() if line.startswith("2014-01-01  m1"))
     assert "*" in row and "0.800" in row
+
+
+def test_registry_all_with_a_refit_champion_keeps_every_evaluated_model(
+    agency: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.experiment
+
+    registered: list[Any] = []
+    monkeypatch.setattr(models.experiment, "register", registered.append)
+    cfg = _config(registry="all", rules=["cmpd"])
+    result = run_experiment(cfg, agency, tracking=True, progress=False)
+    assert registered == [result]
+    champ = result.champions["sustained"]
+    assert champ.as_of == date(2017, 1, 1)  # refit as of the day after the data end
+    # every model evaluated on a test split is registered besides the refit champion
+    evaluated = {(r["test_date"], r["method"]) for r in result.records if r["kind"] == "model"}
+    assert {(c.as_of.isoformat(), c.candidate["name"]) for c in result.fitted} == evaluated

@@ -813,17 +813,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load_after = uptime()
 
     per_round = [round_ratios(r) for r in rounds]
-    for n, (results, ratios) in enumerate(zip(rounds, per_round, strict=True)):
+    for n, (results, each_ratios) in enumerate(zip(rounds, per_round, strict=True)):
         print(f"\nround {n + 1} of {len(rounds)}")
-        print_table(results, ratios)
-    ratios = {
-        k: (statistics.median(v) if None not in (v := [r[k] for r in per_round]) else None)
-        for k in per_round[0]
-    }
+        print_table(results, each_ratios)
+    ratios: dict[str, float | None] = {}
+    for k in per_round[0]:
+        values = [r[k] for r in per_round]
+        known = [v for v in values if v is not None]
+        ratios[k] = statistics.median(known) if len(known) == len(values) else None
     if len(rounds) > 1:
-        for k, v in ratios.items():
-            each = ", ".join("-" if r[k] is None else f"{100 * r[k]:.1f}%" for r in per_round)
-            shown = "-" if v is None else f"{100 * v:.1f}%"
+        for k, median in ratios.items():
+            each = ", ".join("-" if (v := r[k]) is None else f"{100 * v:.1f}%" for r in per_round)
+            shown = "-" if median is None else f"{100 * median:.1f}%"
             print(f"throughput {k}, median of {len(rounds)} rounds: {shown} ({each})")
     print(f"load before: {load_before}\nload after:  {load_after}")
     report = {

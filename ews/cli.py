@@ -22,6 +22,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from api import cli as api_cli
+    from benchmarks import cli as benchmarks_cli
     from ews import cli_data, cli_demo, cli_sources
     from features import cli as features_cli
     from models import cli as models_cli
@@ -32,6 +33,7 @@ def _register() -> None:
     features_cli.register(app)
     models_cli.register(app)
     api_cli.register(app)
+    benchmarks_cli.register(app)
 
 
 @app.callback()

@@ -13,7 +13,6 @@ from typing import Any
 import typer
 
 from ews.cli_style import AGENCY_HELP, EXIT_FAILED, EXIT_USAGE, fail, parse_date, print_table
-from models import benchmarks
 
 models_app = typer.Typer(
     help="The model registry: list registered models and move aliases (champion, challenger).",
@@ -128,13 +127,17 @@ def train(
 ) -> None:
     """Train the model grid and compare it with the rules on honest temporal splits.
 
-    Features are built once for every as-of date; each split trains only on dates whose label
-    window ends by its test date (label maturity on by default); the model is chosen on
-    validation splits inside the training years. Prints the metrics table, writes
-    results.json and registers the winner per label with the alias `champion`.
+    The config is checked against the feature spec and the data before any work. Features are
+    built once for every as-of date; each split trains only on dates whose label window ends
+    by its test date (label maturity on by default); the model is chosen on validation splits
+    inside the training years (or, with splitter.inner_splits 0, every candidate is evaluated
+    and none chosen). Prints a line per step and split, then the metrics table; writes
+    results.json and predictions.parquet (every test prediction) and registers the champion
+    per label (alias `champion`), or every fitted model with `registry: all`.
     """
     from ews.settings import get_settings
     from models.experiment import load_config, run_experiment
+    from models.report import text_table
 
     try:
         cfg = load_config(config, agency=agency, snapshot=snapshot)
@@ -142,12 +145,15 @@ def train(
     except _known_errors() as exc:
         _fail(exc)
         return
-    rows = result.table().to_dict(orient="records")
-    cols = ["label", "test_date", "method", "kind", "selected", "flagged", "tp", "fp"]
-    _print_table(rows, cols + ["precision", "recall", "auc"], f"experiment {result.config_hash}")
     folder = out or get_settings().home / "experiments" / result.config_hash
     path = result.save(folder / "results.json")
-    typer.echo(f"results: {path}")
+    preds = result.save_predictions(folder / "predictions.parquet")
+    typer.echo(f"experiment {result.config_hash} ({result.agency}, snapshot {result.snapshot_id})")
+    typer.echo(text_table(result.records, width=100))
+    typer.echo(f"\nresults: {path}")
+    if preds is not None:
+        n = 0 if result.predictions is None else len(result.predictions)
+        typer.echo(f"predictions: {preds} ({n} rows)")
     for label, champ in result.champions.items():
         reg = champ.registered
         where = (
@@ -156,6 +162,9 @@ def train(
         typer.echo(f"{label}: {champ.candidate['name']}{where}")
     for line in champion_lines(result):
         typer.echo(line)
+    others = [c.registered for c in result.fitted if c.registered]
+    if others:
+        typer.echo(f"registered {len(others)} more models (no alias): {others[0]['name']} ...")
     typer.echo(f"timings: {_seconds(result.timings)}")
 
 
@@ -220,12 +229,18 @@ def score(
         None, help="Flag as many officers as this rule does (e.g. cmpd)."
     ),
     explain: bool = typer.Option(True, "--explain/--no-explain", help="Explain every score."),
+    allow_lookahead: bool = typer.Option(
+        False,
+        "--allow-lookahead",
+        help="Score even with a model trained on outcomes known after the as-of date.",
+    ),
 ) -> None:
     """Score every officer at an as-of date with a registered model and save the flags.
 
     Flags go to the application database (where the service reads them), each with its
     score, rank, the rules that fire, an explanation and its provenance; a Parquet export is
-    written to EWS_HOME/flags/<agency>/<date>.parquet.
+    written to EWS_HOME/flags/<agency>/<date>.parquet. A model trained on outcomes known after
+    the as-of date (its label cutoff) is refused unless --allow-lookahead.
     """
     from models.scoring import score as run_score
 
@@ -241,10 +256,13 @@ def score(
             flag_like_rule=like_rule,
             explain=explain,
             progress=True,
+            allow_lookahead=allow_lookahead,
         )
     except _known_errors() as exc:
         _fail(exc)
         return
+    if flags.attrs.get("lookahead"):
+        typer.secho(f"warning: look-ahead: {flags.attrs['lookahead']}", fg="yellow", err=True)
     top = flags[flags["flagged"]].head(15)
     cols = ["rank", "officer_id", "score", "percentile", "unit"]
     if "explanation" in top:
@@ -399,4 +417,3 @@ def register(app: typer.Typer) -> None:
     app.command("drift")(drift)
     app.add_typer(models_app, name="models")
     app.add_typer(audit_app, name="audit")
-    benchmarks.register(app)

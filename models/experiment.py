@@ -2,24 +2,27 @@
 
 One YAML file (validated by pydantic before any data is read, then hashed) says everything:
 which data, which features, which cohort, which labels, how to split time, which models to
-try and which rules to beat. :func:`run_experiment` then
+try and which rules to beat. :func:`run_experiment` chains the named steps of
+:mod:`models.steps`:
 
-1. lays out the splits with :class:`models.splitter.TemporalSplitter` (no training label
-   window reaches past its test date; with label maturity, the default, training labels count
-   only findings known at the test date);
-2. builds the features ONCE for every as-of date any split needs (training, validation and
-   test) with :func:`features.build.build_features`, the same code path scoring uses;
-3. for each label and split: chooses a model among the grid on *inner validation splits
-   inside the training years* (mean precision@k minus a variance penalty,
-   :func:`models.metrics.select_model`), fits every candidate and every rule on the training
-   dates, scores the test date, and computes the metrics and the equal-volume comparison of
-   each model with each rule;
-4. with ``refit_champion`` (default) when registering, repeats that choice on a deployment
-   split as of the day after the data end (inner validation splits again, training dates
-   whose label windows have ended, labels as known then) and fits it on the newest training
-   dates; otherwise the candidate chosen at the latest split, fitted on its training dates;
-5. registers each label's champion in the MLflow registry (alias ``champion``) with
-   everything that traces it.
+1. ``check_config``: the config against the feature spec and the data (rules' columns,
+   labels, cohort), refused with every problem named before any work;
+2. ``plan_splits``: the splits of :class:`models.splitter.TemporalSplitter` per label (no
+   training label window reaches past its test date; with label maturity, the default,
+   training labels count only findings known at the test date), their inner validation
+   splits (``splitter.inner_splits``; 0 = no selection) and the deployment split;
+3. ``build_features`` ONCE for every as-of date any split needs, with
+   :func:`features.build.build_features`, the same code path scoring uses;
+4. ``build_labels``: one query per label and knowledge cutoff;
+5. for each label and split: ``select`` a candidate on the inner validation splits inside the
+   training years (each fitted and evaluated like the split itself; mean metric minus a
+   variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
+   date (every prediction kept), ``compare_with_rules`` at the rules' volume;
+6. with ``refit_champion`` (default) when registering, the same choice on a deployment split
+   as of the day after the data end, fitted on the newest training dates whose label windows
+   have ended; otherwise the candidate chosen at the latest split;
+7. ``register`` each label's champion (alias ``champion``), or with ``registry: all`` every
+   fitted model, in the MLflow registry with everything that traces it.
 
 The result holds one record per (label, split, method) with the keys ``test_date, label,
 method, kind (rule|model), selected, flagged, tp, fp, precision, recall, auc, ap, brier,
@@ -31,20 +34,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.grid import ModelSpec
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from ews.store import Snapshot
@@ -75,7 +78,9 @@ class SplitterConfig(BaseModel):
     train_every: str = "1y"
     first_train_date: date | None = None
     label_maturity: bool = True
-    inner_splits: int = Field(default=2, ge=1)
+    # validation splits inside each split's training years, to choose among the grid;
+    # 0: no selection (every candidate is evaluated, none chosen, no champion)
+    inner_splits: int = Field(default=2, ge=0)
     # Extra time a training label window must have ended before the test (or validation)
     # date, for slow-maturing labels (see models.splitter): one duration for every label,
     # or a mapping label name -> duration (labels left out get none).
@@ -115,6 +120,9 @@ class ExperimentConfig(BaseModel):
     n_boot: int = Field(default=1000, ge=0)
     background_rows: int = Field(default=200, ge=10)
     refit_champion: bool = True
+    # what `ews train` registers in MLflow: each label's champion, or every fitted model
+    # (the champion keeps the alias `champion`; the others carry none)
+    registry: Literal["champion", "all"] = "champion"
 
     @field_validator("ks")
     @classmethod
@@ -158,6 +166,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentC
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: an experiment config is a YAML mapping")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    spec = data.get("feature_spec")
+    if isinstance(spec, str) and not Path(spec).is_absolute():
+        # a spec path in a config file is read from the config's folder
+        beside = (path.parent / spec).resolve()
+        if beside.is_file():
+            data["feature_spec"] = str(beside)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -181,6 +195,7 @@ class Champion:
     rules: dict[str, Any]
     background: pd.DataFrame
     test_metrics: dict[str, Any]
+    as_of: date | None = None  # the split's test date (the deployment date for a refit)
     registered: dict[str, str] | None = None
 
 
@@ -199,8 +214,11 @@ class ExperimentResult:
     selection: list[dict[str, Any]]
     champions: dict[str, Champion] = field(default_factory=dict)
     deployment: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     notes: list[str] = field(default_factory=list)
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per step
+    predictions: pd.DataFrame | None = None  # every test row's score per model
+    fitted: list[Champion] = field(default_factory=list)  # the others, with register: all
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,8 +240,14 @@ class ExperimentResult:
                 }
                 for label, c in self.champions.items()
             },
+            "registered": [
+                {"label": c.label, "candidate": c.candidate.get("name"), **c.registered}
+                for c in [*self.champions.values(), *self.fitted]
+                if c.registered
+            ],
             "deployment": self.deployment,
             "timings": self.timings,
+            "cpu_timings": self.cpu_timings,
             "notes": self.notes,
         }
 
@@ -231,6 +255,15 @@ class ExperimentResult:
         """Write :meth:`to_dict` as JSON (NaN becomes null)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_json_safe(self.to_dict()), indent=2))
+        return path
+
+    def save_predictions(self, path: Path) -> Path | None:
+        """Write every test prediction (officer, as-of date, label, method, score, outcome)
+        as Parquet; None when there is none."""
+        if self.predictions is None or self.predictions.empty:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.predictions.to_parquet(path, index=False)
         return path
 
     def table(self) -> pd.DataFrame:
@@ -361,21 +394,6 @@ def label_spec(item: str | dict[str, Any]) -> Any:
         raise ExperimentError(f"labels: {exc}") from exc
 
 
-def check_label_windows(specs: dict[str, Any], label_window: str) -> None:
-    """Every label must look no further ahead than the splitter's label window, or training
-    labels would reach past the test date."""
-    from features.durations import parse_duration as label_duration
-    from models.splitter import parse_duration
-
-    limit = date(2000, 1, 1) + parse_duration(label_window, "label_window")
-    for name, spec in specs.items():
-        if label_duration(spec.window).after(date(2000, 1, 1)) > limit:
-            raise ExperimentError(
-                f"label {name!r} looks {spec.window} ahead, beyond the splitter's label_window "
-                f"{label_window}: training labels would reach past the test date"
-            )
-
-
 def load_feature_spec(path: str | None) -> Any:
     from features.spec import default_spec, load_spec
 
@@ -401,211 +419,332 @@ def numeric_feature_columns(features: pd.DataFrame) -> list[str]:
         raise ExperimentError(str(exc)) from exc
 
 
-def _day(values: Any) -> Any:
-    """As-of dates as datetime64[ns] at midnight, whatever unit they came in."""
-    import pandas as pd
-
-    return pd.to_datetime(values).astype("datetime64[ns]")
-
-
-def _ts(d: date) -> Any:
-    import pandas as pd
-
-    return pd.Timestamp(d)
-
-
-def _fit_columns(train: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The columns with at least one value in this training set. A column that is empty in
-    one fit's training rows (an early split, a sparse window) teaches that fit nothing, and
-    HistGradientBoosting fails on it; it is left out of that fit only."""
-    return [c for c in columns if train[c].notna().any()]
-
-
-def _X(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame[columns].astype("float64")
-
-
-def flag_count(n: int, pct: float) -> int:
-    """How many officers the top ``pct`` percent of ``n`` is: ``ceil``, at least one."""
-    return max(1, math.ceil(pct / 100.0 * n - 1e-9)) if n else 0
-
-
-def _counts(y: np.ndarray, flags: np.ndarray) -> dict[str, Any]:
-    import numpy as np
-
-    y = np.asarray(y).astype(bool)
-    flags = np.asarray(flags).astype(bool)
-    tp = int((y & flags).sum())
-    fp = int((~y & flags).sum())
-    flagged = int(flags.sum())
-    positives = int(y.sum())
-    return {
-        "flagged": flagged,
-        "tp": tp,
-        "fp": fp,
-        "precision": tp / flagged if flagged else None,
-        "recall": tp / positives if positives else None,
-    }
-
-
-def _rule_scores(rule: Any, X: pd.DataFrame) -> np.ndarray:
-    import numpy as np
-
-    if hasattr(rule, "decision_function"):
-        return np.asarray(rule.decision_function(X), dtype=float)
-    return np.asarray(rule.predict_proba(X)[:, 1], dtype=float)
-
-
-def _model_scores(model: Any, X: pd.DataFrame) -> np.ndarray:
-    import numpy as np
-
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=float)
-
-
-def _metric(metrics: dict[str, Any], key: str) -> Any:
-    value = metrics.get(key)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
 # ---------------------------------------------------------------------------------------------
-# the experiment
+# the experiment: a pipeline of the named steps of models.steps
 
 
-class _Labels:
-    """Labels built on demand and cached per (label, maturity cutoff, as-of date)."""
+class Clock:
+    """Times the named steps of a run (seconds per step, summed) and reports progress lines
+    (``say``) with the time elapsed since the start."""
 
-    def __init__(self, source: Snapshot | Path, specs: dict[str, Any], cohort: Any) -> None:
-        self.source = source
-        self.specs = specs
-        self.cohort = cohort
-        self.cache: dict[tuple[str, date | None], pd.DataFrame] = {}
-        self.calls: list[dict[str, Any]] = []
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+        self.say = say or (lambda _line: None)
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
+        self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
 
-    def get(self, label: str, dates: Sequence[date], known_by: date | None) -> pd.DataFrame:
-        import pandas as pd
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
-        from features.labels import build_labels
+    def note(self, message: str) -> None:
+        self.say(f"[{self.elapsed():6.1f} s] {message}")
 
-        key = (label, known_by)
-        have = self.cache.get(key)
-        done = set() if have is None else {d.date() for d in pd.to_datetime(have["as_of_date"])}
-        missing = sorted(set(dates) - done)
-        if missing:
-            new = build_labels(
-                self.source, missing, self.specs[label], known_by=known_by, cohort=self.cohort
+    @contextmanager
+    def step(self, name: str, message: str | None = None) -> Iterator[None]:
+        if message is not None:
+            self.note(message)
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            key = f"{name.replace(' ', '_')}_s"
+            self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - t0, 3)
+            self.cpu[key] = round(self.cpu.get(key, 0.0) + time.process_time() - c0, 3)
+
+
+def progress_printer() -> Callable[[str], None]:
+    """Progress lines to standard error, flushed at once (so a log shows them as they come)."""
+    import sys
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
+def run_experiment(
+    config: ExperimentConfig | str | Path,
+    source: Snapshot | Path | str | None = None,
+    tracking: bool = True,
+    progress: bool | Callable[[str], None] = True,
+    features: pd.DataFrame | None = None,
+) -> ExperimentResult:
+    """Run an experiment (see the module docstring) and, if ``tracking``, register its models
+    in MLflow. ``progress`` prints a line per step and split to standard error (or passes
+    each line to a function). ``features`` may pass a prebuilt feature frame covering every
+    needed as-of date; otherwise they are built once here."""
+    from models import steps
+
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    say = progress if callable(progress) else progress_printer() if progress else None
+    clock = Clock(say)
+    source, agency, snapshot_id = resolve_source(config, source)
+    with clock.step("check config", "checking the config against the feature spec and data"):
+        try:
+            checked = steps.check_config(config, source)
+        except steps.ConfigProblems as exc:
+            raise ExperimentError(f"refused before any work:\n{exc}") from exc
+    deploy = tracking and config.refit_champion
+    with clock.step("plan splits"):
+        plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)
+    dates = plan.feature_dates()
+    with clock.step("build features", f"building features for {len(dates)} as-of dates"):
+        feats = steps.build_features(source, plan, checked.spec, checked.cohort, features)
+    if say is not None:  # features that carry no information on this agency's data
+        for line in feats.notes:
+            say(line)
+    with clock.step("build labels", f"building labels ({len(plan.label_requests())} queries)"):
+        labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
+    run = _Run(config, checked, plan, feats, labels, clock)
+    for label in checked.labels:
+        for sp in plan.splits[label]:
+            run.outer_split(label, sp)
+    for label in checked.labels:
+        if plan.deploy.get(label) is not None:
+            run.refit(label)
+    result = run.result(agency, snapshot_id)
+    n = len(result.champions) + len(result.fitted)
+    if tracking and n:
+        with clock.step("register", f"registering {n} models in MLflow"):
+            register(result)
+    elif tracking:
+        result.notes.append("nothing registered: no model was chosen (use registry: all)")
+    clock.note("done")
+    result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
+    result.cpu_timings = {**clock.cpu, "total_s": round(time.process_time() - clock.cpu_started, 3)}
+    return result
+
+
+class _Run:
+    """The loop over splits: for each, select on its validation splits, fit the candidates,
+    evaluate them, compare them with the rules; keeps what the result needs."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        checked: Any,
+        plan: Any,
+        features: Any,
+        labels: Any,
+        clock: Clock,
+    ) -> None:
+        self.config, self.checked, self.plan = config, checked, plan
+        self.features, self.labels, self.clock = features, labels, clock
+        self.records: list[dict[str, Any]] = []
+        self.selection: list[dict[str, Any]] = []
+        self.champions: dict[str, Champion] = {}
+        self.deployment: list[dict[str, Any]] = []
+        self.fitted: list[Champion] = []
+        self.notes: list[str] = []
+        self.parts: list[pd.DataFrame] = []
+        self.total = plan.n_fits(len(checked.candidates))
+        self.done = 0
+        self.n_splits = sum(len(v) for v in plan.splits.values())
+        self.split_no = 0
+        self.fits_started = clock.elapsed()
+
+    def tick(self, _name: str = "") -> None:
+        self.done += 1
+
+    def remaining(self) -> str:
+        if not self.done:
+            return ""
+        per_fit = (self.clock.elapsed() - self.fits_started) / self.done
+        left = per_fit * (self.total - self.done)
+        return f"; {self.done}/{self.total} fits, about {left:.0f} s left"
+
+    def select(self, label: str, inner: list[Any]) -> tuple[str | None, dict[str, Any], list[Any]]:
+        from models import steps
+
+        cands = self.checked.candidates
+        with self.clock.step("select"):
+            per_split, used = steps.validation_metrics(
+                inner, label, self.features, self.labels, cands, self.config, self.tick
             )
-            new = new[["officer_id", "as_of_date", "label"]].copy()
-            new["as_of_date"] = _day(new["as_of_date"])
-            new["officer_id"] = new["officer_id"].astype(str)
-            self.calls.append(
+            chosen, scores = steps.select(
+                per_split,
+                [c.name for c in cands],
+                self.config.selection_metric,
+                self.config.selection_penalty,
+            )
+        return chosen, scores, used
+
+    def outer_split(self, label: str, sp: Any) -> None:
+        from models import steps
+
+        config, cands = self.config, self.checked.candidates
+        self.split_no += 1
+        inner = self.plan.inner[label][sp.test_as_of]
+        self.clock.note(
+            f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
+            f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
+            + (f", {len(inner)} validation splits to choose on" if inner else "")
+        )
+        chosen, scores, used = self.select(label, inner) if inner else (None, {}, [])
+        if inner:
+            self.selection.append(
                 {
                     "label": label,
-                    "known_by": known_by.isoformat() if known_by else None,
-                    "as_of": [d.isoformat() for d in missing],
+                    "test_date": sp.test_as_of.isoformat(),
+                    "chosen": chosen,
+                    "metric": config.selection_metric,
+                    "penalty": config.selection_penalty,
+                    "label_lag": config.splitter.lag_for(label),
+                    "scores": scores,
+                    "inner_splits": used,
+                    "made_on": "training years only",
                 }
             )
-            have = new if have is None else pd.concat([have, new], ignore_index=True)
-            self.cache[key] = have
-        assert have is not None
-        wanted = {_ts(d) for d in dates}
-        return have[have["as_of_date"].isin(wanted)]
+        with self.clock.step("fit candidates"):
+            fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
+        with self.clock.step("evaluate"):
+            evals = steps.evaluate(fit, config.ks, config.seed)
+            self.parts.append(steps.predictions(fit, evals))
+        with self.clock.step("compare with rules"):
+            rules = steps.fit_rules(fit, self.checked.rules, config.ks)
+            self.records += steps.split_records(fit, evals, rules, cands, chosen, config)
+        for r in rules:
+            if r.error:
+                self.notes.append(f"{label} {sp.test_as_of}: rule {r.name} not fitted: {r.error}")
+        fitted_rules = {r.name: r.rule for r in rules if r.rule is not None}
+        last = sp is self.plan.splits[label][-1]
+        for cand in cands:
+            model = fit.models.get(cand.name)
+            if model is None:
+                continue
+            if cand.name == chosen and last:
+                champ = _champion(label, cand, model, fit, sp, fitted_rules, config)
+                champ.test_metrics = evals[cand.name].metrics
+                self.champions[label] = champ
+            elif config.registry == "all":
+                other = _champion(label, cand, model, fit, sp, fitted_rules, config)
+                other.test_metrics = evals[cand.name].metrics
+                self.fitted.append(other)
+        self.clock.note(f"{label} {sp.test_as_of}: evaluated{self.remaining()}")
 
+    def refit(self, label: str) -> None:
+        """Choose among the grid on the deployment split's inner validation splits, exactly
+        as for every evaluated split, and fit the choice on the deployment training dates."""
+        from models import steps
 
-def _join(features: pd.DataFrame, labels: pd.DataFrame, dates: Sequence[date]) -> pd.DataFrame:
-    wanted = {_ts(d) for d in dates}
-    rows = features[features["as_of_date"].isin(wanted)]
-    out = rows.merge(labels, on=["officer_id", "as_of_date"], how="inner", validate="1:1")
-    used = {d.date() for d in out["as_of_date"].drop_duplicates()}
-    if not used <= set(dates):  # defensive: rows only from the dates asked for
-        raise ExperimentError("internal: rows from unexpected as-of dates in a split")
-    return out
-
-
-def _fit(model: Any, X: pd.DataFrame, y: Any) -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        return model.fit(X, y)
-
-
-def _select(
-    candidates: list[Any],
-    inner: list[Any],
-    label: str,
-    features: pd.DataFrame,
-    cols: list[str],
-    labels: _Labels,
-    config: ExperimentConfig,
-    tick: Callable[[], None],
-) -> tuple[str, dict[str, list[float | None]], list[dict[str, Any]]]:
-    """Fit every candidate on each inner split's training dates, score its validation date,
-    and choose by mean selection metric minus a variance penalty. Uses training years only."""
-    import numpy as np
-
-    from models.forest import fit_candidates
-    from models.metrics import evaluate_scores, select_model
-
-    ks = tuple(config.ks)
-    per_model: dict[str, list[float | None]] = {c.name: [] for c in candidates}
-    used: list[dict[str, Any]] = []
-    for sp in inner:
-        train = _join(
-            features, labels.get(label, sp.train_as_of, sp.label_known_by), sp.train_as_of
-        )
-        val = _join(
-            features, labels.get(label, [sp.test_as_of], sp.test_label_known_by), [sp.test_as_of]
-        )
-        used.append(
+        deploy = self.plan.deploy[label]
+        self.clock.note(f"{label}: choosing and refitting the champion as of {deploy.test_as_of}")
+        chosen, scores, used = self.select(label, self.plan.deploy_inner[label])
+        cand = next(c for c in self.checked.candidates if c.name == chosen)
+        with self.clock.step("refit"):
+            rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
+            train = steps.join(self.features.frame, rows, deploy.train_as_of)
+            fit = steps.SplitFit(
+                deploy,
+                label,
+                train,
+                train.iloc[:0],
+                steps.fit_columns(train, self.features.columns),
+                {},
+            )
+            self.tick()
+            if fit.single_class:
+                self.notes.append(f"{label}: too few outcomes to refit; champion = latest split's")
+                return
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                model = cand.build().fit(fit.X_train, fit.y_train)
+            rules = _fit_rules_on(fit, self.checked.rules)
+        champ = _champion(label, cand, model, fit, deploy, rules, self.config)
+        if label in self.champions:
+            evaluated = self.champions[label]
+            champ.test_metrics = evaluated.test_metrics
+            if self.config.registry == "all":  # the evaluated choice is registered too
+                self.fitted.append(evaluated)
+        self.champions[label] = champ
+        self.deployment.append(
             {
-                "validation_date": sp.test_as_of.isoformat(),
-                "train_as_of": [d.isoformat() for d in sp.train_as_of],
-                "train_labels_known_by": sp.label_known_by.isoformat()
-                if sp.label_known_by
+                "label": label,
+                "as_of": deploy.test_as_of.isoformat(),
+                "chosen": chosen,
+                "scores": scores,
+                "inner_splits": used,
+                "train_as_of": [d.isoformat() for d in deploy.train_as_of],
+                "train_labels_known_by": deploy.label_known_by.isoformat()
+                if deploy.label_known_by
                 else None,
-                "validation_labels_known_by": sp.test_label_known_by.isoformat()
-                if sp.test_label_known_by
-                else None,
+                "n_train": len(train),
+                "made_on": "training years only (no evaluation happens at this date)",
             }
         )
-        y_train = train["label"].to_numpy()
-        y_val = val["label"].to_numpy()
-        if len(np.unique(y_train)) < 2 or len(y_val) == 0:
-            for cand in candidates:
-                tick()
-                per_model[cand.name].append(None)
-            continue
-        fcols = _fit_columns(train, cols)
-        fitted = fit_candidates(candidates, _X(train, fcols), y_train, on_fit=lambda _: tick())
-        for cand in candidates:
-            score = _model_scores(fitted[cand.name], _X(val, fcols))
-            m = evaluate_scores(y_val, score, ks=ks, seed=config.seed)
-            per_model[cand.name].append(_metric(m, config.selection_metric))
-    usable = {
-        name: [{config.selection_metric: v} for v in vals if v is not None]
-        for name, vals in per_model.items()
-    }
-    usable = {k: v for k, v in usable.items() if v}
-    if not usable:
-        return candidates[0].name, per_model, used
-    chosen = select_model(usable, metric=config.selection_metric, penalty=config.selection_penalty)
-    return str(chosen), per_model, used
+
+    def result(self, agency: str, snapshot_id: str) -> ExperimentResult:
+        """What the run found, as an :class:`ExperimentResult`."""
+        config, plan, feats = self.config, self.plan, self.features
+        notes = [
+            "Model selection used only inner validation splits inside each split's training "
+            "years; validation labels count only what was known at that split's test date."
+            if plan.selects
+            else "No selection (splitter.inner_splits: 0): every candidate evaluated, none chosen.",
+            f"labels built: {len(self.labels.calls)} calls",
+        ]
+        if feats.left_out:
+            notes.append(f"left out (no value on any training date): {', '.join(feats.left_out)}")
+        first = next(iter(self.checked.labels))
+        return ExperimentResult(
+            config=config.model_dump(mode="json"),
+            config_hash=config.hash,
+            agency=agency,
+            snapshot_id=snapshot_id,
+            spec_hash=str(self.checked.spec.hash),
+            feature_columns=feats.columns,
+            splits=[
+                {**sp.as_dict(), "inner": [i.as_dict() for i in plan.inner[first][sp.test_as_of]]}
+                for sp in plan.splits[first]
+            ],
+            records=_json_safe(self.records),
+            selection=_json_safe(self.selection),
+            champions=self.champions,
+            deployment=_json_safe(self.deployment),
+            timings=self.clock.timings,
+            notes=notes + self.notes,
+            predictions=self.predictions(),
+            fitted=self.fitted if config.registry == "all" else [],
+        )
+
+    def predictions(self) -> pd.DataFrame:
+        import pandas as pd
+
+        parts = [p for p in self.parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _fit_rules_on(fit: Any, rules: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Rules fitted on a split's training rows (no test rows needed)."""
+    from models.rules import make_rule
+
+    out = {}
+    for name, item in rules:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            try:
+                out[name] = make_rule(item).fit(fit.X_train, fit.y_train)
+            except ValueError:  # a column empty on these dates: the rule is left out
+                continue
+    return out
 
 
 def _champion(
     label: str,
     cand: Any,
     model: Any,
-    X: pd.DataFrame,
+    fit: Any,
     split: Any,
     rules: dict[str, Any],
     config: ExperimentConfig,
-    test_metrics: dict[str, Any],
 ) -> Champion:
     """A fitted model with what traces and explains it: its training dates and label cutoff,
     the rules fitted on the same rows, and a seeded sample of training rows as background."""
     import numpy as np
 
+    X = fit.X_train
     rng = np.random.default_rng(config.seed)
     idx = np.sort(rng.choice(len(X), size=min(config.background_rows, len(X)), replace=False))
     return Champion(
@@ -617,432 +756,67 @@ def _champion(
         label_known_by=split.label_known_by,
         rules=rules,
         background=X.iloc[idx].reset_index(drop=True),
-        test_metrics=test_metrics,
+        test_metrics={},
+        as_of=split.test_as_of,
     )
 
 
-def deployment_split(
-    splitter: Any, source: Snapshot | Path, n_inner: int
-) -> tuple[Any | None, list[Any]]:
-    """The split a deployed model is trained on: as of the day after the data end, training
-    dates laid out by the same rules (label windows ending by then, labels as known then),
-    with inner validation splits to choose the model. ``(None, [])`` if the data are too
-    short."""
-    import dataclasses
-    from datetime import timedelta
-
-    day = data_end(source) + timedelta(days=1)
-    try:
-        deploy_splitter = dataclasses.replace(splitter, test_dates=[day])
-        (deploy,) = deploy_splitter.split()
-        return deploy, deploy_splitter.inner_splits(deploy, n_inner)
-    except ValueError:
-        return None, []
-
-
-def _refit_champion(
-    deploy: Any,
-    inner: list[Any],
-    label: str,
-    candidates: list[Any],
-    features: pd.DataFrame,
-    cols: list[str],
-    labels: _Labels,
-    config: ExperimentConfig,
-    tick: Callable[[], None],
-) -> tuple[Champion, dict[str, Any]] | None:
-    """Choose among the grid on the deployment split's inner validation splits, exactly as
-    for every evaluated split, and fit the choice on the deployment training dates."""
-    import numpy as np
-
-    from models.rules import make_rule
-
-    chosen, scores, used = _select(candidates, inner, label, features, cols, labels, config, tick)
-    rows = labels.get(label, deploy.train_as_of, deploy.label_known_by)
-    train = _join(features, rows, deploy.train_as_of)
-    X, y = _X(train, _fit_columns(train, cols)), train["label"].to_numpy()
-    if len(np.unique(y)) < 2:
-        return None
-    cand = next(c for c in candidates if c.name == chosen)
-    model = _fit(cand.build(), X, y)
-    rules = {}
-    for item in config.rules:
-        rname = item if isinstance(item, str) else str(item.get("name", "custom_rule"))
-        rules[rname] = _fit(make_rule(item), X, y)
-    champ = _champion(label, cand, model, X, deploy, rules, config, {})
-    info = {
-        "label": label,
-        "as_of": deploy.test_as_of.isoformat(),
-        "chosen": chosen,
-        "scores": scores,
-        "inner_splits": used,
-        "train_as_of": [d.isoformat() for d in deploy.train_as_of],
-        "train_labels_known_by": deploy.label_known_by.isoformat()
-        if deploy.label_known_by
-        else None,
-        "n_train": len(train),
-        "made_on": "training years only (no evaluation happens at this date)",
+def model_tags(result: ExperimentResult, champ: Champion) -> dict[str, Any]:
+    """The trace tags of one registered model: where its data, features, config and seed come
+    from, its training dates and its label cutoff (the last date whose outcomes it saw)."""
+    return {
+        "ews.agency": result.agency,
+        "ews.snapshot_id": result.snapshot_id,
+        "ews.spec_hash": result.spec_hash,
+        "ews.config_hash": result.config_hash,
+        "ews.seed": champ.candidate.get("seed"),
+        "ews.label": champ.label,
+        "ews.candidate": champ.candidate.get("name"),
+        "ews.train_dates": ",".join(d.isoformat() for d in champ.train_dates),
+        "ews.label_known_by": champ.label_known_by.isoformat() if champ.label_known_by else "",
+        "ews.as_of": champ.as_of.isoformat() if champ.as_of else "",
     }
-    return champ, info
 
 
-def run_experiment(
-    config: ExperimentConfig | str | Path,
-    source: Snapshot | Path | str | None = None,
-    tracking: bool = True,
-    progress: bool = True,
-    features: pd.DataFrame | None = None,
-) -> ExperimentResult:
-    """Run an experiment (see the module docstring) and, if ``tracking``, register each
-    label's champion in MLflow. ``features`` may pass a prebuilt feature frame covering every
-    needed as-of date (benchmarks); otherwise they are built once here."""
-    import numpy as np
-
-    from features.build import build_features
-    from models.forest import fit_candidates
-    from models.grid import expand_grid
-    from models.metrics import compare_to_rule, evaluate_scores, top_flags
-    from models.rules import make_rule
-
-    if not isinstance(config, ExperimentConfig):
-        config = load_config(config)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    source, agency, snapshot_id = resolve_source(config, source)
-    spec = load_feature_spec(config.feature_spec)
-    cohort = cohort_spec(config.cohort)
-    candidates = expand_grid(config.grid, seed=config.seed)
-    label_specs = {
-        name: label_spec(item)
-        for name, item in zip(config.label_names(), config.labels, strict=True)
-    }
-    check_label_windows(label_specs, config.splitter.label_window)
-    for item in config.rules:
-        try:
-            make_rule(item)  # fail early on an unknown rule
-        except ValueError as exc:
-            raise ExperimentError(f"rules: {exc}") from exc
-    # One splitter per label: a label may have its own label lag (splitter.label_lag).
-    label_splits: dict[str, list[Any]] = {}
-    label_inner: dict[str, dict[date, list[Any]]] = {}
-    label_deploy: dict[str, tuple[Any | None, list[Any]]] = {}
-    for label in label_specs:
-        lsplitter = make_splitter(config, source, label)
-        try:
-            lsplits = lsplitter.split()
-            linner = {
-                sp.test_as_of: lsplitter.inner_splits(sp, config.splitter.inner_splits)
-                for sp in lsplits
-            }
-        except ValueError as exc:
-            raise ExperimentError(f"splitter (label {label}): {exc}") from exc
-        label_splits[label], label_inner[label] = lsplits, linner
-        label_deploy[label] = (
-            deployment_split(lsplitter, source, config.splitter.inner_splits)
-            if tracking and config.refit_champion
-            else (None, [])
-        )
-    first = next(iter(label_specs))
-    splits, inner = label_splits[first], label_inner[first]  # for the result's split listing
-    all_dates: set[date] = set()
-    for label in label_specs:
-        deploy, deploy_inner = label_deploy[label]
-        for sp in ([deploy] if deploy else []) + deploy_inner:
-            all_dates.update(sp.train_as_of)
-            all_dates.add(sp.test_as_of)
-        if deploy is not None:
-            all_dates.discard(deploy.test_as_of)  # nothing is evaluated at the deployment date
-        for sp in label_splits[label]:
-            all_dates.update(sp.train_as_of)
-            all_dates.add(sp.test_as_of)
-            for isp in label_inner[label][sp.test_as_of]:
-                all_dates.update(isp.train_as_of)
-                all_dates.add(isp.test_as_of)
-    dates = sorted(all_dates)
-
-    if features is None:
-        features = build_features(source, dates, spec=spec, cohort=cohort, progress=progress)
-    features = features.copy()
-    features["officer_id"] = features["officer_id"].astype(str)
-    features["as_of_date"] = _day(features["as_of_date"])
-    have = {d.date() for d in features["as_of_date"].drop_duplicates()}
-    missing = [d.isoformat() for d in dates if d not in have]
-    if missing:
-        from features.diagnostics import empty_cohort_reasons
-
-        why = empty_cohort_reasons(source, [date.fromisoformat(d) for d in missing], cohort)
-        raise ExperimentError(
-            f"no feature rows for as-of dates {', '.join(missing)}"
-            + "".join(f"\n  {reason}" for reason in why)
-        )
-    if progress:  # features that carry no information on this agency's data
-        from features.diagnostics import degenerate_columns
-
-        names = [c.name for c in spec.columns]
-        for line in degenerate_columns(features, names).lines(len(names)):
-            print(line, file=sys.stderr)
-    cols = numeric_feature_columns(features)
-    # Columns with no value on any training date teach nothing (and break some estimators);
-    # decided on training dates only.
-    train_days = {
-        _ts(d) for lsplits in label_splits.values() for sp in lsplits for d in sp.train_as_of
-    }
-    training_rows = features[features["as_of_date"].isin(train_days)]
-    empty = [c for c in cols if training_rows[c].isna().all()]
-    cols = [c for c in cols if c not in empty]
-    if not cols:
-        raise ExperimentError("no numeric feature column has any value")
-    timings["features_s"] = round(time.perf_counter() - t0, 3)
-
-    labels = _Labels(source, label_specs, cohort)
-    records: list[dict[str, Any]] = []
-    selection: list[dict[str, Any]] = []
-    champions: dict[str, Champion] = {}
-    deployment: list[dict[str, Any]] = []
-    notes: list[str] = [
-        "Model selection used only inner validation splits inside each split's training "
-        "years; validation labels count only what was known at that split's test date.",
-    ]
-    n_fits = sum(
-        len(candidates) * (len(label_inner[label][sp.test_as_of]) + 1)
-        for label in label_specs
-        for sp in label_splits[label]
-    )
-    n_fits += sum(
-        len(candidates) * len(label_deploy[label][1])
-        for label in label_specs
-        if label_deploy[label][0] is not None
-    )
-
-    from rich.progress import Progress
-
-    t1 = time.perf_counter()
-    # a transient display leaves a blank line where stderr is not a terminal (a log)
-    with Progress(disable=not (progress and sys.stderr.isatty()), transient=True) as bar:
-        task = bar.add_task("training and evaluating", total=n_fits)
-
-        def tick() -> None:
-            bar.advance(task)
-
-        for label in label_specs:
-            splits, inner = label_splits[label], label_inner[label]
-            for sp in splits:
-                window_end = sp.train_label_end
-                if window_end > sp.test_as_of:  # the splitter's promise, checked where it matters
-                    raise ExperimentError(
-                        f"training label window ends {window_end} after test date {sp.test_as_of}"
-                    )
-                chosen, inner_scores, inner_used = _select(
-                    candidates, inner[sp.test_as_of], label, features, cols, labels, config, tick
-                )
-                selection.append(
-                    {
-                        "label": label,
-                        "test_date": sp.test_as_of.isoformat(),
-                        "chosen": chosen,
-                        "metric": config.selection_metric,
-                        "penalty": config.selection_penalty,
-                        "label_lag": config.splitter.lag_for(label),
-                        "scores": inner_scores,
-                        "inner_splits": inner_used,
-                        "made_on": "training years only",
-                    }
-                )
-                train = _join(
-                    features, labels.get(label, sp.train_as_of, sp.label_known_by), sp.train_as_of
-                )
-                test = _join(
-                    features,
-                    labels.get(label, [sp.test_as_of], sp.test_label_known_by),
-                    [sp.test_as_of],
-                )
-                fcols = _fit_columns(train, cols)
-                X_train, y_train = _X(train, fcols), train["label"].to_numpy()
-                X_test, y_test = _X(test, fcols), test["label"].to_numpy()
-                base = {
-                    "test_date": sp.test_as_of.isoformat(),
-                    "label": label,
-                    "n_train": len(train),
-                    "n_test": len(test),
-                    "train_prevalence": float(y_train.mean()) if len(y_train) else None,
-                    "test_prevalence": float(y_test.mean()) if len(y_test) else None,
-                    "train_dates_used": sorted(
-                        d.date().isoformat() for d in train["as_of_date"].drop_duplicates()
-                    ),
-                    "train_labels_known_by": sp.label_known_by.isoformat()
-                    if sp.label_known_by
-                    else None,
-                }
-                # rules: fitted on training dates (only best_single learns anything)
-                rule_flags: dict[str, np.ndarray] = {}
-                fitted_rules: dict[str, Any] = {}
-                for item in config.rules:
-                    rule = make_rule(item)
-                    rname = item if isinstance(item, str) else str(item.get("name", "custom_rule"))
-                    rule = _fit(rule, X_train, y_train)
-                    fitted_rules[rname] = rule
-                    flags = np.asarray(rule.predict(X_test)).astype(bool)
-                    rule_flags[rname] = flags
-                    m = evaluate_scores(y_test, _rule_scores(rule, X_test), ks=tuple(config.ks))
-                    records.append(
-                        {
-                            **base,
-                            "method": rname,
-                            "kind": "rule",
-                            "selected": False,
-                            **_counts(y_test, flags),
-                            "auc": _metric(m, "roc_auc"),
-                            "ap": _metric(m, "average_precision"),
-                            "brier": None,
-                            "metrics": m,
-                            "vs_rules": {},
-                        }
-                    )
-                single_class = len(np.unique(y_train)) < 2
-                fitted = (
-                    {}
-                    if single_class
-                    else fit_candidates(candidates, X_train, y_train, on_fit=lambda _: tick())
-                )
-                for cand in candidates:
-                    rec: dict[str, Any] = {
-                        **base,
-                        "method": cand.name,
-                        "kind": "model",
-                        "selected": cand.name == chosen,
-                        "candidate": cand.describe(),
-                    }
-                    if single_class:
-                        tick()
-                        rec.update(error="training labels have a single class", vs_rules={})
-                        records.append(rec)
-                        continue
-                    model = fitted[cand.name]
-                    score = _model_scores(model, X_test)
-                    m = evaluate_scores(y_test, score, ks=tuple(config.ks), seed=config.seed)
-                    flags = top_flags(
-                        score, flag_count(len(score), config.flag_top_pct), seed=config.seed
-                    )
-                    vs = {}
-                    # bootstrap intervals for the selected model (the one reported against
-                    # the rules); point estimates for the others, to keep big runs fast
-                    n_boot = config.n_boot if cand.name == chosen else 0
-                    for rname, rflags in rule_flags.items():
-                        c = compare_to_rule(y_test, score, rflags, n_boot=n_boot, seed=config.seed)
-                        vs[rname] = {
-                            k: c.get(k)
-                            for k in (
-                                "flagged",
-                                "rule_tp",
-                                "rule_fp",
-                                "tp",
-                                "fp",
-                                "pct_more_tp",
-                                "pct_fewer_fp",
-                                "ci95_pct_more_tp",
-                                "ci95_pct_fewer_fp",
-                            )
-                        }
-                    rec.update(
-                        _counts(y_test, flags),
-                        auc=_metric(m, "roc_auc"),
-                        ap=_metric(m, "average_precision"),
-                        brier=_metric(m, "brier"),
-                        metrics=m,
-                        vs_rules=vs,
-                    )
-                    records.append(rec)
-                    if cand.name == chosen and sp is splits[-1]:
-                        champions[label] = _champion(
-                            label, cand, model, X_train, sp, fitted_rules, config, m
-                        )
-        if any(d is not None for d, _ in label_deploy.values()):
-            bar.update(task, description="refitting the champions on the newest data")
-            for label in label_specs:
-                deploy, deploy_inner = label_deploy[label]
-                if deploy is None:
-                    continue
-                refit = _refit_champion(
-                    deploy, deploy_inner, label, candidates, features, cols, labels, config, tick
-                )
-                if refit is None:
-                    notes.append(f"{label}: too few outcomes to refit; champion = latest split's")
-                    continue
-                champ, info = refit
-                if label in champions:
-                    champ.test_metrics = champions[label].test_metrics
-                champions[label] = champ
-                deployment.append(info)
-    timings["train_eval_s"] = round(time.perf_counter() - t1, 3)
-    result = ExperimentResult(
-        config=config.model_dump(mode="json"),
-        config_hash=config.hash,
-        agency=agency,
-        snapshot_id=snapshot_id,
-        spec_hash=str(spec.hash),
-        feature_columns=cols,
-        splits=[
-            {**sp.as_dict(), "inner": [i.as_dict() for i in label_inner[first][sp.test_as_of]]}
-            for sp in label_splits[first]
-        ],
-        records=_json_safe(records),
-        selection=_json_safe(selection),
-        champions=champions,
-        deployment=_json_safe(deployment),
-        timings=timings,
-        notes=notes
-        + [f"labels built: {len(labels.calls)} calls"]
-        + ([f"left out (no value on any training date): {', '.join(empty)}"] if empty else []),
-    )
-    if tracking:
-        t2 = time.perf_counter()
-        register_champions(result)
-        timings["registry_s"] = round(time.perf_counter() - t2, 3)
-    return result
-
-
-def register_champions(
-    result: ExperimentResult, uri: str | None = None
-) -> dict[str, dict[str, str]]:
-    """Log and register each label's champion (alias ``champion``) with its trace tags, the
-    experiment config, the fitted rules, a background sample and the results."""
+def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict[str, str]]:
+    """Register each label's champion (alias ``champion``) and, with ``register: all``, every
+    other fitted model (no alias), each with its trace tags, the experiment config, the fitted
+    rules, a background sample and the results. Returns label -> champion's registration."""
     from models import registry
 
-    out: dict[str, dict[str, str]] = {}
     payload = _json_safe(result.to_dict())
-    for label, champ in result.champions.items():
-        name = registry.model_name(result.agency, label)
-        tags = {
-            "ews.agency": result.agency,
-            "ews.snapshot_id": result.snapshot_id,
-            "ews.spec_hash": result.spec_hash,
-            "ews.config_hash": result.config_hash,
-            "ews.seed": champ.candidate.get("seed"),
-            "ews.label": label,
-            "ews.candidate": champ.candidate.get("name"),
-            "ews.train_dates": ",".join(d.isoformat() for d in champ.train_dates),
-            "ews.label_known_by": champ.label_known_by.isoformat() if champ.label_known_by else "",
-        }
-        metrics = {
-            k.replace("%", "pct").replace("@", "_at_"): v
-            for k, v in champ.test_metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        version = registry.register_model(
-            champ.model,
-            name,
-            champ.background,
-            tags,
-            config=result.config,
-            rules=champ.rules,
-            background=champ.background,
-            results=payload,
-            params={"candidate": champ.candidate.get("name"), **champ.candidate.get("params", {})},
-            metrics=metrics,
-            uri=uri,
-            run_name=f"{name}-{result.config_hash}",
-        )
-        run_id = registry.client(uri).get_model_version(name, version).run_id or ""
-        champ.registered = {"name": name, "version": version, "run_id": run_id}
-        out[label] = champ.registered
-    return out
+    entries: list[tuple[Champion, str | None]] = [
+        (c, registry.CHAMPION) for c in result.champions.values()
+    ]
+    entries += [(c, None) for c in result.fitted]
+    versions = registry.register_models(
+        [
+            registry.ModelEntry(
+                model=c.model,
+                name=registry.model_name(result.agency, c.label),
+                example=c.background,
+                tags=model_tags(result, c),
+                rules=c.rules,
+                background=c.background,
+                params={"candidate": c.candidate.get("name"), **c.candidate.get("params", {})},
+                metrics={
+                    k.replace("%", "pct").replace("@", "_at_"): v
+                    for k, v in c.test_metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                },
+                alias=alias,
+            )
+            for c, alias in entries
+        ],
+        config=result.config,
+        results=payload,
+        uri=uri,
+        run_name=f"ews-{result.agency}-{result.config_hash}",
+    )
+    for (champ, _), reg in zip(entries, versions, strict=True):
+        champ.registered = reg
+    return {label: c.registered for label, c in result.champions.items() if c.registered}
+
+
+#: the former name of :func:`register`
+register_champions = register

@@ -129,16 +129,35 @@ class RegisteredModel:
         return [str(n) for n in names]
 
 
+def _structure(model: Any) -> tuple[str, ...]:
+    """The estimator classes a model is made of (a pipeline's steps, an ensemble's first
+    member): models with the same structure hold the same types."""
+    parts = [type(model).__qualname__]
+    for _, step in getattr(model, "steps", []):
+        parts += _structure(step)
+    members = getattr(model, "estimators_", None)
+    if isinstance(members, list) and members:
+        parts += _structure(members[0])
+    return tuple(parts)
+
+
+_TRUSTED: dict[tuple[str, ...], list[str]] = {}
+
+
 def _trusted_types(model: Any) -> list[str]:
     """The types MLflow's skops format must be told to trust to load this model back.
 
     MLflow stores scikit-learn models with skops (no arbitrary code runs on load); types
     outside skops' default list (``numpy.dtype`` in forests, for example) must be named at
-    save time. We name exactly those found in the model we built and are registering.
+    save time. We name exactly those found in the model we built and are registering,
+    serializing once per model structure (a 200-tree forest takes about a second).
     """
     import skops.io as sio
 
-    return sorted(sio.get_untrusted_types(data=sio.dumps(model)))
+    key = _structure(model)
+    if key not in _TRUSTED:
+        _TRUSTED[key] = sorted(sio.get_untrusted_types(data=sio.dumps(model)))
+    return _TRUSTED[key]
 
 
 @contextmanager
@@ -232,6 +251,94 @@ def register_model(
     if alias:
         c.set_registered_model_alias(name, alias, version)
     return version
+
+
+@dataclass
+class ModelEntry:
+    """One fitted model to register with :func:`register_models`."""
+
+    model: Any
+    name: str
+    example: pd.DataFrame
+    tags: dict[str, Any]
+    rules: dict[str, Any] | None = None
+    background: pd.DataFrame | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    alias: str | None = None
+
+
+def register_models(
+    entries: list[ModelEntry],
+    *,
+    config: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
+    uri: str | None = None,
+    run_name: str | None = None,
+) -> list[dict[str, str]]:
+    """Register many fitted models from ONE MLflow run, in one artifact upload.
+
+    Each model is saved (MLflow's scikit-learn flavour, skops format, explicit requirements)
+    under ``models/<i>/model`` of the run with its ``rules.joblib``, ``background.parquet``
+    and ``info.json`` (params and test metrics) beside it, then registered as a new version
+    of ``entry.name`` with its trace tags (plus ``ews.run_id`` and ``ews.artifacts``) and,
+    if ``entry.alias``, that alias. The run holds the experiment config and results once.
+    Returns, per entry, ``{name, version, run_id}``. Much faster than one run per model:
+    the cost per model is its serialization and a few registry rows.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    if not entries:
+        return []
+    set_experiment(uri)
+    c = client(uri)
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        run_id = run.info.run_id
+        root = Path(tmp)
+        if config is not None:
+            (root / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
+        if results is not None:
+            (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        for i, e in enumerate(entries):
+            folder = root / "models" / str(i)
+            folder.mkdir(parents=True)
+            example = e.example.head(50)
+            mlflow.sklearn.save_model(
+                e.model,
+                folder / "model",
+                serialization_format="skops",
+                skops_trusted_types=_trusted_types(e.model),
+                signature=infer_signature(example, e.model.predict_proba(example)[:, 1]),
+                pip_requirements=PIP_REQUIREMENTS,
+            )
+            if e.rules:
+                import joblib
+
+                joblib.dump(e.rules, folder / "rules.joblib")
+            if e.background is not None:
+                e.background.to_parquet(folder / "background.parquet", index=False)
+            info = {"params": e.params, "metrics": e.metrics}
+            (folder / "info.json").write_text(json.dumps(info, indent=2, default=str))
+        mlflow.log_artifacts(str(root))
+        artifact_uri = run.info.artifact_uri
+    out: list[dict[str, str]] = []
+    known = {rm.name for rm in c.search_registered_models()}
+    for i, e in enumerate(entries):
+        if e.name not in known:
+            c.create_registered_model(e.name)
+            known.add(e.name)
+        tags = {k: "" if v is None else str(v) for k, v in e.tags.items()}
+        tags.update({"ews.run_id": run_id, "ews.artifacts": f"models/{i}"})
+        mv = c.create_model_version(
+            e.name, f"{artifact_uri}/models/{i}/model", run_id=run_id, tags=tags
+        )
+        version = str(mv.version)
+        if e.alias:
+            c.set_registered_model_alias(e.name, e.alias, version)
+        out.append({"name": e.name, "version": version, "run_id": run_id})
+    return out
 
 
 def promote(name: str, version: str | int, alias: str = CHAMPION, uri: str | None = None) -> None:
@@ -403,7 +510,20 @@ def load_model(
     )
     if artifacts and mv.run_id:
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, dst_path=tmp))
+            # a model registered by register_models keeps its files under ews.artifacts
+            sub = mv.tags.get("ews.artifacts")
+            if sub:
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=mv.run_id, artifact_path=sub, dst_path=tmp
+                    )
+                )
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=mv.run_id, artifact_path="experiment_config.json", dst_path=tmp
+                )
+                loaded.config = json.loads(Path(path).read_text())
+            else:
+                local = Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, dst_path=tmp))
             if (local / "experiment_config.json").is_file():
                 loaded.config = json.loads((local / "experiment_config.json").read_text())
             if (local / "rules.joblib").is_file():

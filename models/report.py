@@ -285,3 +285,49 @@ def write_report(results: Path | str | dict[str, Any] | Any, out_dir: Path) -> t
     html_path = out_dir / "evaluation.html"
     html_path.write_text(render_html(data))
     return json_path, html_path
+
+
+def short_names(methods: list[str], kinds: list[str]) -> dict[str, str]:
+    """Short names for the models of a table (``m1``, ``m2``, ... in order of appearance);
+    rules keep their names."""
+    out: dict[str, str] = {}
+    for method, kind in zip(methods, kinds, strict=True):
+        if kind == "model" and method not in out:
+            out[method] = f"m{sum(1 for v in out.values() if v.startswith('m')) + 1}"
+    return out
+
+
+def text_table(records: list[dict[str, Any]], width: int = 100) -> str:
+    """The results as plain text no wider than ``width``: one block per label, one row per
+    test date and method (models under short names, with a legend), the chosen model
+    marked ``*``."""
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.{digits}f}"
+
+    methods = [r["method"] for r in records]
+    short = short_names(methods, [r["kind"] for r in records])
+    name_w = max([len(short.get(m, m)) for m in methods] + [6])
+    name_w = min(name_w, width - 62)
+    head = (
+        f"{'test date':<10}  {'method':<{name_w}}  {'sel':>3}  {'flagged':>7}  {'TP':>6}  "
+        f"{'FP':>6}  {'prec':>5}  {'recall':>6}  {'AUC':>5}"
+    )
+    lines: list[str] = []
+    for label in dict.fromkeys(r["label"] for r in records):
+        lines += ["", f"label {label}", head, "-" * len(head)]
+        for r in (r for r in records if r["label"] == label):
+            name = short.get(r["method"], r["method"])[:name_w]
+            flagged = r.get("flagged")
+            lines.append(
+                f"{r['test_date']:<10}  {name:<{name_w}}  {'*' if r.get('selected') else '':>3}  "
+                f"{'-' if flagged is None else flagged:>7}  {r.get('tp', '-'):>6}  "
+                f"{r.get('fp', '-'):>6}  {num(r.get('precision')):>5}  "
+                f"{num(r.get('recall')):>6}  {num(r.get('auc')):>5}"
+            )
+    if short:
+        lines += ["", "models:"]
+        for method, s in short.items():
+            text = f"  {s:<4} {method}"
+            lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    return "\n".join(line[:width] for line in lines).lstrip("\n")

@@ -114,6 +114,31 @@ def model_and_data(
     return loaded, config, src, agency, spec
 
 
+def label_cutoff(tags: dict[str, str]) -> dt.date | None:
+    """The last date whose outcomes a registered model's training labels could see: its
+    ``ews.label_known_by`` tag (label maturity), None when it records none."""
+    known = tags.get("ews.label_known_by") or ""
+    return dt.date.fromisoformat(known) if known else None
+
+
+def check_lookahead(name: str, version: str, tags: dict[str, str], as_of: dt.date) -> str | None:
+    """Why scoring at ``as_of`` with this model would look ahead (its training labels count
+    outcomes known after ``as_of``), or None when it would not."""
+    cutoff = label_cutoff(tags)
+    if cutoff is None:
+        return (
+            f"{name} v{version} records no label cutoff (trained without label maturity), so "
+            f"its training labels may count outcomes known after {as_of}"
+        )
+    if as_of < cutoff:
+        return (
+            f"{name} v{version} was trained on outcomes known up to {cutoff} (its label "
+            f"cutoff), after the as-of date {as_of}: its scores there would use the future. "
+            f"Score on or after {cutoff}, or name an older model (--model NAME/VERSION)"
+        )
+    return None
+
+
 def score(
     as_of: dt.date,
     model: str = "champion",
@@ -128,8 +153,13 @@ def score(
     save: bool = True,
     uri: str | None = None,
     progress: bool = False,
+    allow_lookahead: bool = False,
 ) -> pd.DataFrame:
     """Score every officer of the cohort at ``as_of`` with a registered model.
+
+    A model whose training labels count outcomes known after ``as_of`` (its label cutoff,
+    see :func:`check_lookahead`) is refused unless ``allow_lookahead``; then the flags say
+    so in ``frame.attrs["lookahead"]`` and a warning is raised.
 
     Args:
         as_of: the as-of date (only what was known before it is used).
@@ -161,6 +191,13 @@ def score(
         as_of = as_of.date()
     loaded, config, src, agency, spec = model_and_data(model, agency, snapshot, source, uri)
     tags = loaded.tags
+    lookahead = check_lookahead(loaded.name, loaded.version, tags, as_of)
+    if lookahead and not allow_lookahead:
+        raise ScoringError(f"{lookahead}; --allow-lookahead scores anyway")
+    if lookahead:
+        import warnings
+
+        warnings.warn(f"look-ahead allowed: {lookahead}", stacklevel=2)
     snapshot_id = src.id if isinstance(src, Snapshot) else Path(src).name
     features = build_features(
         src, [as_of], spec=spec, cohort=cohort_spec(config.cohort), progress=progress
@@ -241,6 +278,7 @@ def score(
         scored_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
     )
     frame = frame.sort_values("rank").reset_index(drop=True)
+    frame.attrs["lookahead"] = lookahead
     if save:
         from ews.flagstore import save_flags
 

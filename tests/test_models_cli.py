@@ -52,6 +52,23 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert "champion" in out and "ews-clitest-sustained" in out
     assert "{" not in out.split("results:")[1]  # the timings too are plain text
     results = json.loads((tmp_path / "run" / "results.json").read_text())
+    # progress: a line per step and split as it happens, then a table that fits 100 columns
+    assert "building features for" in out and "sustained 2015-01-01 (split 1/1)" in out
+    lines = out.splitlines()
+    table = lines[lines.index("label sustained") : lines.index("models:")]
+    assert len(table) >= 2 + 2 + 3  # header, rule lines, model lines
+    assert max(len(line) for line in table) <= 100
+    assert "m1" in out and "lr[C=0.1]" in out  # short names with their legend
+    # every test prediction is written, and reproduces the metrics of the results
+    from sklearn.metrics import roc_auc_score
+
+    preds = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    models = [r for r in results["records"] if r["kind"] == "model"]
+    assert set(preds["method"]) == {r["method"] for r in models}
+    for r in models:
+        part = preds[(preds["method"] == r["method"]) & (preds["label"] == r["label"])]
+        assert len(part) == r["n_test"] and part["officer_id"].is_unique
+        assert roc_auc_score(part["outcome"], part["score"]) == pytest.approx(r["auc"])
     reg = results["champions"]["sustained"]["registered"]
     name, version, run_id = reg["name"], reg["version"], reg["run_id"]
     assert name == "ews-clitest-sustained"
@@ -77,8 +94,17 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert registry.list_models() == registry.list_models(fast=False)
     assert registry.list_models()[0]["aliases"] == ["champion"]
 
+    # The champion's training labels count outcomes known up to the deployment date: scoring
+    # before it would look ahead, and is refused unless asked for.
+    refused = runner.invoke(app, ["score", "--as-of", "2016-01-01"])
+    assert refused.exit_code == 1, refused.output
+    assert f"outcomes known up to {deploy['as_of']}" in refused.output
+    assert "--allow-lookahead" in refused.output
+    allowed = _ok(["score", "--as-of", "2016-01-01", "--allow-lookahead", "--no-explain"])
+    assert "warning: look-ahead" in allowed
+
     flags_csv = tmp_path / "flags.csv"
-    _ok(["score", "--as-of", "2016-01-01", "--out", str(flags_csv)])
+    _ok(["score", "--as-of", deploy["as_of"], "--out", str(flags_csv)])
     flags = pd.read_csv(flags_csv)
     n = len(flags)
     assert flags["flagged"].sum() == math.ceil(0.05 * n)
@@ -88,7 +114,7 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert flagged["explanation"].str.len().min() > 0
     assert set(flags["model_version"].astype(str)) == {version}
     assert set(flags["model_name"]) == {name}
-    assert set(flags["as_of_date"].astype(str).str[:10]) == {"2016-01-01"}
+    assert set(flags["as_of_date"].astype(str).str[:10]) == {deploy["as_of"]}
     assert all(isinstance(json.loads(r), list) for r in flags["rules_fired"])
 
     # the audit defaults to the only agency and prints tables, not Python reprs
@@ -108,7 +134,7 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert (folder / "drift.html").stat().st_size > 0
     refused = runner.invoke(app, ["drift", "--as-of", champion["train_dates"][0]])
     assert refused.exit_code == 1 and "is a reference date" in refused.output
-    saved = workspace / "flags" / "clitest" / "2016-01-01.parquet"
+    saved = workspace / "flags" / "clitest" / f"{deploy['as_of']}.parquet"
     assert saved.is_file()
 
     # Same code path as training: the champion applied to freshly built features gives
@@ -119,7 +145,7 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     snap = Workspace().snapshot("clitest")
     assert set(flags["snapshot_id"]) == {snap.id}
     champ = registry.load_champion(name)
-    feats = build_features(snap, [date(2016, 1, 1)]).set_index("officer_id")
+    feats = build_features(snap, [date.fromisoformat(deploy["as_of"])]).set_index("officer_id")
     X = feats.loc[flags["officer_id"].astype(str), champ.feature_names].astype(float)
     assert np.allclose(champ.model.predict_proba(X)[:, 1], flags["score"].to_numpy())
 

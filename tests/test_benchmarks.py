@@ -1,5 +1,5 @@
-"""The benchmarks (models.benchmarks): package reading, the triage-peer experiment end to end
-on a small synthetic agency, the Chicago targets and records, and the CLI."""
+"""The benchmarks package: package reading and cutting, the triage-peer experiment through
+`ews train` end to end on a small synthetic agency, the Chicago targets and records, the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models import benchmarks as bm
+from benchmarks import chicago, common
+from benchmarks import triage_peer as tp
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_arrow_package_matches_the_contract_normalized_form(
 ) -> None:
     from ews.contract import find_table_file, normalize, read_normalized
 
-    bm.arrow_package(csv_agency, tmp_path / "pkg")
+    common.arrow_package(csv_agency, tmp_path / "pkg")
     got = read_normalized(tmp_path / "pkg")
     for table in ("officers", "events", "assignments"):
         raw = pd.read_csv(find_table_file(csv_agency, table), dtype=str, keep_default_na=False)
@@ -49,48 +50,48 @@ def test_arrow_package_refuses_a_folder_without_events(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "officers.csv").write_text("officer_id,appointed_date\n1,2000-01-01\n")
     with pytest.raises(ContractError, match="events"):
-        bm.arrow_package(tmp_path / "src", tmp_path / "out")
-    with pytest.raises(bm.BenchmarkError, match="not a folder"):
-        bm.arrow_package(tmp_path / "missing", tmp_path / "out")
+        common.arrow_package(tmp_path / "src", tmp_path / "out")
+    with pytest.raises(common.BenchmarkError, match="not a folder"):
+        common.arrow_package(tmp_path / "missing", tmp_path / "out")
 
 
-def test_triage_peer_runs_the_whole_experiment(csv_agency: Path) -> None:
-    result = bm.run_triage_peer(csv_agency, threads=1)
-    t = result.table
-    assert sorted(t["test_date"].unique()) == list(bm.TRIAGE_PEER_TEST_DATES)
-    assert len(t) == 16  # 4 test dates x 4 models
-    assert set(t["model"]) == {
+def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) -> None:
+    run = tp.run_triage_peer(csv_agency, threads=1, home=tmp_path / "tp")
+    rows = run.models()
+    assert sorted({r["test_date"] for r in rows}) == [
+        "2019-01-01",
+        "2020-01-01",
+        "2021-01-01",
+        "2022-01-01",
+    ]
+    assert len(rows) == 16  # 4 test dates x 4 models, none chosen
+    assert {r["model"] for r in rows} == {
         "lr[C=0.01]",
         "lr[C=1.0]",
         "rf[max_depth=5,min_samples_leaf=10,n_estimators=200]",
         "rf[max_depth=10,min_samples_leaf=10,n_estimators=200]",
     }
-    for col in ("precision@10%", "recall@10%", "roc_auc", "base_rate"):
-        assert t[col].between(0, 1).all(), col
-    # the 2019 model trains on one as-of date (2018-01-01), later ones on up to five
-    n_train = t.groupby("test_date")["n_train"].first()
-    assert n_train["2019-01-01"] < n_train["2021-01-01"]
-    splits = {s["test_as_of"]: s["train_as_of"] for s in result.splits}
-    assert splits["2019-01-01"] == ["2018-01-01"]
-    assert splits["2022-01-01"][0] == "2019-01-01" and len(splits["2022-01-01"]) == 5
-    assert {"read package", "features", "labels", "fit", "predict", "evaluate"} <= set(
-        result.stages
-    )
-    assert result.total_seconds >= sum(result.stages.values()) - 1e-6
-    assert len(result.mean_table()) == 4
-    text = bm.format_triage_peer(result)
-    assert "mean" in text and "146.5" in text
-    json.dumps(result.as_dict())  # JSON-ready
-
-
-def test_share_depths_changes_only_the_forests(csv_agency: Path) -> None:
-    a = bm.run_triage_peer(csv_agency, threads=1, test_dates=["2021-01-01"])
-    b = bm.run_triage_peer(csv_agency, threads=1, test_dates=["2021-01-01"], share_depths=False)
-    lr_a = a.table[a.table["model"].str.startswith("lr")].reset_index(drop=True)
-    lr_b = b.table[b.table["model"].str.startswith("lr")].reset_index(drop=True)
-    pd.testing.assert_frame_equal(lr_a, lr_b)
-    rf = a.table[a.table["model"].str.startswith("rf")]
-    assert rf["roc_auc"].between(0.5, 1).all()
+    assert not any(r["selected"] for r in run.records)
+    for r in rows:
+        for key in ("precision@10%", "recall@10%", "roc_auc"):
+            assert 0 <= r[key] <= 1, key
+    # what triage also does: every test prediction written, every model registered
+    assert run.predictions == sum(r["n"] for r in rows)
+    assert run.registered == 16
+    results = json.loads((tmp_path / "tp" / "run" / "results.json").read_text())
+    versions = {(r["name"], r["version"]) for r in results["registered"]}
+    assert len(versions) == 16
+    # the splits are triage's: 2019 trains on 2018-01-01 only, 2022 on five dates from 2019
+    used = {r["test_date"]: r["train_dates_used"] for r in run.records if r["kind"] == "model"}
+    assert used["2019-01-01"] == ["2018-01-01"]
+    assert used["2022-01-01"][0] == "2019-01-01" and len(used["2022-01-01"]) == 5
+    assert {"build_features_s", "fit_candidates_s", "register_s", "total_s"} <= set(run.steps)
+    assert set(run.cpu_steps) == set(run.steps) and run.train_cpu_seconds > 0
+    assert run.train_seconds > run.steps["total_s"] > 0
+    text = tp.format_triage_peer(run)
+    assert "mean" in text and "89.7" in text and "0.705" in text
+    assert len(run.means()) == 4
+    json.dumps(run.as_dict())  # JSON-ready
 
 
 def _record(label: str, method: str, selected: bool, auc: float, more: float, fewer: float):
@@ -129,20 +130,20 @@ def test_targets_read_the_selected_model_averaged_over_test_dates() -> None:
         _record("sustained_or_force", "lr", True, 0.84, 50.0, 60.0),
         _record("sustained_or_force", "rf", False, 0.99, 99.0, 99.0),  # not selected
     ]
-    auc = bm.Target("sustained_or_force", "auc", 0.81)
+    auc = chicago.Target("sustained_or_force", "auc", 0.81)
     assert auc.value(recs) == pytest.approx(0.82)
-    assert bm.Target("sustained_or_force", "vs_rules.cmpd.pct_more_tp", 35).value(
+    assert chicago.Target("sustained_or_force", "vs_rules.cmpd.pct_more_tp", 35).value(
         recs
     ) == pytest.approx(40.0)
-    assert bm.Target("sustained", "auc", 0.67).value(recs) is None
+    assert chicago.Target("sustained", "auc", 0.67).value(recs) is None
     assert "ROC AUC >= 0.81" in auc.describe()
-    out = bm.benchmark_records(recs)
-    assert set(out[0]) == {*bm.RECORD_KEYS, "vs_rules"}
-    assert set(out[0]["vs_rules"]["cmpd"]) == set(bm.VS_RULE_KEYS)
+    out = chicago.benchmark_records(recs)
+    assert set(out[0]) == {*chicago.RECORD_KEYS, "vs_rules"}
+    assert set(out[0]["vs_rules"]["cmpd"]) == set(chicago.VS_RULE_KEYS)
     assert "ap" not in out[0]
 
 
-def test_cli_lists_both_benchmarks_and_runs_triage_peer(csv_agency: Path, tmp_path: Path) -> None:
+def test_cli_lists_both_benchmarks(csv_agency: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from ews.cli import app
@@ -151,24 +152,18 @@ def test_cli_lists_both_benchmarks_and_runs_triage_peer(csv_agency: Path, tmp_pa
     res = runner.invoke(app, ["benchmark", "--help"])
     assert res.exit_code == 0, res.output
     assert "triage-peer" in res.output and "chicago" in res.output
-    out = tmp_path / "tp.json"
-    res = runner.invoke(
-        app,
-        [
-            "benchmark",
-            "triage-peer",
-            "--data",
-            str(csv_agency),
-            "--threads",
-            "1",
-            "--json",
-            str(out),
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    assert "mean" in res.output and "total" in res.output
-    data = json.loads(out.read_text())
-    assert len(data["results"]) == 16 and data["total_seconds"] > 0
+    res = runner.invoke(app, ["benchmark", "triage-peer", "--data", str(tmp_path / "none")])
+    assert res.exit_code != 0
+
+
+def test_the_library_holds_no_benchmark() -> None:
+    import models
+
+    folder = Path(models.__file__).parent
+    assert not (folder / "benchmarks.py").exists()
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        assert "TRIAGE" not in text and "CHICAGO_TARGETS" not in text, path.name
 
 
 def test_cut_package_keeps_only_what_was_known_and_features_agree(
@@ -179,9 +174,9 @@ def test_cut_package_keeps_only_what_was_known_and_features_agree(
     from ews.contract import read_normalized
     from features.build import build_features
 
-    full = bm.arrow_package(csv_agency, tmp_path / "full")
+    full = common.arrow_package(csv_agency, tmp_path / "full")
     t = date(2019, 7, 1)
-    cut = bm.cut_package(full, tmp_path / "cut", t)
+    cut = common.cut_package(full, tmp_path / "cut", t)
     pkg = read_normalized(cut)
     ts = pd.Timestamp(t)
     assert (pkg.events["reported_date"] < ts).all()

@@ -98,5 +98,6 @@ def test_train_explains_an_empty_cohort(agency: Path) -> None:
     config = ExperimentConfig.model_validate(small_config(cohort={"require_assignment": "shift"}))
     with pytest.raises(ExperimentError) as err:
         run_experiment(config, source=agency, tracking=False, progress=False)
-    assert "no feature rows for as-of dates" in str(err.value)
-    assert "the package holds no 'shift' assignments (kinds it holds: rank, unit)" in str(err.value)
+    # the config check refuses it before any work, naming the kind the data lack
+    assert "refused before any work" in str(err.value)
+    assert "'shift', but the data hold no such assignments (kinds: rank, unit)" in str(err.value)

@@ -138,6 +138,7 @@ _ONE_PLURAL = re.compile(r"^(1 (?:[\w-]+ )?)(report|complaint|arrest|event|findi
 
 
 _PEER_PLACEHOLDER = re.compile(r"\b(unit|rank) \{(unit|rank)\}")
+_OTHER_FIELD = re.compile(r"\{(?!(?:value|unit|rank)[:}])")
 
 
 def _condition_text(
@@ -153,7 +154,8 @@ def _condition_text(
     """
     threshold = format_value(cond["value"])
     template = (descriptions or {}).get(name)
-    if not template or "{value" not in template:
+    if not template or "{value" not in template or _OTHER_FIELD.search(template):
+        # no template, or one that quotes another column of the row (a network share)
         return f"{name} {cond['op']} {threshold}"
     template = _PEER_PLACEHOLDER.sub(lambda m: f"their {m.group(1)}", template)
     peers = {"unit": "their unit", "rank": "their rank"}

@@ -9,7 +9,11 @@ Shape of the computation (no per-row Python, no query per date or window):
    with ``start_date < t`` still open at t; ties broken by the larger value).
 3. one join of the cohort with the relevant events known at t (``reported_date < t``) and
    one ``GROUP BY (officer_id, as_of_date)`` holding every window's conditional aggregate.
-4. peer statistics as window functions partitioned by ``(as_of_date, unit)`` and so on.
+4. network indicators: the pairs of officers named on one case (a self-join of the tie
+   source's events on ``case_id``, per officer and case the earliest report), joined with the
+   cohort on ``tie date < t``; the tied officers' histories are the same conditional
+   aggregates as 3., computed once per distinct (tied officer, t); then one ``GROUP BY``.
+5. peer statistics as window functions partitioned by ``(as_of_date, unit)`` and so on.
 """
 
 from __future__ import annotations
@@ -167,8 +171,9 @@ def features_expr(
         return name
 
     for col in spec.columns:
-        if col.family in ("attribute", "peer") or col.source is None or col.window is None:
+        if col.family in ("attribute", "peer", "network") or col.source is None:
             continue
+        assert col.window is not None
         m, s, w = col.metric or "", col.source, col.window
         need("n", s, w)
         if m in ("sustained", "share_sustained"):
@@ -201,7 +206,7 @@ def features_expr(
     # --- the spec's columns (attributes and aggregates)
     values: dict[str, Any] = {}
     for col in spec.columns:
-        if col.family == "peer":
+        if col.family in ("peer", "network"):
             continue
         if col.family == "attribute":
             if col.name == "tenure_years":
@@ -231,6 +236,20 @@ def features_expr(
             act = base[f"_n__{m[len(RATE_PREFIX) :]}__{w}"]
             values[col.name] = n.cast(f64) * 100.0 / act.cast(f64).nullif(0.0)
     feats = base.select(*KEYS, *kinds, **{k: v for k, v in values.items() if k not in kinds})
+
+    # --- networks: officers tied by a shared case id, and their histories as of t
+    for i in range(len(spec.networks)):
+        net_cols = spec.network_columns(i)
+        bounds = [n for n in dates.columns if n != "as_of_date"]
+        stats = network_expr(tables, c.select(*KEYS, *bounds), dates, spec, i, cache)
+        feats = feats.left_join(
+            stats,
+            [feats.officer_id == stats._n_officer_id, feats.as_of_date == stats._n_as_of_date],
+        ).drop("_n_officer_id", "_n_as_of_date")
+        fills = {
+            col.name: feats[col.name].fill_null(0) for col in net_cols if col.stat in (None, "with")
+        }
+        feats = feats.mutate(**fills)
 
     # --- peers: window functions over (as_of_date, group), on a narrow table per group kind
     #     (keys, group, base columns) joined back, so the sorts never carry the wide rows
@@ -262,6 +281,102 @@ def features_expr(
             [feats.officer_id == stats._p_officer_id, feats.as_of_date == stats._p_as_of_date],
         ).drop("_p_officer_id", "_p_as_of_date")
     return feats.select(*KEYS, *spec.column_names)
+
+
+def network_expr(
+    tables: Tables, keys: ir.Table, dates: ir.Table, spec: FeatureSpec, i: int, cache: bool
+) -> ir.Table:
+    """The columns of ``spec.networks[i]`` per (``_n_officer_id``, ``_n_as_of_date``) of
+    ``keys`` (cohort keys with the dates' bound columns) that have at least one tie known at
+    t (see features.spec for the rules)."""
+    import ibis
+
+    f64 = "float64"
+    net = spec.networks[i]
+    cols = spec.network_columns(i)
+    src = spec.sources[net.ties]
+    ev = tables.events
+    ev = ev.filter((ev.event_type == src.event_type) & ev.case_id.notnull() & (ev.case_id != ""))
+    if src.category_prefix:
+        ev = ev.filter(ev.category.fill_null("").startswith(src.category_prefix))
+    # per officer and case, the day the officer was first reported on it
+    named = ev.group_by(["officer_id", "case_id"]).aggregate(named=ev.reported_date.min())
+    other = named.select(p_id="officer_id", p_case="case_id", p_named="named")
+    pairs = named.join(
+        other, [named.case_id == other.p_case, named.officer_id != other.p_id]
+    ).select(
+        t_officer_id="officer_id",
+        peer_id="p_id",
+        tie_date=ibis.greatest(named.named, other.p_named),
+    )
+    pairs = pairs.distinct()
+    # the tied officer must be known at t (appointed before t)
+    o = tables.officers.select(q_id="officer_id", q_appointed="appointed_date")
+    lows = {w: f"_lo_{w}" for w in net.windows if w != CAREER}
+    k = keys.select(*KEYS, *lows.values())
+    preds = [k.officer_id == pairs.t_officer_id, pairs.tie_date < k.as_of_date]
+    if len(lows) == len(net.windows):  # every window bounded: older ties never count
+        bounds = [k[b] for b in lows.values()]
+        preds.append(pairs.tie_date >= (ibis.least(*bounds) if len(bounds) > 1 else bounds[0]))
+    j = k.join(pairs, preds)
+    j = j.join(o, [j.peer_id == o.q_id, o.q_appointed < j.as_of_date])
+    tied = j.group_by([*KEYS, "peer_id", *lows.values()]).aggregate(last_tie=j.tie_date.max())
+    if cache:
+        tied = tied.cache()
+
+    # the tied officers' histories at t: the aggregates of base_join on (peer, t) keys
+    hist_cols = [spec_col for spec_col in spec.columns if spec_col.name in net.histories]
+    hist: ir.Table | None = None
+    if hist_cols:
+        needed: dict[str, tuple[str, str, str]] = {}
+        for hc in hist_cols:
+            assert hc.source is not None and hc.window is not None
+            q = "n" if hc.metric == "count" else "s"
+            needed[f"_h_{hc.name}"] = (q, hc.source, hc.window)
+        pk = tied.select(p_officer_id=tied.peer_id, p_as_of_date=tied.as_of_date).distinct()
+        pk = pk.join(dates, pk.p_as_of_date == dates.as_of_date).select(
+            officer_id=pk.p_officer_id,
+            as_of_date=pk.p_as_of_date,
+            **{c: dates[c] for c in dates.columns if c != "as_of_date"},
+        )
+        hist = pk
+        by_type: dict[str, list[str]] = {}
+        for name, (_, s, _) in needed.items():
+            by_type.setdefault(spec.sources[s].event_type, []).append(name)
+        for etype, names in sorted(by_type.items()):
+            hist = base_join(hist, pk, tables.events, etype, spec, {n: needed[n] for n in names})
+        hist = hist.select(
+            h_id="officer_id",
+            h_as_of_date="as_of_date",
+            **{n: hist[n].fill_null(0) for n in needed},
+        )
+        tied = tied.left_join(
+            hist, [tied.peer_id == hist.h_id, tied.as_of_date == hist.h_as_of_date]
+        )
+
+    aggs: dict[str, Any] = {}
+    for col in cols:
+        assert col.window is not None
+        if col.window == CAREER:
+            inw = tied.last_tie.notnull()  # every tie known at t
+        else:
+            inw = tied.last_tie >= tied[lows[col.window]]
+        if col.stat is None:
+            aggs[col.name] = ibis.ifelse(inw, 1, 0).sum()
+            continue
+        h = tied[f"_h_{col.base}"]
+        n_in = ibis.ifelse(inw, 1, 0).sum()
+        n_with = ibis.ifelse(inw & (h > 0), 1, 0).sum()
+        if col.stat == "mean":
+            aggs[col.name] = ibis.ifelse(inw, h.cast(f64), ibis.null().cast(f64)).mean()
+        elif col.stat == "max":
+            aggs[col.name] = ibis.ifelse(inw, h.cast(f64), ibis.null().cast(f64)).max()
+        elif col.stat == "share":
+            aggs[col.name] = n_with.cast(f64) / n_in.cast(f64).nullif(0.0)
+        else:
+            aggs[col.name] = n_with
+    out = tied.group_by(KEYS).aggregate(**aggs)
+    return out.rename(_n_officer_id="officer_id", _n_as_of_date="as_of_date")
 
 
 def base_join(

@@ -33,6 +33,7 @@ USED = {
         "category",
         "finding",
         "finding_date",
+        "case_id",
     ],
     "assignments": ["officer_id", "kind", "value", "start_date", "end_date"],
 }

@@ -39,6 +39,24 @@ rank at t; the officer itself is included in the group, nothing is excluded):
   a unit with many is exposed too, which the three officer-relative stats cannot show).
 All four are null when the officer has no such assignment at t.
 
+Network indicators (``networks``: officers tied by being named on the same case):
+
+- Two officers are *tied* through a source (``ties: complaint``) when events of that source
+  of both carry the same non-empty ``case_id`` (co-accused on a complaint; co-involved in a
+  use-of-force report when the agency gives those a shared case id). On a case, an officer
+  is named from the earliest ``reported_date`` of his events of the source on it; the tie
+  exists from the **later** of the two officers' such dates (``tie date``), so at t a tie
+  exists only when both were reported on the case before t. The peer must be an officer
+  known at t (``appointed_date < t``; separated peers keep counting).
+- A tie is in window w at t when its latest tie date before t is ``>= t - w``.
+- ``{ties}_network_{w}_count``: the number of distinct officers tied to the officer in w.
+- ``{ties}_network_{w}_{history}_{stat}`` for each ``history`` (a ``count`` or
+  ``sustained`` aggregate column of the spec, computed for each tied officer *as of t*:
+  only his events reported before t, only findings dated before t), over the tied officers
+  in w: ``mean``, ``max``, ``share`` (the share of them whose history is above 0, e.g. who
+  had a sustained finding) and ``with`` (how many of them). ``mean``, ``max`` and ``share``
+  are null when the officer has no tie in w; ``count`` and ``with`` are then 0.
+
 ``race`` and ``sex`` are never features: the validator refuses them anywhere in a spec.
 """
 
@@ -65,6 +83,9 @@ SIMPLE_METRICS = ("count", "sustained", "share_sustained", "days_since", "trend"
 RATE_PREFIX = "per100_"
 PEER_STATS = ("ratio", "z", "pct", "mean")
 PEER_BASE_METRICS = ("count", "sustained", "trend")  # never null, so ranks agree everywhere
+NetworkStat = Literal["mean", "max", "share", "with"]
+DEFAULT_NETWORK_STATS: tuple[NetworkStat, ...] = ("mean", "max", "share")
+NETWORK_HISTORY_METRICS = ("count", "sustained")
 NUMERIC_ATTRIBUTES = ("tenure_years", "age_years")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -84,6 +105,14 @@ def _refuse_protected(value: str, where: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_windows(v: list[str]) -> list[str]:
+    for w in v:
+        d = parse_window(w)
+        if d is not None and d.token != w:
+            raise ValueError(f"window {w!r}: write it as {d.token!r}")
+    return v
 
 
 class SourceSpec(_Strict):
@@ -112,11 +141,7 @@ class AggregateSpec(_Strict):
     @field_validator("windows")
     @classmethod
     def _windows(cls, v: list[str]) -> list[str]:
-        for w in v:
-            d = parse_window(w)
-            if d is not None and d.token != w:
-                raise ValueError(f"window {w!r}: write it as {d.token!r}")
-        return v
+        return _check_windows(v)
 
     @field_validator("metrics")
     @classmethod
@@ -147,6 +172,22 @@ class PeerSpec(_Strict):
         return v
 
 
+class NetworkSpec(_Strict):
+    """Officers tied by a shared ``case_id`` on events of one source (see the module
+    docstring): how many in each window, and their histories as of the as-of date."""
+
+    ties: str
+    windows: list[str] = Field(default_factory=lambda: [CAREER], min_length=1)
+    histories: list[str] = Field(default_factory=list)
+    stats: list[NetworkStat] = Field(default_factory=lambda: list(DEFAULT_NETWORK_STATS))
+    label: str = Field("co-accused", description="who the tied officers are, in words")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        return _check_windows(v)
+
+
 class FeatureSpec(_Strict):
     """A validated feature spec (see the module docstring for every rule)."""
 
@@ -155,6 +196,7 @@ class FeatureSpec(_Strict):
     sources: dict[str, SourceSpec] = Field(min_length=1)
     aggregates: list[AggregateSpec] = Field(default_factory=list)
     peers: list[PeerSpec] = Field(default_factory=list)
+    networks: list[NetworkSpec] = Field(default_factory=list)
     attributes: list[str] = Field(default_factory=list)
 
     @field_validator("sources")
@@ -192,6 +234,9 @@ class FeatureSpec(_Strict):
                     )
                 if m == "trend" and CAREER in agg.windows:
                     problems.append(f"aggregates[{i}]: trend needs a finite window, not career")
+        for i, net in enumerate(self.networks):
+            if net.ties not in self.sources:
+                problems.append(f"networks[{i}]: unknown source {net.ties!r}")
         if problems:
             raise ValueError("; ".join(problems))
         try:
@@ -222,6 +267,11 @@ class FeatureSpec(_Strict):
         for p in self.peers:
             kinds += [k for k in p.by if k not in kinds]
         return kinds
+
+    def network_columns(self, i: int) -> list[ColumnInfo]:
+        """The columns of ``networks[i]``, in output order."""
+        by_name = {c.name: c for c in self.columns if c.family != "network"}
+        return self._network_columns(i, self.networks[i], by_name)
 
     def describe(self) -> pd.DataFrame:
         """One row per column: name, family, description template and its parts."""
@@ -280,10 +330,12 @@ class FeatureSpec(_Strict):
                             fam, dtype = "rate", "float"
                         cols.append(_col(name, fam, t, source=s, window=w, metric=m, dtype=dtype))
         by_name = {c.name: c for c in cols}
+        for i, net in enumerate(self.networks):
+            cols += self._network_columns(i, net, by_name)
         for i, p in enumerate(self.peers):
             for base in p.columns:
                 b = by_name.get(base)
-                if b is None or b.family == "peer":
+                if b is None or b.family in ("peer", "network"):
                     raise SpecError(f"peers[{i}]: {base!r} is not an aggregate column of the spec")
                 if b.metric not in PEER_BASE_METRICS:
                     raise SpecError(
@@ -330,6 +382,67 @@ class FeatureSpec(_Strict):
             raise SpecError(f"duplicate column names: {', '.join(sorted(set(dups)))}")
         return cols
 
+    def _network_columns(
+        self, i: int, net: NetworkSpec, by_name: dict[str, ColumnInfo]
+    ) -> list[ColumnInfo]:
+        who = net.label
+        cols: list[ColumnInfo] = []
+        hist: list[ColumnInfo] = []
+        for h in net.histories:
+            b = by_name.get(h)
+            if b is None or b.family in ("network", "peer", "attribute"):
+                raise SpecError(f"networks[{i}]: {h!r} is not an aggregate column of the spec")
+            if b.metric not in NETWORK_HISTORY_METRICS:
+                raise SpecError(
+                    f"networks[{i}]: {h!r}: network histories are "
+                    f"{' or '.join(NETWORK_HISTORY_METRICS)} columns"
+                )
+            hist.append(b)
+        for w in net.windows:
+            wp = "so far" if w == CAREER else f"in {window_phrase(w)}"
+            count = f"{net.ties}_network_{w}_count"
+            common = {"source": net.ties, "window": w}
+            cols.append(_col(count, "network", f"{{value:.0f}} {who} {wp}", dtype="int", **common))
+            for b in hist:
+                assert b.source is not None and b.window is not None
+                plural, singular = self._label(b.source)
+                when = "" if b.window == CAREER else f" in {window_phrase(b.window)}"
+                if b.metric == "sustained":
+                    noun = f"sustained {plural}"
+                    had = (
+                        "a sustained finding"
+                        if self.sources[b.source].category_prefix is None
+                        else f"a sustained {singular}"
+                    )
+                else:
+                    noun, had = plural, f"at least one {singular}"
+                of = f"of the officer's {{{count}:.0f}} {who} {wp}"
+                for stat in net.stats:
+                    if stat == "mean":
+                        t = f"the officer's {who} {wp} had {{value:.1f}} {noun}{when} on average"
+                        dtype = "float"
+                    elif stat == "max":
+                        t = f"one of the officer's {who} {wp} had {{value:.0f}} {noun}{when}"
+                        dtype = "float"
+                    elif stat == "share":
+                        t = f"{{value*{count}:.0f}} {of} had {had}{when}"
+                        dtype = "float"
+                    else:
+                        t = f"{{value:.0f}} {of} had {had}{when}"
+                        dtype = "int"
+                    cols.append(
+                        _col(
+                            f"{count.removesuffix('_count')}_{b.name}_{stat}",
+                            "network",
+                            t,
+                            stat=stat,
+                            base=b.name,
+                            dtype=dtype,
+                            **common,
+                        )
+                    )
+        return cols
+
 
 @dataclass(frozen=True)
 class ColumnInfo:
@@ -338,7 +451,7 @@ class ColumnInfo:
     officer's group at the as-of date)."""
 
     name: str
-    family: str  # attribute|count|sustained|share_sustained|days_since|rate|trend|peer
+    family: str  # attribute|count|sustained|share_sustained|days_since|rate|trend|peer|network
     description_template: str
     source: str | None = None
     window: str | None = None

@@ -22,6 +22,7 @@ wording states facts and comparisons, not judgments.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -291,6 +292,15 @@ def describe_factor(
 _PEER_SUFFIX = re.compile(r"^(?P<base>.+)_(?:unit|rank)_(?:ratio|z|pct)$")
 
 
+def _template_fields(template: str) -> list[str]:
+    """The placeholders of a description template (``value*x`` gives ``value`` and ``x``)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError:
+        return []
+    return [part for f in fields for part in f.split("*")]
+
+
 def _absent(value: Any) -> bool:
     try:
         return bool(value is None or value == 0 or np.isnan(float(value)))
@@ -400,9 +410,13 @@ def explain(
                 break
 
     peer_names = {kind: _lookup([context], kind) for kind in _PEERS}
+    # other columns a template names (a network share quotes its count of tied officers)
+    named = {f for t in (descriptions or {}).values() for f in _template_fields(t)}
+    named -= {"value", *_PEERS}
+    row_columns = {c: v for c in sorted(named) if (v := _lookup([X, context], c)) is not None}
 
     def template_context(i: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {c: v[i] for c, v in row_columns.items()}
         for kind, names in peer_names.items():
             name = None if names is None else names[i]
             missing = name is None or (isinstance(name, float) and np.isnan(name))

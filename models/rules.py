@@ -91,7 +91,14 @@ class _TemplateFormatter(string.Formatter):
     """
 
     def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        return kwargs.get(str(key), _Missing(str(key)))
+        name = str(key)
+        if "*" in name:  # a product of two fields: "{value*complaint_network_3y_count:.0f}"
+            a, b = (self.get_value(k, args, kwargs) for k in name.split("*", 1))
+            try:
+                return float(a) * float(b)
+            except (TypeError, ValueError):
+                return _Missing(name)
+        return kwargs.get(name, _Missing(name))
 
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, _Missing):
@@ -114,7 +121,9 @@ _FORMATTER = _TemplateFormatter()
 def render_template(template: str, **values: Any) -> str:
     """Fill a feature description template, e.g. ``"{value:.0f} complaints in 90 days"``.
 
-    Placeholders used by the feature spec: ``value``, ``unit``, ``rank``.
+    Placeholders used by the feature spec: ``value``, ``unit``, ``rank``, another column of
+    the row (``{complaint_network_3y_count:.0f}``) and a product of two
+    (``{value*complaint_network_3y_count:.0f}``: a share of a count, as a number).
     Never raises on a template it cannot fill fully: what is unknown stays as written.
     """
     try:
@@ -129,6 +138,7 @@ _ONE_PLURAL = re.compile(r"^(1 (?:[\w-]+ )?)(report|complaint|arrest|event|findi
 
 
 _PEER_PLACEHOLDER = re.compile(r"\b(unit|rank) \{(unit|rank)\}")
+_OTHER_FIELD = re.compile(r"\{(?!(?:value|unit|rank)[:}])")
 
 
 def _condition_text(
@@ -144,7 +154,8 @@ def _condition_text(
     """
     threshold = format_value(cond["value"])
     template = (descriptions or {}).get(name)
-    if not template or "{value" not in template:
+    if not template or "{value" not in template or _OTHER_FIELD.search(template):
+        # no template, or one that quotes another column of the row (a network share)
         return f"{name} {cond['op']} {threshold}"
     template = _PEER_PLACEHOLDER.sub(lambda m: f"their {m.group(1)}", template)
     peers = {"unit": "their unit", "rank": "their rank"}

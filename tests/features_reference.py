@@ -26,6 +26,7 @@ DATE_POOL = sorted({a + dt.timedelta(days=d) for a in ANCHORS for d in OFFSETS})
 EVENT_TYPES = ["complaint", "use_of_force", "arrest"]
 CATEGORIES = [None, "05A EXCESSIVE FORCE", "01B ARREST", "0", "05"]
 FINDINGS = [None, "pending", "sustained", "not_sustained", "unfounded", "no_finding"]
+CASES = [None, "k1", "k2", "k3"]  # few case ids, so that officers share them often
 
 # a spec that uses every metric, window kind and peer statistic
 TEST_SPEC: dict[str, Any] = {
@@ -57,6 +58,32 @@ TEST_SPEC: dict[str, Any] = {
             "by": ["unit", "rank"],
             "stats": ["ratio", "z", "pct", "mean"],
         }
+    ],
+    "networks": [
+        {
+            "ties": "complaint",
+            "windows": ["90d", "1y", "career"],
+            "histories": [
+                "complaint_career_count",
+                "complaint_1y_sustained",
+                "force_complaint_career_sustained",
+                "use_of_force_180d_count",
+            ],
+            "stats": ["mean", "max", "share", "with"],
+        },
+        {
+            "ties": "force_complaint",
+            "windows": ["1y"],
+            "histories": ["complaint_career_sustained"],
+            "stats": ["share"],
+        },
+        {
+            "ties": "use_of_force",
+            "windows": ["180d"],
+            "label": "officers co-involved in use-of-force reports",
+            "histories": ["use_of_force_1y_count"],
+            "stats": ["max", "with"],
+        },
     ],
 }
 
@@ -99,6 +126,7 @@ def make_package(
                 "event_type": choose(EVENT_TYPES),
                 "event_date": ev_date,
                 "reported_date": reported,
+                "case_id": choose(CASES),
                 "category": choose(CATEGORIES),
                 "finding": finding,
                 "finding_date": fdate,
@@ -188,6 +216,96 @@ def _matches(e: Any, src: dict[str, Any]) -> bool:
     return not prefix or cat.startswith(prefix)
 
 
+def _aggregate(known: list, t: dt.date, col: Any, sources: dict[str, dict[str, Any]]) -> Any:
+    """One aggregate column of one officer at t, from his events known at t."""
+
+    def in_window(src: str, token: str, times: int = 1) -> list:
+        lo = _window_start(t, token, times)
+        return [
+            e
+            for e in known
+            if _matches(e, sources[src]) and (lo is None or _d(e.reported_date) >= lo)
+        ]
+
+    evs = in_window(col.source, col.window)
+    n = len(evs)
+    sustained = sum(
+        1
+        for e in evs
+        if e.finding == "sustained" and _d(e.finding_date) is not None and _d(e.finding_date) < t
+    )
+    decided = sum(
+        1
+        for e in evs
+        if isinstance(e.finding, str)
+        and e.finding != "pending"
+        and _d(e.finding_date) is not None
+        and _d(e.finding_date) < t
+    )
+    m = col.metric
+    if m == "count":
+        return n
+    if m == "sustained":
+        return sustained
+    if m == "share_sustained":
+        return sustained / decided if decided else float("nan")
+    if m == "days_since":
+        return float((t - max(_d(e.reported_date) for e in evs)).days) if evs else float("nan")
+    if m == "trend":
+        before = len(in_window(col.source, col.window, 2)) - n
+        return n - before
+    act = len(in_window(m.removeprefix("per100_"), col.window))
+    return 100.0 * n / act if act else float("nan")
+
+
+def ref_network(pkg: Package, oid: str, t: dt.date, spec: Any, i: int) -> dict[str, Any]:
+    """The columns of ``spec.networks[i]`` for one officer at t, by loops over case ids."""
+    net = spec.networks[i]
+    sources = {k: v.model_dump() for k, v in spec.sources.items()}
+    # when each officer was first reported on each case (events of the tie source)
+    named: dict[tuple[str, str], dt.date] = {}
+    for e in pkg.events.itertuples():
+        if _matches(e, sources[net.ties]) and isinstance(e.case_id, str) and e.case_id:
+            key, rd = (e.officer_id, e.case_id), _d(e.reported_date)
+            named[key] = min(named.get(key, rd), rd)
+    appointed = {o.officer_id: _d(o.appointed_date) for o in pkg.officers.itertuples()}
+    last: dict[str, dt.date] = {}  # tied officer -> latest tie date before t
+    for (o, case), mine in named.items():
+        if o != oid:
+            continue
+        for (p, other_case), theirs in named.items():
+            tie = max(mine, theirs)
+            if other_case == case and p != oid and tie < t and appointed.get(p, t) < t:
+                last[p] = max(last.get(p, tie), tie)
+    by_name = {c.name: c for c in spec.columns}
+    out: dict[str, Any] = {}
+    for col in spec.network_columns(i):
+        lo = _window_start(t, col.window)
+        tied = [p for p, d in last.items() if lo is None or d >= lo]
+        if col.stat is None:
+            out[col.name] = len(tied)
+            continue
+        base = by_name[col.base]
+        values = []
+        for p in tied:
+            known = [
+                e for e in pkg.events.itertuples() if e.officer_id == p and _d(e.reported_date) < t
+            ]
+            values.append(_aggregate(known, t, base, sources))
+        n_with = sum(1 for v in values if v > 0)
+        if col.stat == "with":
+            out[col.name] = n_with
+        elif not values:
+            out[col.name] = float("nan")
+        elif col.stat == "mean":
+            out[col.name] = sum(values) / len(values)
+        elif col.stat == "max":
+            out[col.name] = float(max(values))
+        else:
+            out[col.name] = n_with / len(values)
+    return out
+
+
 def ref_features(
     pkg: Package, dates: Sequence[dt.date], spec: Any, require: str | None = None
 ) -> pd.DataFrame:
@@ -199,15 +317,6 @@ def ref_features(
         off = pkg.officers[pkg.officers.officer_id == oid].iloc[0]
         known = [e for e in events if e.officer_id == oid and _d(e.reported_date) < t]
         row: dict[str, Any] = {"officer_id": oid, "as_of_date": pd.Timestamp(t)}
-
-        def in_window(src: str, token: str, times: int = 1, known=known, t=t) -> list:
-            lo = _window_start(t, token, times)
-            return [
-                e
-                for e in known
-                if _matches(e, sources[src]) and (lo is None or _d(e.reported_date) >= lo)
-            ]
-
         for col in spec.columns:
             if col.family == "peer":
                 continue
@@ -218,44 +327,12 @@ def ref_features(
                 row[col.name] = float("nan") if pd.isna(by) else float(t.year - int(by))
             elif col.family == "attribute":
                 row[col.name] = ref_assignment(pkg, oid, t, col.name)
+            elif col.family == "network":
+                continue  # below, once per network
             else:
-                evs = in_window(col.source, col.window)
-                n = len(evs)
-                sustained = sum(
-                    1
-                    for e in evs
-                    if e.finding == "sustained"
-                    and _d(e.finding_date) is not None
-                    and _d(e.finding_date) < t
-                )
-                decided = sum(
-                    1
-                    for e in evs
-                    if isinstance(e.finding, str)
-                    and e.finding != "pending"
-                    and _d(e.finding_date) is not None
-                    and _d(e.finding_date) < t
-                )
-                m = col.metric
-                if m == "count":
-                    v: Any = n
-                elif m == "sustained":
-                    v = sustained
-                elif m == "share_sustained":
-                    v = sustained / decided if decided else float("nan")
-                elif m == "days_since":
-                    v = (
-                        float((t - max(_d(e.reported_date) for e in evs)).days)
-                        if evs
-                        else float("nan")
-                    )
-                elif m == "trend":
-                    before = len(in_window(col.source, col.window, 2)) - n
-                    v = n - before
-                else:
-                    act = len(in_window(m.removeprefix("per100_"), col.window))
-                    v = 100.0 * n / act if act else float("nan")
-                row[col.name] = v
+                row[col.name] = _aggregate(known, t, col, sources)
+        for i in range(len(spec.networks)):
+            row.update(ref_network(pkg, oid, t, spec, i))
         rows.append(row)
     df = pd.DataFrame(rows, columns=["officer_id", "as_of_date"] + spec.column_names)
     # peers: loops over each group

@@ -101,6 +101,111 @@ def test_labels_equal_the_reference(tables, dates, preset, known_by) -> None:
     assert got["label"].dtype == "int64"
 
 
+@pytest.mark.parametrize("seed, require", [(4, None), (27, None), (29, None), (24, "rank")])
+def test_network_indicators_equal_the_reference(tmp_path: Path, seed: int, require) -> None:
+    """Packages with officers sharing case ids (random ones rarely have many ties)."""
+    cohort = CohortSpec(require_assignment=require) if require else None
+    folder = write_package(tmp_path, random_package(seed))
+    got = build_features(folder, ANCHORS, SPEC, cohort=cohort)
+    want = ref_features(read(folder), ANCHORS, SPEC, require)
+    assert want["complaint_network_1y_count"].sum() > 0
+    assert_frames_equal(got, want, SPEC)
+    for t in ANCHORS:  # and cutting the package at t changes none of them
+        cut = truncate(read(folder), t)
+        cut_folder = write_package(
+            tmp_path / f"cut{t}", (cut.officers, cut.events, cut.assignments)
+        )
+        a = got[got.as_of_date == pd.Timestamp(t)].reset_index(drop=True)
+        b = build_features(cut_folder, [t], SPEC, cohort=cohort)
+        pd.testing.assert_frame_equal(a, b)
+
+
+NETWORK_SPEC = {
+    "sources": {
+        "complaint": {"event_type": "complaint"},
+        "use_of_force": {"event_type": "use_of_force"},
+    },
+    "aggregates": [
+        {"sources": ["complaint"], "windows": ["career"], "metrics": ["count", "sustained"]},
+        {"sources": ["use_of_force"], "windows": ["career"], "metrics": ["count"]},
+    ],
+    "networks": [
+        {
+            "ties": "complaint",
+            "windows": ["1y", "career"],
+            "histories": ["complaint_career_sustained", "use_of_force_career_count"],
+            "stats": ["mean", "max", "share", "with"],
+        }
+    ],
+}
+
+
+def test_network_ties_and_histories_obey_knowledge_time(tmp_path: Path) -> None:
+    """A tie exists from the later of the two officers' report dates on the case; a tied
+    officer's history counts only what is known at t."""
+    officers = pd.DataFrame(
+        {
+            "officer_id": ["a", "b", "c", "d"],
+            "appointed_date": ["2010-01-01", "2010-01-01", "2010-01-01", "2020-02-15"],
+            "separation_date": [None, None, "2019-01-01", None],  # c has left: still a tie
+        }
+    )
+    rows = [
+        # case k1: a reported 2019-06-01, b only 2020-02-01: a tie from 2020-02-01
+        ("e1", "a", "complaint", "2019-06-01", "k1", None, None),
+        ("e2", "b", "complaint", "2020-02-01", "k1", None, None),
+        # b's own history: sustained, known from 2020-02-20; another one from 2020-06-01
+        ("e3", "b", "complaint", "2015-01-01", "k9", "sustained", "2020-02-20"),
+        ("e4", "b", "complaint", "2016-01-01", "k8", "sustained", "2020-06-01"),
+        ("e5", "b", "use_of_force", "2020-01-10", None, None, None),
+        ("e6", "b", "use_of_force", "2020-02-25", None, None, None),
+        # case k2: a and c in 2017 (outside the 1-year window in 2020), a and d in 2020-03
+        ("e7", "a", "complaint", "2017-05-01", "k2", None, None),
+        ("e8", "c", "complaint", "2017-05-02", "k2", "sustained", "2017-09-01"),
+        ("e9", "d", "complaint", "2020-03-01", "k2", None, None),
+        # a use-of-force report with a case id ties nobody in a complaint network
+        ("e10", "c", "use_of_force", "2019-12-01", "k1", None, None),
+    ]
+    events = pd.DataFrame(
+        rows,
+        columns=["event_id", "officer_id", "event_type", "reported_date", "case_id"]
+        + ["finding", "finding_date"],
+    )
+    events["event_date"] = events["reported_date"]
+    folder = write_package(tmp_path, (officers, events, None))
+    spec = spec_from_dict(NETWORK_SPEC)
+    dates = [dt.date(2020, 2, 1), dt.date(2020, 2, 2), dt.date(2020, 3, 1), dt.date(2020, 3, 2)]
+    got = build_features(folder, dates, spec).set_index(["officer_id", "as_of_date"])
+    a = got.xs("a").rename(index=lambda d: d.date().isoformat())
+    pre = "complaint_network_"
+    # 2020-02-01: b is not yet reported on k1; c (2017) is a career tie only
+    assert a.loc["2020-02-01", pre + "1y_count"] == 0
+    assert a.loc["2020-02-01", pre + "career_count"] == 1
+    assert a.loc["2020-02-01", pre + "career_complaint_career_sustained_share"] == 1.0
+    assert pd.isna(a.loc["2020-02-01", pre + "1y_complaint_career_sustained_share"])
+    assert pd.isna(a.loc["2020-02-01", pre + "1y_complaint_career_sustained_mean"])
+    # 2020-02-02: b is tied; his sustained findings are not known yet, 1 force report is
+    assert a.loc["2020-02-02", pre + "1y_count"] == 1
+    assert a.loc["2020-02-02", pre + "1y_complaint_career_sustained_with"] == 0
+    assert a.loc["2020-02-02", pre + "1y_use_of_force_career_count_max"] == 1.0
+    # 2020-03-01: one finding of b known (the other only in June), 2 force reports; d is
+    # reported on k2 only on 2020-03-01, so not yet tied
+    assert a.loc["2020-03-01", pre + "1y_count"] == 1
+    assert a.loc["2020-03-01", pre + "1y_complaint_career_sustained_max"] == 1.0
+    assert a.loc["2020-03-01", pre + "1y_use_of_force_career_count_mean"] == 2.0
+    # 2020-03-02: d is tied in the 1-year window (no history), c still only in the career
+    assert a.loc["2020-03-02", pre + "1y_count"] == 2
+    assert a.loc["2020-03-02", pre + "1y_complaint_career_sustained_share"] == 0.5
+    assert a.loc["2020-03-02", pre + "1y_complaint_career_sustained_mean"] == 0.5
+    assert a.loc["2020-03-02", pre + "career_count"] == 3
+    assert a.loc["2020-03-02", pre + "career_complaint_career_sustained_with"] == 2
+    # ties are symmetric: b sees a from 2020-02-02 on
+    b = got.xs("b").rename(index=lambda d: d.date().isoformat())
+    assert b[pre + "1y_count"].tolist() == [0, 1, 1, 1]
+    want = ref_features(read(folder), dates, spec)
+    assert_frames_equal(build_features(folder, dates, spec), want, spec)
+
+
 def test_labels_with_category_and_custom_window(tmp_path: Path) -> None:
     folder = write_package(tmp_path, random_package(11))
     label = LabelSpec.from_dict(

@@ -33,7 +33,7 @@ def test_build_writes_the_table_from_a_series_of_dates(tmp_path: Path) -> None:
     df = pd.read_parquet(out)
     assert sorted(df.as_of_date.dt.year.unique()) == [2019, 2020, 2021]
     assert list(df.columns[2:]) == default_spec().column_names
-    assert f"{len(df):,} rows x 95 features" in result.output
+    assert f"{len(df):,} rows x {len(default_spec().columns)} features" in result.output
     assert default_spec().hash in result.output
 
 

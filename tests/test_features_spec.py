@@ -30,13 +30,15 @@ def test_default_spec_has_the_columns_rules_rely_on() -> None:
         "use_of_force_180d_count_unit_ratio",
         "use_of_force_180d_count_unit_z",
         "tenure_years",
-        "age_years",
         "unit",
         "rank",
+        "complaint_network_3y_count",
+        "complaint_network_3y_complaint_career_sustained_share",
+        "complaint_network_career_force_complaint_career_count_max",
     ]:
         assert col in names, col
-    assert 60 <= len(spec.columns) <= 120
-    assert not names & {"race", "sex"}
+    assert 60 <= len(spec.columns) <= 140
+    assert not names & {"race", "sex", "age_years"}  # age is no input by default either
     assert {c.family for c in spec.columns} >= {"count", "sustained", "peer", "attribute"}
 
 
@@ -53,6 +55,22 @@ def test_descriptions_format_with_value_and_group() -> None:
     df = spec.describe()
     assert list(df.columns[:3]) == ["name", "family", "description_template"]
     assert len(df) == len(spec.columns)
+
+
+def test_network_descriptions_read_as_sentences() -> None:
+    from models.rules import render_template
+
+    by = {c.name: c for c in default_spec().columns}
+    share = by["complaint_network_3y_complaint_career_sustained_share"]
+    text = render_template(share.description_template, value=0.6, complaint_network_3y_count=5.0)
+    assert text == "3 of the officer's 5 co-accused in the last 3 years had a sustained finding"
+    count = by["complaint_network_career_count"].description_template
+    assert render_template(count, value=12) == "12 co-accused so far"
+    mx = by["complaint_network_3y_force_complaint_career_count_max"].description_template
+    assert render_template(mx, value=7.0) == (
+        "one of the officer's co-accused in the last 3 years had 7 excessive-force complaints"
+    )
+    assert {c.family for c in by.values() if "_network_" in c.name} == {"network"}
 
 
 def test_hash_is_stable_and_tracks_content() -> None:
@@ -111,12 +129,31 @@ def test_hash_is_stable_and_tracks_content() -> None:
                     {"sources": ["complaint"], "windows": ["1y"], "metrics": ["count"]},
                 ],
                 "peers": [],
+                "networks": [],
             },
             "duplicate column names: complaint_1y_count",
         ),
         (
             {"peers": [{"columns": ["complaint_9y_count"], "by": ["unit"], "stats": ["z"]}]},
             "not an aggregate column",
+        ),
+        ({"networks": [{"ties": "nope"}]}, "networks\\[0\\]: unknown source 'nope'"),
+        (
+            {"networks": [{"ties": "complaint", "histories": ["complaint_9y_count"]}]},
+            "networks\\[0\\]: 'complaint_9y_count' is not an aggregate column",
+        ),
+        (
+            {"networks": [{"ties": "complaint", "histories": ["complaint_1y_days_since"]}]},
+            "network histories are count or sustained columns",
+        ),
+        (
+            {"networks": [{"ties": "complaint", "windows": ["3 years"]}]},
+            "write it as '3y'",
+        ),
+        ({"networks": [{"ties": "complaint", "stats": ["median"]}]}, "networks.0.stats.0"),
+        (
+            {"networks": [{"ties": "complaint"}, {"ties": "complaint"}]},
+            "duplicate column names: complaint_network_career_count",
         ),
         ({"bogus": 1}, "Extra inputs are not permitted"),
     ],

@@ -219,6 +219,29 @@ def test_an_indicator_and_its_peer_statistics_are_one_reason() -> None:
     assert sum(f["contribution"] for f in a.factors) == pytest.approx(6.15 + 0.8 + 1.8)
 
 
+def test_network_indicators_read_as_counts_of_co_accused() -> None:
+    from features.spec import default_spec
+
+    descriptions = {c.name: c.description_template for c in default_spec().columns}
+    share = "complaint_network_3y_complaint_career_sustained_share"
+    X = pd.DataFrame(
+        {
+            share: [0.6, np.nan],
+            "complaint_network_3y_count": [5.0, 0.0],
+            "complaint_network_3y_force_complaint_career_count_max": [7.0, np.nan],
+        }
+    )
+    model = _Fixed([1.0, 0.0, 0.1])
+    (a, b) = explain(
+        model, X.fillna(0.0), descriptions, top_k=3, background=X.fillna(0.0).iloc[[1]]
+    )
+    assert a.sentences == [
+        "one of the officer's co-accused in the last 3 years had 7 excessive-force complaints",
+        "3 of the officer's 5 co-accused in the last 3 years had a sustained finding",
+    ]
+    assert b.sentences == []
+
+
 def test_indicators_at_zero_are_no_reason() -> None:
     X = pd.DataFrame(
         {

@@ -208,3 +208,22 @@ def test_templates_read_in_the_singular_for_one() -> None:
     assert render_template(t, value=1.0) == "1 use-of-force report in the last year"
     assert render_template(t, value=11) == "11 use-of-force reports in the last year"
     assert render_template("{value:.0f} complaints in 90 days", value=1) == "1 complaint in 90 days"
+
+
+def test_a_condition_on_a_network_share_reads_plainly() -> None:
+    """A network share's template quotes another column of the row; a rule's reason (true of
+    every officer it flags) names the column and the threshold instead."""
+    from features.spec import default_spec
+
+    templates = {c.name: c.description_template for c in default_spec().columns}
+    share = "complaint_network_3y_complaint_career_sustained_share"
+    count = "complaint_network_3y_count"
+    X = pd.DataFrame({share: [0.6, 0.2], count: [5.0, 5.0]})
+    rule = ThresholdRule(
+        [{"column": share, "op": ">=", "value": 0.5}, {"column": count, "op": ">=", "value": 4}],
+        combine="all",
+    ).fit(X, [1, 0])
+    assert rule.explain_row(X.iloc[0], templates) == [
+        f"{share} >= 0.5 (this officer: 0.6)",
+        "4 or more co-accused in the last 3 years (this officer: 5)",
+    ]

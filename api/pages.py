@@ -114,12 +114,19 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
 
 def reasons(factors: list[Any], rules: list[str]) -> list[str]:
     """The sentences of a flag: one per indicator, then the rules the officer also meets."""
-    lines = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("sentence")]
+    lines = [
+        str(f["sentence"])
+        for f in factors
+        if isinstance(f, dict) and f.get("sentence") and not f.get("context")
+    ]
     if rules:
         lines.append(
             ("Also meets the rules: " if len(rules) > 1 else "Also meets the rule: ")
             + ", ".join(rules)
         )
+    context = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("context")]
+    if context:
+        lines.append("Context, not a reason: " + "; ".join(context))
     return lines
 
 

@@ -223,6 +223,16 @@ def contributions(
     return out
 
 
+# Attributes (tenure, age) and exposure (arrests made, time since the last event) describe an
+# officer's situation, not behaviour: a model may use them, a reason may not name them.
+_CONTEXT = re.compile(r"^(tenure_years|age_years|arrest_\w+_count|\w+_days_since)$")
+
+
+def is_context(feature: str) -> bool:
+    """Whether an indicator is context (shown beside the reasons), never a reason."""
+    return bool(_CONTEXT.match(feature))
+
+
 @dataclass
 class Explanation:
     """Why one officer was scored as they were, in words backed by numbers.
@@ -240,6 +250,7 @@ class Explanation:
     factors: list[dict[str, Any]] = field(default_factory=list)
     rules_fired: list[str] = field(default_factory=list)
     rule_reasons: dict[str, list[str]] = field(default_factory=dict)
+    context: list[str] = field(default_factory=list)  # attributes and exposure: not reasons
     text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -440,6 +451,7 @@ def explain(
     out = []
     for i in range(n):
         factors: list[dict[str, Any]] = []
+        context_lines: list[str] = []
         for gi, c in zip(order[i], top_c[i], strict=True):
             if not c > 0 or len(factors) == k:
                 break
@@ -452,6 +464,10 @@ def explain(
                 feature, value = features[j], values[i, j]
             if _absent(value):
                 continue  # "0 complaints" is no reason a supervisor can act on
+            if is_context(feature):  # an attribute or exposure: beside the reasons, never one
+                if len(context_lines) < 2:
+                    context_lines.append(describe_factor(feature, value, descriptions))
+                continue
             ratio: float | None = None
             group: Any = None
             kind: str | None = None
@@ -479,9 +495,17 @@ def explain(
         parts = [PREAMBLE]
         if sentences:
             parts.append("Indicators: " + "; ".join(sentences) + ".")
+        # rules that flag for the same condition are named once, together
+        same: dict[str, list[str]] = {}
         for name in names:
-            detail = "; ".join(why[name])
-            parts.append(f"Also meets rule {name}" + (f": {detail}." if detail else "."))
+            same.setdefault("; ".join(why[name]), []).append(name)
+        for detail, group in same.items():
+            label = ("Also meets rules " if len(group) > 1 else "Also meets rule ") + ", ".join(
+                group
+            )
+            parts.append(label + (f": {detail}." if detail else "."))
+        if context_lines:
+            parts.append("Context, not a reason: " + "; ".join(context_lines) + ".")
         out.append(
             Explanation(
                 row=i,
@@ -492,6 +516,7 @@ def explain(
                 rules_fired=names,
                 rule_reasons=why,
                 text=" ".join(parts),
+                context=context_lines,
             )
         )
     return out

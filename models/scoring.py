@@ -63,7 +63,11 @@ def _explanations(
         officer_ids=officer_ids,
     )
     texts = [e.text for e in out]
-    factors = [json.dumps(e.factors, default=str) for e in out]
+    # attributes and exposure travel beside the reasons, marked as context
+    factors = [
+        json.dumps(e.factors + [{"context": True, "sentence": c} for c in e.context], default=str)
+        for e in out
+    ]
     return texts, factors
 
 

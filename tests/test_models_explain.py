@@ -163,24 +163,29 @@ def test_sentences_for_a_hand_built_case() -> None:
     (a, b) = explain(
         model, X, DESCRIPTIONS, context=context, rules=rules, top_k=2, background=X.iloc[[1]]
     )
-    # Contributions relative to officer B: force 4.0, complaints 1.0, tenure 1.8, ...
+    # Contributions relative to officer B: force 4.0, tenure 1.8, complaints 1.0, ...
+    # tenure is an attribute: context beside the reasons, never a reason
     assert a.officer_id == "A17"
     assert a.sentences == [
         "4 use-of-force reports in the last 6 months, 3.1 times the average of unit 12",
-        "tenure_years: 2",
+        "3 complaints in the last 6 months, 2.0 times the average of unit 12",
     ]
-    assert [f["feature"] for f in a.factors] == ["use_of_force_180d_count", "tenure_years"]
+    assert [f["feature"] for f in a.factors] == [
+        "use_of_force_180d_count",
+        "complaint_180d_count",
+    ]
+    assert a.context == ["tenure_years: 2"]
     assert a.factors[0]["contribution"] == pytest.approx(4.0)
     assert a.factors[0]["peer_ratio"] == 3.1 and a.factors[0]["peer_group"] == "unit 12"
-    assert "peer_ratio" not in a.factors[1]
     assert a.rules_fired == ["cmpd"]
     assert a.rule_reasons == {
         "cmpd": ["3 or more complaints in the last 6 months (this officer: 3)"]
     }
     assert a.text == (
         "Suggested for a supportive review (not a finding). Indicators: 4 use-of-force reports "
-        "in the last 6 months, 3.1 times the average of unit 12; tenure_years: 2. Also meets "
-        "rule cmpd: 3 or more complaints in the last 6 months (this officer: 3)."
+        "in the last 6 months, 3.1 times the average of unit 12; 3 complaints in the last 6 "
+        "months, 2.0 times the average of unit 12. Also meets rule cmpd: 3 or more complaints "
+        "in the last 6 months (this officer: 3). Context, not a reason: tenure_years: 2."
     )
     assert a.score == pytest.approx(model.decision_function(X)[0])
     # Officer B is the reference: nothing pushes toward a flag, no rule fires.
@@ -201,12 +206,12 @@ def test_an_indicator_and_its_peer_statistics_are_one_reason() -> None:
     context = pd.DataFrame({"officer_id": ["A17", "B02"], "unit": ["12", "7"]})
     model = _Fixed([1.0, 0.5, 0.2, 0.01, -0.1])
     (a, _) = explain(model, X, DESCRIPTIONS, context=context, top_k=3, background=X.iloc[[1]])
-    # force: 4.0 + 0.5 * 3.1 + 0.2 * 3.0 = 6.15; complaint percentile 0.8; tenure 1.8
+    # force: 4.0 + 0.5 * 3.1 + 0.2 * 3.0 = 6.15; complaint percentile 0.8; tenure 1.8 (context)
     assert [f["feature"] for f in a.factors] == [
         "use_of_force_180d_count",
-        "tenure_years",
         "complaint_180d_count_rank_pct",
     ]
+    assert a.context == ["tenure_years: 2"]
     assert a.factors[0]["contribution"] == pytest.approx(6.15)
     assert a.factors[0]["inputs"] == [
         "use_of_force_180d_count",
@@ -216,7 +221,7 @@ def test_an_indicator_and_its_peer_statistics_are_one_reason() -> None:
     assert a.sentences[0] == (
         "4 use-of-force reports in the last 6 months, 3.1 times the average of unit 12"
     )
-    assert sum(f["contribution"] for f in a.factors) == pytest.approx(6.15 + 0.8 + 1.8)
+    assert sum(f["contribution"] for f in a.factors) == pytest.approx(6.15 + 0.8)
 
 
 def test_network_indicators_read_as_counts_of_co_accused() -> None:
@@ -253,8 +258,9 @@ def test_indicators_at_zero_are_no_reason() -> None:
     # a model in which having no force report pushes toward a flag (trees can do that)
     model = _Fixed([-1.0, 0.5, -0.1])
     (a, _) = explain(model, X, DESCRIPTIONS, top_k=3, background=X.iloc[[1]])
-    # contributions: force +2.0 (value 0: skipped), tenure +1.8, complaints +1.5
-    assert [f["feature"] for f in a.factors] == ["tenure_years", "complaint_180d_count"]
+    # contributions: force +2.0 (value 0: skipped), tenure +1.8 (context), complaints +1.5
+    assert [f["feature"] for f in a.factors] == ["complaint_180d_count"]
+    assert a.context == ["tenure_years: 2"]
 
 
 def test_describe_factor_variants() -> None:
@@ -387,3 +393,37 @@ def test_explanations_do_not_change_when_the_future_is_cut(tmp_path: Any) -> Non
     result = texts(full)
     assert sum("Indicators:" in text for _, text in result) > len(result) // 4
     assert result == texts(cut)
+
+
+def test_attributes_and_exposure_are_context_never_reasons() -> None:
+    """Tenure, age, arrests made and time since the last event may drive a score, but the
+    explanation names them as context beside the reasons, never as a reason."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from models.explain import explain, is_context
+
+    assert is_context("tenure_years") and is_context("arrest_1y_count")
+    assert is_context("complaint_career_days_since") and not is_context("complaint_1y_count")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "tenure_years": rng.uniform(1, 30, 300),
+            "arrest_1y_count": rng.poisson(20, 300).astype(float),
+            "complaint_1y_count": rng.poisson(1, 300).astype(float),
+        }
+    )
+    y = ((X["tenure_years"] > 15) | (X["complaint_1y_count"] > 1)).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    descriptions = {
+        "tenure_years": "{value:.1f} years of service",
+        "arrest_1y_count": "{value:.0f} arrests in the last year",
+        "complaint_1y_count": "{value:.0f} complaints in the last year",
+    }
+    out = explain(model, X, descriptions=descriptions, top_k=3)
+    assert any(e.context for e in out)  # tenure drives many of these scores
+    for e in out:
+        assert all(not is_context(f["feature"]) for f in e.factors)
+        assert not any("years of service" in s for s in e.sentences)
+        if e.context:
+            assert "Context, not a reason: " in e.text

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from fastapi import HTTPException, status
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from ews.audit import append
 from ews.db import Agency, AppDatabase, OfficerUnit, User
@@ -55,17 +54,6 @@ def officer_visible(s: Session | Connection, user: User, agency: str, officer_id
     if unit is None:
         return False
     return user.role != "supervisor" or (unit[0] is not None and unit[0] in user.units)
-
-
-def officer_filter(user: User, agency: str, officer_col: Any) -> ColumnElement[bool] | None:
-    """A WHERE clause that keeps the officers of ``agency`` the user may see (None: all)."""
-    if user.role != "supervisor":
-        return None
-    return exists().where(
-        OfficerUnit.agency == agency,
-        OfficerUnit.officer_id == officer_col,
-        OfficerUnit.unit.in_(list(user.units)),
-    )
 
 
 def visible_units(user: User) -> list[str] | None:

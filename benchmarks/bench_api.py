@@ -537,8 +537,16 @@ def user_suffix() -> str:
 
 
 def score_and_reviewer(setup: Setup, suffix: str) -> str:
-    """``ews score`` into the setup's database, then a reviewer; returns the reviewer token."""
-    setup.ews_cmd("score", "--as-of", setup.as_of, "--agency", AGENCY)
+    """``ews score`` into the setup's database, then a reviewer; returns the reviewer token.
+    A champion trained on an older feature spec is retrained first (``ews score`` refuses it)."""
+    try:
+        setup.ews_cmd("score", "--as-of", setup.as_of, "--agency", AGENCY)
+    except RuntimeError as e:
+        if "retrain with `ews train`" not in str(e):
+            raise
+        print("  the feature spec changed since the champion was trained: training again")
+        setup.ews_cmd("train", "--config", str(EXPERIMENT), "--agency", AGENCY)
+        setup.ews_cmd("score", "--as-of", setup.as_of, "--agency", AGENCY)
     name = f"{REVIEWER}-{suffix}"
     out = setup.ews_cmd("users", "add", name, "--role", "reviewer", "--agency", AGENCY)
     return out.strip().splitlines()[-1].strip()

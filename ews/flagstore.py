@@ -215,26 +215,6 @@ def _export(agency: str, as_of: dt.date, flags: pd.DataFrame, home: Path | None)
     return path
 
 
-def flag_dates(
-    agency: str, home: Path | None = None, db: AppDatabase | None = None
-) -> list[dt.date]:
-    db, owned = _db(home, db)
-    try:
-        with db.session() as s:
-            return sorted(
-                set(
-                    s.scalars(
-                        select(ScoringRun.as_of_date).where(
-                            ScoringRun.agency == agency, ScoringRun.current.is_(True)
-                        )
-                    )
-                )
-            )
-    finally:
-        if owned:
-            db.dispose()
-
-
 def load_flags(
     agency: str,
     as_of: dt.date | None = None,

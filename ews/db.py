@@ -18,6 +18,9 @@ Tables:
 - ``users``: roles, scopes, token hashes, expiry.
 - ``reviews`` and ``flag_status``: the review workflow of each flag (every step, and the
   state it left the flag in).
+- ``drift_runs``: each ``ews drift`` of an agency's model at an as-of date: how many input
+  columns drifted, the drift of the scores, precision at the date once its outcomes are
+  known, whether it alerted, and where its report lies in the workspace.
 - ``audit_log``: every read and write of an officer's record and every refusal. Each entry
   carries the SHA-256 of its content and of the entry before it (:mod:`ews.audit`); the
   migrations make it append-only (triggers refuse UPDATE and DELETE of entries that were
@@ -272,6 +275,41 @@ class FlagStatus(Base):
     first_reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     last_review_id: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class DriftRun(Base):
+    """One ``ews drift`` of an agency's model at an as-of date (see :mod:`models.drift`)."""
+
+    __tablename__ = "drift_runs"
+    __table_args__ = (Index("ix_drift_runs_agency_created", "agency", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    agency: Mapped[str] = mapped_column(
+        String(AGENCY_LEN), ForeignKey("agencies.name"), nullable=False
+    )
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(50), nullable=False)
+    snapshot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    as_of: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    reference_dates: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    columns: Mapped[int] = mapped_column(Integer, nullable=False)
+    drifted_columns: Mapped[int] = mapped_column(Integer, nullable=False)
+    drifted_share: Mapped[float] = mapped_column(Float, nullable=False)
+    drifted_names: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    score_drift: Mapped[float | None] = mapped_column(Float, nullable=True)  # PSI of the scores
+    score_ks_pvalue: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score_drifted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    flag_rate_reference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flag_rate_current: Mapped[float | None] = mapped_column(Float, nullable=True)
+    k_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    precision_at_k: Mapped[float | None] = mapped_column(Float, nullable=True)
+    validation_precision_at_k: Mapped[float | None] = mapped_column(Float, nullable=True)
+    alert: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    threshold: Mapped[float] = mapped_column(Float, nullable=False)  # share of columns
+    score_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # PSI
+    report_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 def migrate(url: str) -> None:

@@ -5,7 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DriftSettings(BaseModel):
+    """When ``ews drift`` alerts (exit 3): more than ``max_share`` of the model's input
+    columns drifted, or (``score_alert``) the distribution of the model's scores moved by a
+    population stability index of ``score_psi`` or more. Set by environment, e.g.
+    ``EWS_DRIFT__MAX_SHARE=0.5``, or per run with ``ews drift --max-share/--score-psi``."""
+
+    max_share: float = Field(default=0.3, ge=0, le=1)
+    score_psi: float = Field(default=0.2, gt=0)
+    score_alert: bool = True
+    max_reference_dates: int = Field(default=4, ge=1)  # the newest training dates compared
 
 
 class Settings(BaseSettings):
@@ -17,13 +30,16 @@ class Settings(BaseSettings):
     ``EWS_MLFLOW_URI`` at any MLflow tracking server.
     """
 
-    model_config = SettingsConfigDict(env_prefix="EWS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="EWS_", env_nested_delimiter="__", extra="ignore"
+    )
 
     home: Path = Path("ews-home")
     database_url: str | None = None
     mlflow_uri: str | None = None
     threads: int = 1
     review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
+    drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
 
     @property
     def snapshots_dir(self) -> Path:

@@ -22,8 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import pages
-from api.routes import audit, flags, officers
+from api import pages, pages_drift
+from api.routes import audit, drift, flags, officers
 from api.routes.flags import RunCache
 from api.security import FailureLimiter
 from ews import __version__
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.limiter = FailureLimiter()
     app.state.run_cache = RunCache()
-    for module in (flags, officers, audit):
+    for module in (flags, officers, audit, drift):
         app.include_router(module.router, responses=ERRORS)
 
     @app.exception_handler(RequestValidationError)
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
 
     app.include_router(pages.router)
+    app.include_router(pages_drift.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", include_in_schema=False)

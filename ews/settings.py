@@ -15,7 +15,7 @@ class DriftSettings(BaseModel):
     population stability index of ``score_psi`` or more. Set by environment, e.g.
     ``EWS_DRIFT__MAX_SHARE=0.5``, or per run with ``ews drift --max-share/--score-psi``."""
 
-    max_share: float = Field(default=0.3, ge=0, le=1)
+    max_share: float = Field(default=0.2, ge=0, le=1)
     score_psi: float = Field(default=0.2, gt=0)
     score_alert: bool = True
     max_reference_dates: int = Field(default=4, ge=1)  # the newest training dates compared

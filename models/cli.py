@@ -336,12 +336,13 @@ def drift(
         help="Reference as-of date YYYY-MM-DD (repeat; default: the newest training dates).",
     ),
     out: Path = typer.Option(None, help="Folder for drift.json and drift.html."),
+    snapshot: str = typer.Option(None, help="Snapshot id (default: the agency's current one)."),
     max_share: float = typer.Option(
         None,
         min=0.0,
         max=1.0,
         help="Alert when more than this share of input columns drift (default: the drift "
-        "setting, 0.3).",
+        "setting, 0.2).",
     ),
     score_psi: float = typer.Option(
         None,
@@ -374,6 +375,7 @@ def drift(
             agency,
             list(reference) if reference else None,
             out,
+            snapshot=snapshot,
             max_share=max_share,
             score_psi=score_psi,
             progress=True,

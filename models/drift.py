@@ -307,6 +307,7 @@ def drift(
     agency: str | None = None,
     reference: list[dt.date] | None = None,
     out: Path | None = None,
+    snapshot: str | None = None,
     max_share: float | None = None,
     score_psi: float | None = None,
     progress: bool | Callable[[str], None] = False,
@@ -314,7 +315,8 @@ def drift(
     db: AppDatabase | None = None,
 ) -> dict[str, Any]:
     """Check the model's inputs and scores at ``as_of`` against ``reference`` dates (default:
-    the newest ``drift.max_reference_dates`` training dates). Writes ``drift.json`` and
+    the newest ``drift.max_reference_dates`` training dates) in the agency's current data
+    (or ``snapshot``). Writes ``drift.json`` and
     ``drift.html`` to ``out`` (default ``EWS_HOME/drift/<agency>/<as_of>/``), stores the
     summary in the application database (``save``) and returns it; ``summary["alert"]`` says
     whether it passes the thresholds (``max_share``, ``score_psi``; default: the settings).
@@ -337,7 +339,7 @@ def drift(
         from models.experiment import cohort_spec
         from models.scoring import model_and_data
 
-        loaded, config, src, agency, spec = model_and_data(model, agency)
+        loaded, config, src, agency, spec = model_and_data(model, agency, snapshot)
         train_dates = [
             dt.date.fromisoformat(d) for d in loaded.tags.get("ews.train_dates", "").split(",") if d
         ]

@@ -18,9 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 def _reader(session: PageSession, db: DbDep, path: str) -> None:
     if session.user.role not in DRIFT_ROLES:
-        forbidden(
-            db, session.user, path, "this page is for reviewers, data scientists and admins"
-        )
+        forbidden(db, session.user, path, "this page is for reviewers, data scientists and admins")
 
 
 @router.get("/drift", response_class=HTMLResponse)

@@ -30,9 +30,7 @@ class Settings(BaseSettings):
     ``EWS_MLFLOW_URI`` at any MLflow tracking server.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="EWS_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="EWS_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Path("ews-home")
     database_url: str | None = None

@@ -113,7 +113,9 @@ def column_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
     row.update(method=test.name, stat_kind=kind, threshold=test.default_threshold)
     if ref.nunique() == 1 and cur.nunique() == 1 and ref.iloc[0] == cur.iloc[0]:
         # the same constant on both sides: no drift (the tests would divide by zero)
-        row.update({"p_value" if kind == "p-value" else "distance": 1.0 if kind == "p-value" else 0.0})
+        row.update(
+            {"p_value" if kind == "p-value" else "distance": 1.0 if kind == "p-value" else 0.0}
+        )
         row["note"] = "the same constant on both sides"
         return row
     with warnings.catch_warnings():
@@ -134,7 +136,9 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
     if len(edges) < 2:
         return 0.0 if np.all(current == reference[0]) else math.inf
     inner = edges[1:-1]
-    ref_share = np.bincount(np.searchsorted(inner, reference, side="right"), minlength=len(edges) - 1)
+    ref_share = np.bincount(
+        np.searchsorted(inner, reference, side="right"), minlength=len(edges) - 1
+    )
     cur_share = np.bincount(np.searchsorted(inner, current, side="right"), minlength=len(edges) - 1)
     r = np.clip(ref_share / len(reference), 1e-4, None)
     c = np.clip(cur_share / len(current), 1e-4, None)
@@ -201,8 +205,10 @@ def data_span(source: Any) -> tuple[dt.date, dt.date]:
     span = pc.min_max(col.column("reported_date")).as_py()
     if span["min"] is None:
         raise ScoringError("the data hold no events")
-    first, last = (v if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v.date()
-                   for v in (span["min"], span["max"]))
+    first, last = (
+        v if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v.date()
+        for v in (span["min"], span["max"])
+    )
     return first, last
 
 
@@ -227,9 +233,7 @@ def validation_precision(results: dict[str, Any], tags: dict[str, str]) -> float
     """The mean selection metric (precision@k%) of the model's candidate on the validation
     splits that chose it (experiment results), or None when they record none."""
     label, candidate = tags.get("ews.label"), tags.get("ews.candidate")
-    entries = [
-        d for d in results.get("deployment", []) if d.get("label") == label
-    ] or [
+    entries = [d for d in results.get("deployment", []) if d.get("label") == label] or [
         s
         for s in results.get("selection", [])
         if s.get("label") == label and s.get("test_date") == tags.get("ews.as_of")
@@ -401,7 +405,10 @@ def drift(
     alert_scores = cfg.score_alert and scores["drifted"]
     why = []
     if alert_columns:
-        why.append(f"{len(drifted)} of {len(columns)} input columns drifted ({share:.0%} > {max_share:.0%})")
+        why.append(
+            f"{len(drifted)} of {len(columns)} input columns drifted "
+            f"({share:.0%} > {max_share:.0%})"
+        )
     if alert_scores:
         why.append(f"the scores drifted (PSI {scores['psi']:.3f} >= {score_psi:g})")
     from ews.store import Snapshot
@@ -573,7 +580,9 @@ def _row(r: Any) -> dict[str, Any]:
     }
 
 
-def drift_history(agency: str, db: AppDatabase | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def drift_history(
+    agency: str, db: AppDatabase | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     """The agency's drift runs, newest first (at most ``limit``): as_of, created_at, model,
     reference_dates, columns (checked), drifted_columns (count), drifted_share, score_drift
     (PSI of the scores), precision_at_k and validation_precision_at_k (k_pct), alert and

@@ -41,7 +41,9 @@ def make_drift_agency(folder: Path, drift: bool, officers: int = 1200, seed: int
             "officer_id": ids,
             "appointed_date": [d.isoformat() for d in hired],
             "separation_date": [d.isoformat() if d <= END else None for d in left],
-            "birth_year": [d.year - int(a) for d, a in zip(hired, rng.integers(21, 35, officers), strict=True)],
+            "birth_year": [
+                d.year - int(a) for d, a in zip(hired, rng.integers(21, 35, officers), strict=True)
+            ],
             "sex": rng.choice(["M", "F"], officers),
             "race": rng.choice(["A", "B", "C"], officers),
         }
@@ -76,7 +78,16 @@ def make_drift_agency(folder: Path, drift: bool, officers: int = 1200, seed: int
                     finding = "sustained" if rng.random() < p else "not_sustained"
                     fdate = (rep + timedelta(days=int(rng.integers(30, 300)))).isoformat()
                 rows.append(
-                    (oid, units[i], etype, ev.isoformat(), rep.isoformat(), category, finding, fdate)
+                    (
+                        oid,
+                        units[i],
+                        etype,
+                        ev.isoformat(),
+                        rep.isoformat(),
+                        category,
+                        finding,
+                        fdate,
+                    )
                 )
     events = pd.DataFrame(
         rows,
@@ -95,7 +106,9 @@ def make_drift_agency(folder: Path, drift: bool, officers: int = 1200, seed: int
     events.insert(0, "event_id", [f"E{i}" for i in range(len(events))])
     if drift:
         after = events["event_date"] >= CHANGE.isoformat()
-        doubled = events[after & (events["unit"] == "u1") & (events["event_type"] == "use_of_force")]
+        doubled = events[
+            after & (events["unit"] == "u1") & (events["event_type"] == "use_of_force")
+        ]
         doubled = doubled.assign(event_id=[f"X{i}" for i in range(len(doubled))])
         recode = after & (events["category"] == FORCE_CATEGORY)
         events.loc[recode, "category"] = RECODED

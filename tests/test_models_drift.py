@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,9 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert _run(["ingest", str(drifted), "--agency", AGENCY]).exit_code == 0
         world: dict[str, Any] = {"home": home, "calm_id": calm_id}
         world["calm"] = _run(["drift", "--as-of", DAY, "--snapshot", calm_id])
-        world["calm_json"] = json.loads(
-            (home / "drift" / AGENCY / DAY / "drift.json").read_text()
-        )
+        world["calm_json"] = json.loads((home / "drift" / AGENCY / DAY / "drift.json").read_text())
         world["drifted"] = _run(["drift", "--as-of", DAY])
         world["drifted_json"] = json.loads(
             (home / "drift" / AGENCY / DAY / "drift.json").read_text()
@@ -72,12 +69,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _print(name: str, summary: dict[str, Any]) -> None:
-    scores = summary["score_drift"]
+    scores, precision = summary["score_drift"], summary["precision"]
     print(
         f"{name}: {len(summary['drifted_columns'])} of {summary['columns']} columns drifted "
-        f"({summary['drifted_share']:.1%}); score PSI {scores['psi']}, KS p {scores['ks_pvalue']}; "
-        f"precision@{summary['precision']['k_pct']:g}% {summary['precision']['precision_at_k']} "
-        f"(validation {summary['precision']['validation_precision_at_k']}); alert {summary['alert']}"
+        f"({summary['drifted_share']:.1%}); score PSI {scores['psi']}, "
+        f"KS p {scores['ks_pvalue']}; "
+        f"precision@{precision['k_pct']:g}% {precision['precision_at_k']} "
+        f"(validation {precision['validation_precision_at_k']}); alert {summary['alert']}"
     )
 
 
@@ -123,7 +121,7 @@ def test_undisturbed_later_period_is_not_flagged(world: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert not summary["alert"] and summary["drifted_share"] < 0.1
     assert not summary["score_drift"]["drifted"]
-    assert f"vs 2009-01-01, 2010-01-01, 2011-01-01, 2012-01-01: " in result.output
+    assert "vs 2009-01-01, 2010-01-01, 2011-01-01, 2012-01-01: " in result.output
 
 
 def test_report_and_precision(world: dict[str, Any]) -> None:
@@ -141,7 +139,7 @@ def test_report_and_precision(world: dict[str, Any]) -> None:
     assert f"<title>ews drift report: {AGENCY}, ews-{AGENCY}-sustained_or_force v" in html
     assert "<script" not in html and "http" not in html  # self-contained, nothing fetched
     assert len(html) < 200_000
-    assert "<th scope=\"col\">p-value</th>" in html and "<th scope=\"col\">Distance</th>" in html
+    assert '<th scope="col">p-value</th>' in html and '<th scope="col">Distance</th>' in html
     assert "Precision@10.0%" in html and "Population stability index" in html
     assert "Reference dates" in html and DAY in html
 
@@ -189,12 +187,15 @@ def test_history_in_the_database(world: dict[str, Any]) -> None:
     alert = next(r for r in rows if r["alert"])
     assert alert["drifted_columns"] == len(world["drifted_json"]["drifted_columns"])
     assert calm["reference_dates"] == ["2009-01-01", "2010-01-01", "2011-01-01", "2012-01-01"]
-    assert alert["as_of"] == DAY and re.fullmatch(r"ews-drifty-sustained_or_force v\d+", alert["model"])
+    assert alert["as_of"] == DAY and re.fullmatch(
+        r"ews-drifty-sustained_or_force v\d+", alert["model"]
+    )
     assert drift_history(AGENCY, limit=1) == rows[:1]
     assert drift_history("nowhere") == []
     # every run wrote its audit entry with it
-    from ews.db import AuditLog, open_app_database
     from sqlalchemy import select
+
+    from ews.db import AuditLog, open_app_database
 
     db = open_app_database()
     try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path as PathParam, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
@@ -92,7 +93,9 @@ def report_file(
     home = settings.home.resolve()
     target = (home / relative).resolve() if relative else None
     if target is None or not target.is_relative_to(home) or not target.is_file():
-        not_found(db, user, path, agency, why="the report is not in the workspace", drift_run=run_id)
+        not_found(
+            db, user, path, agency, why="the report is not in the workspace", drift_run=run_id
+        )
     log_now(db, user, "read", path, agency, view="drift report", drift_run=run_id)
     return agency, target
 

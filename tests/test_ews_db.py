@@ -47,7 +47,7 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     try:
         _exercise(db)
         tables = set(inspect(db.engine).get_table_names())
-        assert {"ingest_log", "audit_log", "alembic_version"} <= tables
+        assert {"ingest_log", "audit_log", "drift_runs", "alembic_version"} <= tables
     finally:
         db.dispose()
     reopened = AppDatabase(url)
@@ -62,6 +62,8 @@ def test_postgresql(pg_url: str) -> None:
     db = AppDatabase(pg_url)
     try:
         _exercise(db)
-        assert {"ingest_log", "audit_log"} <= set(inspect(db.engine).get_table_names())
+        assert {"ingest_log", "audit_log", "drift_runs"} <= set(
+            inspect(db.engine).get_table_names()
+        )
     finally:
         db.dispose()

@@ -123,16 +123,24 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert "{" not in audit and max(len(line) for line in audit.splitlines()) <= 100
 
     # drift of the inputs at the deployment date against the champion's training dates
+    # (this agency hires nobody: its officers age, so tenure and the career counts drift,
+    # and at the default threshold, more than 20% of the columns, `ews drift` alerts: exit 3)
     day = deploy["as_of"]
-    out = _ok(["drift", "--as-of", day])
-    assert f"{name} v{version} at {day} vs {', '.join(champion['train_dates'])}" in out
+    alert = runner.invoke(app, ["drift", "--as-of", day])
+    assert alert.exit_code == 3, alert.output
+    assert "drifted: tenure_years" in alert.output and "ALERT: " in alert.output
+    out = _ok(["drift", "--as-of", day, "--max-share", "0.6", "--score-psi", "5"])
+    # the newest 4 training dates (the drift setting max_reference_dates)
+    ref_dates = champion["train_dates"][-4:]
+    assert f"{name} v{version} at {day} vs {', '.join(ref_dates)}" in out
     folder = workspace / "drift" / "clitest" / day
     report = json.loads((folder / "drift.json").read_text())
     assert report["officers_current"] > 0 and report["columns"] > 0
     assert {c["column"] for c in report["per_column"]} <= set(results["feature_columns"])
     assert all("method" in c and "drifted" in c for c in report["per_column"])
+    assert report["thresholds"]["max_share"] == 0.6 and not report["alert"]
     assert (folder / "drift.html").stat().st_size > 0
-    refused = runner.invoke(app, ["drift", "--as-of", champion["train_dates"][0]])
+    refused = runner.invoke(app, ["drift", "--as-of", champion["train_dates"][-1]])
     assert refused.exit_code == 1 and "is a reference date" in refused.output
     saved = workspace / "flags" / "clitest" / f"{deploy['as_of']}.parquet"
     assert saved.is_file()

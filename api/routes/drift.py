@@ -115,7 +115,11 @@ def drift_list(
     return json_response({"agency": agency, "data": rows, "count": len(rows)})
 
 
-@router.get("/drift/{run_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/drift/{run_id}/report",
+    # the errors stay JSON (the default class); the report itself is HTML
+    responses={200: {"content": {"text/html": {}}, "description": "The report (HTML)."}},
+)
 def drift_report_api(
     db: DbDep, settings: SettingsDep, request: Request, run_id: RunId, user: User = DriftReader
 ) -> Response:

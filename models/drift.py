@@ -113,9 +113,10 @@ def column_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
     row.update(method=test.name, stat_kind=kind, threshold=test.default_threshold)
     if ref.nunique() == 1 and cur.nunique() == 1 and ref.iloc[0] == cur.iloc[0]:
         # the same constant on both sides: no drift (the tests would divide by zero)
-        row.update(
-            {"p_value" if kind == "p-value" else "distance": 1.0 if kind == "p-value" else 0.0}
-        )
+        if kind == "p-value":
+            row["p_value"] = 1.0
+        else:
+            row["distance"] = 0.0
         row["note"] = "the same constant on both sides"
         return row
     with warnings.catch_warnings():
@@ -374,7 +375,8 @@ def drift(
             raise ScoringError(f"no officer is in the cohort at {as_of}")
         if ref_rows.empty:
             raise ScoringError("no officer is in the cohort at the reference dates")
-        if len(ref_rows) > MAX_REFERENCE_ROWS:
+        sampled = len(ref_rows) > MAX_REFERENCE_ROWS
+        if sampled:  # a seeded sample: the tests need no more, and stay fast
             ref_rows = ref_rows.sample(MAX_REFERENCE_ROWS, random_state=0)
         ref = ref_rows[columns].astype("float64").reset_index(drop=True)
         cur = cur_rows[columns].astype("float64").reset_index(drop=True)
@@ -427,6 +429,7 @@ def drift(
         "data": {"first_reported": first.isoformat(), "last_reported": last.isoformat()},
         "officers_current": len(cur),
         "officer_dates_reference": len(ref),
+        "reference_sampled": sampled,
         "columns": len(columns),
         "drifted_columns": drifted,
         "drifted_share": round(share, 6),

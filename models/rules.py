@@ -165,6 +165,15 @@ def _condition_text(
     return render_template(template, value=cond["value"], **peers)
 
 
+def _indicator_words(name: str, descriptions: Mapping[str, str] | None) -> str:
+    """An indicator without its value: "use-of-force reports in the last year"."""
+    template = (descriptions or {}).get(name, "")
+    words = re.sub(r"^\{value[^}]*\}\s*", "", template).strip()
+    if not words or "{" in words:
+        return name.replace("_", " ")
+    return words
+
+
 def _condition_sentence(
     cond: Mapping[str, Any], x_value: Any, name: str, descriptions: Mapping[str, str] | None
 ) -> str:
@@ -310,11 +319,27 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
 
     # -- explaining -------------------------------------------------------------
     def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
-        """The rule in words, e.g. ``"any of: 3 or more complaints ... ; ..."``."""
-        check_is_fitted(self)
-        parts = [_condition_text(c, c["column"], descriptions) for c in self.conditions_]
-        joiner = " or " if self.combine_ == "any" else " and "
+        """The rule as one plain sentence, e.g. ``"3 or more complaints in the last 180 days
+        or 3 or more use-of-force reports in the last 90 days"``.
+
+        ``descriptions`` maps column -> the feature spec's description template (without
+        one the column names are used). Works on a fitted rule (its resolved conditions) and,
+        where the parameters alone fix the conditions, on an unfitted one.
+        """
+        conditions, combine = self._conditions_for_words()
+        parts = [_condition_text(c, str(c["column"]), descriptions) for c in conditions]
+        joiner = " or " if combine == "any" else " and "
         return joiner.join(parts)
+
+    def _conditions_for_words(self) -> tuple[list[dict[str, Any]], str]:
+        """The conditions to put in words: the fitted ones, else those of the parameters."""
+        if hasattr(self, "conditions_"):
+            return list(self.conditions_), self.combine_
+        return self._declared_conditions()
+
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        check_is_fitted(self)  # subclasses whose parameters fix the conditions override this
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def explain_rows(
         self, X: Any, descriptions: Mapping[str, str] | None = None
@@ -390,6 +415,14 @@ class ThresholdRule(_RuleBase):
             raise ValueError("conditions must be a list of {column, op, value} mappings")
         return [dict(c) for c in conditions], self.combine
 
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        conditions = self.conditions or [{"column": 0, "op": ">", "value": 0}]
+        out = [
+            {**c, "column": c["column"] if isinstance(c["column"], str) else f"x{c['column']}"}
+            for c in conditions
+        ]
+        return out, self.combine
+
 
 class PeerOutlierRule(_RuleBase):
     """Flag officers far above their peers: percentile >= ``pct`` or z-score >= ``z``.
@@ -452,6 +485,34 @@ class PeerOutlierRule(_RuleBase):
             if self.z is not None:
                 conds.append({"column": f"{ind}_{self.peer}_z", "op": ">=", "value": self.z})
         return conds, self.combine
+
+    def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
+        """The rule as one plain sentence, e.g. ``"in the top 5% of their unit for
+        use-of-force reports in the last year or for complaints in the last year"``."""
+        if self.indicators is None or isinstance(self.indicators, str):
+            if hasattr(self, "conditions_"):
+                return super().describe(descriptions)
+            kinds = [
+                f"in the top {format_value(100.0 - self.pct)}%" if self.pct is not None else "",
+                f"at least {format_value(self.z)} standard deviations above the mean"
+                if self.z is not None
+                else "",
+            ]
+            head = " or ".join(k for k in kinds if k)
+            return f"{head} of their {self.peer} for any indicator with peer statistics"
+        whats = [_indicator_words(str(ind), descriptions) for ind in self.indicators]
+        joiner = " or " if self.combine == "any" else " and "
+        parts = []
+        if self.pct is not None:
+            top = format_value(100.0 - float(self.pct))
+            parts.append(f"in the top {top}% of their {self.peer} for " + joiner.join(whats))
+        if self.z is not None:
+            z = format_value(self.z)
+            parts.append(
+                f"at least {z} standard deviations above the mean of their {self.peer} for "
+                + joiner.join(whats)
+            )
+        return joiner.join(parts)
 
 
 class BestSingleRule(_RuleBase):
@@ -518,6 +579,16 @@ class BestSingleRule(_RuleBase):
         self.train_precision_ = float(precision)
         self.train_flag_rate_ = float(rate)
         return [{"column": int(col), "op": ">=", "value": float(k)}], "any"
+
+    def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
+        """The learned rule in words (fitted), or how it is learned (not yet fitted)."""
+        if hasattr(self, "conditions_"):
+            return super().describe(descriptions) + " (the best single rule on the training data)"
+        return (
+            f"the one 'k or more' count rule (k from 1 to {self.max_k}) that is most precise on "
+            f"the training data while flagging {format_value(100 * self.min_flag_rate)}% to "
+            f"{format_value(100 * self.max_flag_rate)}% of officers"
+        )
 
 
 # -- presets from practice ------------------------------------------------------

@@ -375,20 +375,35 @@ def disparities(
     ),
     by: list[str] = typer.Option(["race", "sex"], "--by", help="Officer attribute (repeat)."),
     min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
+    allow_in_sample: bool = typer.Option(
+        False,
+        "--allow-in-sample",
+        help="Audit a date before the model's label cutoff anyway (marked IN-SAMPLE).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Flag rates by group and, when the outcome window after the date is covered by the
     data, the outcome rate, precision, true and false positive rates of the flags by group,
     with the ratio of the lowest to the highest group (1.0 = parity). Race and sex are read
-    here for the audit only; they are never model inputs."""
+    here for the audit only; they are never model inputs.
+
+    A date before the scoring model's label cutoff is in-sample (the model learned those
+    outcomes): refused with exit 2 unless --allow-in-sample. Held-out figures for the
+    champion and the rules side by side are in `ews audit-report`."""
     import json
 
     from ews.cli_style import resolve_agency
+    from models.audit import InSampleError
     from models.audit import disparities as audit
 
     agency = resolve_agency(agency)
     try:
-        report = audit(agency, as_of, tuple(by), min_group=min_group)
+        report = audit(
+            agency, as_of, tuple(by), min_group=min_group, allow_in_sample=allow_in_sample
+        )
+    except InSampleError as exc:
+        _fail(exc, EXIT_USAGE)
+        return
     except (LookupError, ValueError) as exc:
         _fail(exc)
         return
@@ -396,10 +411,15 @@ def disparities(
         typer.echo(json.dumps(report, indent=2))
         return
     known = "outcomes known" if report["outcome_known"] else "outcomes not yet known"
+    sample = {True: "IN-SAMPLE", False: "held out", None: "in-sample status unknown"}[
+        report["in_sample"]
+    ]
     typer.echo(
-        f"{report['agency']} as of {report['as_of']} ({report['label']}, {known}): "
+        f"{report['agency']} as of {report['as_of']} ({report['label']}, {known}, {sample}): "
         f"{report['flagged']} of {report['officers']} officers flagged"
     )
+    if report["in_sample"] is not False:
+        typer.secho(f"note: {report['sample_note']}", fg="yellow", err=True)
     for attr, part in report["by"].items():
         groups = part["groups"]
         cols = ["group", "officers"] + [k for k in groups[0] if k not in ("group", "officers")]

@@ -167,11 +167,15 @@ def audit_disparities(
     request: Request,
     agency: AgencyQuery,
     as_of: dt.date | None = None,
+    allow_in_sample: bool = False,
     user: User = Auditor,
 ) -> Response:
     """Flag rates by race and sex and, when outcomes are known, precision and error rates by
-    group (reviewers and admins). Race and sex serve this audit only, never the models."""
-    from models.audit import disparities
+    group (reviewers and admins). Race and sex serve this audit only, never the models.
+
+    ``in_sample`` says whether the date is before the scoring model's label cutoff (the model
+    learned those outcomes); such a date is refused with 409 unless ``allow_in_sample``."""
+    from models.audit import InSampleError, disparities
 
     path = request.url.path
     with db.session() as s:
@@ -179,7 +183,17 @@ def audit_disparities(
     if not visible:
         not_found(db, user, path, agency)
     try:
-        report = disparities(agency, as_of, home=settings.home, db=db)
+        report = disparities(
+            agency,
+            as_of,
+            home=settings.home,
+            db=db,
+            allow_in_sample=allow_in_sample,
+            uri=settings.mlflow_tracking_uri,
+        )
+    except InSampleError as e:
+        log_now(db, user, "refused", path, agency, why="in-sample date")
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     except LookupError as e:
         log_now(db, user, "not_found", path, agency, why=str(e))
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e

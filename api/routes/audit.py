@@ -4,7 +4,6 @@ the disparities of the flags. Each is limited to the reviewer's agency."""
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -12,9 +11,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
-from api.routes.flags import current_runs, json_response, overdue
+from api.routes.flags import json_response
 from api.scope import agency_in_scope, agency_visible, log_now, not_found
-from ews.db import AppDatabase, AuditLog, Flag, FlagStatus, Review, User
+from ews.db import AppDatabase, AuditLog, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
 Auditor = require_roles("reviewer", "admin")
@@ -214,68 +213,14 @@ def review_timeliness(
 def timeliness(
     db: AppDatabase, user: User, path: str, agency: str, review_days: int
 ) -> dict[str, Any]:
-    """Review timeliness of an agency's flags (raises the service's 404 outside scope)."""
-    today = dt.date.today()
-    with db.session() as s:
-        if not agency_visible(s, user, agency):
-            visible = False
-        else:
-            visible = True
-            runs = current_runs(s, agency)
-            flagged = {
-                (o, d)
-                for o, d in s.execute(
-                    select(Flag.officer_id, Flag.as_of_date).where(
-                        Flag.run_id.in_([r.id for r in runs.values()]), Flag.flagged.is_(True)
-                    )
-                )
-            }
-            states = {
-                (f.officer_id, f.as_of_date): f
-                for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))
-            }
-            interventions = list(
-                s.scalars(
-                    select(Review.intervention_type).where(
-                        Review.agency == agency, Review.status == "intervention_assigned"
-                    )
-                )
-            )
+    """Review timeliness of an agency's flags (raises the service's 404 outside scope): the
+    figures of :func:`ews.reviews.review_summary`, the read logged."""
+    from ews.reviews import review_summary
+
+    with db.read_conn() as c:
+        visible = agency_visible(c, user, agency)
     if not visible:
         not_found(db, user, path, agency)
-    data = []
-    for day in sorted(runs):
-        run = runs[day]
-        keys = [k for k in flagged if k[1] == day]
-        by_status: dict[str, int] = {}
-        waits, late = [], 0
-        for k in keys:
-            st = states.get(k)
-            name = st.status if st else "new"
-            by_status[name] = by_status.get(name, 0) + 1
-            if st is not None and st.first_reviewed_at is not None:
-                waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
-            late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
-        data.append(
-            {
-                "as_of": day.isoformat(),
-                "raised_at": run.scored_at.isoformat(),
-                "flagged": len(keys),
-                "reviewed": len(waits),
-                "open": len(keys) - len(waits),
-                "overdue": late,
-                "by_status": by_status,
-                "median_days_to_review": round(statistics.median(waits), 2) if waits else None,
-                "max_days_to_review": round(max(waits), 2) if waits else None,
-            }
-        )
-    counts: dict[str, int] = {}
-    for t in interventions:
-        counts[str(t)] = counts.get(str(t), 0) + 1
+    report = review_summary(db, agency, review_days)
     log_now(db, user, "read", path, agency, view="review timeliness")
-    return {
-        "data": data,
-        "count": len(data),
-        "interventions_by_type": counts,
-        "review_days": review_days,
-    }
+    return report

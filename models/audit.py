@@ -83,15 +83,6 @@ def disparities(
     workspace (default: EWS_HOME); ``db``: the application database the flags are read from
     (default: the workspace's).
     """
-    import numpy as np
-    from fairlearn.metrics import (
-        MetricFrame,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
-    from sklearn.metrics import precision_score
-
     from ews.flagstore import load_flags
     from ews.store import Workspace
     from features.durations import parse_duration
@@ -133,21 +124,7 @@ def disparities(
         df = df.merge(y.astype({"officer_id": str}), on="officer_id", how="left")
         df["label"] = df["label"].fillna(0).astype(int)
     y_pred = df["flagged"].astype(int).to_numpy()
-
-    def precision(y_true: Any, y_hat: Any) -> float:
-        return float(precision_score(y_true, y_hat, zero_division=np.nan))
-
-    metrics: dict[str, Any] = {"flag_rate": selection_rate}
-    if outcome_known:
-        metrics.update(
-            {
-                "outcome_rate": lambda t, p: float(np.mean(t)),
-                "precision": precision,
-                "true_positive_rate": true_positive_rate,
-                "false_positive_rate": false_positive_rate,
-            }
-        )
-    y_true = df["label"].to_numpy() if outcome_known else y_pred
+    y_true = df["label"].to_numpy() if outcome_known else None
     report: dict[str, Any] = {
         "agency": agency,
         "as_of": day.isoformat(),
@@ -159,33 +136,63 @@ def disparities(
         "sample_note": status["why"],
         "officers": len(df),
         "flagged": int(y_pred.sum()),
-        "by": {},
+        "by": {attr: by_group(df[attr], y_pred, y_true, min_group) for attr in by},
     }
-    for attr in by:
-        groups = df[attr].astype("string").fillna("(not recorded)")
-        sizes = groups.value_counts()
-        big = groups.isin(sizes[sizes >= min_group].index)
-        small = [
-            {"group": str(g), "officers": int(n)} for g, n in sorted(sizes.items()) if n < min_group
-        ]
-        if not big.any():
-            report["by"][attr] = {"groups": small, "min_over_max": {}}
-            continue
-        frame = MetricFrame(
-            metrics=metrics,
-            y_true=y_true[big.to_numpy()],
-            y_pred=y_pred[big.to_numpy()],
-            sensitive_features=groups[big].to_numpy(),
-        )
-        table = frame.by_group
-        rows: list[dict[str, Any]] = [
-            {"group": str(g), "officers": int(sizes[g]), **{k: _num(v) for k, v in r.items()}}
-            for g, r in table.iterrows()
-        ]
-        rows += small
-        ratios = {k: _num(v) for k, v in frame.ratio(method="between_groups").items()}
-        report["by"][attr] = {"groups": rows, "min_over_max": ratios}
     return report
+
+
+def by_group(
+    groups: Any, y_pred: Any, y_true: Any | None = None, min_group: int = 20
+) -> dict[str, Any]:
+    """Per group of one attribute (``groups``: a value per row; missing = "(not recorded)"):
+    officers, flag rate and, with ``y_true`` (the outcomes), outcome rate, precision, true and
+    false positive rates (fairlearn ``MetricFrame``), and the ratio of the lowest to the
+    highest group per measure. Groups under ``min_group`` rows: their size only."""
+    import numpy as np
+    import pandas as pd
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import precision_score
+
+    def precision(t: Any, p: Any) -> float:
+        return float(precision_score(t, p, zero_division=np.nan))
+
+    y_pred = np.asarray(y_pred).astype(int)
+    metrics: dict[str, Any] = {"flag_rate": selection_rate}
+    if y_true is not None:
+        metrics.update(
+            {
+                "outcome_rate": lambda t, p: float(np.mean(t)),
+                "precision": precision,
+                "true_positive_rate": true_positive_rate,
+                "false_positive_rate": false_positive_rate,
+            }
+        )
+    truth = np.asarray(y_true).astype(int) if y_true is not None else y_pred
+    labels = pd.Series(groups).reset_index(drop=True).astype("string").fillna("(not recorded)")
+    sizes = labels.value_counts()
+    big = labels.isin(sizes[sizes >= min_group].index).to_numpy()
+    small = [
+        {"group": str(g), "officers": int(n)} for g, n in sorted(sizes.items()) if n < min_group
+    ]
+    if not big.any():
+        return {"groups": small, "min_over_max": {}}
+    frame = MetricFrame(
+        metrics=metrics,
+        y_true=truth[big],
+        y_pred=y_pred[big],
+        sensitive_features=labels[big].to_numpy(),
+    )
+    rows: list[dict[str, Any]] = [
+        {"group": str(g), "officers": int(sizes[g]), **{k: _num(v) for k, v in r.items()}}
+        for g, r in frame.by_group.iterrows()
+    ]
+    ratios = {k: _num(v) for k, v in frame.ratio(method="between_groups").items()}
+    return {"groups": rows + small, "min_over_max": ratios}
 
 
 def _num(value: Any) -> float | None:

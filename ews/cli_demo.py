@@ -57,6 +57,7 @@ def demo(
     # a progress display only on a terminal: in a log it leaves blank lines
     experiment = run_experiment(cfg, tracking=True, progress=sys.stderr.isatty())
     path = experiment.save(home / "experiments" / experiment.config_hash / "results.json")
+    experiment.save_predictions(path.with_name("predictions.parquet"))  # the audit report's
     typer.echo(f"    results: {path}")
     for r in (r for r in experiment.records if r.get("selected")):
         typer.echo(

@@ -62,7 +62,7 @@ def review_summary(
             for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))
         }
         steps = list(s.scalars(select(Review).where(Review.agency == agency).order_by(Review.id)))
-    data = []
+    data: list[dict[str, Any]] = []
     all_waits: list[float] = []
     totals_status: dict[str, int] = {}
     for day in sorted(runs):
@@ -77,8 +77,8 @@ def review_summary(
             if st is not None and st.first_reviewed_at is not None:
                 waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
             late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
-        for k, v in by_status.items():
-            totals_status[k] = totals_status.get(k, 0) + v
+        for state, n in by_status.items():
+            totals_status[state] = totals_status.get(state, 0) + n
         all_waits += waits
         data.append(
             {
@@ -108,8 +108,8 @@ def review_summary(
         elif r.status == "dismissed":
             why = (r.reason or "(no reason given)").strip() or "(no reason given)"
             dismissed[why] = dismissed.get(why, 0) + 1
-    n_flags = sum(d["flagged"] for d in data)
-    n_reviewed = sum(d["reviewed"] for d in data)
+    n_flags = sum(int(d["flagged"]) for d in data)
+    n_reviewed = sum(int(d["reviewed"]) for d in data)
     return {
         "data": data,
         "count": len(data),

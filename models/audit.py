@@ -90,7 +90,7 @@ def disparities(
     from models.experiment import data_end
 
     day, flags = load_flags(agency, as_of, home, db=db)
-    first = flags.iloc[0] if len(flags) else {}
+    first: Any = flags.iloc[0] if len(flags) else {}
     status = sample_status(
         str(first.get("model_name") or "") or None,
         str(first.get("model_version") or "") or None,
@@ -187,8 +187,14 @@ def by_group(
         y_pred=y_pred[big],
         sensitive_features=labels[big].to_numpy(),
     )
+    flagged = pd.Series(y_pred[big]).groupby(labels[big].to_numpy()).sum()
     rows: list[dict[str, Any]] = [
-        {"group": str(g), "officers": int(sizes[g]), **{k: _num(v) for k, v in r.items()}}
+        {
+            "group": str(g),
+            "officers": int(sizes[g]),
+            "flagged": int(flagged[g]),
+            **{k: _num(v) for k, v in r.items()},
+        }
         for g, r in frame.by_group.iterrows()
     ]
     ratios = {k: _num(v) for k, v in frame.ratio(method="between_groups").items()}

@@ -429,11 +429,52 @@ def disparities(
         _print_table(rows, cols, f"by {attr}: the last row is the lowest/highest ratio{note}")
 
 
+def audit_report(
+    agency: str = typer.Option(None, help=AGENCY_HELP),
+    out: Path = typer.Option(..., "--out", help="Folder for the report's HTML, PDF and JSON."),
+    min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
+    min_pairs: int = typer.Option(
+        10, help="Fewest matched pairs for an intervention-outcome rate."
+    ),
+) -> None:
+    """Write the credentialing reviewers' audit report of an agency: one self-contained HTML
+    file (no script, nothing fetched), a PDF of it and its figures as JSON.
+
+    Sections: a checklist of what an early warning system is asked to do (Sec. 2(c) of the
+    Executive Order on Safe Policing for Safe Communities), each item answered from the data
+    with a link to its evidence; data coverage per snapshot; the rules in force in plain
+    words; the champion's card (features, training window, label, validation per split,
+    calibration, the equal-volume comparison with the rules); the bias audit of the champion
+    and each rule on held-out dates only; drift history; the review workflow; the access log
+    and its chain verification; intervention outcomes against matched officers. A copy is
+    kept in EWS_HOME/reports/<agency>/ for the reviewers' pages.
+    """
+    from ews.cli_style import resolve_agency
+    from models.audit_report import ReportError, build_report, write_report
+
+    agency = resolve_agency(agency)
+    known: tuple[type[Exception], ...] = (ReportError, *_known_errors())
+    try:
+        # drift_rows: the lead wires models.drift.drift_history(agency) here at merge
+        report = build_report(agency, min_group=min_group, min_pairs=min_pairs, drift_rows=None)
+        paths = write_report(report, out)
+    except known as exc:
+        _fail(exc)
+        return
+    met = sum(i["status"] == "met" for i in report.data["checklist"])
+    typer.echo(f"audit report of {agency}: {met} of {len(report.data['checklist'])} checks met")
+    for item in report.data["checklist"]:
+        typer.echo(f"  {item['status']:>14}  {item['ask']}: {item['figure']}")
+    for kind in ("html", "pdf", "json"):
+        typer.echo(f"wrote {paths[kind]}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``ews`` app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
     app.command("score")(score)
     app.command("drift")(drift)
+    app.command("audit-report")(audit_report)
     app.add_typer(models_app, name="models")
     app.add_typer(audit_app, name="audit")

@@ -356,3 +356,167 @@ def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
         pdf = c.get("/audit-report.pdf")
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
         assert pdf.headers["content-type"] == "application/pdf"
+
+
+def _outcome_world(tmp_path: Path, completed: str) -> tuple[Any, Any]:
+    """20 flagged officers of unit u1 at 2018-01-01, scores in pairs 0.01 apart: o0-o9 had an
+    intervention completed on ``completed`` and no adverse event after it; of their matches
+    o10-o19 (no intervention), o10-o14 had a use-of-force report within the year after.
+    o20, of another unit, has the nearest score of all but is no candidate. Data run to
+    2020-06-30."""
+    from ews.contract import write_normalized
+    from ews.db import AppDatabase, FlagStatus, Review
+    from ews.flagstore import save_flags
+    from ews.ingest import ingest_package
+    from ews.store import Workspace
+
+    home = tmp_path / "home"
+    ids = [f"o{i}" for i in range(21)]
+    officers = pd.DataFrame({"officer_id": ids, "appointed_date": ["2010-01-01"] * 21})
+    start = dt.date.fromisoformat(completed)
+    rows = [  # adverse events of the controls, 60 days into the follow-up
+        (f"e{i}", f"o{i}", "use_of_force", (start + dt.timedelta(days=60)).isoformat())
+        for i in range(10, 15)
+    ]
+    rows += [  # the intervened officers' force reports all came before completion
+        (f"b{i}", f"o{i}", "use_of_force", "2017-06-01") for i in range(10)
+    ]
+    rows += [("o20x", "o20", "use_of_force", (start + dt.timedelta(days=30)).isoformat())]
+    rows += [("end", "o0", "arrest", "2020-06-30")]
+    events = pd.DataFrame(rows, columns=["event_id", "officer_id", "event_type", "event_date"])
+    snap = ingest_package(
+        write_normalized(tmp_path / "pkg", officers, events), "town", workspace=Workspace(home)
+    ).snapshot
+    db = AppDatabase(f"sqlite:///{tmp_path / 'app.db'}")
+    day = dt.date(2018, 1, 1)
+    scores = [0.9 - 0.02 * i for i in range(10)] + [0.9 - 0.02 * i - 0.01 for i in range(10)]
+    flags = pd.DataFrame(
+        {
+            "officer_id": ids,
+            "unit": ["u1"] * 20 + ["u2"],
+            "score": scores + [0.9],
+            "rank": list(range(1, 22)),
+            "flagged": [True] * 21,
+            "snapshot_id": snap.id,
+            "label": "sustained_or_force",
+            "model_name": "m",
+            "model_version": "1",
+        }
+    )
+    save_flags("town", day, flags, home=home, db=db)
+    at = dt.datetime.combine(start, dt.time(12))
+    with db.write() as s:
+        for i in range(10):
+            last = None
+            for frm, to in (
+                ("new", "under_review"),
+                ("under_review", "intervention_assigned"),
+                ("intervention_assigned", "intervention_completed"),
+            ):
+                r = Review(
+                    at=at if to == "intervention_completed" else at - dt.timedelta(days=90),
+                    agency="town",
+                    officer_id=f"o{i}",
+                    as_of_date=day,
+                    reviewer="sgt",
+                    from_status=frm,
+                    status=to,
+                    intervention_type="peer_support" if to == "intervention_assigned" else None,
+                )
+                s.add(r)
+                s.flush()
+                last = r.id
+            assert last is not None
+            s.add(
+                FlagStatus(
+                    agency="town",
+                    officer_id=f"o{i}",
+                    as_of_date=day,
+                    status="intervention_completed",
+                    updated_at=at,
+                    first_reviewed_at=at - dt.timedelta(days=90),
+                    last_review_id=last,
+                )
+            )
+    return db, snap
+
+
+def test_intervention_outcomes_on_a_known_case(tmp_path: Path) -> None:
+    from models.audit_report import intervention_outcomes, render_html
+
+    db, snap = _outcome_world(tmp_path, "2018-06-01")
+    try:
+        out = intervention_outcomes(db, "town", snap, "sustained_or_force", min_pairs=10)
+        assert out["available"] is True and out["pairs"] == 10 and out["completed"] == 10
+        assert out["treated_rate"] == 0.0 and out["control_rate"] == 0.5
+        assert out["difference"] == -0.5
+        low, high = out["ci95"]
+        assert low <= -0.5 <= high and high < 0  # the interval excludes no difference
+        assert out["matched_on_unit"] == 10 and out["unmatched"] == 0
+        too_few = intervention_outcomes(db, "town", snap, "sustained_or_force", min_pairs=11)
+        assert too_few["available"] is False and "too few" in too_few["why"]
+        # in the report: the rates, the difference and the caveat
+        data: dict[str, Any] = {"outcomes": out}
+        html = render_html(_minimal(data))
+        section = _section(html, "outcomes")
+        assert "-50 points" in section and "Observational, not causal" in section
+        assert "50%" in section and "0%" in section
+    finally:
+        db.dispose()
+
+
+def test_intervention_outcomes_wait_for_the_follow_up(tmp_path: Path) -> None:
+    from models.audit_report import intervention_outcomes
+
+    db, snap = _outcome_world(tmp_path, "2019-12-01")  # a year after: past the data's end
+    try:
+        out = intervention_outcomes(db, "town", snap, "sustained_or_force", min_pairs=1)
+        assert out["available"] is False and out["not_yet_covered"] == 10
+        assert out["pairs"] == 0 and "fewer than 1" in out["why"]
+    finally:
+        db.dispose()
+
+
+def _minimal(extra: dict[str, Any]) -> dict[str, Any]:
+    """The smallest report data the template renders (an agency with nothing yet)."""
+    data: dict[str, Any] = {
+        "agency": "town",
+        "generated_at": "now",
+        "snapshot_id": "s",
+        "coverage": [],
+        "rules": [],
+        "champion": None,
+        "bias": {"available": False, "why": "no champion"},
+        "drift": [],
+        "workflow": {
+            "data": [],
+            "count": 0,
+            "totals": {
+                "flagged": 0,
+                "reviewed": 0,
+                "share_reviewed": None,
+                "open": 0,
+                "overdue": 0,
+                "by_status": {},
+                "median_days_to_review": None,
+            },
+            "interventions_by_type": {},
+            "completed_by_type": {},
+            "dismissals_by_reason": {},
+            "review_days": 14,
+        },
+        "access": {
+            "entries": 0,
+            "first": None,
+            "last": None,
+            "by_role": {},
+            "actions": [],
+            "refusals": 0,
+            "chain": {"ok": True, "summary": "audit chain intact: 0 entries"},
+        },
+        "outcomes": {"available": False, "why": "none", "completed": 0, "pairs": 0},
+        "min_group": 20,
+        "checklist": [],
+    }
+    data.update(extra)
+    return data

@@ -121,3 +121,24 @@ def test_bad_page_input_is_4xx(world, url: str) -> None:  # type: ignore[no-unty
     _signin(c, w, "admin")
     r = c.get(url)
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("who", ["sgt12", "ds"])
+def test_report_pages_are_not_found_for_other_roles(world, who: str) -> None:  # type: ignore[no-untyped-def]
+    c, w = world
+    _signin(c, w, who)
+    missing = c.get("/no-such-page")
+    for url in ("/model-card", "/audit-report", "/audit-report.pdf"):
+        r = c.get(url, params={"agency": "demo"})
+        assert r.status_code == 404 and r.text == missing.text, url
+    with w.db.session() as s:
+        refused = s.scalars(select(AuditLog.resource).where(AuditLog.action == "not_found")).all()
+    assert {"/model-card", "/audit-report", "/audit-report.pdf"} <= set(refused)
+
+
+def test_report_pages_say_when_there_is_nothing_to_report(world) -> None:  # type: ignore[no-untyped-def]
+    c, w = world
+    _signin(c, w, "reviewer")
+    page = c.get("/model-card", params={"agency": "demo"})
+    assert page.status_code == 200 and "no snapshot of agency" in page.text
+    assert c.get("/audit-report.pdf").status_code == 404

@@ -520,3 +520,25 @@ def _minimal(extra: dict[str, Any]) -> dict[str, Any]:
     }
     data.update(extra)
     return data
+
+
+def test_api_serves_the_report_figures(world: dict[str, Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.security import create_user
+    from ews.settings import get_settings
+
+    db = world["db"]
+    reviewer = create_user(db, "api.reviewer", "reviewer", AGENCY)
+    other = create_user(db, "api.other", "reviewer", "elsewhere")
+    with TestClient(create_app(get_settings())) as c:
+        url, q = "/api/audit/report", {"agency": AGENCY}
+        r = c.get(url, params=q, headers={"Authorization": f"Bearer {reviewer}"})
+        assert r.status_code == 200 and r.json()["agency"] == AGENCY
+        assert r.json()["workflow"]["totals"]["reviewed"] == 6
+        hidden = c.get(url, params=q, headers={"Authorization": f"Bearer {other}"})
+        nowhere = c.get(
+            url, params={"agency": "nowhere"}, headers={"Authorization": f"Bearer {other}"}
+        )
+        assert hidden.status_code == 404 and hidden.text == nowhere.text

@@ -51,13 +51,20 @@ def sample_status(
             f"{day} is in-sample cannot be checked",
         }
     cutoff = label_cutoff(tags)
-    why = check_lookahead(model_name, str(model_version), tags, day)
+    inside = check_lookahead(model_name, str(model_version), tags, day) is not None
+    model = f"{model_name} v{model_version}"
+    if not inside:
+        why = f"held out: {day} is on or after the label cutoff {cutoff} of {model}"
+    elif cutoff is None:
+        why = f"{model} records no label cutoff: its training may have seen any outcome"
+    else:
+        why = (
+            f"{model} was trained on outcomes known up to {cutoff} (its label cutoff), after {day}"
+        )
     return {
-        "in_sample": why is not None,
+        "in_sample": inside,
         "label_cutoff": cutoff.isoformat() if cutoff else None,
-        "why": why
-        or f"held out: {day} is on or after the label cutoff {cutoff} of {model_name} "
-        f"v{model_version}",
+        "why": why,
     }
 
 
@@ -99,11 +106,11 @@ def disparities(
     )
     if status["in_sample"] and not allow_in_sample:
         raise InSampleError(
-            f"the flags of {agency} at {day} are in-sample: {status['why']}. Their accuracy "
-            "by group would be measured on outcomes the model learned. Audit a date on or "
-            f"after {status['label_cutoff'] or 'the label cutoff'} (or the held-out test "
-            "dates of `ews audit-report`), or allow in-sample rows explicitly "
-            "(--allow-in-sample, allow_in_sample=true) to see them marked as such"
+            f"the flags of {agency} at {day} are in-sample: {status['why']}, so their "
+            "accuracy by group would be measured on outcomes the model learned. Audit a date "
+            f"on or after {status['label_cutoff'] or 'the label cutoff'} (held-out figures "
+            "of the champion and the rules are in `ews audit-report`), or pass "
+            "--allow-in-sample (API: allow_in_sample=true) to see them marked as in-sample"
         )
     snap_id = str(flags["snapshot_id"].iloc[0]) if "snapshot_id" in flags else None
     snap = Workspace(home).snapshot(agency, snap_id)

@@ -109,7 +109,11 @@ def _pyplot() -> Any:
 
 
 def grouped_bars(
-    groups: list[str], series: dict[str, list[float | None]], xlabel: str, title: str
+    groups: list[str],
+    series: dict[str, list[float | None]],
+    xlabel: str,
+    title: str,
+    share: bool = True,
 ) -> str:
     """Horizontal bars per group, one bar per series (methods side by side), as SVG."""
     import numpy as np
@@ -127,7 +131,8 @@ def grouped_bars(
             ax.set_yticks(y, groups)
             ax.invert_yaxis()
             ax.set_xlabel(xlabel)
-            ax.set_xlim(0, 1)
+            top = max([float(v) for vs in series.values() for v in vs if v is not None] or [1])
+            ax.set_xlim(0, 1 if share else top * 1.15 or 1)
             ax.set_title(title, fontsize=10)
             ax.grid(axis="x", alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
@@ -1047,6 +1052,7 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
                     series,
                     measure.replace("_", " "),
                     f"{measure.replace('_', ' ').capitalize()} by {attr}, held-out test dates",
+                    share=measure == "precision",
                 )
     card = data.get("champion")
     if card and card["calibration"]["table"]:

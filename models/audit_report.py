@@ -235,7 +235,9 @@ def label_sentence(name: str) -> str:
     return f"{' or '.join(parts)}, reported in {window} after the date"
 
 
-def _champion_row(agency: str, uri: str | None) -> dict[str, Any] | None:
+def _champion_row(agency: str, uri: str | None, label: str | None) -> dict[str, Any] | None:
+    """The agency's champion: of ``label`` (the label its flags are scored for) when there
+    is one, else the first by name."""
     from models import registry
 
     rows = [
@@ -243,7 +245,24 @@ def _champion_row(agency: str, uri: str | None) -> dict[str, Any] | None:
         for r in registry.list_models(uri)
         if registry.CHAMPION in r["aliases"] and r["agency"] == agency
     ]
+    rows.sort(key=lambda r: (r.get("label") != label, r["name"]))
     return rows[0] if rows else None
+
+
+def scored_label(db: AppDatabase, agency: str) -> str | None:
+    """The label of the agency's newest current scoring run (None when nothing is scored)."""
+    from sqlalchemy import select
+
+    from ews.db import ScoringRun
+
+    with db.session() as s:
+        run = s.scalars(
+            select(ScoringRun)
+            .where(ScoringRun.agency == agency, ScoringRun.current.is_(True))
+            .order_by(ScoringRun.as_of_date.desc(), ScoringRun.id.desc())
+            .limit(1)
+        ).first()
+        return run.label if run is not None and run.label else None
 
 
 def _results(home: Path, tags: dict[str, str], uri: str | None) -> tuple[dict[str, Any], Path]:
@@ -309,7 +328,11 @@ def _reliability(preds: pd.DataFrame, bins: int = 10) -> list[dict[str, Any]]:
 
 
 def champion_card(
-    agency: str, home: Path, uri: str | None = None, load: bool = True
+    agency: str,
+    home: Path,
+    uri: str | None = None,
+    load: bool = True,
+    label: str | None = None,
 ) -> dict[str, Any] | None:
     """The champion of ``agency`` (None when none is registered) and what it was built on.
 
@@ -324,7 +347,7 @@ def champion_card(
     from models import registry
     from models.experiment import load_feature_spec
 
-    row = _champion_row(agency, uri)
+    row = _champion_row(agency, uri, label)
     if row is None:
         return None
     name, version = row["name"], row["version"]
@@ -992,7 +1015,7 @@ def build_report(
         except StoreError as exc:
             raise ReportError(str(exc)) from exc
         days = review_days if review_days is not None else settings.review_days
-        card = champion_card(agency, home, uri)
+        card = champion_card(agency, home, uri, label=scored_label(database, agency))
         workflow = review_summary(database, agency, days, today)
         label = card["label"] if card else None
         data: dict[str, Any] = {

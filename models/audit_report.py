@@ -575,7 +575,8 @@ def held_out_audit(
         frame["test_date"] = day
         rows.append(frame)
     data = pd.concat(rows, ignore_index=True).merge(officers, on="officer_id", how="left")
-    methods = ["champion"] + [n for n, _ in rule_items if n in data.columns]
+    # a rule unfitted on some date is left out of the audit (noted), not half counted
+    methods = ["champion"] + [n for n, _ in rule_items if all(n in f for f in rows)]
     out: dict[str, Any] = {
         "available": True,
         "test_dates": tests,

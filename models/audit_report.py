@@ -1088,7 +1088,7 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
 
 def render_html(data: dict[str, Any]) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, no script)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 
     env = Environment(
         loader=FileSystemLoader(str(Path(__file__).parent)),
@@ -1098,14 +1098,22 @@ def render_html(data: dict[str, Any]) -> str:
     )
 
     def pct(v: Any, digits: int = 0) -> str:
-        return "n/a" if v is None else f"{100 * float(v):.{digits}f}%"
+        if v is None or isinstance(v, Undefined):
+            return "n/a"
+        try:
+            return f"{100 * float(v):.{digits}f}%"
+        except (TypeError, ValueError):
+            return str(v)
 
     def num(v: Any, digits: int = 2) -> str:
-        if v is None:
+        if v is None or isinstance(v, Undefined):
             return "n/a"
-        if isinstance(v, int):
+        if isinstance(v, int) and not isinstance(v, bool):
             return f"{v:,}"
-        return f"{float(v):.{digits}f}"
+        try:
+            return f"{float(v):.{digits}f}"
+        except (TypeError, ValueError):
+            return str(v)
 
     env.filters["pct"] = pct
     env.filters["num"] = num

@@ -113,17 +113,20 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
 
 
 def reasons(factors: list[Any], rules: list[str]) -> list[str]:
-    """The sentences of a flag: one per indicator, then the rules the officer also meets."""
+    """The sentences of a flag: one per indicator, then the rules the officer also meets (in
+    words; by name for flags scored before rules travelled in words), then the context."""
+    from models.explain import rule_lines
+
     lines = [
         str(f["sentence"])
         for f in factors
-        if isinstance(f, dict) and f.get("sentence") and not f.get("context")
+        if isinstance(f, dict) and f.get("sentence") and not f.get("context") and not f.get("rule")
     ]
-    if rules:
-        lines.append(
-            ("Also meets the rules: " if len(rules) > 1 else "Also meets the rule: ")
-            + ", ".join(rules)
-        )
+    worded = [f for f in factors if isinstance(f, dict) and f.get("rule")]
+    lines.extend(rule_lines(worded))
+    rest = [r for r in rules if r not in {f["rule"] for f in worded}]
+    if rest:
+        lines.extend(rule_lines([{"name": r} for r in rest]))
     context = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("context")]
     if context:
         lines.append("Context, not a reason: " + "; ".join(context))
@@ -338,6 +341,7 @@ def _officer(
         nav="flags",
         d=d,
         reasons=reasons(d["flag"]["factors"], d["flag"]["rules_fired"]),
+        rules=[f for f in d["flag"]["factors"] if isinstance(f, dict) and f.get("description")],
         trend=trend,
         chart=chart,
         events=events,

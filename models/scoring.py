@@ -63,9 +63,15 @@ def _explanations(
         officer_ids=officer_ids,
     )
     texts = [e.text for e in out]
-    # attributes and exposure travel beside the reasons, marked as context
+    # the rules met travel in words (title, the whole rule, what was met); attributes and
+    # exposure travel beside the reasons, marked as context
     factors = [
-        json.dumps(e.factors + [{"context": True, "sentence": c} for c in e.context], default=str)
+        json.dumps(
+            e.factors
+            + [{"rule": r["name"], **r, "sentence": r["reason"]} for r in e.rules]
+            + [{"context": True, "sentence": c} for c in e.context],
+            default=str,
+        )
         for e in out
     ]
     return texts, factors

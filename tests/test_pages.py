@@ -121,3 +121,28 @@ def test_bad_page_input_is_4xx(world, url: str) -> None:  # type: ignore[no-unty
     _signin(c, w, "admin")
     r = c.get(url)
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
+
+
+def test_reasons_name_rules_by_their_words_never_their_keys() -> None:
+    from api.pages import reasons
+
+    factors = [
+        {"feature": "use_of_force_90d_count", "sentence": "3 use-of-force reports in 90 days"},
+        {
+            "rule": "cmpd",
+            "name": "cmpd",
+            "title": "Charlotte-Mecklenburg-style threshold rule",
+            "description": "3 or more complaints in the last 180 days or 3 or more use-of-force "
+            "reports in the last 90 days",
+            "sentence": "3 or more use-of-force reports in the last 90 days (this officer: 3)",
+            "reason": "3 or more use-of-force reports in the last 90 days (this officer: 3)",
+        },
+        {"context": True, "sentence": "12 years of service"},
+    ]
+    assert reasons(factors, ["cmpd", "best_single"]) == [
+        "3 use-of-force reports in 90 days",
+        "Also meets the Charlotte-Mecklenburg-style threshold rule: 3 or more use-of-force "
+        "reports in the last 90 days (this officer: 3)",
+        "Also meets the single-count rule learned from the training data",
+        "Context, not a reason: 12 years of service",
+    ]

@@ -4,6 +4,7 @@ unflagged officers, and a user of every role, on any application database."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def flags_frame(rows: list[tuple[str, str, float, bool]]) -> pd.DataFrame:
             ],
             "factors": ['[{"feature": "force_180d_count", "sentence": "x"}]'] * len(ranked),
             "rules_fired": ['["cmpd"]' if r[3] else "[]" for r in ranked],
+            "indicators": [
+                json.dumps(
+                    {
+                        "use_of_force_1y_count": {
+                            "label": "use-of-force reports in the last year",
+                            "officer": round(r[2] * 10),
+                            "unit": 2.5,
+                            "rank": 1.5,
+                        }
+                    }
+                )
+                for r in ranked
+            ],
             "model_name": "ews-demo",
             "model_version": "3",
             "snapshot_id": "abc123",

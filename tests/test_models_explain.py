@@ -494,3 +494,33 @@ def test_rules_met_for_the_same_condition_are_named_once_and_peer_rules_name_the
     assert rule_lines([{"name": "cmpd"}, {"name": "force_watch"}]) == [
         "Also meets the Charlotte-Mecklenburg-style threshold rule and the force watch rule"
     ]
+
+
+def test_key_indicators_carry_the_officer_and_the_unit_and_rank_means() -> None:
+    import json
+
+    from models.scoring import key_indicators
+
+    features = pd.DataFrame(
+        {
+            "officer_id": ["a", "b", "c", "d"],
+            "unit": ["12", "12", "7", None],
+            "rank": ["po", "sgt", "po", "po"],
+            "use_of_force_1y_count": [4.0, 0.0, 2.0, 1.0],
+            "complaint_1y_count": [1.0, 3.0, np.nan, 0.0],
+            "arrest_1y_count": [40.0, 10.0, 5.0, 0.0],  # exposure: never a key indicator
+        }
+    )
+    words = {"use_of_force_1y_count": "{value:.0f} use-of-force reports in the last year"}
+    rows = [json.loads(r) for r in key_indicators(features, words)]
+    assert list(rows[0]) == ["use_of_force_1y_count", "complaint_1y_count"]
+    force = rows[0]["use_of_force_1y_count"]
+    assert force == {
+        "label": "use-of-force reports in the last year",
+        "officer": 4.0,
+        "unit": 2.0,  # (4 + 0) / 2 in unit 12
+        "rank": round(7.0 / 3, 3),  # (4 + 2 + 1) / 3 officers of rank po
+    }
+    assert rows[2]["complaint_1y_count"]["officer"] is None  # missing stays missing
+    assert rows[3]["use_of_force_1y_count"]["unit"] is None  # no unit: no unit mean
+    assert rows[1]["complaint_1y_count"]["label"] == "complaint 1y count"

@@ -55,6 +55,10 @@ def test_supervisor_pages(world) -> None:  # type: ignore[no-untyped-def]
     officer = c.get("/officers/demo/a1")
     assert officer.status_code == 200
     assert "<svg" in officer.text and "unit median" in officer.text
+    # the officer's behaviours over the scored dates against the unit and rank means
+    assert "Behaviours over the scored dates, against peers" in officer.text
+    assert "<td>2023-01-01</td><td>7 / 2.5 / 1.5</td>" in officer.text
+    assert "<td>2024-01-01</td><td>9 / 2.5 / 1.5</td>" in officer.text
     assert "Record the next step" in officer.text and "under review" in officer.text
     missing = c.get("/officers/demo/ghost")
     moved = c.get("/officers/demo/m1", params={"as_of": OLD.isoformat()})

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,21 @@ def _sign_in(page: Any, base: str, token: str) -> None:
     page.wait_for_url("**/flags")
 
 
+@contextmanager
+def _signed_in(base: str, token: str) -> Iterator[Any]:
+    """A 1280-px page of Debian's chromium, signed in with ``token``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            _sign_in(page, base, token)
+            yield page
+        finally:
+            browser.close()
+
+
 def _step(page: Any, status: str, **fields: str) -> None:
     page.get_by_label("Next step").select_option(status)
     for label, value in fields.items():
@@ -85,13 +101,8 @@ def _step(page: Any, status: str, **fields: str) -> None:
 
 
 def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     base, w = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        _sign_in(page, base, w.tokens["sgt12"])
+    with _signed_in(base, w.tokens["sgt12"]) as page:
         assert page.get_by_role("link", name="a1").is_visible()
         assert page.get_by_role("link", name="m1").count() == 0  # moved out of unit 12
         assert page.get_by_role("link", name="Audit log").count() == 0  # not the role's
@@ -126,24 +137,17 @@ def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: i
         page.get_by_role("link", name="Back to the flags").click()
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name="a1"))
         assert "intervention completed" in row.inner_text()
-        browser.close()
 
 
 def test_reviewer_opens_the_reviewers_pages(served) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     base, w = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        _sign_in(page, base, w.tokens["reviewer"])
+    with _signed_in(base, w.tokens["reviewer"]) as page:
         _shot(page, "reviewer-flags")
         assert page.get_by_role("button", name="Save step").count() == 0
         for link, heading, name in REVIEWER_PAGES:
             page.get_by_role("link", name=link, exact=True).click()
             assert page.get_by_role("heading", name=heading).first.is_visible()
             _shot(page, name)
-        browser.close()
 
 
 REVIEWER_PAGES = [

@@ -204,6 +204,11 @@ def _condition_text(
     return render_template(template, value=cond["value"], **peers)
 
 
+def describe_condition(cond: Mapping[str, Any], descriptions: Mapping[str, str] | None) -> str:
+    """One fitted condition (``{column, op, value}``) in words."""
+    return _condition_text(cond, str(cond["column"]), descriptions)
+
+
 def _condition_sentence(
     cond: Mapping[str, Any],
     x_value: Any,

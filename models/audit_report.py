@@ -397,15 +397,16 @@ def champion_card(
     for day, rec in sorted(chosen.items()):
         for rule, c in sorted((rec.get("vs_rules") or {}).items()):
             rule_tp = c.get("rule_tp") or 0
+            extra = c["extra_tp"] if "extra_tp" in c else c.get("tp")  # older results: tp, fp
             vs_rules.append(
                 {
                     "test_date": day,
                     "rule": rule,
                     "flagged": c.get("flagged"),
                     "rule_tp": rule_tp,
-                    "model_tp": rule_tp + (c.get("tp") or 0),
-                    "extra_tp": c.get("tp"),
-                    "fewer_fp": c.get("fp"),
+                    "model_tp": c["model_tp"] if "model_tp" in c else rule_tp + (extra or 0),
+                    "extra_tp": extra,
+                    "fewer_fp": c["fewer_fp"] if "fewer_fp" in c else c.get("fp"),
                     "pct_more_tp": _num(c.get("pct_more_tp"), 1),
                     "ci95_pct_more_tp": [_num(v, 1) for v in c.get("ci95_pct_more_tp") or []],
                     "pct_fewer_fp": _num(c.get("pct_fewer_fp"), 1),
@@ -579,6 +580,7 @@ def held_out_audit(
     methods = ["champion"] + [n for n, _ in rule_items if all(n in f for f in rows)]
     out: dict[str, Any] = {
         "available": True,
+        "snapshot_id": snap.id,
         "test_dates": tests,
         "rows": len(data),
         "flag_top_pct": pct,
@@ -1019,6 +1021,12 @@ def build_report(
         card = champion_card(agency, home, uri, label=scored_label(database, agency))
         workflow = review_summary(database, agency, days, today)
         label = card["label"] if card else None
+        trained_on = snap
+        if card and card.get("snapshot_id") and card["snapshot_id"] != snap.id:
+            try:  # the champion's own data: where its test predictions' outcomes came from
+                trained_on = ws.snapshot(agency, card["snapshot_id"])
+            except StoreError:
+                trained_on = snap
         data: dict[str, Any] = {
             "agency": agency,
             "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1026,7 +1034,7 @@ def build_report(
             "coverage": coverage(agency, home, database),
             "rules": rules_in_force(card),
             "champion": card,
-            "bias": held_out_audit(card, snap, min_group),
+            "bias": held_out_audit(card, trained_on, min_group),
             "drift": list(drift_rows or []),
             "workflow": workflow,
             "access": access_summary(database, agency),

@@ -165,6 +165,8 @@ def train(
     others = [c.registered for c in result.fitted if c.registered]
     if others:
         typer.echo(f"registered {len(others)} more models (no alias): {others[0]['name']} ...")
+    for note in result.notes:
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"timings: {_seconds(result.timings)}")
 
 

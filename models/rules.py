@@ -40,6 +40,7 @@ from models.inputs import check_no_protected
 __all__ = [
     "OPS",
     "RULE_PRESETS",
+    "RULE_TITLES",
     "BestSingleRule",
     "PeerOutlierRule",
     "ThresholdRule",
@@ -58,6 +59,15 @@ OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "<": np.less,
 }
 _WORDS = {">=": "{v} or more", ">": "more than {v}", "<=": "at most {v}", "<": "fewer than {v}"}
+# A peer statistic column: ``{indicator}_{unit|rank}_{pct|z}``.
+_PEER_STAT = re.compile(r"^(?P<base>.+)_(?P<peer>unit|rank)_(?P<stat>pct|z)$")
+# What the presets are called where people read them (a rule's own ``name`` is its key).
+RULE_TITLES = {
+    "cmpd": "Charlotte-Mecklenburg-style threshold rule",
+    "miami_dade": "Miami-Dade-style threshold rule",
+    "iapro_top_percentile": "top-5%-of-the-unit rule (IAPro style)",
+    "best_single": "single-count rule learned from the training data",
+}
 
 
 def format_value(value: Any) -> str:
@@ -141,8 +151,33 @@ _PEER_PLACEHOLDER = re.compile(r"\b(unit|rank) \{(unit|rank)\}")
 _OTHER_FIELD = re.compile(r"\{(?!(?:value|unit|rank)[:}])")
 
 
+def _peer_text(
+    cond: Mapping[str, Any], name: str, descriptions: Mapping[str, str] | None, group: str | None
+) -> str | None:
+    """A percentile or z-score condition on a peer statistic in words: "in the top 5% of unit
+    018 for use-of-force reports in the last year" (None: not such a condition, or no words
+    for its indicator)."""
+    m = _PEER_STAT.match(name)
+    base = (descriptions or {}).get(m["base"]) if m else None
+    if m is None or base is None or cond["op"] not in (">=", ">"):
+        return None
+    what = re.sub(r"^\s*\{value[^}]*\}\s*", "", base)
+    if what == base or "{" in what:
+        return None  # the indicator's template does not start with its count
+    who = group or f"their {m['peer']}"
+    if m["stat"] == "pct":
+        return f"in the top {format_value(100.0 - float(cond['value']))}% of {who} for {what}"
+    return (
+        f"{format_value(cond['value'])} or more standard deviations above the mean of {who} "
+        f"for {what}"
+    )
+
+
 def _condition_text(
-    cond: Mapping[str, Any], name: str, descriptions: Mapping[str, str] | None
+    cond: Mapping[str, Any],
+    name: str,
+    descriptions: Mapping[str, str] | None,
+    group: str | None = None,
 ) -> str:
     """A condition in words, worded with the column's description template if any.
 
@@ -150,8 +185,12 @@ def _condition_text(
     the last 180 days"``) read ``"3 or more complaints in the last 180 days"``;
     others (``"...: higher than {value:.0f}% of the other officers of unit {unit}"``)
     are filled with the threshold, which is then a true statement about every
-    officer the condition flags. The peer group reads "their unit".
+    officer the condition flags. The peer group reads "their unit" (or ``group``, e.g.
+    "unit 018"); a percentile rule reads "in the top 5% of their unit for ...".
     """
+    peer = _peer_text(cond, name, descriptions, group)
+    if peer is not None:
+        return peer
     threshold = format_value(cond["value"])
     template = (descriptions or {}).get(name)
     if not template or "{value" not in template or _OTHER_FIELD.search(template):
@@ -165,20 +204,29 @@ def _condition_text(
     return render_template(template, value=cond["value"], **peers)
 
 
-def _indicator_words(name: str, descriptions: Mapping[str, str] | None) -> str:
-    """An indicator without its value: "use-of-force reports in the last year"."""
-    template = (descriptions or {}).get(name, "")
-    words = re.sub(r"^\{value[^}]*\}\s*", "", template).strip()
-    if not words or "{" in words:
-        return name.replace("_", " ")
-    return words
+def describe_condition(cond: Mapping[str, Any], descriptions: Mapping[str, str] | None) -> str:
+    """One fitted condition (``{column, op, value}``) in words."""
+    return _condition_text(cond, str(cond["column"]), descriptions)
 
 
 def _condition_sentence(
-    cond: Mapping[str, Any], x_value: Any, name: str, descriptions: Mapping[str, str] | None
+    cond: Mapping[str, Any],
+    x_value: Any,
+    name: str,
+    descriptions: Mapping[str, str] | None,
+    group: str | None = None,
 ) -> str:
-    head = _condition_text(cond, name, descriptions)
+    head = _condition_text(cond, name, descriptions, group)
+    if head.startswith("in the top "):  # the percentile itself says nothing more
+        return head
     return f"{head} (this officer: {format_value(x_value)})"
+
+
+def _group_name(kind: str, value: Any) -> str | None:
+    """ "unit 018" for a named group; None when the officer's group is unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return f"{kind} {value}"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -318,6 +366,12 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
         return np.where(d > 0, self.classes_[1], self.classes_[0])
 
     # -- explaining -------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        """What people call the rule, e.g. "Charlotte-Mecklenburg-style threshold rule"."""
+        name = getattr(self, "name", None) or ""
+        return RULE_TITLES.get(name) or (f"{name.replace('_', ' ')} rule" if name else "rule")
+
     def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
         """The rule as one plain sentence, e.g. ``"3 or more complaints in the last 180 days
         or 3 or more use-of-force reports in the last 90 days"``.
@@ -342,9 +396,15 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def explain_rows(
-        self, X: Any, descriptions: Mapping[str, str] | None = None
+        self,
+        X: Any,
+        descriptions: Mapping[str, str] | None = None,
+        peers: Mapping[str, Sequence[Any] | None] | None = None,
     ) -> list[list[str]]:
-        """For each row, the fired conditions as sentences (empty if none fired)."""
+        """For each row, the fired conditions as sentences (empty if none fired).
+
+        ``peers`` maps a peer kind (``unit``, ``rank``) to each row's group name, so that a
+        peer condition reads "in the top 5% of unit 018" rather than "of their unit"."""
         A = self._X(X)
         fired = self._fired(A)
         out: list[list[str]] = []
@@ -352,7 +412,12 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
         per_row: list[list[str]] = [[] for _ in range(len(A))]
         for r, k in zip(rows.tolist(), conds.tolist(), strict=True):
             c = self.conditions_[k]
-            per_row[r].append(_condition_sentence(c, A[r, c["index"]], c["column"], descriptions))
+            m = _PEER_STAT.match(c["column"])
+            names = (peers or {}).get(m["peer"]) if m else None
+            group = _group_name(m["peer"], names[r]) if m and names is not None else None
+            per_row[r].append(
+                _condition_sentence(c, A[r, c["index"]], c["column"], descriptions, group)
+            )
         out.extend(per_row)
         return out
 
@@ -486,33 +551,17 @@ class PeerOutlierRule(_RuleBase):
                 conds.append({"column": f"{ind}_{self.peer}_z", "op": ">=", "value": self.z})
         return conds, self.combine
 
-    def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
-        """The rule as one plain sentence, e.g. ``"in the top 5% of their unit for
-        use-of-force reports in the last year or for complaints in the last year"``."""
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        """The conditions of the named indicators (unfitted: no columns to search)."""
         if self.indicators is None or isinstance(self.indicators, str):
-            if hasattr(self, "conditions_"):
-                return super().describe(descriptions)
-            kinds = [
-                f"in the top {format_value(100.0 - self.pct)}%" if self.pct is not None else "",
-                f"at least {format_value(self.z)} standard deviations above the mean"
-                if self.z is not None
-                else "",
-            ]
-            head = " or ".join(k for k in kinds if k)
-            return f"{head} of their {self.peer} for any indicator with peer statistics"
-        whats = [_indicator_words(str(ind), descriptions) for ind in self.indicators]
-        joiner = " or " if self.combine == "any" else " and "
-        parts = []
-        if self.pct is not None:
-            top = format_value(100.0 - float(self.pct))
-            parts.append(f"in the top {top}% of their {self.peer} for " + joiner.join(whats))
-        if self.z is not None:
-            z = format_value(self.z)
-            parts.append(
-                f"at least {z} standard deviations above the mean of their {self.peer} for "
-                + joiner.join(whats)
-            )
-        return joiner.join(parts)
+            check_is_fitted(self)  # every peer column of X: known only once fitted
+        conds: list[dict[str, Any]] = []
+        for ind in self.indicators or []:
+            if self.pct is not None:
+                conds.append({"column": f"{ind}_{self.peer}_pct", "op": ">=", "value": self.pct})
+            if self.z is not None:
+                conds.append({"column": f"{ind}_{self.peer}_z", "op": ">=", "value": self.z})
+        return conds, self.combine
 
 
 class BestSingleRule(_RuleBase):

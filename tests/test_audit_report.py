@@ -219,7 +219,8 @@ def test_report_sections_carry_the_figures(world: dict[str, Any], report: Any) -
     for r in chosen:
         for rule, c in r["vs_rules"].items():
             row = vs[(r["test_date"], rule)]
-            assert row["model_tp"] == c["rule_tp"] + c["tp"] and row["extra_tp"] == c["tp"]
+            assert row["model_tp"] == c["model_tp"] == c["rule_tp"] + c["extra_tp"]
+            assert row["extra_tp"] == c["extra_tp"] and row["fewer_fp"] == c["fewer_fp"]
     assert "% more (95% CI)" in html
 
 

@@ -242,12 +242,12 @@ def test_describe_reads_as_a_sentence_fitted_or_not() -> None:
         "last 90 days"
     )
     assert make_rule("iapro_top_percentile").describe(words) == (
-        "in the top 5% of their unit for use-of-force reports in the last year or complaints "
-        "in the last year"
+        "in the top 5% of their unit for use-of-force reports in the last year or in the top "
+        "5% of their unit for complaints in the last year"
     )
     z = make_rule({"peer_outlier": {"indicators": ["complaint_1y_count"], "pct": None, "z": 2}})
-    assert z.describe() == (
-        "at least 2 standard deviations above the mean of their unit for complaint 1y count"
+    assert z.describe(words) == (
+        "2 or more standard deviations above the mean of their unit for complaints in the last year"
     )
     assert "1% to 10% of officers" in make_rule("best_single").describe(words)
     X = pd.DataFrame({"complaint_180d_count": [0, 3, 1, 5, 0, 2], "x": [0] * 6})

@@ -459,7 +459,10 @@ def champion_card(
         "splits": splits,
         "calibration": calibration,
         "vs_rules": vs_rules,
-        "rules": {n: r.describe(descriptions) for n, r in rules.items()},
+        "rules": [
+            {"name": n, "title": r.title, "sentence": r.describe(descriptions)}
+            for n, r in rules.items()
+        ],
         "predictions_file": preds_path.is_file(),
         "_private": {
             "held": held,
@@ -476,7 +479,7 @@ def rules_in_force(card: dict[str, Any] | None) -> list[dict[str, str]]:
     """The rules of the agency's experiment, each as a plain sentence: those fitted with the
     champion, else the default experiment's (not yet fitted)."""
     if card is not None and card["rules"]:
-        return [{"name": n, "sentence": s} for n, s in card["rules"].items()]
+        return list(card["rules"])
     from models.experiment import load_config, load_feature_spec
     from models.rules import make_rule
 
@@ -486,7 +489,13 @@ def rules_in_force(card: dict[str, Any] | None) -> list[dict[str, str]]:
     out = []
     for item in cfg.rules:
         rule = make_rule(item)
-        out.append({"name": str(rule.name or item), "sentence": rule.describe(descriptions)})
+        out.append(
+            {
+                "name": str(rule.name or item),
+                "title": rule.title,
+                "sentence": rule.describe(descriptions),
+            }
+        )
     return out
 
 

@@ -849,6 +849,13 @@ def checklist(data: dict[str, Any]) -> list[dict[str, Any]]:
             "no champion model is registered",
             "champion",
         )
+    elif not scored:
+        add(
+            "Identifies officers who may require intervention",
+            "not measurable",
+            f"{card['name']} v{card['version']} is registered but has scored no date yet",
+            "workflow",
+        )
     else:
         add(
             "Identifies officers who may require intervention",

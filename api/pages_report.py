@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import DbDep, SettingsDep
-from api.pages import AUDITORS, Form, PageSession, Session, _agency, check_csrf, render
+from api.pages import Form, PageSession, Session, _agency, check_csrf, render
 from api.scope import log_now, not_found
 from ews.db import AppDatabase
 
@@ -23,9 +23,11 @@ router = APIRouter(include_in_schema=False)
 
 
 def _reviewer(session: Session, db: AppDatabase, path: str) -> None:
-    """Reviewers and admins only; anyone else gets the service's 404 (logged)."""
-    if session.user.role not in AUDITORS:
-        not_found(db, session.user, path, why="reviewers' page")
+    """Reviewers and admins only; any other role gets the 403 of the other reviewers'
+    pages (logged): a role is no secret, a record outside one's scope is."""
+    from api.pages import _auditor
+
+    _auditor(session, db, path)
 
 
 def _report(db: AppDatabase, settings: Any, agency: str, rebuild: bool = False) -> Any:

@@ -2,7 +2,7 @@
 every section carries figures computed here independently, the file is whole (no script, no
 external reference) and its PDF is a PDF; intervention outcomes on a hand-built case whose
 answer is known; in-sample disparities refused on a real registered champion; the reviewers'
-pages (reviewer 200, supervisor the service's 404)."""
+pages (reviewer 200, supervisor the 403 of every reviewers' page)."""
 
 from __future__ import annotations
 
@@ -343,10 +343,11 @@ def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
     with TestClient(create_app(get_settings())) as c:
         c.post("/signin", data={"token": tokens["supervisor"]})
         assert "Audit report" not in c.get("/flags").text  # no link to what is not theirs
-        missing = c.get("/no-such-page")
+        audit_log = c.get("/audit")
+        assert audit_log.status_code == 403
         for url in ("/model-card", "/audit-report", "/audit-report.pdf"):
             r = c.get(url)
-            assert r.status_code == 404 and r.text == missing.text, url
+            assert r.status_code == 403 and r.text == audit_log.text, url
         c.post("/signin", data={"token": tokens["reviewer"]})
         card = c.get("/model-card")
         assert card.status_code == 200 and "The champion" in card.text

@@ -153,15 +153,16 @@ def test_reasons_name_rules_by_their_words_never_their_keys() -> None:
 
 
 @pytest.mark.parametrize("who", ["sgt12", "ds"])
-def test_report_pages_are_not_found_for_other_roles(world, who: str) -> None:  # type: ignore[no-untyped-def]
+def test_report_pages_are_refused_to_other_roles(world, who: str) -> None:  # type: ignore[no-untyped-def]
     c, w = world
     _signin(c, w, who)
-    missing = c.get("/no-such-page")
+    audit_log = c.get("/audit")  # the answer of every reviewers' page to another role
+    assert audit_log.status_code == 403
     for url in ("/model-card", "/audit-report", "/audit-report.pdf"):
         r = c.get(url, params={"agency": "demo"})
-        assert r.status_code == 404 and r.text == missing.text, url
+        assert r.status_code == 403 and r.text == audit_log.text, url
     with w.db.session() as s:
-        refused = s.scalars(select(AuditLog.resource).where(AuditLog.action == "not_found")).all()
+        refused = s.scalars(select(AuditLog.resource).where(AuditLog.action == "denied")).all()
     assert {"/model-card", "/audit-report", "/audit-report.pdf"} <= set(refused)
 
 

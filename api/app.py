@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import pages, pages_drift
+from api import pages, pages_drift, pages_report
 from api.routes import audit, drift, flags, officers
 from api.routes.flags import RunCache
 from api.security import FailureLimiter
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
 
     app.include_router(pages.router)
+    app.include_router(pages_report.router)
     app.include_router(pages_drift.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -58,3 +58,41 @@ def bar_chart(labels: list[str], values: list[float | None], xlabel: str, title:
             return _svg(fig)
         finally:
             plt.close(fig)
+
+
+def panels_chart(
+    x: list[str], panels: dict[str, dict[str, list[float | None]]], ylabel: str
+) -> str:
+    """Small multiples: one panel per title, each with its lines over x (None: a gap)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(panels), 1)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    with _LOCK:
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(7.5, 2.4 * rows), dpi=100, squeeze=False, sharex=True
+        )
+        try:
+            styles = ["-o", "--s", ":^"]
+            for ax, (title, series) in zip(axes.flat, panels.items(), strict=False):
+                for (name, values), style in zip(series.items(), styles * 3, strict=False):
+                    ys = [float("nan") if v is None else v for v in values]
+                    ax.plot(x, ys, style, label=name, linewidth=2)
+                ax.set_title(title, fontsize=9)
+                ax.set_ylim(bottom=0)
+                ax.grid(alpha=0.3)
+                ax.tick_params(axis="x", labelsize=7, rotation=30)
+                ax.set_ylabel(ylabel, fontsize=8)
+            for ax in list(axes.flat)[len(panels) :]:
+                ax.set_visible(False)
+            first = axes.flat[0]
+            if panels:
+                first.legend(fontsize=7, loc="upper left")
+            fig.tight_layout()
+            return _svg(fig)
+        finally:
+            plt.close(fig)

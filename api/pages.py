@@ -113,17 +113,20 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
 
 
 def reasons(factors: list[Any], rules: list[str]) -> list[str]:
-    """The sentences of a flag: one per indicator, then the rules the officer also meets."""
+    """The sentences of a flag: one per indicator, then the rules the officer also meets (in
+    words; by name for flags scored before rules travelled in words), then the context."""
+    from models.explain import rule_lines
+
     lines = [
         str(f["sentence"])
         for f in factors
-        if isinstance(f, dict) and f.get("sentence") and not f.get("context")
+        if isinstance(f, dict) and f.get("sentence") and not f.get("context") and not f.get("rule")
     ]
-    if rules:
-        lines.append(
-            ("Also meets the rules: " if len(rules) > 1 else "Also meets the rule: ")
-            + ", ".join(rules)
-        )
+    worded = [f for f in factors if isinstance(f, dict) and f.get("rule")]
+    lines.extend(rule_lines(worded))
+    rest = [r for r in rules if r not in {f["rule"] for f in worded}]
+    if rest:
+        lines.extend(rule_lines([{"name": r} for r in rest]))
     context = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("context")]
     if context:
         lines.append("Context, not a reason: " + "; ".join(context))
@@ -273,6 +276,25 @@ def _trend(
     return out
 
 
+def _indicator_panels(trend: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per key indicator stored with the flags: its words and, over the scored dates, the
+    officer's value with the means of their unit and their rank (None where not scored)."""
+    order: list[str] = []
+    for h in trend:
+        order += [c for c in h.get("indicators") or {} if c not in order]
+    panels = []
+    for col in order:
+        cells = [(h.get("indicators") or {}).get(col) or {} for h in trend]
+        label = next((c["label"] for c in cells if c.get("label")), col.replace("_", " "))
+        series = {
+            "officer": [c.get("officer") for c in cells],
+            "unit mean": [c.get("unit") for c in cells],
+            "rank mean": [c.get("rank") for c in cells],
+        }
+        panels.append({"column": col, "label": str(label), "series": series})
+    return panels
+
+
 @router.get("/officers/{agency}/{officer_id}", response_class=HTMLResponse)
 def officer_page(
     session: PageSession,
@@ -301,7 +323,7 @@ def _officer(
     status_code: int = 200,
     **extra: Any,
 ) -> HTMLResponse:
-    from api.charts import line_chart
+    from api.charts import line_chart, panels_chart
     from ews.store import Workspace
     from features.timeline import officer_timeline
 
@@ -315,6 +337,16 @@ def _officer(
         },
         "score percentile",
         "Score percentile in the agency",
+    )
+    indicators = _indicator_panels(trend)
+    indicator_chart = (
+        panels_chart(
+            [h["as_of"] for h in trend],
+            {p["label"]: p["series"] for p in indicators},
+            "count",
+        )
+        if indicators
+        else None
     )
     events: list[dict[str, Any]] = []
     activity: dict[str, int] = {}
@@ -338,8 +370,11 @@ def _officer(
         nav="flags",
         d=d,
         reasons=reasons(d["flag"]["factors"], d["flag"]["rules_fired"]),
+        rules=[f for f in d["flag"]["factors"] if isinstance(f, dict) and f.get("description")],
         trend=trend,
         chart=chart,
+        indicators=indicators,
+        indicator_chart=indicator_chart,
         events=events,
         events_note=note,
         activity=[f"{n} {_activity_name(k, n)}" for k, n in sorted(activity.items())],

@@ -38,7 +38,19 @@ RECORD_KEYS = (
     "recall",
     "auc",
 )
-VS_RULE_KEYS = ("flagged", "tp", "fp", "pct_more_tp", "pct_fewer_fp", "ci95_pct_more_tp")
+VS_RULE_KEYS = (
+    "flagged",
+    "rule_tp",
+    "rule_fp",
+    "model_tp",
+    "model_fp",
+    "extra_tp",
+    "fewer_fp",
+    "pct_more_tp",
+    "pct_fewer_fp",
+    "ci95_pct_more_tp",
+    "ci95_pct_fewer_fp",
+)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ews.contract import COLUMNS, ContractError, find_table_file
+from ews.contract import COLUMNS, ContractError, cut_package, find_table_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,53 +128,6 @@ def arrow_package(src: Path, dst: Path) -> Path:
 
 def _as_dates(values: Sequence[date | str]) -> list[date]:
     return [d if isinstance(d, date) else date.fromisoformat(str(d)) for d in values]
-
-
-def cut_package(src: Path, dst: Path, t: date | str) -> Path:
-    """Write the normalized package ``src`` as it was known at ``t`` (CONTRACT.md, knowledge
-    time) to ``dst``: events reported on or after t deleted, findings dated on or after t
-    blanked with their date, officers appointed on or after t deleted with their rows,
-    assignments starting on or after t deleted, separation and end dates on or after t
-    blanked. An experiment on the cut package can use nothing learned after t."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    day = _as_dates([t])[0]
-    cut = pa.scalar(day, pa.date32())
-    dst.mkdir(parents=True, exist_ok=True)
-    officers = pq.read_table(src / "officers.parquet")
-    officers = officers.filter(pc.less(officers["appointed_date"], cut))
-    sep = officers["separation_date"]
-    officers = officers.set_column(
-        officers.schema.get_field_index("separation_date"),
-        "separation_date",
-        pc.if_else(pc.less(sep, cut), sep, pa.nulls(len(sep), pa.date32())),
-    )
-    keep = officers["officer_id"]
-    events = pq.read_table(src / "events.parquet")
-    events = events.filter(
-        pc.and_(pc.less(events["reported_date"], cut), pc.is_in(events["officer_id"], keep))
-    )
-    known = pc.fill_null(pc.less(events["finding_date"], cut), False)
-    for col in ("finding", "finding_date", "outcome"):
-        i = events.schema.get_field_index(col)
-        c = events[col]
-        events = events.set_column(i, col, pc.if_else(known, c, pa.nulls(len(c), c.type)))
-    tables = {"officers": officers, "events": events}
-    if (src / "assignments.parquet").is_file():
-        a = pq.read_table(src / "assignments.parquet")
-        a = a.filter(pc.and_(pc.less(a["start_date"], cut), pc.is_in(a["officer_id"], keep)))
-        end = a["end_date"]
-        a = a.set_column(
-            a.schema.get_field_index("end_date"),
-            "end_date",
-            pc.if_else(pc.less(end, cut), end, pa.nulls(len(end), pa.date32())),
-        )
-        tables["assignments"] = a
-    for name, table in tables.items():
-        pq.write_table(table, dst / f"{name}.parquet")
-    return dst
 
 
 def compare_on_training_years(

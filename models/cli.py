@@ -165,6 +165,8 @@ def train(
     others = [c.registered for c in result.fitted if c.registered]
     if others:
         typer.echo(f"registered {len(others)} more models (no alias): {others[0]['name']} ...")
+    for note in result.notes:
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"timings: {_seconds(result.timings)}")
 
 
@@ -436,20 +438,35 @@ def disparities(
     ),
     by: list[str] = typer.Option(["race", "sex"], "--by", help="Officer attribute (repeat)."),
     min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
+    allow_in_sample: bool = typer.Option(
+        False,
+        "--allow-in-sample",
+        help="Audit a date before the model's label cutoff anyway (marked IN-SAMPLE).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Flag rates by group and, when the outcome window after the date is covered by the
     data, the outcome rate, precision, true and false positive rates of the flags by group,
     with the ratio of the lowest to the highest group (1.0 = parity). Race and sex are read
-    here for the audit only; they are never model inputs."""
+    here for the audit only; they are never model inputs.
+
+    A date before the scoring model's label cutoff is in-sample (the model learned those
+    outcomes): refused with exit 2 unless --allow-in-sample. Held-out figures for the
+    champion and the rules side by side are in `ews audit-report`."""
     import json
 
     from ews.cli_style import resolve_agency
+    from models.audit import InSampleError
     from models.audit import disparities as audit
 
     agency = resolve_agency(agency)
     try:
-        report = audit(agency, as_of, tuple(by), min_group=min_group)
+        report = audit(
+            agency, as_of, tuple(by), min_group=min_group, allow_in_sample=allow_in_sample
+        )
+    except InSampleError as exc:
+        _fail(exc, EXIT_USAGE)
+        return
     except (LookupError, ValueError) as exc:
         _fail(exc)
         return
@@ -457,10 +474,15 @@ def disparities(
         typer.echo(json.dumps(report, indent=2))
         return
     known = "outcomes known" if report["outcome_known"] else "outcomes not yet known"
+    sample = {True: "IN-SAMPLE", False: "held out", None: "in-sample status unknown"}[
+        report["in_sample"]
+    ]
     typer.echo(
-        f"{report['agency']} as of {report['as_of']} ({report['label']}, {known}): "
+        f"{report['agency']} as of {report['as_of']} ({report['label']}, {known}, {sample}): "
         f"{report['flagged']} of {report['officers']} officers flagged"
     )
+    if report["in_sample"] is not False:
+        typer.secho(f"note: {report['sample_note']}", fg="yellow", err=True)
     for attr, part in report["by"].items():
         groups = part["groups"]
         cols = ["group", "officers"] + [k for k in groups[0] if k not in ("group", "officers")]
@@ -470,11 +492,57 @@ def disparities(
         _print_table(rows, cols, f"by {attr}: the last row is the lowest/highest ratio{note}")
 
 
+def audit_report(
+    agency: str = typer.Option(None, help=AGENCY_HELP),
+    out: Path = typer.Option(..., "--out", help="Folder for the report's HTML, PDF and JSON."),
+    min_group: int = typer.Option(20, help="Smaller groups are reported by size only."),
+    min_pairs: int = typer.Option(
+        10, help="Fewest matched pairs for an intervention-outcome rate."
+    ),
+) -> None:
+    """Write the credentialing reviewers' audit report of an agency: one self-contained HTML
+    file (no script, nothing fetched), a PDF of it and its figures as JSON.
+
+    Sections: a checklist of what an early warning system is asked to do (Sec. 2(c) of the
+    Executive Order on Safe Policing for Safe Communities), each item answered from the data
+    with a link to its evidence; data coverage per snapshot; the rules in force in plain
+    words; the champion's card (features, training window, label, validation per split,
+    calibration, the equal-volume comparison with the rules); the bias audit of the champion
+    and each rule on held-out dates only; drift history; the review workflow; the access log
+    and its chain verification; intervention outcomes against matched officers. A copy is
+    kept in EWS_HOME/reports/<agency>/ for the reviewers' pages.
+    """
+    from ews.cli_style import resolve_agency
+    from models.audit_report import ReportError, build_report, write_report
+    from models.drift import drift_history
+
+    agency = resolve_agency(agency)
+    known: tuple[type[Exception], ...] = (ReportError, *_known_errors())
+    try:
+        report = build_report(
+            agency,
+            min_group=min_group,
+            min_pairs=min_pairs,
+            drift_rows=drift_history(agency),
+        )
+        paths = write_report(report, out)
+    except known as exc:
+        _fail(exc)
+        return
+    met = sum(i["status"] == "met" for i in report.data["checklist"])
+    typer.echo(f"audit report of {agency}: {met} of {len(report.data['checklist'])} checks met")
+    for item in report.data["checklist"]:
+        typer.echo(f"  {item['status']:>14}  {item['ask']}: {item['figure']}")
+    for kind in ("html", "pdf", "json"):
+        typer.echo(f"wrote {paths[kind]}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``ews`` app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
     app.command("score")(score)
     app.command("drift")(drift)
+    app.command("audit-report")(audit_report)
     app.add_typer(models_app, name="models")
     app.add_typer(audit_app, name="audit")

@@ -603,11 +603,13 @@ class _Run:
             evals = steps.evaluate(fit, config.ks, config.seed)
             self.parts.append(steps.predictions(fit, evals))
         with self.clock.step("compare with rules"):
-            rules = steps.fit_rules(fit, self.checked.rules, config.ks)
+            descriptions = {c.name: c.description_template for c in self.checked.spec.columns}
+            rules = steps.fit_rules(fit, self.checked.rules, config.ks, descriptions)
             self.records += steps.split_records(fit, evals, rules, cands, chosen, config)
         for r in rules:
             if r.error:
                 self.notes.append(f"{label} {sp.test_as_of}: rule {r.name} not fitted: {r.error}")
+        self.notes += steps.rule_notes(rules, f"{label} {sp.test_as_of}")
         fitted_rules = {r.name: r.rule for r in rules if r.rule is not None}
         last = sp is self.plan.splits[label][-1]
         for cand in cands:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from models.inputs import check_no_protected
-from models.rules import format_value, render_template
+from models.rules import RULE_TITLES, format_value, render_template
 
 __all__ = [
     "TREE_SHAP_BUDGET",
@@ -240,7 +240,8 @@ class Explanation:
     ``factors`` hold, for each listed indicator: feature, value, contribution,
     sentence, and when available peer_ratio and peer_group. ``rules_fired`` are
     the names of the given rules that flag this officer; ``rule_reasons`` their
-    fired conditions as sentences.
+    fired conditions as sentences; ``rules`` each fired rule as people read it (name,
+    title, description: the whole rule in words, and reason: what this officer met).
     """
 
     row: int
@@ -250,6 +251,7 @@ class Explanation:
     factors: list[dict[str, Any]] = field(default_factory=list)
     rules_fired: list[str] = field(default_factory=list)
     rule_reasons: dict[str, list[str]] = field(default_factory=dict)
+    rules: list[dict[str, str]] = field(default_factory=list)
     context: list[str] = field(default_factory=list)  # attributes and exposure: not reasons
     text: str = ""
 
@@ -267,8 +269,40 @@ class Explanation:
             "factors": [{k: plain(v) for k, v in f.items()} for f in self.factors],
             "rules_fired": list(self.rules_fired),
             "rule_reasons": {k: list(v) for k, v in self.rule_reasons.items()},
+            "rules": [dict(r) for r in self.rules],
             "text": self.text,
         }
+
+
+def rule_words(
+    name: str, rule: Any, descriptions: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A fitted rule as people read it: its key, title and the whole rule in words."""
+    title = getattr(rule, "title", None) or name
+    describe = getattr(rule, "describe", None)
+    text = describe(descriptions) if callable(describe) else ""
+    return {"name": name, "title": str(title), "description": str(text)}
+
+
+def _join_titles(titles: list[str]) -> str:
+    named = [f"the {t}" for t in titles]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+
+def rule_lines(rules: Sequence[Mapping[str, Any]], end: str = "") -> list[str]:
+    """One line per condition met: "Also meets the Charlotte-Mecklenburg-style threshold rule
+    and the Miami-Dade-style threshold rule: 3 or more use-of-force reports in the last 90
+    days (this officer: 3)". Rules met for the same condition are named once, together;
+    ``rules`` are dicts with title (or name) and reason."""
+    same: dict[str, list[str]] = {}
+    for r in rules:
+        name = str(r.get("name") or "")
+        title = str(r.get("title") or RULE_TITLES.get(name) or f"{name.replace('_', ' ')} rule")
+        same.setdefault(str(r.get("reason") or ""), []).append(title)
+    return [
+        f"Also meets {_join_titles(titles)}" + (f": {reason}{end}" if reason else end)
+        for reason, titles in same.items()
+    ]
 
 
 def describe_factor(
@@ -442,10 +476,12 @@ def explain(
 
     fired: dict[str, np.ndarray] = {}
     reasons: dict[str, list[list[str]]] = {}
+    about: dict[str, dict[str, str]] = {}
     for name, rule in (rules or {}).items():
         frame = _rule_frame(rule, X, context)
         fired[name] = np.asarray(rule.decision_function(frame)) > 0
-        reasons[name] = rule.explain_rows(frame, descriptions)
+        reasons[name] = rule.explain_rows(frame, descriptions, peer_names)
+        about[name] = rule_words(name, rule, descriptions)
 
     values = X.to_numpy()
     out = []
@@ -495,15 +531,8 @@ def explain(
         parts = [PREAMBLE]
         if sentences:
             parts.append("Indicators: " + "; ".join(sentences) + ".")
-        # rules that flag for the same condition are named once, together
-        same: dict[str, list[str]] = {}
-        for name in names:
-            same.setdefault("; ".join(why[name]), []).append(name)
-        for detail, group in same.items():
-            label = ("Also meets rules " if len(group) > 1 else "Also meets rule ") + ", ".join(
-                group
-            )
-            parts.append(label + (f": {detail}." if detail else "."))
+        fired_rules = [{**about[name], "reason": "; ".join(why[name])} for name in names]
+        parts.extend(rule_lines(fired_rules, end="."))
         if context_lines:
             parts.append("Context, not a reason: " + "; ".join(context_lines) + ".")
         out.append(
@@ -515,6 +544,7 @@ def explain(
                 factors=factors,
                 rules_fired=names,
                 rule_reasons=why,
+                rules=fired_rules,
                 text=" ".join(parts),
                 context=context_lines,
             )

@@ -161,9 +161,10 @@ def compare_to_rule(
     * ``flagged``: officers flagged by the rule (and so by the model);
     * ``rule_tp``, ``rule_fp``, ``model_tp``, ``model_fp``: flagged officers
       with / without the outcome;
-    * ``tp``: additional true positives of the model (``model_tp - rule_tp``);
-      ``fp``: fewer false positives (``rule_fp - model_fp``);
-    * ``pct_more_tp`` = 100 * tp / rule_tp and ``pct_fewer_fp`` = 100 * fp / rule_fp;
+    * ``extra_tp``: additional true positives of the model (``model_tp - rule_tp``);
+      ``fewer_fp``: fewer false positives (``rule_fp - model_fp``);
+    * ``pct_more_tp`` = 100 * extra_tp / rule_tp and ``pct_fewer_fp`` = 100 * fewer_fp /
+      rule_fp;
       None when the rule has no true (resp. false) positive, where a
       percentage is undefined;
     * ``ci95_pct_more_tp``, ``ci95_pct_fewer_fp``: (low, high) percentile
@@ -198,8 +199,8 @@ def compare_to_rule(
         "rule_fp": rule_fp,
         "model_tp": model_tp,
         "model_fp": model_fp,
-        "tp": model_tp - rule_tp,
-        "fp": rule_fp - model_fp,
+        "extra_tp": model_tp - rule_tp,
+        "fewer_fp": rule_fp - model_fp,
         "pct_more_tp": None,
         "pct_fewer_fp": None,
         "ci95_pct_more_tp": None,

@@ -447,6 +447,34 @@ def list_models(uri: str | None = None, fast: bool = True) -> list[dict[str, Any
     return sorted(rows, key=lambda r: (r["name"], int(r["version"])))
 
 
+def version_tags(name: str, version: str | int, uri: str | None = None) -> dict[str, str] | None:
+    """Every tag of a registered model version (``ews.label_known_by`` included), or None when
+    the store holds no such version. A SQLite store is read directly (fast)."""
+    if _store_missing(uri):
+        return None
+    path = _sqlite_path(uri)
+    if path is not None:
+        rows = _read_sqlite_store(
+            path,
+            "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
+            (name, int(version)),
+        )
+        known = _read_sqlite_store(
+            path,
+            "SELECT 1 FROM model_versions WHERE name = ? AND version = ?",
+            (name, int(version)),
+        )
+        if rows is not None and known is not None:
+            return {str(k): str(v) for k, v in rows} if known else None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(uri).get_model_version(name, str(version))
+    except MlflowException:
+        return None
+    return dict(mv.tags)
+
+
 def resolve(ref: str, agency: str | None = None, uri: str | None = None) -> tuple[str, str]:
     """Resolve a model reference to ``(name, version)``.
 

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,13 @@ def precision_curves(results: dict[str, Any], label: str) -> str | None:
     return _png(fig)
 
 
+def _extra(comparison: dict[str, Any], kind: str) -> Any:
+    """The model's extra TPs (``kind`` "tp") or fewer FPs ("fp") against a rule; results
+    written before these were named ``extra_tp``/``fewer_fp`` called them ``tp``/``fp``."""
+    key = "extra_tp" if kind == "tp" else "fewer_fp"
+    return comparison.get(key, comparison.get(kind))
+
+
 def rule_bars(results: dict[str, Any], label: str) -> str | None:
     """PNG (base64): at each rule's volume, TP and FP of the rule and of the selected model."""
     import matplotlib
@@ -116,8 +124,8 @@ def rule_bars(results: dict[str, Any], label: str) -> str | None:
         x = np.arange(len(rules))
         rule_tp = [vs[r].get("rule_tp") or 0 for r in rules]
         rule_fp = [vs[r].get("rule_fp") or 0 for r in rules]
-        model_tp = [(vs[r].get("rule_tp") or 0) + (vs[r].get("tp") or 0) for r in rules]
-        model_fp = [(vs[r].get("rule_fp") or 0) - (vs[r].get("fp") or 0) for r in rules]
+        model_tp = [(vs[r].get("rule_tp") or 0) + (_extra(vs[r], "tp") or 0) for r in rules]
+        model_fp = [(vs[r].get("rule_fp") or 0) - (_extra(vs[r], "fp") or 0) for r in rules]
         w = 0.38
         ax.bar(x - w / 2, rule_tp, w, color="#7f9fbf", label="rule: outcome (TP)")
         ax.bar(
@@ -164,8 +172,8 @@ def vs_rules_table(results: dict[str, Any]) -> pd.DataFrame:
                     "rule": rule,
                     "flagged": c.get("flagged"),
                     "rule_tp": c.get("rule_tp"),
-                    "extra_tp": c.get("tp"),
-                    "fewer_fp": c.get("fp"),
+                    "extra_tp": _extra(c, "tp"),
+                    "fewer_fp": _extra(c, "fp"),
                     "pct_more_tp": c.get("pct_more_tp"),
                     "ci95_pct_more_tp": c.get("ci95_pct_more_tp"),
                     "pct_fewer_fp": c.get("pct_fewer_fp"),
@@ -330,4 +338,20 @@ def text_table(records: list[dict[str, Any]], width: int = 100) -> str:
         for method, s in short.items():
             text = f"  {s:<4} {method}"
             lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    # each rule in words, once; a rule that learns (best_single) per split, as learned there
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        if r["kind"] == "rule" and r.get("condition"):
+            seen.setdefault(r["method"], set()).add(r["condition"])
+    if seen:
+        lines += ["", "rules:"]
+        for r in records:
+            cond = r.get("condition")
+            if r["kind"] != "rule" or not cond or cond not in seen.get(r["method"], ()):
+                continue
+            seen[r["method"]].discard(cond)
+            when = f" (fitted for {r['test_date']})" if r["method"] == "best_single" else ""
+            lines += textwrap.wrap(
+                f"{r['method']}{when}: {cond}", width, initial_indent="  ", subsequent_indent="    "
+            )
     return "\n".join(line[:width] for line in lines).lstrip("\n")

@@ -40,6 +40,7 @@ from models.inputs import check_no_protected
 __all__ = [
     "OPS",
     "RULE_PRESETS",
+    "RULE_TITLES",
     "BestSingleRule",
     "PeerOutlierRule",
     "ThresholdRule",
@@ -58,6 +59,15 @@ OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "<": np.less,
 }
 _WORDS = {">=": "{v} or more", ">": "more than {v}", "<=": "at most {v}", "<": "fewer than {v}"}
+# A peer statistic column: ``{indicator}_{unit|rank}_{pct|z}``.
+_PEER_STAT = re.compile(r"^(?P<base>.+)_(?P<peer>unit|rank)_(?P<stat>pct|z)$")
+# What the presets are called where people read them (a rule's own ``name`` is its key).
+RULE_TITLES = {
+    "cmpd": "Charlotte-Mecklenburg-style threshold rule",
+    "miami_dade": "Miami-Dade-style threshold rule",
+    "iapro_top_percentile": "top-5%-of-the-unit rule (IAPro style)",
+    "best_single": "single-count rule learned from the training data",
+}
 
 
 def format_value(value: Any) -> str:
@@ -141,8 +151,33 @@ _PEER_PLACEHOLDER = re.compile(r"\b(unit|rank) \{(unit|rank)\}")
 _OTHER_FIELD = re.compile(r"\{(?!(?:value|unit|rank)[:}])")
 
 
+def _peer_text(
+    cond: Mapping[str, Any], name: str, descriptions: Mapping[str, str] | None, group: str | None
+) -> str | None:
+    """A percentile or z-score condition on a peer statistic in words: "in the top 5% of unit
+    018 for use-of-force reports in the last year" (None: not such a condition, or no words
+    for its indicator)."""
+    m = _PEER_STAT.match(name)
+    base = (descriptions or {}).get(m["base"]) if m else None
+    if m is None or base is None or cond["op"] not in (">=", ">"):
+        return None
+    what = re.sub(r"^\s*\{value[^}]*\}\s*", "", base)
+    if what == base or "{" in what:
+        return None  # the indicator's template does not start with its count
+    who = group or f"their {m['peer']}"
+    if m["stat"] == "pct":
+        return f"in the top {format_value(100.0 - float(cond['value']))}% of {who} for {what}"
+    return (
+        f"{format_value(cond['value'])} or more standard deviations above the mean of {who} "
+        f"for {what}"
+    )
+
+
 def _condition_text(
-    cond: Mapping[str, Any], name: str, descriptions: Mapping[str, str] | None
+    cond: Mapping[str, Any],
+    name: str,
+    descriptions: Mapping[str, str] | None,
+    group: str | None = None,
 ) -> str:
     """A condition in words, worded with the column's description template if any.
 
@@ -150,8 +185,12 @@ def _condition_text(
     the last 180 days"``) read ``"3 or more complaints in the last 180 days"``;
     others (``"...: higher than {value:.0f}% of the other officers of unit {unit}"``)
     are filled with the threshold, which is then a true statement about every
-    officer the condition flags. The peer group reads "their unit".
+    officer the condition flags. The peer group reads "their unit" (or ``group``, e.g.
+    "unit 018"); a percentile rule reads "in the top 5% of their unit for ...".
     """
+    peer = _peer_text(cond, name, descriptions, group)
+    if peer is not None:
+        return peer
     threshold = format_value(cond["value"])
     template = (descriptions or {}).get(name)
     if not template or "{value" not in template or _OTHER_FIELD.search(template):
@@ -165,11 +204,29 @@ def _condition_text(
     return render_template(template, value=cond["value"], **peers)
 
 
+def describe_condition(cond: Mapping[str, Any], descriptions: Mapping[str, str] | None) -> str:
+    """One fitted condition (``{column, op, value}``) in words."""
+    return _condition_text(cond, str(cond["column"]), descriptions)
+
+
 def _condition_sentence(
-    cond: Mapping[str, Any], x_value: Any, name: str, descriptions: Mapping[str, str] | None
+    cond: Mapping[str, Any],
+    x_value: Any,
+    name: str,
+    descriptions: Mapping[str, str] | None,
+    group: str | None = None,
 ) -> str:
-    head = _condition_text(cond, name, descriptions)
+    head = _condition_text(cond, name, descriptions, group)
+    if head.startswith("in the top "):  # the percentile itself says nothing more
+        return head
     return f"{head} (this officer: {format_value(x_value)})"
+
+
+def _group_name(kind: str, value: Any) -> str | None:
+    """ "unit 018" for a named group; None when the officer's group is unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return f"{kind} {value}"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -309,17 +366,45 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
         return np.where(d > 0, self.classes_[1], self.classes_[0])
 
     # -- explaining -------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        """What people call the rule, e.g. "Charlotte-Mecklenburg-style threshold rule"."""
+        name = getattr(self, "name", None) or ""
+        return RULE_TITLES.get(name) or (f"{name.replace('_', ' ')} rule" if name else "rule")
+
     def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
-        """The rule in words, e.g. ``"any of: 3 or more complaints ... ; ..."``."""
-        check_is_fitted(self)
-        parts = [_condition_text(c, c["column"], descriptions) for c in self.conditions_]
-        joiner = " or " if self.combine_ == "any" else " and "
+        """The rule as one plain sentence, e.g. ``"3 or more complaints in the last 180 days
+        or 3 or more use-of-force reports in the last 90 days"``.
+
+        ``descriptions`` maps column -> the feature spec's description template (without
+        one the column names are used). Works on a fitted rule (its resolved conditions) and,
+        where the parameters alone fix the conditions, on an unfitted one.
+        """
+        conditions, combine = self._conditions_for_words()
+        parts = [_condition_text(c, str(c["column"]), descriptions) for c in conditions]
+        joiner = " or " if combine == "any" else " and "
         return joiner.join(parts)
 
+    def _conditions_for_words(self) -> tuple[list[dict[str, Any]], str]:
+        """The conditions to put in words: the fitted ones, else those of the parameters."""
+        if hasattr(self, "conditions_"):
+            return list(self.conditions_), self.combine_
+        return self._declared_conditions()
+
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        check_is_fitted(self)  # subclasses whose parameters fix the conditions override this
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def explain_rows(
-        self, X: Any, descriptions: Mapping[str, str] | None = None
+        self,
+        X: Any,
+        descriptions: Mapping[str, str] | None = None,
+        peers: Mapping[str, Sequence[Any] | None] | None = None,
     ) -> list[list[str]]:
-        """For each row, the fired conditions as sentences (empty if none fired)."""
+        """For each row, the fired conditions as sentences (empty if none fired).
+
+        ``peers`` maps a peer kind (``unit``, ``rank``) to each row's group name, so that a
+        peer condition reads "in the top 5% of unit 018" rather than "of their unit"."""
         A = self._X(X)
         fired = self._fired(A)
         out: list[list[str]] = []
@@ -327,7 +412,12 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
         per_row: list[list[str]] = [[] for _ in range(len(A))]
         for r, k in zip(rows.tolist(), conds.tolist(), strict=True):
             c = self.conditions_[k]
-            per_row[r].append(_condition_sentence(c, A[r, c["index"]], c["column"], descriptions))
+            m = _PEER_STAT.match(c["column"])
+            names = (peers or {}).get(m["peer"]) if m else None
+            group = _group_name(m["peer"], names[r]) if m and names is not None else None
+            per_row[r].append(
+                _condition_sentence(c, A[r, c["index"]], c["column"], descriptions, group)
+            )
         out.extend(per_row)
         return out
 
@@ -390,6 +480,14 @@ class ThresholdRule(_RuleBase):
             raise ValueError("conditions must be a list of {column, op, value} mappings")
         return [dict(c) for c in conditions], self.combine
 
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        conditions = self.conditions or [{"column": 0, "op": ">", "value": 0}]
+        out = [
+            {**c, "column": c["column"] if isinstance(c["column"], str) else f"x{c['column']}"}
+            for c in conditions
+        ]
+        return out, self.combine
+
 
 class PeerOutlierRule(_RuleBase):
     """Flag officers far above their peers: percentile >= ``pct`` or z-score >= ``z``.
@@ -447,6 +545,18 @@ class PeerOutlierRule(_RuleBase):
         if isinstance(self.indicators, str):
             raise ValueError("indicators must be a list of names, not one string")
         for ind in self.indicators:
+            if self.pct is not None:
+                conds.append({"column": f"{ind}_{self.peer}_pct", "op": ">=", "value": self.pct})
+            if self.z is not None:
+                conds.append({"column": f"{ind}_{self.peer}_z", "op": ">=", "value": self.z})
+        return conds, self.combine
+
+    def _declared_conditions(self) -> tuple[list[dict[str, Any]], str]:
+        """The conditions of the named indicators (unfitted: no columns to search)."""
+        if self.indicators is None or isinstance(self.indicators, str):
+            check_is_fitted(self)  # every peer column of X: known only once fitted
+        conds: list[dict[str, Any]] = []
+        for ind in self.indicators or []:
             if self.pct is not None:
                 conds.append({"column": f"{ind}_{self.peer}_pct", "op": ">=", "value": self.pct})
             if self.z is not None:
@@ -518,6 +628,16 @@ class BestSingleRule(_RuleBase):
         self.train_precision_ = float(precision)
         self.train_flag_rate_ = float(rate)
         return [{"column": int(col), "op": ">=", "value": float(k)}], "any"
+
+    def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
+        """The learned rule in words (fitted), or how it is learned (not yet fitted)."""
+        if hasattr(self, "conditions_"):
+            return super().describe(descriptions) + " (the best single rule on the training data)"
+        return (
+            f"the one 'k or more' count rule (k from 1 to {self.max_k}) that is most precise on "
+            f"the training data while flagging {format_value(100 * self.min_flag_rate)}% to "
+            f"{format_value(100 * self.max_flag_rate)}% of officers"
+        )
 
 
 # -- presets from practice ------------------------------------------------------

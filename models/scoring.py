@@ -63,12 +63,69 @@ def _explanations(
         officer_ids=officer_ids,
     )
     texts = [e.text for e in out]
-    # attributes and exposure travel beside the reasons, marked as context
+    # the rules met travel in words (title, the whole rule, what was met); attributes and
+    # exposure travel beside the reasons, marked as context
     factors = [
-        json.dumps(e.factors + [{"context": True, "sentence": c} for c in e.context], default=str)
+        json.dumps(
+            e.factors
+            + [{"rule": r["name"], **r, "sentence": r["reason"]} for r in e.rules]
+            + [{"context": True, "sentence": c} for c in e.context],
+            default=str,
+        )
         for e in out
     ]
     return texts, factors
+
+
+# Behaviours a supervisor follows over time, in order of preference (those the spec has).
+KEY_INDICATORS = (
+    "use_of_force_1y_count",
+    "complaint_1y_count",
+    "force_complaint_1y_count",
+    "complaint_1y_sustained",
+    "vehicle_pursuit_1y_count",
+    "lawsuit_1y_count",
+)
+
+
+def key_indicators(features: pd.DataFrame, descriptions: dict[str, str], n: int = 4) -> list[str]:
+    """Per officer (JSON): for up to ``n`` behaviours of :data:`KEY_INDICATORS`, the officer's
+    value and the means of their unit and their rank in the scored cohort, each with its words
+    ("use-of-force reports in the last year"). The officer page charts these over the scored
+    dates; they are the spec's own indicators, so no count is defined twice."""
+    import re
+
+    cols = [c for c in KEY_INDICATORS if c in features.columns][:n]
+    means: dict[str, Any] = {}
+    for kind in ("unit", "rank"):
+        if kind in features.columns and cols:
+            groups = features[kind].astype("string")
+            means[kind] = features[cols].astype("float64").groupby(groups).transform("mean")
+    words = {
+        c: re.sub(r"^\s*\{value[^}]*\}\s*", "", descriptions.get(c, c.replace("_", " ")))
+        for c in cols
+    }
+    out = []
+    own = features[cols].astype("float64").reset_index(drop=True)
+    peers = {k: m.reset_index(drop=True) for k, m in means.items()}
+
+    def num(v: Any) -> float | None:
+        return None if v != v else round(float(v), 3)  # NaN -> None
+
+    for i in range(len(features)):
+        out.append(
+            json.dumps(
+                {
+                    c: {
+                        "label": words[c],
+                        "officer": num(own.at[i, c]),
+                        **{k: num(m.at[i, c]) for k, m in peers.items()},
+                    }
+                    for c in cols
+                }
+            )
+        )
+    return out
 
 
 def model_and_data(
@@ -179,7 +236,8 @@ def score(
             ``EWS_HOME/flags/<agency>/<as_of>.parquet``).
 
     Returns the flags, best score first: officer_id, score, rank (1 = highest), percentile,
-    flagged, rules_fired (JSON list), explanation, factors (JSON), unit, peer_rank, and the
+    flagged, rules_fired (JSON list), explanation, factors (JSON), indicators (JSON: see
+    :func:`key_indicators`), unit, peer_rank, and the
     provenance columns (model_name, model_version, snapshot_id, train_snapshot_id, spec_hash,
     config_hash, seed, as_of_date, scored_at).
     """
@@ -253,8 +311,9 @@ def score(
             "peer_rank": context_col("rank"),
         }
     )
+    descriptions = {c.name: c.description_template for c in spec.columns}
+    frame["indicators"] = key_indicators(features, descriptions)
     if explain:
-        descriptions = {c.name: c.description_template for c in spec.columns}
         ctx_cols = [c for c in features.columns if c in ("unit", "rank") or c.endswith("_ratio")]
         context = features[ctx_cols].reset_index(drop=True)
         texts, factors = _explanations(

@@ -646,14 +646,51 @@ class RuleResult:
     flags: np.ndarray
     metrics: dict[str, Any]
     error: str | None = None
+    condition: str | None = None  # the rule in words as fitted (best_single: what it learned)
+    idle: list[str] = field(default_factory=list)  # its conditions that never hold here
+
+
+def idle_conditions(rule: Any, frames: Sequence[pd.DataFrame], descriptions: Any) -> list[str]:
+    """The conditions of a fitted rule that hold for no row of ``frames``, in words (the
+    complaint half of the CMPD rule on force-only data, say)."""
+    import numpy as np
+
+    from models.rules import OPS, describe_condition
+
+    out = []
+    for c in getattr(rule, "conditions_", []):
+        values = [np.asarray(f.iloc[:, c["index"]], dtype=float) for f in frames]
+        if not any(OPS[c["op"]](v[~np.isnan(v)], c["value"]).any() for v in values):
+            out.append(describe_condition(c, descriptions))
+    return out
+
+
+def rule_notes(rules: Sequence[RuleResult], where: str) -> list[str]:
+    """Warnings about the rules of one split: conditions that cannot fire on the data, and
+    rules that flag exactly the same officers."""
+    notes = [
+        f"{where}: rule {r.name} cannot fire on these data for: {'; '.join(r.idle)}"
+        for r in rules
+        if r.idle
+    ]
+    fitted = [r for r in rules if r.rule is not None and r.flags.any()]
+    for i, a in enumerate(fitted):
+        for b in fitted[i + 1 :]:
+            if (a.flags == b.flags).all():
+                notes.append(f"{where}: rules {a.name} and {b.name} flag the same officers")
+    return notes
 
 
 def fit_rules(
-    fit: SplitFit, rules: Sequence[tuple[str, str | dict[str, Any]]], ks: Sequence[float]
+    fit: SplitFit,
+    rules: Sequence[tuple[str, str | dict[str, Any]]],
+    ks: Sequence[float],
+    descriptions: Any = None,
 ) -> list[RuleResult]:
     """Fit each rule on the split's training rows (only ``best_single`` learns anything) and
     flag the test rows. A rule that cannot be fitted here (a column empty on these training
-    dates) is kept with its error instead of stopping the experiment."""
+    dates) is kept with its error instead of stopping the experiment. ``descriptions``
+    (column -> words, from the feature spec) word each rule's condition as fitted."""
     import numpy as np
 
     from models.metrics import evaluate_scores
@@ -674,7 +711,17 @@ def fit_rules(
             score = np.asarray(rule.decision_function(X_test), dtype=float)
         else:
             score = np.asarray(rule.predict_proba(X_test)[:, 1], dtype=float)
-        out.append(RuleResult(name, rule, flags, evaluate_scores(fit.y_test, score, ks=tuple(ks))))
+        metrics = evaluate_scores(fit.y_test, score, ks=tuple(ks))
+        out.append(
+            RuleResult(
+                name,
+                rule,
+                flags,
+                metrics,
+                condition=rule.describe(descriptions),
+                idle=idle_conditions(rule, [X_train, X_test], descriptions),
+            )
+        )
     return out
 
 
@@ -682,8 +729,10 @@ VS_RULE_KEYS = (
     "flagged",
     "rule_tp",
     "rule_fp",
-    "tp",
-    "fp",
+    "model_tp",
+    "model_fp",
+    "extra_tp",
+    "fewer_fp",
     "pct_more_tp",
     "pct_fewer_fp",
     "ci95_pct_more_tp",
@@ -748,6 +797,7 @@ def split_records(
             {
                 **rec,
                 **counts(y_test, r.flags),
+                "condition": r.condition,
                 "auc": metric(r.metrics, "roc_auc"),
                 "ap": metric(r.metrics, "average_precision"),
                 "brier": None,

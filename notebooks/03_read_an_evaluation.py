@@ -101,3 +101,20 @@ top[["rank", "officer_id", "score", "unit", "rules_fired", "explanation"]]
 for row in top.head(3).itertuples():
     print(f"#{row.rank} officer {row.officer_id} (score {row.score:.2f})")
     print(f"  {row.explanation}\n")
+
+# %% [markdown]
+# ## The credentialing reviewer's audit report, as `ews audit-report` writes it
+#
+# The same function the command and the reviewers' pages call: the checklist below is
+# answered from the data, each item pointing at the section of the report that is its
+# evidence. Sections whose data are not yet there (no predictions file beside these
+# results, no reviews, no drift checks) say so instead of giving a figure.
+
+# %%
+from models.audit_report import build_report
+from models.audit_report import write_report as write_audit_report
+
+audit = build_report(agency or str(results["agency"]))
+paths = write_audit_report(audit, out / "audit")
+display(pd.DataFrame(audit.data["checklist"])[["ask", "status", "figure"]])
+print(f"wrote {paths['html']}\nwrote {paths['pdf']}")

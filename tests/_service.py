@@ -4,6 +4,7 @@ unflagged officers, and a user of every role, on any application database."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from ews.settings import Settings
 OLD, NEW = dt.date(2023, 1, 1), dt.date(2024, 1, 1)
 
 
-def flags_frame(rows: list[tuple[str, str, float, bool]]) -> pd.DataFrame:
+def flags_frame(
+    rows: list[tuple[str, str, float, bool]], snapshot_id: str = "abc123"
+) -> pd.DataFrame:
     """(officer, unit, score, flagged) -> a scoring frame as `ews score` writes it."""
     ranked = sorted(rows, key=lambda r: -r[2])
     return pd.DataFrame(
@@ -34,9 +37,22 @@ def flags_frame(rows: list[tuple[str, str, float, bool]]) -> pd.DataFrame:
             ],
             "factors": ['[{"feature": "force_180d_count", "sentence": "x"}]'] * len(ranked),
             "rules_fired": ['["cmpd"]' if r[3] else "[]" for r in ranked],
+            "indicators": [
+                json.dumps(
+                    {
+                        "use_of_force_1y_count": {
+                            "label": "use-of-force reports in the last year",
+                            "officer": round(r[2] * 10),
+                            "unit": 2.5,
+                            "rank": 1.5,
+                        }
+                    }
+                )
+                for r in ranked
+            ],
             "model_name": "ews-demo",
             "model_version": "3",
-            "snapshot_id": "abc123",
+            "snapshot_id": snapshot_id,
             "label": "sustained_or_force",
         }
     )
@@ -57,7 +73,61 @@ class World:
     other_agency = ("x1",)  # agency 'other', unit 12, flagged
 
 
-def build_world(home: Path, db_url: str) -> World:
+def demo_snapshot(home: Path) -> str:
+    """Ingest a small package of agency ``demo`` (the world's officers, a few events of a1)
+    into ``home`` and return its snapshot id, so that pages show real events."""
+    from ews.ingest import ingest_package
+    from ews.store import Workspace
+
+    pkg = home.parent / "demo-package"
+    pkg.mkdir(parents=True, exist_ok=True)
+    ids = ["a1", "a2", "b1", "b2", "m1", "m2"]
+    pd.DataFrame({"officer_id": ids, "appointed_date": ["2010-01-04"] * len(ids)}).to_csv(
+        pkg / "officers.csv", index=False
+    )
+    pd.DataFrame(
+        [
+            (
+                "e1",
+                "a1",
+                "complaint",
+                "2022-03-01",
+                "2022-03-02",
+                "C1",
+                "05A EXCESSIVE FORCE",
+                "sustained",
+                "2022-09-01",
+            ),
+            ("e2", "a1", "use_of_force", "2023-05-01", "2023-05-01", "", "TASER", "", ""),
+            (
+                "e3",
+                "a1",
+                "complaint",
+                "2023-11-20",
+                "2023-11-21",
+                "C2",
+                "09A VERBAL ABUSE",
+                "pending",
+                "",
+            ),
+            ("e4", "b1", "use_of_force", "2023-02-01", "2023-02-01", "", "PHYSICAL FORCE", "", ""),
+        ],
+        columns=[
+            "event_id",
+            "officer_id",
+            "event_type",
+            "event_date",
+            "reported_date",
+            "case_id",
+            "category",
+            "finding",
+            "finding_date",
+        ],
+    ).to_csv(pkg / "events.csv", index=False)
+    return ingest_package(pkg, "demo", workspace=Workspace(home)).snapshot.id
+
+
+def build_world(home: Path, db_url: str, snapshot_id: str = "abc123") -> World:
     settings = Settings(home=home, database_url=db_url)
     db = AppDatabase(db_url)
     save_flags(
@@ -71,7 +141,8 @@ def build_world(home: Path, db_url: str) -> World:
                 ("b1", "7", 0.6, True),
                 ("a2", "12", 0.1, False),
                 ("b2", "7", 0.2, False),
-            ]
+            ],
+            snapshot_id,
         ),
         home=home,
         db=db,
@@ -87,7 +158,8 @@ def build_world(home: Path, db_url: str) -> World:
                 ("b1", "7", 0.7, True),
                 ("a2", "12", 0.1, False),
                 ("b2", "7", 0.2, False),
-            ]
+            ],
+            snapshot_id,
         ),
         home=home,
         db=db,

@@ -3,6 +3,7 @@ every access, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -350,6 +351,57 @@ def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
             assert [g["group"] for g in body["by"]["sex"]["groups"]] == ["F", "M"]
             denied = c.get("/api/audit/disparities", params={"agency": "demo"}, headers=auth(sgt))
             assert denied.status_code == 403
+            assert body["in_sample"] is None  # model ews-demo v3 is not in the registry
+    finally:
+        db.dispose()
+
+
+def test_disparities_refuse_in_sample_dates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from api.security import create_user
+    from ews.contract import write_normalized
+    from ews.db import AppDatabase
+    from ews.flagstore import save_flags
+    from ews.ingest import ingest_package
+    from ews.settings import Settings
+    from ews.store import Workspace
+    from models import registry
+    from tests._service import flags_frame
+
+    settings = Settings(home=tmp_path / "home")
+    officers = pd.DataFrame({"officer_id": ["a1", "a2"], "appointed_date": ["2010-01-01"] * 2})
+    events = pd.DataFrame(
+        {
+            "event_id": ["e"],
+            "officer_id": ["a1"],
+            "event_type": ["arrest"],
+            "event_date": ["2023-06-01"],
+        }
+    )
+    snap = ingest_package(
+        write_normalized(tmp_path / "p", officers, events),
+        "demo",
+        workspace=Workspace(settings.home),
+    ).snapshot
+    db = AppDatabase(settings.app_database_url)
+    frame = flags_frame([("a1", "12", 0.9, True), ("a2", "12", 0.1, False)])
+    save_flags("demo", NEW, frame.assign(snapshot_id=snap.id), settings.home, db=db)
+    auditor = create_user(db, "auditor", "reviewer")
+    cutoff = (NEW + dt.timedelta(days=365)).isoformat()
+    monkeypatch.setattr(
+        registry, "version_tags", lambda n, v, uri=None: {"ews.label_known_by": cutoff}
+    )
+    try:
+        with TestClient(create_app(settings)) as c:
+            url, q = "/api/audit/disparities", {"agency": "demo"}
+            refused = c.get(url, params=q, headers=auth(auditor))
+            assert refused.status_code == 409, refused.text
+            assert "in-sample" in refused.json()["detail"] and cutoff in refused.json()["detail"]
+            ok = c.get(url, params={**q, "allow_in_sample": "true"}, headers=auth(auditor))
+            assert ok.status_code == 200 and ok.json()["in_sample"] is True
     finally:
         db.dispose()
 

@@ -81,3 +81,49 @@ def test_outcomes_not_yet_known_give_flag_rates_only(ews_home: Path, tmp_path: P
     assert r["by"]["sex"]["groups"] == [
         {"group": "F", "officers": 1}, {"group": "M", "officers": 1}
     ]  # fmt: skip
+
+
+def test_in_sample_dates_are_refused_unless_asked(
+    ews_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ews.cli import app
+    from models import registry
+    from models.audit import InSampleError
+
+    snap = ingest_package(_agency(tmp_path), "town").snapshot
+    flags = pd.DataFrame(
+        {
+            "officer_id": [f"o{i}" for i in range(60)],
+            "flagged": [i < 10 for i in range(60)],
+            "snapshot_id": snap.id,
+            "label": "any_complaint",
+            "model_name": "ews-town-any_complaint",
+            "model_version": "2",
+        }
+    )
+    save_flags("town", dt.date(2020, 1, 1), flags)
+    # the model that scored 2020-01-01 learned outcomes known up to 2021-01-01
+    tags = {"ews.label_known_by": "2021-01-01"}
+    monkeypatch.setattr(registry, "version_tags", lambda n, v, uri=None: tags if v == "2" else None)
+    with pytest.raises(InSampleError, match="in-sample.*2021-01-01"):
+        disparities("town", min_group=10)
+    marked = disparities("town", min_group=10, allow_in_sample=True)
+    assert marked["in_sample"] is True and marked["label_cutoff"] == "2021-01-01"
+    runner = CliRunner()
+    refused = runner.invoke(app, ["audit", "disparities", "--agency", "town"])
+    assert refused.exit_code == 2 and "in-sample" in refused.output
+    assert "--allow-in-sample" in refused.output
+    shown = runner.invoke(
+        app, ["audit", "disparities", "--agency", "town", "--allow-in-sample", "--min-group", "5"]
+    )
+    assert shown.exit_code == 0 and "IN-SAMPLE" in shown.output
+    # held out: the same flags, scored by a model whose cutoff is the date itself
+    tags["ews.label_known_by"] = "2020-01-01"
+    held = disparities("town", min_group=10)
+    assert held["in_sample"] is False and "held out" in held["sample_note"]
+    # a model the registry does not hold: not refused, but said to be unchecked
+    save_flags("town", dt.date(2020, 1, 1), flags.assign(model_version="9"))
+    unknown = disparities("town", min_group=10)
+    assert unknown["in_sample"] is None and "not in the model registry" in unknown["sample_note"]

@@ -184,9 +184,20 @@ def test_sentences_for_a_hand_built_case() -> None:
     assert a.text == (
         "Suggested for a supportive review (not a finding). Indicators: 4 use-of-force reports "
         "in the last 6 months, 3.1 times the average of unit 12; 3 complaints in the last 6 "
-        "months, 2.0 times the average of unit 12. Also meets rule cmpd: 3 or more complaints "
-        "in the last 6 months (this officer: 3). Context, not a reason: tenure_years: 2."
+        "months, 2.0 times the average of unit 12. Also meets the Charlotte-Mecklenburg-style "
+        "threshold rule: 3 or more complaints in the last 6 months (this officer: 3). Context, "
+        "not a reason: tenure_years: 2."
     )
+    # the rule travels in words: its title and the whole rule, beside what the officer met
+    assert a.rules == [
+        {
+            "name": "cmpd",
+            "title": "Charlotte-Mecklenburg-style threshold rule",
+            "description": "3 or more complaints in the last 6 months or 3 or more "
+            "use-of-force reports in the last 90 days",
+            "reason": "3 or more complaints in the last 6 months (this officer: 3)",
+        }
+    ]
     assert a.score == pytest.approx(model.decision_function(X)[0])
     # Officer B is the reference: nothing pushes toward a flag, no rule fires.
     assert b.sentences == [] and b.rules_fired == [] and b.factors == []
@@ -427,3 +438,89 @@ def test_attributes_and_exposure_are_context_never_reasons() -> None:
         assert not any("years of service" in s for s in e.sentences)
         if e.context:
             assert "Context, not a reason: " in e.text
+
+
+def test_rules_met_for_the_same_condition_are_named_once_and_peer_rules_name_the_unit() -> None:
+    from models.explain import rule_lines
+
+    X = pd.DataFrame(
+        {
+            "use_of_force_90d_count": [3.0, 0.0, 0.0],
+            "complaint_180d_count": [0.0, 0.0, 0.0],
+            "complaint_90d_count": [0.0, 0.0, 0.0],
+            "use_of_force_1y_count_unit_pct": [99.0, 97.0, 10.0],
+            "complaint_1y_count_unit_pct": [10.0, 10.0, 10.0],
+        }
+    )
+    context = pd.DataFrame({"unit": ["018", None, "007"], "officer_id": ["A", "B", "C"]})
+    descriptions = {
+        "use_of_force_90d_count": "{value:.0f} use-of-force reports in the last 90 days",
+        "use_of_force_1y_count": "{value:.0f} use-of-force reports in the last year",
+        "complaint_1y_count": "{value:.0f} complaints in the last year",
+    }
+    y = [1, 0, 1]
+    rules = {
+        "cmpd": make_rule("cmpd").fit(X, y),
+        "miami_dade": make_rule("miami_dade").fit(X, y),
+        "iapro_top_percentile": make_rule("iapro_top_percentile").fit(X, y),
+    }
+    a, b, c = explain(
+        _Fixed([0.1] * 5), X, descriptions, context=context, rules=rules, background=X.iloc[[2]]
+    )
+    assert (
+        "Also meets the Charlotte-Mecklenburg-style threshold rule and the Miami-Dade-style "
+        "threshold rule: 3 or more use-of-force reports in the last 90 days (this officer: 3)."
+        in a.text
+    )
+    assert a.text.count("3 or more use-of-force reports in the last 90 days") == 1
+    assert (
+        "Also meets the top-5%-of-the-unit rule (IAPro style): in the top 5% of unit 018 for "
+        "use-of-force reports in the last year." in a.text
+    )
+    assert "cmpd" not in a.text and "iapro" not in a.text.replace("(IAPro style)", "")
+    # an officer whose unit is unknown: "their unit"
+    assert b.rule_reasons == {
+        "iapro_top_percentile": [
+            "in the top 5% of their unit for use-of-force reports in the last year"
+        ]
+    }
+    assert c.rules_fired == []
+    iapro = {r["name"]: r for r in a.rules}["iapro_top_percentile"]
+    assert iapro["description"] == (
+        "in the top 5% of their unit for use-of-force reports in the last year or in the top 5% "
+        "of their unit for complaints in the last year"
+    )
+    # flags scored before rules travelled in words still read by title
+    assert rule_lines([{"name": "cmpd"}, {"name": "force_watch"}]) == [
+        "Also meets the Charlotte-Mecklenburg-style threshold rule and the force watch rule"
+    ]
+
+
+def test_key_indicators_carry_the_officer_and_the_unit_and_rank_means() -> None:
+    import json
+
+    from models.scoring import key_indicators
+
+    features = pd.DataFrame(
+        {
+            "officer_id": ["a", "b", "c", "d"],
+            "unit": ["12", "12", "7", None],
+            "rank": ["po", "sgt", "po", "po"],
+            "use_of_force_1y_count": [4.0, 0.0, 2.0, 1.0],
+            "complaint_1y_count": [1.0, 3.0, np.nan, 0.0],
+            "arrest_1y_count": [40.0, 10.0, 5.0, 0.0],  # exposure: never a key indicator
+        }
+    )
+    words = {"use_of_force_1y_count": "{value:.0f} use-of-force reports in the last year"}
+    rows = [json.loads(r) for r in key_indicators(features, words)]
+    assert list(rows[0]) == ["use_of_force_1y_count", "complaint_1y_count"]
+    force = rows[0]["use_of_force_1y_count"]
+    assert force == {
+        "label": "use-of-force reports in the last year",
+        "officer": 4.0,
+        "unit": 2.0,  # (4 + 0) / 2 in unit 12
+        "rank": round(7.0 / 3, 3),  # (4 + 2 + 1) / 3 officers of rank po
+    }
+    assert rows[2]["complaint_1y_count"]["officer"] is None  # missing stays missing
+    assert rows[3]["use_of_force_1y_count"]["unit"] is None  # no unit: no unit mean
+    assert rows[1]["complaint_1y_count"]["label"] == "complaint 1y count"

@@ -75,7 +75,7 @@ def test_compare_to_rule_counts() -> None:
     r = compare_to_rule(y, model, rule, n_boot=200, seed=3)
     assert r["flagged"] == 3
     assert (r["rule_tp"], r["rule_fp"], r["model_tp"], r["model_fp"]) == (1, 2, 3, 0)
-    assert (r["tp"], r["fp"]) == (2, 2)
+    assert (r["extra_tp"], r["fewer_fp"]) == (2, 2)
     assert r["pct_more_tp"] == 200.0 and r["pct_fewer_fp"] == 100.0
     lo, hi = r["ci95_pct_fewer_fp"]
     assert lo <= 100.0 <= hi

@@ -15,6 +15,7 @@ from models.rules import (
     BestSingleRule,
     PeerOutlierRule,
     ThresholdRule,
+    format_value,
     make_rule,
 )
 
@@ -227,3 +228,29 @@ def test_a_condition_on_a_network_share_reads_plainly() -> None:
         f"{share} >= 0.5 (this officer: 0.6)",
         "4 or more co-accused in the last 3 years (this officer: 5)",
     ]
+
+
+def test_describe_reads_as_a_sentence_fitted_or_not() -> None:
+    words = {
+        "complaint_180d_count": "{value:.0f} complaints in the last 180 days",
+        "use_of_force_90d_count": "{value:.0f} use-of-force reports in the last 90 days",
+        "use_of_force_1y_count": "{value:.0f} use-of-force reports in the last year",
+        "complaint_1y_count": "{value:.0f} complaints in the last year",
+    }
+    assert make_rule("cmpd").describe(words) == (
+        "3 or more complaints in the last 180 days or 3 or more use-of-force reports in the "
+        "last 90 days"
+    )
+    assert make_rule("iapro_top_percentile").describe(words) == (
+        "in the top 5% of their unit for use-of-force reports in the last year or in the top "
+        "5% of their unit for complaints in the last year"
+    )
+    z = make_rule({"peer_outlier": {"indicators": ["complaint_1y_count"], "pct": None, "z": 2}})
+    assert z.describe(words) == (
+        "2 or more standard deviations above the mean of their unit for complaints in the last year"
+    )
+    assert "1% to 10% of officers" in make_rule("best_single").describe(words)
+    X = pd.DataFrame({"complaint_180d_count": [0, 3, 1, 5, 0, 2], "x": [0] * 6})
+    fitted = make_rule("best_single").fit(X, np.array([0, 1, 0, 1, 0, 0]))
+    k = format_value(fitted.rule_["value"])
+    assert fitted.describe(words).startswith(f"{k} or more complaints in the last 180 days")

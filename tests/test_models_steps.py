@@ -249,6 +249,47 @@ def test_rules_and_equal_volume_comparison(built: Any) -> None:
     vs = steps.compare_with_rules(fit.y_test, score, rules, n_boot=0, seed=0)
     assert vs["best_single"]["flagged"] == int(best.flags.sum())
     assert vs["best_single"]["rule_tp"] == int((best.flags & (fit.y_test == 1)).sum())
+    # the equal-volume fields are named for what they are
+    c = vs["best_single"]
+    assert c["extra_tp"] == c["model_tp"] - c["rule_tp"]
+    assert c["fewer_fp"] == c["rule_fp"] - c["model_fp"]
+    # the learned condition is recorded in words
+    words = {"complaint_1y_count": "{value:.0f} complaints in the last year"}
+    (best,) = steps.fit_rules(fit, [("best_single", "best_single")], [10], words)
+    assert best.condition == best.rule.describe(words) and " or more " in best.condition
+
+
+def test_rules_that_cannot_fire_or_flag_the_same_officers_are_named() -> None:
+    from models.rules import make_rule
+
+    # force-only data: the complaint half of the CMPD rule never holds
+    X = pd.DataFrame(
+        {
+            "complaint_180d_count": [0.0, 0.0, 0.0, np.nan],
+            "use_of_force_90d_count": [4.0, 0.0, 3.0, 1.0],
+            "complaint_90d_count": [0.0, 0.0, 0.0, 0.0],
+        }
+    )
+    y = np.array([1, 0, 1, 0])
+    words = {"complaint_180d_count": "{value:.0f} complaints in the last 180 days"}
+    cmpd = make_rule("cmpd").fit(X, y)
+    assert steps.idle_conditions(cmpd, [X.iloc[:2], X.iloc[2:]], words) == [
+        "3 or more complaints in the last 180 days"
+    ]
+    miami = make_rule("miami_dade").fit(X, y)
+    flags = np.asarray(cmpd.predict(X)).astype(bool)
+    results = [
+        steps.RuleResult("cmpd", cmpd, flags, {}, idle=["3 or more complaints in 180 days"]),
+        steps.RuleResult("miami_dade", miami, np.asarray(miami.predict(X)).astype(bool), {}),
+        steps.RuleResult("none", None, np.zeros(4, bool), {}, error="no column"),
+    ]
+    assert steps.rule_notes(results, "sustained 2014-01-01") == [
+        "sustained 2014-01-01: rule cmpd cannot fire on these data for: 3 or more complaints "
+        "in 180 days",
+        "sustained 2014-01-01: rules cmpd and miami_dade flag the same officers",
+    ]
+    results[1].flags[1] = True  # one officer apart: no longer the same
+    assert len(steps.rule_notes(results, "x")) == 1
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -333,6 +374,29 @@ def test_text_table_fits_100_columns() -> None:
     assert "m1" in text and "m2" in text and long in text  # the legend names each model
     row = next(line for line in text.splitlines() if line.startswith("2014-01-01  m1"))
     assert "*" in row and "0.800" in row
+
+
+def test_text_table_words_each_rule_once_and_the_learned_rule_per_split() -> None:
+    from models.report import text_table
+
+    def rule(method: str, day: str, condition: str) -> dict[str, Any]:
+        return {"label": "sustained", "test_date": day, "method": method, "kind": "rule",
+                "selected": False, "condition": condition}  # fmt: skip
+
+    cmpd = "3 or more complaints in the last 180 days or 3 or more use-of-force reports " * 2
+    text = text_table(
+        [
+            rule("cmpd", "2013-01-01", cmpd),
+            rule("cmpd", "2014-01-01", cmpd),
+            rule("best_single", "2013-01-01", "4 or more complaints in the last 3 years"),
+            rule("best_single", "2014-01-01", "5 or more complaints in the last 3 years"),
+        ],
+        width=100,
+    )
+    legend = text.split("rules:")[1]
+    assert legend.count("cmpd:") == 1 and max(len(line) for line in legend.splitlines()) <= 100
+    assert "best_single (fitted for 2013-01-01): 4 or more complaints" in legend
+    assert "best_single (fitted for 2014-01-01): 5 or more complaints" in legend
 
 
 def test_registry_all_with_a_refit_champion_keeps_every_evaluated_model(

@@ -140,3 +140,5 @@ def test_02_then_03_train_compare_and_read(notebook_env: dict[str, str], tmp_pat
         if "data:image/png;base64" in str(o.get("data", {}).get("text/html", ""))
     ]
     assert images, "the plots were not displayed"
+    audit = Path(notebook_env["EWS_NOTEBOOK_OUT"]) / "audit" / f"audit-report-{AGENCY}.pdf"
+    assert audit.read_bytes().startswith(b"%PDF") and "Identifies officers" in text3

@@ -55,6 +55,10 @@ def test_supervisor_pages(world) -> None:  # type: ignore[no-untyped-def]
     officer = c.get("/officers/demo/a1")
     assert officer.status_code == 200
     assert "<svg" in officer.text and "unit median" in officer.text
+    # the officer's behaviours over the scored dates against the unit and rank means
+    assert "Behaviours over the scored dates, against peers" in officer.text
+    assert "<td>2023-01-01</td><td>7 / 2.5 / 1.5</td>" in officer.text
+    assert "<td>2024-01-01</td><td>9 / 2.5 / 1.5</td>" in officer.text
     assert "Record the next step" in officer.text and "under review" in officer.text
     missing = c.get("/officers/demo/ghost")
     moved = c.get("/officers/demo/m1", params={"as_of": OLD.isoformat()})
@@ -121,3 +125,50 @@ def test_bad_page_input_is_4xx(world, url: str) -> None:  # type: ignore[no-unty
     _signin(c, w, "admin")
     r = c.get(url)
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
+
+
+def test_reasons_name_rules_by_their_words_never_their_keys() -> None:
+    from api.pages import reasons
+
+    factors = [
+        {"feature": "use_of_force_90d_count", "sentence": "3 use-of-force reports in 90 days"},
+        {
+            "rule": "cmpd",
+            "name": "cmpd",
+            "title": "Charlotte-Mecklenburg-style threshold rule",
+            "description": "3 or more complaints in the last 180 days or 3 or more use-of-force "
+            "reports in the last 90 days",
+            "sentence": "3 or more use-of-force reports in the last 90 days (this officer: 3)",
+            "reason": "3 or more use-of-force reports in the last 90 days (this officer: 3)",
+        },
+        {"context": True, "sentence": "12 years of service"},
+    ]
+    assert reasons(factors, ["cmpd", "best_single"]) == [
+        "3 use-of-force reports in 90 days",
+        "Also meets the Charlotte-Mecklenburg-style threshold rule: 3 or more use-of-force "
+        "reports in the last 90 days (this officer: 3)",
+        "Also meets the single-count rule learned from the training data",
+        "Context, not a reason: 12 years of service",
+    ]
+
+
+@pytest.mark.parametrize("who", ["sgt12", "ds"])
+def test_report_pages_are_refused_to_other_roles(world, who: str) -> None:  # type: ignore[no-untyped-def]
+    c, w = world
+    _signin(c, w, who)
+    audit_log = c.get("/audit")  # the answer of every reviewers' page to another role
+    assert audit_log.status_code == 403
+    for url in ("/model-card", "/audit-report", "/audit-report.pdf"):
+        r = c.get(url, params={"agency": "demo"})
+        assert r.status_code == 403 and r.text == audit_log.text, url
+    with w.db.session() as s:
+        refused = s.scalars(select(AuditLog.resource).where(AuditLog.action == "denied")).all()
+    assert {"/model-card", "/audit-report", "/audit-report.pdf"} <= set(refused)
+
+
+def test_report_pages_say_when_there_is_nothing_to_report(world) -> None:  # type: ignore[no-untyped-def]
+    c, w = world
+    _signin(c, w, "reviewer")
+    page = c.get("/model-card", params={"agency": "demo"})
+    assert page.status_code == 200 and "no snapshot of agency" in page.text
+    assert c.get("/audit-report.pdf").status_code == 404

@@ -1,19 +1,25 @@
 """The pages in a real browser (Debian's chromium, driven by Playwright): a supervisor signs
-in, reaches an officer by keyboard, records a review step, and sees it in the list."""
+in, reaches an officer by keyboard, sees the charts and the timeline of events, takes the flag
+through the review workflow and sees it in the list; a reviewer signs in and opens the
+reviewers' pages. Every page is photographed at 1280 px into ``test-output/screenshots/`` of
+the repository (or ``$EWS_TEST_OUTPUT/screenshots/``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.app import create_app
-from tests._service import World, build_world
+from tests._service import World, build_world, demo_snapshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -23,7 +29,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 def served(tmp_path: Path) -> Iterator[tuple[str, World]]:
     import uvicorn
 
-    w = build_world(tmp_path / "home", f"sqlite:///{tmp_path / 'app.db'}")
+    home = tmp_path / "home"
+    w = build_world(home, f"sqlite:///{tmp_path / 'app.db'}", demo_snapshot(home))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -42,27 +49,64 @@ def served(tmp_path: Path) -> Iterator[tuple[str, World]]:
     w.db.dispose()
 
 
-def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: ignore[no-untyped-def]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = (
+    Path(os.environ.get("EWS_TEST_OUTPUT") or Path(__file__).resolve().parents[1] / "test-output")
+    / "screenshots"
+)
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def _sign_in(page: Any, base: str, token: str) -> None:
+    page.goto(base + "/")
+    page.get_by_label("Your token").fill(token)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/flags")
+
+
+@contextmanager
+def _signed_in(base: str, token: str) -> Iterator[Any]:
+    """A 1280-px page of Debian's chromium, signed in with ``token``."""
     from playwright.sync_api import sync_playwright
 
-    base, w = served
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page()
-        page.goto(base + "/")
-        page.get_by_label("Your token").fill(w.tokens["sgt12"])
-        page.keyboard.press("Enter")
-        page.wait_for_url("**/flags")
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            _sign_in(page, base, token)
+            yield page
+        finally:
+            browser.close()
+
+
+def _step(page: Any, status: str, **fields: str) -> None:
+    page.get_by_label("Next step").select_option(status)
+    for label, value in fields.items():
+        page.get_by_label(label.replace("_", " ")).fill(value)
+    page.get_by_role("button", name="Save step").click()
+    page.wait_for_url("**done=saved**")
+    assert page.get_by_role("status").inner_text() == "Saved."
+
+
+def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: ignore[no-untyped-def]
+    base, w = served
+    with _signed_in(base, w.tokens["sgt12"]) as page:
         assert page.get_by_role("link", name="a1").is_visible()
         assert page.get_by_role("link", name="m1").count() == 0  # moved out of unit 12
+        assert page.get_by_role("link", name="Audit log").count() == 0  # not the role's
+        _shot(page, "supervisor-flags")
         # keyboard only: tab to the officer's link and open it
         for _ in range(40):
             page.keyboard.press("Tab")
@@ -71,13 +115,46 @@ def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: i
         page.keyboard.press("Enter")
         page.wait_for_url("**/officers/demo/a1**")
         assert page.get_by_role("heading", name="Officer a1").is_visible()
-        assert page.locator("figure svg").count() == 1
-        page.get_by_label("Next step").select_option("under_review")
-        page.get_by_label("Note").fill("spoke with the officer")
-        page.get_by_role("button", name="Save step").click()
-        page.wait_for_url("**done=saved**")
-        assert page.get_by_role("status").inner_text() == "Saved."
+        # the charts: score against peers, behaviours against peers
+        assert page.locator("figure svg").count() == 2
+        assert page.get_by_role("heading", name="Behaviours over the scored dates").is_visible()
+        # the timeline: the events known at the date, findings only once final
+        events = page.locator("section[aria-labelledby=events] tbody tr")
+        assert events.count() == 3  # e1, e2, e3 of a1 (b1's event is not shown)
+        text = page.locator("section[aria-labelledby=events]").inner_text()
+        assert "05A EXCESSIVE FORCE" in text and "sustained" in text and "TASER" in text
+        assert "PHYSICAL FORCE" not in text
+        _shot(page, "supervisor-officer")
+        # the workflow: review, assign an intervention, complete it
+        _step(page, "under_review", Note="spoke with the officer")
+        page.get_by_label("Intervention (with").select_option(index=1)
+        page.get_by_label("Due date (with").fill("2024-03-01")
+        _step(page, "intervention_assigned")
+        assert "intervention assigned" in page.locator("main").inner_text()
+        _step(page, "intervention_completed", Note="training done")
+        assert page.get_by_label("Next step").count() == 0  # nothing follows a completion
+        _shot(page, "supervisor-officer-after-review")
         page.get_by_role("link", name="Back to the flags").click()
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name="a1"))
-        assert "under review" in row.inner_text()
-        browser.close()
+        assert "intervention completed" in row.inner_text()
+
+
+def test_reviewer_opens_the_reviewers_pages(served) -> None:  # type: ignore[no-untyped-def]
+    base, w = served
+    with _signed_in(base, w.tokens["reviewer"]) as page:
+        _shot(page, "reviewer-flags")
+        assert page.get_by_role("button", name="Save step").count() == 0
+        for link, heading, name in REVIEWER_PAGES:
+            page.get_by_role("link", name=link, exact=True).click()
+            assert page.get_by_role("heading", name=heading).first.is_visible()
+            _shot(page, name)
+
+
+REVIEWER_PAGES = [
+    ("Audit log", "Audit log", "reviewer-audit-log"),
+    ("Review timeliness", "Review timeliness", "reviewer-timeliness"),
+    ("Disparities", "Disparities", "reviewer-disparities"),
+    ("Model card", "Model card", "reviewer-model-card"),
+    # last: the report is the very file `ews audit-report` writes, without the site's links
+    ("Audit report", "Audit report of the early-intervention system", "reviewer-audit-report"),
+]

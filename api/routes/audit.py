@@ -4,7 +4,6 @@ the disparities of the flags. Each is limited to the reviewer's agency."""
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -12,9 +11,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
-from api.routes.flags import current_runs, json_response, overdue
+from api.routes.flags import json_response
 from api.scope import agency_in_scope, agency_visible, log_now, not_found
-from ews.db import AppDatabase, AuditLog, Flag, FlagStatus, Review, User
+from ews.db import AppDatabase, AuditLog, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
 Auditor = require_roles("reviewer", "admin")
@@ -167,11 +166,15 @@ def audit_disparities(
     request: Request,
     agency: AgencyQuery,
     as_of: dt.date | None = None,
+    allow_in_sample: bool = False,
     user: User = Auditor,
 ) -> Response:
     """Flag rates by race and sex and, when outcomes are known, precision and error rates by
-    group (reviewers and admins). Race and sex serve this audit only, never the models."""
-    from models.audit import disparities
+    group (reviewers and admins). Race and sex serve this audit only, never the models.
+
+    ``in_sample`` says whether the date is before the scoring model's label cutoff (the model
+    learned those outcomes); such a date is refused with 409 unless ``allow_in_sample``."""
+    from models.audit import InSampleError, disparities
 
     path = request.url.path
     with db.session() as s:
@@ -179,12 +182,66 @@ def audit_disparities(
     if not visible:
         not_found(db, user, path, agency)
     try:
-        report = disparities(agency, as_of, home=settings.home, db=db)
+        report = disparities(
+            agency,
+            as_of,
+            home=settings.home,
+            db=db,
+            allow_in_sample=allow_in_sample,
+            uri=settings.mlflow_tracking_uri,
+        )
+    except InSampleError as e:
+        log_now(db, user, "refused", path, agency, why="in-sample date")
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     except LookupError as e:
         log_now(db, user, "not_found", path, agency, why=str(e))
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
     log_now(db, user, "read", path, agency, view="disparities")
     return json_response(report)
+
+
+@router.get("/audit/report")
+def audit_report(
+    db: DbDep,
+    settings: SettingsDep,
+    request: Request,
+    agency: AgencyQuery,
+    rebuild: bool = False,
+    user: User = Auditor,
+) -> Response:
+    """The figures of the agency's audit report (reviewers and admins): the newest written by
+    `ews audit-report` or the pages, or built now when none was (or ``rebuild``). The same
+    report as HTML and PDF is on the reviewers' page /audit-report."""
+    import json
+
+    from models.audit_report import ReportError, build_report, stored_report, write_report
+    from models.drift import drift_history
+
+    path = request.url.path
+    with db.session() as s:
+        visible = agency_visible(s, user, agency)
+    if not visible:
+        not_found(db, user, path, agency)
+    stored = stored_report(agency, "json", settings.home)
+    if stored is None or rebuild:
+        try:
+            report = build_report(
+                agency,
+                home=settings.home,
+                db=db,
+                uri=settings.mlflow_tracking_uri,
+                review_days=settings.review_days,
+                drift_rows=drift_history(agency, db=db),
+            )
+        except ReportError as e:
+            log_now(db, user, "not_found", path, agency, why=str(e))
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
+        write_report(report, home=settings.home)
+        data = report.data
+    else:
+        data = json.loads(stored.read_text())
+    log_now(db, user, "read", path, agency, view="audit report")
+    return json_response(data)
 
 
 @router.get("/reviews/timeliness")
@@ -200,68 +257,14 @@ def review_timeliness(
 def timeliness(
     db: AppDatabase, user: User, path: str, agency: str, review_days: int
 ) -> dict[str, Any]:
-    """Review timeliness of an agency's flags (raises the service's 404 outside scope)."""
-    today = dt.date.today()
-    with db.session() as s:
-        if not agency_visible(s, user, agency):
-            visible = False
-        else:
-            visible = True
-            runs = current_runs(s, agency)
-            flagged = {
-                (o, d)
-                for o, d in s.execute(
-                    select(Flag.officer_id, Flag.as_of_date).where(
-                        Flag.run_id.in_([r.id for r in runs.values()]), Flag.flagged.is_(True)
-                    )
-                )
-            }
-            states = {
-                (f.officer_id, f.as_of_date): f
-                for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))
-            }
-            interventions = list(
-                s.scalars(
-                    select(Review.intervention_type).where(
-                        Review.agency == agency, Review.status == "intervention_assigned"
-                    )
-                )
-            )
+    """Review timeliness of an agency's flags (raises the service's 404 outside scope): the
+    figures of :func:`ews.reviews.review_summary`, the read logged."""
+    from ews.reviews import review_summary
+
+    with db.read_conn() as c:
+        visible = agency_visible(c, user, agency)
     if not visible:
         not_found(db, user, path, agency)
-    data = []
-    for day in sorted(runs):
-        run = runs[day]
-        keys = [k for k in flagged if k[1] == day]
-        by_status: dict[str, int] = {}
-        waits, late = [], 0
-        for k in keys:
-            st = states.get(k)
-            name = st.status if st else "new"
-            by_status[name] = by_status.get(name, 0) + 1
-            if st is not None and st.first_reviewed_at is not None:
-                waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
-            late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
-        data.append(
-            {
-                "as_of": day.isoformat(),
-                "raised_at": run.scored_at.isoformat(),
-                "flagged": len(keys),
-                "reviewed": len(waits),
-                "open": len(keys) - len(waits),
-                "overdue": late,
-                "by_status": by_status,
-                "median_days_to_review": round(statistics.median(waits), 2) if waits else None,
-                "max_days_to_review": round(max(waits), 2) if waits else None,
-            }
-        )
-    counts: dict[str, int] = {}
-    for t in interventions:
-        counts[str(t)] = counts.get(str(t), 0) + 1
+    report = review_summary(db, agency, review_days)
     log_now(db, user, "read", path, agency, view="review timeliness")
-    return {
-        "data": data,
-        "count": len(data),
-        "interventions_by_type": counts,
-        "review_days": review_days,
-    }
+    return report

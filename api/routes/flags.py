@@ -36,6 +36,7 @@ from ews.db import (
     ScoringRun,
     User,
 )
+from ews.reviews import overdue
 
 router = APIRouter(prefix="/api", tags=["flags"])
 ALL_SCORED_ROLES = ("reviewer", "data_scientist", "admin")
@@ -94,18 +95,6 @@ def json_response(body: Any, status_code: int = 200) -> Response:
         status_code=status_code,
         media_type="application/json",
     )
-
-
-def overdue(
-    status_: str, scored_at: dt.datetime, due: dt.date | None, today: dt.date, days: int
-) -> bool:
-    """A flag still 'new' more than ``days`` after it was raised, or an intervention past its
-    due date, is overdue."""
-    if status_ == "new":
-        return (today - scored_at.date()).days > days
-    if status_ == "intervention_assigned":
-        return due is not None and due < today
-    return False
 
 
 class Row(NamedTuple):

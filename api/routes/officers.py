@@ -10,6 +10,7 @@ state) answers the step already recorded instead of writing it twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
@@ -129,6 +130,7 @@ _FLAGS_OF = (
         Flag.explanation,
         Flag.factors,
         Flag.rules_fired,
+        Flag.extra,
         ScoringRun.model_name,
         ScoringRun.model_version,
         ScoringRun.snapshot_id,
@@ -169,6 +171,17 @@ def _flag_dict(f: Any) -> dict[str, Any]:
         "label": f.label,
         "scored_at": f.scored_at.isoformat(),
     }
+
+
+def _indicators(extra: Any) -> dict[str, Any]:
+    """The key indicators stored with a flag (officer, unit and rank means), if any."""
+    raw = (extra or {}).get("indicators") if isinstance(extra, dict) else None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatus | None:
@@ -226,6 +239,7 @@ def officer_detail(
                 "rank": f.rank,
                 "percentile": f.percentile,
                 "flagged": f.flagged,
+                "indicators": _indicators(f.extra),
             }
             for f in flags
         ],

@@ -452,6 +452,12 @@ def _readme(release: Release) -> str:
     snaps = "\n".join(f"- `{a}`: snapshot `{i}`" for a, i in release.snapshots.items())
     findings = ", ".join(f"`{f}`" for f in FINDING_COLUMNS)
     sec3b = ", ".join(f"`{e}`" for e in SEC3B_EVENT_TYPES)
+    rule = (
+        f"No published count lies between 1 and {t - 1}: only 0 or counts of at least {t} "
+        "are published, and `s` marks a suppressed number."
+        if t > 1
+        else "No suppression was asked for (minimum count 1): every count is published."
+    )
     return f"""# Public release (Sec. 3(c) of the Executive Order on Safe Policing)
 
 Aggregated, anonymized counts of each agency's records, written by `ews export-public` on
@@ -475,16 +481,17 @@ column's values (a row total, a column total, or the grand total when both are `
 - `sec3b_records.csv` (`agency, event_type, year, count`): the records Sec. 3(b) asks to
   track ({sec3b}) by type and calendar year; `year` = `all` is the total over the years.
 
-Findings: {findings}. `pending` is an investigation without a final finding at the
-snapshot; `none recorded` is a record with no finding (and a category `none recorded` one
-with no category). A category equal to an identifier of the data is shown as `other`.
+Findings:
+{findings}.
+`pending` is an investigation without a final finding at the snapshot; `none recorded`
+is a record with no finding (and a category `none recorded` one with no category).
+A category equal to an identifier of the data is shown as `other`.
 
 No officer, case, event or unit identifier appears, and no date finer than the year.
 
 ## Small-cell protection
 
-No published count lies between 1 and {t - 1}: only 0 or counts of at least {t} are
-published, and `s` marks a suppressed number.
+{rule}
 
 1. Primary suppression: every count and total from 1 to {t - 1}.
 2. Complementary suppression: every row, column or line of totals that holds one
@@ -501,9 +508,9 @@ Published totals are the true totals; no number is perturbed.
 
 ## This release
 
-{s["tables"]} tables, {s["numbers"]} numbers (counts and totals), {s["suppressed"]} suppressed
-({s["primary"]} below {t}, {s["complementary"]} complementary); {s["checked"]} suppressed
-numbers audited, none recoverable.
+- {s["tables"]} tables, {s["numbers"]} numbers (counts and totals);
+- {s["suppressed"]} suppressed: {s["primary"]} below {t}, {s["complementary"]} complementary;
+- {s["checked"]} suppressed numbers audited, none recoverable.
 """
 
 

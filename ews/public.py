@@ -214,8 +214,8 @@ def audit(grid: np.ndarray, mask: np.ndarray, integral: bool = False) -> list[In
                 method="highs",
                 integrality=integrality,
             )
-            if res.status == 3:  # unbounded: only the maximum can be
-                ends.append(float("inf"))
+            if sign < 0 and res.status in (3, 4):  # the minimum was found (feasible),
+                ends.append(float("inf"))  # so unbounded; HiGHS says 4 for a MILP
             elif res.status != 0:
                 raise RuntimeError(f"the suppression audit failed at {pos}: {res.message}")
             else:

@@ -28,11 +28,15 @@ Small-cell protection (:func:`protect`): no published count lies in ``1 .. min_c
    column with its total, the totals with the grand total) that has one suppressed number
    gets a second one: the smallest inner cell of that line, preferring one whose crossing
    line also needs a second; a total only when no inner cell is left.
-3. Audit by linear programming (:func:`audit`): an attacker knows every published number,
-   that each line sums to its total and that counts are non-negative. For every suppressed
-   number, the minimum and maximum of its value under those constraints are computed with
-   ``scipy.optimize.linprog``. A number whose interval is narrower than one count is pinned:
-   one more number of its lines is suppressed and steps 2-3 run again, until none is.
+3. Audit: an attacker knows every published number, that each line sums to its total and
+   that counts are non-negative. A suppressed number is pinned when those constraints allow
+   it one value only. :func:`pinned_cells` finds pinned numbers exactly and fast (a number
+   can move iff it lies on a cycle of suppressed numbers, zeros only moving up); for each,
+   one more number of its lines is suppressed and steps 2-3 run again. The final pattern is
+   certified by linear programming (``scipy.optimize.linprog``): :func:`certify` shows two
+   feasible values for every suppressed number, and any leak it found would send the loop
+   round again. :func:`audit` computes each suppressed number's exact minimum and maximum
+   (two LPs per number), as an attacker would.
 
 The constraint matrix of a two-way table with margins is totally unimodular, so the LP's
 bounds are integers and equal those of an integer program: an attacker who adds
@@ -150,8 +154,9 @@ def complete_lines(grid: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Interval:
-    """What an attacker can learn about one suppressed number: ``low .. high`` (``high``
-    may be infinite) under the published numbers, the lines' sums and non-negativity."""
+    """Values one suppressed number can take under the published numbers, the lines' sums
+    and non-negativity: from :func:`audit` the least and the greatest (``high`` may be
+    infinite), from :func:`certify` two that feasible solutions reach. Pinned: one value."""
 
     pos: tuple[int, int]
     value: int
@@ -163,17 +168,92 @@ class Interval:
         return self.high - self.low < _MIN_WIDTH
 
 
-def _system(
-    grid: np.ndarray, mask: np.ndarray
-) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
-    """The attacker's linear system: one unknown per suppressed number, one equation per
-    line that holds an unknown (published numbers moved to the right-hand side)."""
+def _edge(shape: tuple[int, ...], pos: tuple[int, int]) -> tuple[int, int]:
+    """A grid number as an edge ``(tail, head)`` of the table's network.
+
+    Nodes ``0 .. n_rows - 1`` are the grid's rows, the next ``n_cols`` its columns. With
+    the totals row's and the inner columns' equations negated, every number has +1 in one
+    equation and -1 in the other, so the lines' sums are flow conservation and an unknown
+    change of the suppressed numbers is a circulation on their edges (the matrix is a
+    network matrix: totally unimodular)."""
+    n_rows, n_cols = shape
+    i, j = pos
+    in_row = (1 if j < n_cols - 1 else -1) * (1 if i < n_rows - 1 else -1)
+    row, col = i, n_rows + j
+    return (col, row) if in_row > 0 else (row, col)
+
+
+def pinned_cells(grid: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]:
+    """The suppressed numbers an attacker can recover exactly (a fast exact test; the LP of
+    :func:`audit` is the certificate).
+
+    A suppressed number can move, with every line still summing and no count negative, iff
+    it lies on a cycle of suppressed numbers that it may travel: a positive number either
+    way, a zero only upwards (a conformal cycle of the circulation)."""
     unknowns = [(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
+    edges = [_edge(grid.shape, p) for p in unknowns]
+
+    def reaches(source: int, target: int, skip: int) -> bool:
+        arcs: dict[int, list[int]] = {}
+        for k, (tail, head) in enumerate(edges):
+            if k == skip:
+                continue
+            arcs.setdefault(tail, []).append(head)
+            if grid[unknowns[k]] > 0:
+                arcs.setdefault(head, []).append(tail)
+        seen, todo = {source}, [source]
+        while todo:
+            for nxt in arcs.get(todo.pop(), []):
+                if nxt == target:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    pinned = []
+    for k, (tail, head) in enumerate(edges):
+        up = reaches(head, tail, k)
+        down = grid[unknowns[k]] > 0 and reaches(tail, head, k)
+        if not (up or down):
+            pinned.append(unknowns[k])
+    return pinned
+
+
+def _components(grid: np.ndarray, mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """The suppressed numbers in groups that share no line (connected parts of the
+    network): the attacker's system splits into one independent system per group."""
+    parent = list(range(sum(grid.shape)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    unknowns = [(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
+    for p in unknowns:
+        tail, head = _edge(grid.shape, p)
+        parent[find(tail)] = find(head)
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for p in unknowns:
+        groups.setdefault(find(_edge(grid.shape, p)[0]), []).append(p)
+    return list(groups.values())
+
+
+def _system(
+    grid: np.ndarray, mask: np.ndarray, unknowns: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The attacker's linear system over ``unknowns`` (suppressed numbers that share lines
+    with no other suppressed number): one equation per line holding one of them, published
+    numbers moved to the right-hand side."""
     index = {p: k for k, p in enumerate(unknowns)}
     rows_a: list[np.ndarray] = []
     rhs: list[float] = []
     for line in _lines(grid.shape):
         *parts, total = line
+        if not any(p in index for p in line):
+            continue
         coef = np.zeros(len(unknowns))
         const = 0.0
         for p, sign in [*((q, 1.0) for q in parts), (total, -1.0)]:
@@ -181,47 +261,111 @@ def _system(
                 coef[index[p]] += sign
             else:
                 const += sign * float(grid[p])
-        if coef.any():
-            rows_a.append(coef)
-            rhs.append(-const)
-    a_eq = np.array(rows_a) if rows_a else np.zeros((0, len(unknowns)))
-    return unknowns, a_eq, np.array(rhs)
+        rows_a.append(coef)
+        rhs.append(-const)
+    return np.array(rows_a), np.array(rhs)
 
 
 def audit(grid: np.ndarray, mask: np.ndarray, integral: bool = False) -> list[Interval]:
     """For every suppressed number of the grid, the minimum and maximum of its value that an
-    attacker can derive by linear programming from the published numbers (``integral``: as
-    an integer program)."""
+    attacker can derive by linear programming from the published numbers: every line sums
+    to its total, counts are non-negative (``integral``: and whole, an integer program).
+    One ``scipy.optimize.linprog`` per bound, over the number's group (:func:`_components`)."""
     from scipy.optimize import linprog
 
-    unknowns, a_eq, b_eq = _system(grid, mask)
-    if not unknowns:
-        return []
-    n = len(unknowns)
-    bounds = [(0, None)] * n
-    integrality = np.ones(n) if integral else None
     out = []
-    for k, pos in enumerate(unknowns):
-        objective = np.zeros(n)
-        objective[k] = 1.0
-        ends = []
-        for sign in (1.0, -1.0):
-            res = linprog(
-                sign * objective,
-                A_eq=a_eq if len(a_eq) else None,
-                b_eq=b_eq if len(a_eq) else None,
-                bounds=bounds,
-                method="highs",
-                integrality=integrality,
-            )
-            if sign < 0 and res.status in (3, 4):  # the minimum was found (feasible),
-                ends.append(float("inf"))  # so unbounded; HiGHS says 4 for a MILP
-            elif res.status != 0:
-                raise RuntimeError(f"the suppression audit failed at {pos}: {res.message}")
+    for unknowns in _components(grid, mask):
+        a_eq, b_eq = _system(grid, mask, unknowns)
+        n = len(unknowns)
+        for k, pos in enumerate(unknowns):
+            objective = np.zeros(n)
+            objective[k] = 1.0
+            ends = []
+            for sign in (1.0, -1.0):
+                res = linprog(
+                    sign * objective,
+                    A_eq=a_eq,
+                    b_eq=b_eq,
+                    bounds=[(0, None)] * n,
+                    method="highs",
+                    integrality=np.ones(n) if integral else None,
+                )
+                if sign < 0 and res.status in (3, 4):  # the minimum was found (feasible),
+                    ends.append(float("inf"))  # so unbounded; HiGHS says 4 for a MILP
+                elif res.status != 0:
+                    raise RuntimeError(f"the suppression audit failed at {pos}: {res.message}")
+                else:
+                    ends.append(sign * float(res.fun))
+            out.append(Interval(pos, int(grid[pos]), ends[0], ends[1]))
+    return sorted(out, key=lambda iv: iv.pos)
+
+
+def certify(grid: np.ndarray, mask: np.ndarray, seed: int = 0) -> list[Interval]:
+    """An LP certificate, with few LPs, that no suppressed number is pinned: for each, two
+    values it can take with every published number kept (``low < high``, witnessed by
+    feasible solutions; :func:`audit` gives the extreme ones at two LPs per number).
+
+    The true table is one solution; ``scipy.optimize.linprog`` optimizes random weightings
+    of the numbers not yet certified, and every number whose value differs from the truth
+    at the optimum is certified (the constraint matrix is totally unimodular, so differing
+    at all means differing by at least one). What stays uncertified after two fruitless
+    rounds gets its own maximum and minimum; a number pinned there is returned with
+    ``low == high``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for unknowns in _components(grid, mask):
+        out += _certify_group(grid, mask, unknowns, rng)
+    return sorted(out, key=lambda iv: iv.pos)
+
+
+def _certify_group(
+    grid: np.ndarray,
+    mask: np.ndarray,
+    unknowns: list[tuple[int, int]],
+    rng: np.random.Generator,
+) -> list[Interval]:
+    from scipy.optimize import linprog
+
+    a_eq, b_eq = _system(grid, mask, unknowns)
+    n = len(unknowns)
+    low = np.array([float(grid[p]) for p in unknowns])
+    high = low.copy()
+
+    def solve(objective: np.ndarray) -> np.ndarray | None:
+        """The optimum (minimum) of ``objective``, or None when it is unbounded."""
+        res = linprog(objective, A_eq=a_eq, b_eq=b_eq, bounds=[(0, None)] * n, method="highs")
+        if res.status == 3:
+            return None
+        if res.status != 0:
+            raise RuntimeError(f"the suppression certificate failed: {res.message}")
+        return np.asarray(res.x)
+
+    def stuck() -> np.ndarray:
+        result: np.ndarray = high - low < 1e-6
+        return result
+
+    fruitless = 0
+    while fruitless < 2 and stuck().any():
+        before = int(stuck().sum())
+        x = solve(np.where(stuck(), rng.uniform(-1.0, 1.0, n), 0.0))
+        if x is not None:
+            np.minimum(low, x, out=low)
+            np.maximum(high, x, out=high)
+        fruitless = fruitless + 1 if int(stuck().sum()) == before else 0
+    for k in np.nonzero(stuck())[0]:
+        unit = np.zeros(n)
+        unit[k] = 1.0
+        for objective in (-unit, unit):  # its maximum (perhaps unbounded), then its minimum
+            x = solve(objective)
+            if x is None:
+                high[k] = np.inf
             else:
-                ends.append(sign * float(res.fun))
-        out.append(Interval(pos, int(grid[pos]), ends[0], ends[1]))
-    return out
+                low[k], high[k] = min(low[k], x[k]), max(high[k], x[k])
+            if not stuck()[k]:
+                break
+    return [
+        Interval(p, int(grid[p]), float(low[k]), float(high[k])) for k, p in enumerate(unknowns)
+    ]
 
 
 @dataclass
@@ -254,10 +398,12 @@ def protect(counts: np.ndarray, min_count: int = DEFAULT_MIN_COUNT) -> Protectio
     while True:
         rounds += 1
         mask = complete_lines(grid, mask)
-        intervals = audit(grid, mask)
-        pinned = [iv.pos for iv in intervals if iv.pinned]
-        if not pinned:
-            return Protection(grid, mask, primary, intervals, rounds)
+        pinned = pinned_cells(grid, mask)
+        if not pinned:  # the fast test passed: the LP certifies (or finds a leak)
+            intervals = certify(grid, mask)
+            pinned = [iv.pos for iv in intervals if iv.pinned]
+            if not pinned:
+                return Protection(grid, mask, primary, intervals, rounds)
         if mask.all():  # cannot happen: with nothing published, x -> 2x keeps every line
             raise RuntimeError(f"no suppression pattern protects {pinned}")
         for pos in pinned:

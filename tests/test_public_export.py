@@ -174,13 +174,31 @@ def test_random_tables_are_protected_and_the_audit_matches_the_attacker(seed: in
         suppressed += len(found)
         assert all(high - low >= 1 for low, high in found.values())
         # the library's LP audit gives the integer attacker's very bounds
-        assert len(p.intervals) == len(found)
-        for iv in p.intervals:
-            assert iv.low <= iv.value <= iv.high
+        exact = public.audit(p.grid, p.mask)
+        assert len(exact) == len(p.intervals) == len(found)
+        for iv, witnessed in zip(exact, p.intervals, strict=True):
             low, high = found[label(iv.pos, p.grid.shape)]
             assert iv.low == pytest.approx(low, abs=1e-6)
             assert iv.high == pytest.approx(high, abs=1e-6)
+            # the certificate's two values lie within the attacker's range, and differ
+            assert low - 1e-6 <= witnessed.low < witnessed.high <= high + 1e-6
     assert suppressed > 20
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_fast_test_and_the_certificate_find_exactly_what_the_lp_finds(seed: int) -> None:
+    # any suppression pattern, good or bad: the cycle test, the few-LP certificate and the
+    # per-number LP (two LPs each) name the same pinned numbers
+    rng = np.random.default_rng(seed)
+    pinned = 0
+    for counts in random_tables(40, seed):
+        grid = public.augment(counts)
+        mask = rng.random(grid.shape) < rng.uniform(0.1, 0.7)
+        exact = {iv.pos for iv in public.audit(grid, mask) if iv.pinned}
+        assert set(public.pinned_cells(grid, mask)) == exact
+        assert {iv.pos for iv in public.certify(grid, mask) if iv.pinned} == exact
+        pinned += len(exact)
+    assert pinned > 20  # bad patterns were among them
 
 
 # -- a generated agency, released ----------------------------------------------------------

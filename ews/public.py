@@ -125,14 +125,18 @@ def _kind(grid: np.ndarray, pos: tuple[int, int]) -> int:
     return int(pos[0] == grid.shape[0] - 1) + int(pos[1] == grid.shape[1] - 1)
 
 
-def _cost(grid: np.ndarray, mask: np.ndarray, pos: tuple[int, int]) -> tuple[int, int, int, int]:
+def _cost(
+    grid: np.ndarray, mask: np.ndarray, pos: tuple[int, int]
+) -> tuple[int, int, int, int, int]:
     """Order of preference for a complementary suppression (lowest first): an inner cell
-    before a total, the grand total last; a number whose crossing line also holds a single
-    suppressed number (one suppression then mends two lines); the smallest count; a fixed
-    tie-break."""
+    before a total, the grand total last; a positive count before a zero (a zero can only
+    rise, and one in a line whose published total is 0 cannot move at all); a number whose
+    crossing line also holds a single suppressed number (one suppression then mends two
+    lines); the smallest count; a fixed tie-break."""
     i, j = pos
     lonely = int(mask[i, :].sum() == 1) + int(mask[:, j].sum() == 1)
-    return (_kind(grid, pos), -lonely, int(grid[i, j]), i * grid.shape[1] + j)
+    value = int(grid[i, j])
+    return (_kind(grid, pos), int(value == 0), -lonely, value, i * grid.shape[1] + j)
 
 
 def complete_lines(grid: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -136,21 +136,24 @@ def test_a_small_total_is_suppressed_and_zeros_cannot_pin_it() -> None:
         assert high - low >= 1
 
 
-def test_the_line_rule_alone_leaks_through_zeros_and_the_audit_closes_it() -> None:
-    # two suppressed numbers in every line is not enough: the greedy step pairs the 3 with
-    # the 20 and with two zeros of a row whose published total is 0, so non-negativity pins
-    # the zeros, then the 3 (column total 28 - 25) and the 20
-    counts = np.array([[3, 20, 30], [0, 0, 40], [25, 18, 50]])
+def test_two_suppressions_per_line_can_still_leak_and_the_audit_closes_it() -> None:
+    # every line holds two suppressed numbers, yet the 5 is recovered: column 2 says
+    # a + 5 + b = 13, rows 1 and 3 say a and b are their (suppressed) totals, and the
+    # column of totals says those add to 21 - 13 = 8, so the 5 is 13 - 8
+    counts = np.array([[0, 2, 0], [3, 5, 5], [0, 6, 0]])
     grid = public.augment(counts)
     lines_only = public.complete_lines(grid, public.primary_suppression(grid, MIN_COUNT))
     assert all(lines_only[i, :].sum() != 1 for i in range(4))
     assert all(lines_only[:, j].sum() != 1 for j in range(4))
     leaked = attack(published(grid, lines_only))
-    assert leaked[("r0", "c0")] == (3.0, 3.0) and leaked[("r0", "c1")] == (20.0, 20.0)
+    assert leaked[("r1", "c1")] == (5.0, 5.0)
+    assert public.pinned_cells(grid, lines_only) == [(1, 1)]
 
     protected = public.protect(counts, MIN_COUNT)
     assert protected.rounds > 1  # the audit found the leak and widened the pattern
-    for low, high in attack(published(protected.grid, protected.mask)).values():
+    found = attack(published(protected.grid, protected.mask))
+    assert ("r1", "c1") in found
+    for low, high in found.values():
         assert high - low >= 1
 
 

@@ -695,7 +695,12 @@ def write_release(release: Release, out: Path, force: bool = False) -> list[Path
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            if old is not None:  # put the replaced folder back
+                old.rename(out)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -26,8 +26,9 @@ Small-cell protection (:func:`protect`): no published count lies in ``1 .. min_c
 1. Primary suppression: every cell and total in ``1 .. min_count - 1``.
 2. Complementary suppression, greedy: every line of the table (a row with its total, a
    column with its total, the totals with the grand total) that has one suppressed number
-   gets a second one: the smallest inner cell of that line, preferring one whose crossing
-   line also needs a second; a total only when no inner cell is left.
+   gets a second one: an inner cell of that line (a total only when none is left), a
+   positive count before a zero, preferring one whose crossing line also needs a second,
+   then the smallest.
 3. Audit: an attacker knows every published number, that each line sums to its total and
    that counts are non-negative. A suppressed number is pinned when those constraints allow
    it one value only. :func:`pinned_cells` finds pinned numbers exactly and fast (a number
@@ -43,8 +44,8 @@ bounds are integers and equal those of an integer program: an attacker who adds
 integrality learns nothing more (the tests check this with ``integrality``). Published
 totals are the true totals, never perturbed.
 
-A well-kept Python library for cell suppression was not found (``pytauargus`` is a young,
-single-release wrapper); the greedy pattern plus an exact LP audit is small and checkable.
+No well-kept Python library for cell suppression was found (``pytauargus`` on PyPI is
+new, with no track record); the greedy pattern plus an exact audit is small and checkable.
 """
 
 from __future__ import annotations

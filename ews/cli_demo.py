@@ -4,9 +4,9 @@ A synthetic agency is generated. Its records as known at the start of its last y
 ingested, the default experiment is trained and compared with the rules on honest temporal
 splits, and the champion scores every officer at that date. Then, as an agency's next data
 refresh would, the whole package is ingested and the same champion scores each quarter of the
-last year (its training labels end before every one of them: no look-ahead). Demo users are
-created and the service is served on localhost. Every step calls the same library functions
-as the individual commands.
+last year (its training labels end before every one of them: no look-ahead); drift is checked
+at the last of them. Demo users are created and the service is served on localhost. Every
+step calls the same library functions as the individual commands.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def demo(
 
     Steps: ews synth -> ews ingest (the records known at the start of the last year) -> ews
     train -> ews score -> ews ingest (the whole package) -> ews score each quarter of the last
-    year -> users -> ews serve. Run again, it reuses the identical snapshots
+    year -> ews drift -> users -> ews serve. Run again, it reuses the identical snapshots
     (content-addressed) and retrains. The workspace is
     EWS_HOME (default ./ews-home).
     """
@@ -82,13 +82,23 @@ def demo(
     flags = score(as_of, agency=AGENCY)
     typer.echo(f"    {int(flags['flagged'].sum())} of {len(flags)} officers flagged")
 
-    typer.echo("5/6 a data refresh: ingesting the whole package, scoring each quarter")
+    typer.echo(
+        "5/6 a data refresh: ingesting the whole package, scoring each quarter, checking drift"
+    )
     result = _ingest(package, ingest_package, journal_ingest)
     end = data_end(result.snapshot) + dt.timedelta(days=1)
     quarters = [dt.date(as_of.year, m, 1) for m in (4, 7, 10)] + [dt.date(as_of.year + 1, 1, 1)]
     for day in (d for d in quarters if d <= end):
         flags = score(day, agency=AGENCY)
         typer.echo(f"    as of {day}: {int(flags['flagged'].sum())} of {len(flags)} flagged")
+    from models.drift import drift
+
+    check = drift(day, agency=AGENCY)
+    verdict = "ALERT" if check["alert"] else "no alert"
+    typer.echo(
+        f"    drift at {day} against the training dates: {len(check['drifted_columns'])} of "
+        f"{check['columns']} inputs drifted ({verdict}); reviewers see it on the Drift page"
+    )
     flagged = flags[flags["flagged"].astype(bool)]
     for _, row in flagged.head(3).iterrows():
         typer.echo(

@@ -154,6 +154,7 @@ REVIEWER_PAGES = [
     ("Audit log", "Audit log", "reviewer-audit-log"),
     ("Review timeliness", "Review timeliness", "reviewer-timeliness"),
     ("Disparities", "Disparities", "reviewer-disparities"),
+    ("Drift", "Drift", "reviewer-drift"),
     ("Model card", "Model card", "reviewer-model-card"),
     # last: the report is the very file `ews audit-report` writes, without the site's links
     ("Audit report", "Audit report of the early-intervention system", "reviewer-audit-report"),

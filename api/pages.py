@@ -33,6 +33,16 @@ from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+
+def _rule_title(name: str) -> str:
+    """A rule by its title for people, never its key (models.rules: imported when used)."""
+    from models.rules import rule_title
+
+    return rule_title(name)
+
+
+templates.env.filters["rule_title"] = _rule_title
 COOKIE = "ews_token"
 PAGE_SIZE = 50
 AUDITORS = ("reviewer", "admin")

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from models.inputs import check_no_protected
-from models.rules import RULE_TITLES, format_value, render_template
+from models.rules import format_value, render_template, rule_title
 
 __all__ = [
     "TREE_SHAP_BUDGET",
@@ -297,7 +297,7 @@ def rule_lines(rules: Sequence[Mapping[str, Any]], end: str = "") -> list[str]:
     same: dict[str, list[str]] = {}
     for r in rules:
         name = str(r.get("name") or "")
-        title = str(r.get("title") or RULE_TITLES.get(name) or f"{name.replace('_', ' ')} rule")
+        title = str(r.get("title") or rule_title(name))
         same.setdefault(str(r.get("reason") or ""), []).append(title)
     return [
         f"Also meets {_join_titles(titles)}" + (f": {reason}{end}" if reason else end)

@@ -41,6 +41,7 @@ __all__ = [
     "OPS",
     "RULE_PRESETS",
     "RULE_TITLES",
+    "rule_title",
     "BestSingleRule",
     "PeerOutlierRule",
     "ThresholdRule",
@@ -68,6 +69,13 @@ RULE_TITLES = {
     "iapro_top_percentile": "top-5%-of-the-unit rule (IAPro style)",
     "best_single": "single-count rule learned from the training data",
 }
+
+
+def rule_title(name: str) -> str:
+    """What people call the rule named ``name`` (its key in configs and results)."""
+    if not name:
+        return "rule"
+    return RULE_TITLES.get(name) or f"{name.replace('_', ' ')} rule"
 
 
 def format_value(value: Any) -> str:
@@ -369,8 +377,7 @@ class _RuleBase(ClassifierMixin, BaseEstimator):
     @property
     def title(self) -> str:
         """What people call the rule, e.g. "Charlotte-Mecklenburg-style threshold rule"."""
-        name = getattr(self, "name", None) or ""
-        return RULE_TITLES.get(name) or (f"{name.replace('_', ' ')} rule" if name else "rule")
+        return rule_title(getattr(self, "name", None) or "")
 
     def describe(self, descriptions: Mapping[str, str] | None = None) -> str:
         """The rule as one plain sentence, e.g. ``"3 or more complaints in the last 180 days

@@ -31,27 +31,9 @@ def _reviewer(session: Session, db: AppDatabase, path: str) -> None:
 
 
 def _report(db: AppDatabase, settings: Any, agency: str, rebuild: bool = False) -> Any:
-    """The newest written report of ``agency`` (its JSON figures), building it if none was
-    written or ``rebuild``. Returns the figures, or raises ReportError."""
-    import json
+    from models.audit_report import report_figures
 
-    from models.audit_report import build_report, stored_report, write_report
-    from models.drift import drift_history
-
-    path = stored_report(agency, "json", settings.home)
-    if path is None or rebuild:
-        report = build_report(
-            agency,
-            home=settings.home,
-            db=db,
-            uri=settings.mlflow_tracking_uri,
-            review_days=settings.review_days,
-            drift_rows=drift_history(agency, db=db),
-        )
-        write_report(report, home=settings.home)
-        path = stored_report(agency, "json", settings.home)
-    assert path is not None
-    return json.loads(path.read_text())
+    return report_figures(agency, settings, db, rebuild)
 
 
 @router.get("/model-card", response_class=HTMLResponse)

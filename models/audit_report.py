@@ -1192,3 +1192,29 @@ def stored_report(agency: str, ext: str, home: Path | None = None) -> Path | Non
     """The newest report of ``agency`` written to the workspace (html, pdf or json)."""
     path = workspace_folder(agency, home) / f"{REPORT_NAME}-{agency}.{ext}"
     return path if path.is_file() else None
+
+
+def report_figures(
+    agency: str, settings: Any, db: AppDatabase, rebuild: bool = False
+) -> dict[str, Any]:
+    """The figures of the newest report of ``agency`` written to the workspace of
+    ``settings``; built from the current data (with the drift history) and written there
+    when there is none yet, or ``rebuild``. Raises ReportError when it cannot be built."""
+    import json
+
+    from models.drift import drift_history
+
+    path = stored_report(agency, "json", settings.home)
+    if path is not None and not rebuild:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    report = build_report(
+        agency,
+        home=settings.home,
+        db=db,
+        uri=settings.mlflow_tracking_uri,
+        review_days=settings.review_days,
+        drift_rows=drift_history(agency, db=db),
+    )
+    write_report(report, home=settings.home)
+    return report.data

@@ -212,34 +212,18 @@ def audit_report(
     """The figures of the agency's audit report (reviewers and admins): the newest written by
     `ews audit-report` or the pages, or built now when none was (or ``rebuild``). The same
     report as HTML and PDF is on the reviewers' page /audit-report."""
-    import json
-
-    from models.audit_report import ReportError, build_report, stored_report, write_report
-    from models.drift import drift_history
+    from models.audit_report import ReportError, report_figures
 
     path = request.url.path
     with db.session() as s:
         visible = agency_visible(s, user, agency)
     if not visible:
         not_found(db, user, path, agency)
-    stored = stored_report(agency, "json", settings.home)
-    if stored is None or rebuild:
-        try:
-            report = build_report(
-                agency,
-                home=settings.home,
-                db=db,
-                uri=settings.mlflow_tracking_uri,
-                review_days=settings.review_days,
-                drift_rows=drift_history(agency, db=db),
-            )
-        except ReportError as e:
-            log_now(db, user, "not_found", path, agency, why=str(e))
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-        write_report(report, home=settings.home)
-        data = report.data
-    else:
-        data = json.loads(stored.read_text())
+    try:
+        data = report_figures(agency, settings, db, rebuild)
+    except ReportError as e:
+        log_now(db, user, "not_found", path, agency, why=str(e))
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
     log_now(db, user, "read", path, agency, view="audit report")
     return json_response(data)
 

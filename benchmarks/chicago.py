@@ -21,6 +21,7 @@ from typing import Any
 
 import models
 from benchmarks.common import StageTimes, _fmt
+from models.steps import VS_RULE_KEYS  # the equal-volume fields `ews train` records
 
 CHICAGO_CONFIG = Path(models.__file__).resolve().parent / "experiments" / "chicago.yaml"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chicago-cpdp-2018"
@@ -37,19 +38,6 @@ RECORD_KEYS = (
     "precision",
     "recall",
     "auc",
-)
-VS_RULE_KEYS = (
-    "flagged",
-    "rule_tp",
-    "rule_fp",
-    "model_tp",
-    "model_fp",
-    "extra_tp",
-    "fewer_fp",
-    "pct_more_tp",
-    "pct_fewer_fp",
-    "ci95_pct_more_tp",
-    "ci95_pct_fewer_fp",
 )
 
 

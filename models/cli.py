@@ -124,6 +124,12 @@ def train(
     register: bool = typer.Option(
         True, "--register/--no-register", help="Register each label's champion in MLflow."
     ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the results (the content of results.json, with where it was written) as "
+        "JSON on stdout instead of the table; progress still goes to stderr.",
+    ),
 ) -> None:
     """Train the model grid and compare it with the rules on honest temporal splits.
 
@@ -148,6 +154,14 @@ def train(
     folder = out or get_settings().home / "experiments" / result.config_hash
     path = result.save(folder / "results.json")
     preds = result.save_predictions(folder / "predictions.parquet")
+    if as_json:
+        import json
+
+        body = {**result.to_dict(), "results_path": str(path), "predictions_path": str(preds)}
+        typer.echo(json.dumps(body, indent=2, default=str))
+        for note in result.notes:
+            typer.echo(f"warning: {note}", err=True)
+        return
     typer.echo(f"experiment {result.config_hash} ({result.agency}, snapshot {result.snapshot_id})")
     typer.echo(text_table(result.records, width=100))
     typer.echo(f"\nresults: {path}")

@@ -69,6 +69,16 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
         part = preds[(preds["method"] == r["method"]) & (preds["label"] == r["label"])]
         assert len(part) == r["n_test"] and part["officer_id"].is_unique
         assert roc_auc_score(part["outcome"], part["score"]) == pytest.approx(r["auc"])
+    # --json: the same results on stdout for machines, progress and warnings on stderr
+    as_json = runner.invoke(
+        app,
+        ["train", "--config", str(cfg), "--out", str(tmp_path / "j"), "--no-register", "--json"],
+    )
+    assert as_json.exit_code == 0, as_json.output
+    body = json.loads(as_json.stdout)
+    assert body["results_path"] == str(tmp_path / "j" / "results.json")
+    assert [r["method"] for r in body["records"]] == [r["method"] for r in results["records"]]
+    assert "building features for" in as_json.stderr
     reg = results["champions"]["sustained"]["registered"]
     name, version, run_id = reg["name"], reg["version"], reg["run_id"]
     assert name == "ews-clitest-sustained"

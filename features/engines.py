@@ -2,8 +2,10 @@
 
 Both are reached through Ibis, so the cohort, feature and label definitions in
 :mod:`features.compile` are written once and run unchanged on either. DuckDB runs in process
-on the snapshot's Parquet files; Spark uses a session for ``EWS_SPARK_MASTER`` (default
-``local[2]``), reusing the active one if there is one (tests share one per session).
+on the snapshot's Parquet files, within ``EWS_MEMORY_LIMIT`` and spilling to ``EWS_TEMP_DIR``
+beyond it; Spark uses a session for ``EWS_SPARK_MASTER`` (default ``local[2]``; driver memory
+``EWS_SPARK_DRIVER_MEMORY``, default 1g), reusing the active one if there is one (tests share
+one per session).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def spark_session() -> Any:
         .config("spark.sql.shuffle.partitions", os.environ.get("EWS_SPARK_PARTITIONS", "8"))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.codegen.wholeStage", os.environ.get("EWS_SPARK_CODEGEN", "true"))
+        .config("spark.driver.memory", os.environ.get("EWS_SPARK_DRIVER_MEMORY", "1g"))
         .getOrCreate()
     )
 

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     mlflow_uri: str | None = None
     threads: int = 1
+    # DuckDB (the feature engine): the most memory it may hold (e.g. "8GB"; default DuckDB's
+    # own, 80% of RAM) and the folder it spills to beyond that (default a folder of this
+    # process under the system temp folder, removed when the connection closes)
+    memory_limit: str | None = None
+    temp_dir: Path | None = None
     review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
     drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
 

@@ -3,9 +3,12 @@
 ``synthesize(out, officers, years, seed)`` writes a contract package (officers, events,
 assignments) for the period [Jan 1 of ``start_year``, Jan 1 of ``start_year + years``) as it
 would be extracted on the first day after the period: nothing reported on or after that day
-is in it, and findings due later are still ``pending``. It is fully vectorized (numpy, one
-``numpy.random.Generator`` seeded by ``seed``, so a seed gives byte-identical files) and
-written with pyarrow.
+is in it, and findings due later are still ``pending``. It is fully vectorized (numpy
+``numpy.random.Generator``s seeded by ``seed``, so a seed gives byte-identical files) and
+written with pyarrow, in chunks of 100,000 officers (``chunk_officers``): memory stays about
+2.5 GiB however many officers (1M officers x 10 years: about 100M events). Officers never
+interact in the model (units are shared, drawn first), so chunks are independent draws;
+an agency of one chunk is the same files as before chunking existed.
 
 Generative model
 ----------------
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +108,7 @@ RACES = (
 )
 LOG_P_SIGMA = 0.5
 DRIFT_SIGMA = 0.15
+CHUNK_OFFICERS = 100_000  # officers generated and written at a time
 
 
 @dataclass
@@ -212,6 +217,61 @@ def _write(table: pa.Table, folder: Path, name: str, fmt: str) -> None:
         pcsv.write_csv(table, folder / f"{name}.csv", write_options=options)
 
 
+class _Sink:
+    """One output file written chunk by chunk (Parquet row groups or CSV rows after one
+    header); a package made of a single chunk is written in one call, as before chunks."""
+
+    def __init__(self, path: Path, schema: pa.Schema, fmt: str, chunked: bool) -> None:
+        self.path, self.schema, self.fmt, self.chunked = path, schema, fmt, chunked
+        self.writer: Any = None
+        self.whole: pa.Table | None = None
+
+    def add(self, table: pa.Table) -> None:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        table = table.cast(self.schema)
+        if not self.chunked:
+            self.whole = table
+        elif self.writer is None:
+            if self.fmt == "parquet":
+                self.writer = pq.ParquetWriter(self.path, self.schema)
+            else:
+                options = pcsv.WriteOptions(quoting_style="needed")
+                self.writer = pcsv.CSVWriter(self.path, self.schema, write_options=options)
+        if self.writer is not None:
+            self.writer.write_table(table)
+
+    def close(self) -> None:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        if self.writer is not None:
+            self.writer.close()
+        elif self.whole is not None and self.fmt == "parquet":
+            pq.write_table(self.whole, self.path)
+        elif self.whole is not None:
+            options = pcsv.WriteOptions(quoting_style="needed")
+            pcsv.write_csv(self.whole, self.path, write_options=options)
+
+
+@dataclass
+class _Agency:
+    """What every chunk of officers shares: the period, the units, the id formats and the
+    running numbers of events and cases."""
+
+    start_year: int
+    years: int
+    S: int  # first day of the period (days since 1970-01-01)
+    E: int  # first day after it
+    width: int  # digits of an officer id
+    unit_exposure: np.ndarray
+    unit_weight: np.ndarray
+    unit_names: list[str]
+    next_event: int = 1
+    next_case: dict[str, int] = field(default_factory=lambda: {"CR": 0, "LS": 0})
+
+
 def synthesize(
     out: Path,
     officers: int,
@@ -220,16 +280,19 @@ def synthesize(
     start_year: int = 2010,
     fmt: str = "parquet",
     quiet: bool = False,
+    chunk_officers: int = CHUNK_OFFICERS,
 ) -> SynthReport:
     """Write a synthetic agency package to ``out`` and its hidden truth next to it.
 
     ``officers`` officers over ``years`` years from Jan 1 of ``start_year``; ``fmt`` is
     ``parquet`` (normalized Parquet, as ``ews.contract.write_normalized`` writes) or ``csv``.
+    Officers are generated and written in chunks of ``chunk_officers`` (memory grows with
+    the chunk, about 2 GiB per 100,000 officers over 10 years, not with the agency): the
+    first chunk continues the draws of ``seed`` after the units, chunk k draws from
+    ``(seed, k)``, so an agency of one chunk is the same files as before chunks existed.
     One progress line per stage goes to stderr unless ``quiet``. Returns the counts.
     """
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if officers < 1 or years < 1:
@@ -238,19 +301,21 @@ def synthesize(
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     if not 1900 < start_year < 2200:
         raise ValueError(f"start_year {start_year} is not a plausible year")
+    if chunk_officers < 1:
+        raise ValueError(f"chunk_officers must be positive, got {chunk_officers}")
     out = Path(out)
     t0 = time.perf_counter()
     clock = [t0]
+    prefix = [""]
 
     def stage(msg: str) -> None:
         now = time.perf_counter()
         if not quiet:
-            print(f"[synth] {msg} ({now - clock[0]:.1f} s)", file=sys.stderr, flush=True)
+            print(f"[synth] {prefix[0]}{msg} ({now - clock[0]:.1f} s)", file=sys.stderr, flush=True)
         clock[0] = now
 
     rng = np.random.default_rng(seed)
     n = int(officers)
-    S, E = _days(start_year), _days(start_year + years)
     report = SynthReport(out=out, truth=truth_path(out))
 
     # ---- units ---------------------------------------------------------------------------
@@ -264,8 +329,86 @@ def synthesize(
     )
     unit_weight = np.array([UNIT_KINDS[kinds[k]][2] for k in unit_kind])
     unit_weight = unit_weight / unit_weight.sum()
-    unit_names = [f"{u + 1:03d}" for u in range(n_units)]
     report.units = n_units
+    agency = _Agency(
+        start_year=start_year,
+        years=years,
+        S=_days(start_year),
+        E=_days(start_year + years),
+        width=max(6, len(str(n))),
+        unit_exposure=unit_exposure,
+        unit_weight=unit_weight,
+        unit_names=[f"{u + 1:03d}" for u in range(n_units)],
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("officers", "events", "assignments"):
+        for suffix in (".parquet", ".csv", ".csv.gz"):
+            (out / f"{name}{suffix}").unlink(missing_ok=True)
+    bounds = list(range(0, n, chunk_officers)) + [n]
+    chunked = len(bounds) > 2
+    ext = "parquet" if fmt == "parquet" else "csv"
+    sinks = {
+        name: _Sink(out / f"{name}.{ext}", _schema(name), fmt, chunked)
+        for name in ("officers", "assignments", "events")
+    }
+    truth_sink = _Sink(report.truth, _truth_schema(), "parquet", chunked)
+    try:
+        for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=False)):
+            if chunked:
+                prefix[0] = f"officers {lo + 1:,}-{hi:,}: "
+            chunk_rng = rng if k == 0 else np.random.default_rng([seed, k])
+            tables = _chunk(chunk_rng, agency, lo, hi, report, stage)
+            for name, sink in sinks.items():
+                sink.add(tables[name])
+            truth_sink.add(tables["truth"])
+            del tables
+        for sink in (*sinks.values(), truth_sink):
+            sink.close()
+    except BaseException:
+        for sink in (*sinks.values(), truth_sink):
+            if sink.writer is not None:
+                sink.writer.close()
+        raise
+    del pq
+    report.seconds = time.perf_counter() - t0
+    prefix[0] = ""
+    stage(f"written to {out} ({fmt}) and {report.truth.name}")
+    return report
+
+
+def _truth_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("officer_id", pa.string()),
+            ("year", pa.int32()),
+            ("propensity", pa.float64()),
+            ("exposure", pa.float64()),
+            ("active_days", pa.int32()),
+        ]
+    )
+
+
+def _chunk(
+    rng: np.random.Generator,
+    agency: _Agency,
+    i0: int,
+    i1: int,
+    report: SynthReport,
+    stage: Callable[[str], None],
+) -> dict[str, pa.Table]:
+    """Officers ``i0`` .. ``i1 - 1`` (0-based) of the agency, their assignments, events and
+    truth, as Arrow tables; adds their counts to ``report``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = i1 - i0
+    S, E, years, start_year = agency.S, agency.E, agency.years, agency.start_year
+    unit_exposure, unit_weight = agency.unit_exposure, agency.unit_weight
+    n_units = unit_weight.size
 
     # ---- officers ------------------------------------------------------------------------
     during = rng.random(n) < 0.25
@@ -288,9 +431,9 @@ def synthesize(
     birth_year = appt_year - rng.integers(21, 36, n)
     female = rng.random(n) < 0.2
     race = _choice(rng, RACES, n)
-    width = max(6, len(str(n)))
-    officer_ids = pa.array(np.char.add("O", np.char.zfill(np.arange(1, n + 1).astype(str), width)))
-    report.officers = n
+    numbers = np.arange(i0 + 1, i1 + 1).astype(str)
+    officer_ids = pa.array(np.char.add("O", np.char.zfill(numbers, agency.width)))
+    report.officers += n
     stage(f"{n:,} officers, {n_units} units")
 
     # ---- assignments: units (transfers) and ranks (promotions) ----------------------------
@@ -326,7 +469,7 @@ def synthesize(
                 pa.array(
                     np.concatenate([np.ones(u_owner.size, bool), np.zeros(r_owner.size, bool)])
                 ),
-                _labels(np.concatenate([u_value, np.full(r_owner.size, -1)]), unit_names),
+                _labels(np.concatenate([u_value, np.full(r_owner.size, -1)]), agency.unit_names),
                 _labels(np.concatenate([np.full(u_owner.size, -1), r_value]), RANKS),
             ),
             "start_date": _date_array(np.concatenate([u_start, r_start])),
@@ -335,7 +478,7 @@ def synthesize(
             ),
         }
     )
-    report.assignments = assignments.num_rows
+    report.assignments += assignments.num_rows
     stage(f"{assignments.num_rows:,} assignments (units and ranks)")
 
     # ---- officer-months: active days and exposure ----------------------------------------
@@ -360,7 +503,7 @@ def synthesize(
     c_year = c_month // 12
     c_prop = prop[c_off, c_year]
     years_active = c_days / DAYS_PER_YEAR
-    report.active_officer_years = float(years_active.sum())
+    report.active_officer_years += float(years_active.sum())
     stage(f"{c_off.size:,} active officer-months")
 
     # ---- events ---------------------------------------------------------------------------
@@ -409,7 +552,7 @@ def synthesize(
         c_off[cells],
         day,
         rep=rep,
-        case=np.arange(cells.size),
+        case=agency.next_case["CR"] + np.arange(cells.size),
         case_prefix="CR",
         category=_choice(rng, COMPLAINT_CATEGORIES, cells.size),
         categories=tuple(c for c, _ in COMPLAINT_CATEGORIES),
@@ -418,6 +561,7 @@ def synthesize(
         outcome=outcome,
         outcomes=outcome_labels,
     )
+    agency.next_case["CR"] += cells.size
     open_from, open_to, open_off = rep, np.where(pending, E, fdate), c_off[cells]
 
     cells, day = draw(RATES["use_of_force"] * risk)
@@ -434,7 +578,16 @@ def synthesize(
     rep = day + rng.gamma(2.0, 120.0, cells.size).astype(np.int64)
     keep = rep < E
     cells, day, rep = cells[keep], day[keep], rep[keep]
-    add("lawsuit", c_off[cells], day, rep=rep, case=np.arange(cells.size), case_prefix="LS")
+    ls_first = agency.next_case["LS"]
+    add(
+        "lawsuit",
+        c_off[cells],
+        day,
+        rep=rep,
+        case=ls_first + np.arange(cells.size),
+        case_prefix="LS",
+    )
+    agency.next_case["LS"] += cells.size
     judged = rng.random(cells.size) < 0.25
     jday = rep + rng.gamma(2.0, 200.0, cells.size).astype(np.int64)
     judged &= jday < E
@@ -442,7 +595,7 @@ def synthesize(
         "civil_judgment",
         c_off[cells[judged]],
         jday[judged],
-        case=np.flatnonzero(judged),
+        case=ls_first + np.flatnonzero(judged),
         case_prefix="LS",
         outcome=np.zeros(judged.sum(), int),
         outcomes=("JUDGMENT FOR PLAINTIFF",),
@@ -484,7 +637,7 @@ def synthesize(
     # month; no global sort: at 10M rows the gather would cost more than the generation) ----
     schema = _schema("events")
     chunks: list[pa.Table] = []
-    first_id = 1
+    first_id = agency.next_event
     for kind in EVENT_TYPES:
         part = parts[kind]
         m = part["off"].size
@@ -519,11 +672,12 @@ def synthesize(
         )
         chunks.append(chunk.cast(schema))
         first_id += m
-        report.events_by_type[kind] = m
+        report.events_by_type[kind] = report.events_by_type.get(kind, 0) + m
     parts.clear()
+    agency.next_event = first_id
     events = pa.concat_tables(chunks)
-    total = report.events = events.num_rows
-    stage(f"{total:,} events assembled")
+    report.events += events.num_rows
+    stage(f"{events.num_rows:,} events assembled")
 
     officers_t = pa.table(
         {
@@ -535,13 +689,6 @@ def synthesize(
             "race": _labels(race, [r for r, _ in RACES]),
         }
     )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("officers", "events", "assignments"):
-        for suffix in (".parquet", ".csv", ".csv.gz"):
-            (out / f"{name}{suffix}").unlink(missing_ok=True)
-    _write(officers_t, out, "officers", fmt)
-    _write(assignments, out, "assignments", fmt)
-    _write(events, out, "events", fmt)
 
     # ---- the hidden truth, next to the package ----------------------------------------------
     oy = c_off.astype(np.int64) * years + c_year
@@ -560,7 +707,4 @@ def synthesize(
             "active_days": pa.array(days_oy.astype(np.int32)),
         }
     )
-    pq.write_table(truth, report.truth)
-    report.seconds = time.perf_counter() - t0
-    stage(f"written to {out} ({fmt}) and {report.truth.name}")
-    return report
+    return {"officers": officers_t, "assignments": assignments, "events": events, "truth": truth}

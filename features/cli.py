@@ -15,6 +15,7 @@ import typer
 from ews.cli_style import AGENCY_HELP, EXIT_FAILED, EXIT_USAGE, fail, parse_date
 
 if TYPE_CHECKING:
+    from features.build import BatchDone
     from features.spec import FeatureSpec
 
 features_app = typer.Typer(
@@ -104,19 +105,29 @@ def build(
         "--require-assignment",
         help="Only officers holding an assignment of this kind at t (e.g. rank).",
     ),
+    dates_per_batch: int | None = typer.Option(
+        None,
+        "--dates-per-batch",
+        min=1,
+        help=(
+            "As-of dates computed per query (default: about a million officer-dates per "
+            "query, so all dates at once for a small agency and one at a time for a very "
+            "large one). Fewer dates per query need less memory; the table is the same."
+        ),
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace --out if it exists (only once the new table is done)."
+    ),
 ) -> None:
     """Build the feature table of a snapshot at one or more as-of dates.
 
     Rows are the cohort at each date (appointed before it, not separated before it);
-    columns are officer_id, as_of_date, then the spec's columns. All dates are computed in
-    one query. Example: ews features build --from 2010-01-01 --to 2015-01-01 --every 1y
-    --out features.parquet
+    columns are officer_id, as_of_date, then the spec's columns. The dates are computed in
+    batches (--dates-per-batch) and each batch is written straight to the Parquet file, so
+    memory stays bounded however many officers and dates; DuckDB holds at most
+    EWS_MEMORY_LIMIT (default 80% of RAM) and spills to EWS_TEMP_DIR beyond it. Example: ews
+    features build --from 2010-01-01 --to 2015-01-01 --every 1y --out features.parquet
     """
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ews.contract import ContractError
     from ews.store import Snapshot, StoreError, Workspace
     from features.cohort import CohortSpec
@@ -125,6 +136,17 @@ def build(
     dates = _dates(as_of, start, end, every)
     if engine not in ("duckdb", "spark"):
         raise _fail(f"unknown engine {engine!r}: use duckdb or spark", EXIT_USAGE)
+    if out.is_dir():
+        raise _fail(
+            f"--out {out} is a folder: give the Parquet file to write, "
+            f"e.g. {out / 'features.parquet'}",
+            EXIT_USAGE,
+        )
+    if out.exists() and not overwrite:
+        raise _fail(
+            f"--out {out} exists: pass --overwrite to replace it, or give another --out",
+            EXIT_USAGE,
+        )
     try:
         cohort = CohortSpec(require_assignment=require_assignment)
     except ValueError as e:
@@ -142,52 +164,90 @@ def build(
             raise _fail(str(e), EXIT_USAGE) from None
         source, snap_id = snap, f"{snap.agency}/{snap.id}"
 
-    from features.build import finish
-    from features.compile import features_expr
-    from features.diagnostics import degenerate_columns, empty_cohort_reasons
-    from features.engines import connect, execute, load_tables, package_folder
+    from features.build import write_features
+    from features.diagnostics import empty_cohort_reasons
 
-    console = Console(stderr=True)
-    t0 = time.perf_counter()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # in a log, a transient display leaves a blank line
-    ) as bar:
-        task = bar.add_task(f"connecting to {engine}", total=4)
-        try:
-            con = connect(engine)
-            tables = load_tables(con, package_folder(source))
-        except (ContractError, RuntimeError) as e:
-            raise _fail(str(e)) from None
-        bar.update(task, advance=1, description=f"compiling {len(spec.columns)} columns")
-        expr = features_expr(tables, dates, spec, cohort)
-        bar.update(task, advance=1, description=f"computing {len(dates)} as-of dates")
-        df = finish(execute(expr), spec)
-        bar.update(task, advance=1, description=f"writing {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out, index=False)
-        bar.update(task, advance=1)
-    secs = time.perf_counter() - t0
-    have = {d.date() for d in df["as_of_date"].drop_duplicates()}
+    try:
+        with _DateProgress(len(dates), engine) as progress:
+            report = write_features(
+                source,
+                dates,
+                out,
+                spec,
+                engine=engine,
+                cohort=cohort,
+                dates_per_batch=dates_per_batch,
+                on_batch=progress.done,
+            )
+    except (ContractError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    have = {d for d, n in report.rows_by_date.items() if n}
     reasons = empty_cohort_reasons(source, [d for d in dates if d not in have], cohort)
-    if len(df) == 0:
+    if report.rows == 0:
         out.unlink(missing_ok=True)
         raise _fail("the cohort is empty at every as-of date:\n  " + "\n  ".join(reasons))
     for reason in reasons:
         typer.secho(f"warning: empty cohort at {reason}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
-        f"wrote {out}: {len(df):,} rows x {len(spec.columns)} features, "
-        f"{len(dates)} as-of dates ({dates[0]} .. {dates[-1]}), engine {engine}, "
-        f"{secs:.1f} s, spec {spec.name} {spec.hash}, snapshot {snap_id}"
+        f"wrote {out}: {report.rows:,} rows x {len(spec.columns)} features, "
+        f"{len(dates)} as-of dates ({dates[0]} .. {dates[-1]}) in {report.batches} "
+        f"quer{'y' if report.batches == 1 else 'ies'}, engine {engine}, "
+        f"{report.seconds:.1f} s, spec {spec.name} {spec.hash}, snapshot {snap_id}"
     )
-    for line in degenerate_columns(df, [c.name for c in spec.columns]).lines(len(spec.columns)):
-        typer.echo(line)
+    if report.degenerate is not None:
+        for line in report.degenerate.lines(len(spec.columns)):
+            typer.echo(line)
+
+
+class _DateProgress:
+    """Progress of a build per as-of date: a bar in a terminal (dates done, elapsed and
+    remaining time), one line per batch on standard error in a log."""
+
+    def __init__(self, n_dates: int, engine: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.n_dates = n_dates
+        self.dates_done = 0
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} dates"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,  # a log gets lines instead
+        )
+        self.task = self.bar.add_task(f"computing features on {engine}", total=n_dates)
+
+    def __enter__(self) -> _DateProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def done(self, batch: BatchDone) -> None:
+        self.dates_done += len(batch.dates)
+        day = batch.dates[0] if len(batch.dates) == 1 else f"{batch.dates[0]} .. {batch.dates[-1]}"
+        line = (
+            f"[{batch.seconds:7.1f} s] {self.dates_done}/{self.n_dates} dates: {day}, "
+            f"{batch.rows:,} rows"
+        )
+        if self.console.is_terminal:
+            self.bar.update(self.task, completed=self.dates_done, description=line[12:])
+        else:
+            import sys
+
+            print(line, file=sys.stderr, flush=True)
 
 
 @features_app.command()

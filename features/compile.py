@@ -268,8 +268,12 @@ def features_expr(
             if col.stat == "ratio":
                 v = x / mean.nullif(0.0)
             elif col.stat == "z":
-                std = x.std(how="pop").over(win)
-                v = ((x - mean) / std.nullif(0.0)).fill_null(0.0)
+                # (x - mean) / population sd = (n x - sum) / sqrt(n sum(x^2) - sum^2): the
+                # bases are counts, so both sides are exact sums of integers and z does not
+                # depend on the order of the rows (the same in every batch and on every engine)
+                n_g, s1 = x.count().over(win).cast(f64), x.sum().over(win)
+                d = n_g * (x * x).sum().over(win) - s1 * s1
+                v = ((n_g * x - s1) / d.sqrt().nullif(0.0)).fill_null(0.0)
             elif col.stat == "mean":
                 v = mean
             else:

@@ -152,3 +152,43 @@ def degenerate_columns(df: pd.DataFrame, columns: Sequence[str]) -> Degenerate:
             first = values.iloc[0]
             out.constant[name] = first.item() if hasattr(first, "item") else first
     return out
+
+
+class ColumnStats:
+    """Per column of a feature table written in chunks: rows, missing values, minimum and
+    maximum, enough to tell :func:`degenerate_columns`'s empty and constant columns without
+    holding the table."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self.rows = 0
+        self.missing = dict.fromkeys(self.columns, 0)
+        self.low: dict[str, Any] = dict.fromkeys(self.columns)
+        self.high: dict[str, Any] = dict.fromkeys(self.columns)
+
+    def add(self, chunk: Any) -> None:
+        """Count an Arrow table or record batch holding the columns."""
+        import pyarrow.compute as pc
+
+        self.rows += chunk.num_rows
+        for name in self.columns:
+            col = chunk.column(name)
+            self.missing[name] += col.null_count
+            if col.null_count == len(col):
+                continue
+            mm = pc.min_max(col)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if self.low[name] is None or lo < self.low[name]:
+                self.low[name] = lo
+            if self.high[name] is None or hi > self.high[name]:
+                self.high[name] = hi
+
+    def degenerate(self) -> Degenerate:
+        """The empty (all missing) and constant (one value, none missing) columns."""
+        out = Degenerate()
+        for name in self.columns:
+            if self.missing[name] == self.rows:
+                out.empty.append(name)
+            elif self.missing[name] == 0 and self.low[name] == self.high[name]:
+                out.constant[name] = self.low[name]
+        return out

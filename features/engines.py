@@ -2,8 +2,10 @@
 
 Both are reached through Ibis, so the cohort, feature and label definitions in
 :mod:`features.compile` are written once and run unchanged on either. DuckDB runs in process
-on the snapshot's Parquet files; Spark uses a session for ``EWS_SPARK_MASTER`` (default
-``local[2]``), reusing the active one if there is one (tests share one per session).
+on the snapshot's Parquet files, within ``EWS_MEMORY_LIMIT`` and spilling to ``EWS_TEMP_DIR``
+beyond it; Spark uses a session for ``EWS_SPARK_MASTER`` (default ``local[2]``; driver memory
+``EWS_SPARK_DRIVER_MEMORY``, default 1g), reusing the active one if there is one (tests share
+one per session).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def spark_session() -> Any:
         .config("spark.sql.shuffle.partitions", os.environ.get("EWS_SPARK_PARTITIONS", "8"))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.codegen.wholeStage", os.environ.get("EWS_SPARK_CODEGEN", "true"))
+        .config("spark.driver.memory", os.environ.get("EWS_SPARK_DRIVER_MEMORY", "1g"))
         .getOrCreate()
     )
 
@@ -82,12 +85,27 @@ def connect(engine: str | BaseBackend = "duckdb") -> BaseBackend:
     if not isinstance(engine, str):
         return engine
     if engine == "duckdb":
-        from ews.settings import get_settings
-
-        return ibis.duckdb.connect(threads=max(1, get_settings().threads))
+        return ibis.duckdb.connect(**duckdb_config())
     if engine == "spark":
         return ibis.pyspark.connect(spark_session())
     raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+
+
+def duckdb_config() -> dict[str, Any]:
+    """DuckDB's settings from ews settings: threads (``EWS_THREADS``), the memory it may
+    hold (``EWS_MEMORY_LIMIT``, default DuckDB's 80% of RAM) and the folder it spills to
+    beyond that (``EWS_TEMP_DIR``, default ``ews-duckdb-<pid>`` in the system temp folder;
+    DuckDB creates it when it first spills and removes it when the connection closes)."""
+    import tempfile
+
+    from ews.settings import get_settings
+
+    s = get_settings()
+    temp = s.temp_dir or Path(tempfile.gettempdir()) / f"ews-duckdb-{os.getpid()}"
+    config: dict[str, Any] = {"threads": max(1, s.threads), "temp_directory": str(temp)}
+    if s.memory_limit:
+        config["memory_limit"] = s.memory_limit
+    return config
 
 
 @dataclass

@@ -191,3 +191,53 @@ def test_cut_package_keeps_only_what_was_known_and_features_agree(
     b = build_features(cut, [t]).sort_values("officer_id").reset_index(drop=True)
     assert len(a) > 100
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_bench_features_scale_runs_the_cli_and_measures_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench_features.py --officers N`: the agency made once by `ews synth`, the table built
+    by `ews features build` in a watched process (time, CPU, peak RSS), a growth table."""
+    import argparse
+
+    from benchmarks import bench_features as bf
+
+    args = argparse.Namespace(
+        officers=[150, 300],
+        engine="duckdb",
+        data=str(tmp_path),
+        memory_limit="1GB",
+        dates_per_batch=None,
+        min_free_gib=0.5,
+        spark_driver_memory="1g",
+        threads=1,
+    )
+    rows = bf.scale(args)
+    out = capsys.readouterr().out
+    assert [(r.officers, r.engine, r.w.code) for r in rows] == [
+        (150, "duckdb", 0),
+        (300, "duckdb", 0),
+    ]
+    for r in rows:
+        assert r.rows > 0 and r.cols == 127 and r.w.wall > 0 and r.w.cpu > 0
+        assert 0.05 < r.w.rss < 4 and r.w.tree > 0 and not r.w.killed
+    assert "[300] ews features build, DuckDB:" in out and "peak RSS" in out
+    assert "[growth]" in out and "x wall" in out
+    # the agencies are reused, and a second build replaces the table
+    again = bf.scale(argparse.Namespace(**{**vars(args), "officers": [150]}))
+    assert "generated before" in capsys.readouterr().out and again[0].w.code == 0
+    # a slice: the first officers of a bigger agency
+    sliced = bf.scale(
+        argparse.Namespace(**{**vars(args), "officers": [100], "slice_of": tmp_path / "synth300"})
+    )
+    assert "the first 100 officers of" in capsys.readouterr().out
+    assert sliced[0].w.code == 0 and (tmp_path / "featuresslice100_duckdb.parquet").is_file()
+    # two tables compare equal to themselves, and a changed value is caught
+    table = tmp_path / "features150_duckdb.parquet"
+    cells, differ = bf.compare_tables(table, table)
+    assert cells > 0 and differ == 0
+    df = pd.read_parquet(table)
+    df.loc[0, "complaint_career_count"] += 1
+    df.to_parquet(tmp_path / "changed.parquet", index=False)
+    with pytest.raises(AssertionError, match="complaint_career_count"):
+        bf.compare_tables(table, tmp_path / "changed.parquet")

@@ -183,3 +183,47 @@ def test_events_per_officer_year(agency: tuple[Path, SynthReport]) -> None:
     per_year = report.events / report.active_officer_years
     assert 12.0 < per_year < 15.5
     assert report.events_by_type["arrest"] > report.events_by_type["complaint"] * 10
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_chunked_agency_is_valid_with_unique_ids(tmp_path: Path, fmt: str) -> None:
+    """Officers generated and written in chunks (a million officers fit in a few GiB): a
+    valid package, ids unique across chunks, the same model (events per officer-year, the
+    mix of event types), and the same files for the same seed."""
+    report = synthesize(tmp_path / "c", 2000, 4, seed=7, fmt=fmt, quiet=True, chunk_officers=700)
+    result = validate_package(tmp_path / "c")
+    assert result.ok, result.report_lines(10)
+    if fmt == "csv":
+        ev = pd.read_csv(tmp_path / "c" / "events.csv", dtype=str, keep_default_na=False)
+        off = pd.read_csv(tmp_path / "c" / "officers.csv", dtype=str)
+        assert (ev["event_id"] != "event_id").all()  # one header, not one per chunk
+        assert len(ev) == report.events and len(off) == 2000
+        return
+    pkg = read_normalized(tmp_path / "c")
+    assert pkg.officers["officer_id"].is_unique and len(pkg.officers) == report.officers == 2000
+    assert pkg.officers["officer_id"].iloc[[0, 700, 1999]].tolist() == [
+        "O000001",
+        "O000701",
+        "O002000",
+    ]
+    ev = pkg.events
+    assert ev["event_id"].is_unique and len(ev) == report.events
+    assert len(pkg.assignments) == report.assignments
+    cases = ev[ev["event_type"] == "complaint"]["case_id"]
+    assert cases.is_unique  # one officer per case, across chunks too
+    lawsuits = ev.loc[ev["event_type"] == "lawsuit", "case_id"]
+    assert lawsuits.is_unique
+    judged = ev.loc[ev["event_type"] == "civil_judgment", "case_id"]
+    assert judged.isin(lawsuits).all()
+    # every chunk has officers and events; the whole follows the documented rates
+    assert ev["officer_id"].str[1:].astype(int).gt(1400).any()
+    assert 12.0 < report.events / report.active_officer_years < 15.5
+    one = synthesize(tmp_path / "one", 2000, 4, seed=7, quiet=True)
+    for kind, n in one.events_by_type.items():
+        if n > 200:
+            assert abs(report.events_by_type[kind] / n - 1) < 0.15, kind
+    truth = pd.read_parquet(truth_path(tmp_path / "c"))
+    assert len(truth) == 2000 * 4 and truth["officer_id"].nunique() == 2000
+    synthesize(tmp_path / "again", 2000, 4, seed=7, quiet=True, chunk_officers=700)
+    for f in sorted(PACKAGE_FILES):
+        assert (tmp_path / "c" / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f

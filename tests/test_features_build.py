@@ -51,12 +51,17 @@ as_of_lists = st.lists(st.sampled_from(ANCHORS + DATE_POOL[::7]), min_size=1, ma
 
 
 @SETTINGS
-@given(tables=packages(), dates=as_of_lists, require=st.sampled_from([None, "rank"]))
-def test_duckdb_features_equal_the_reference(tables, dates, require) -> None:
+@given(
+    tables=packages(),
+    dates=as_of_lists,
+    require=st.sampled_from([None, "rank"]),
+    per=st.sampled_from([None, 1]),
+)
+def test_duckdb_features_equal_the_reference(tables, dates, require, per) -> None:
     cohort = CohortSpec(require_assignment=require) if require else None
     with tempfile.TemporaryDirectory() as d:
         folder = write_package(Path(d), tables)
-        got = build_features(folder, dates, SPEC, cohort=cohort)
+        got = build_features(folder, dates, SPEC, cohort=cohort, dates_per_batch=per)
         want = ref_features(read(folder), dates, SPEC, require)
     assert_frames_equal(got, want, SPEC)
     # monotonicity: a longer window never counts fewer events
@@ -118,6 +123,88 @@ def test_network_indicators_equal_the_reference(tmp_path: Path, seed: int, requi
         a = got[got.as_of_date == pd.Timestamp(t)].reset_index(drop=True)
         b = build_features(cut_folder, [t], SPEC, cohort=cohort)
         pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def synth_agency(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic agency: units and ranks (peer columns), six years of records."""
+    from ews.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "agency"
+    synthesize(out, officers=400, years=6, seed=3, quiet=True)
+    return out
+
+
+def _one_query(folder: Path, dates, spec, cohort=None) -> pd.DataFrame:
+    """The build as it was before batches: every date in one query, finished in pandas."""
+    from features.build import finish
+    from features.compile import features_expr
+    from features.engines import connect, execute, load_tables
+
+    tables = load_tables(connect("duckdb"), folder)
+    return finish(execute(features_expr(tables, dates, spec, cohort)), spec)
+
+
+@pytest.mark.parametrize("agency", ["synthetic", "network"])
+def test_batched_build_equals_the_one_query_build(
+    agency: str, synth_agency: Path, tmp_path: Path
+) -> None:
+    """Per date, per two dates, or written to Parquet batch by batch: the very same frame as
+    one query over every date (peers, networks and the rank cohort included)."""
+    from features.build import write_features
+    from features.diagnostics import degenerate_columns
+
+    if agency == "synthetic":
+        folder, spec, cohort = synth_agency, default_spec(), None
+        dates = [dt.date(2012, 1, 1), dt.date(2013, 7, 1), dt.date(2015, 1, 1)]
+    else:
+        folder = write_package(tmp_path / "pkg", random_package(24))
+        spec, cohort, dates = SPEC, CohortSpec(require_assignment="rank"), ANCHORS
+    want = _one_query(folder, dates, spec, cohort)
+    assert len(want) > 0  # (the network agency has no rank holder at its first date)
+    for per in (1, 2, None):
+        got = build_features(folder, dates, spec, cohort=cohort, dates_per_batch=per)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    out = tmp_path / "f.parquet"
+    report = write_features(folder, dates, out, spec, cohort=cohort, dates_per_batch=1)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), want, check_exact=True)
+    assert report.batches == len(dates) and report.rows == len(want)
+    by_date = want.groupby(want.as_of_date.dt.date).size().to_dict()
+    assert report.rows_by_date == {d: by_date.get(d, 0) for d in dates}
+    assert report.degenerate == degenerate_columns(want, spec.column_names)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_batches_follow_the_size_of_the_agency(synth_agency: Path, tmp_path: Path) -> None:
+    from features.build import FeatureBatches, auto_dates_per_batch, write_features
+
+    # 400 officers: twelve dates in one query; at 100 officer-dates a batch, one date each
+    assert auto_dates_per_batch(synth_agency, 12) == 12
+    assert auto_dates_per_batch(synth_agency, 12, rows=1000) == 3
+    assert auto_dates_per_batch(synth_agency, 12, rows=100) == 1
+    dates = [dt.date(2012, 1, 1), dt.date(2013, 1, 1), dt.date(2014, 1, 1)]
+    assert [
+        len(b) for b in FeatureBatches(synth_agency, dates, SPEC, dates_per_batch=2).batches
+    ] == [2, 1]
+    with pytest.raises(ValueError, match="dates_per_batch"):
+        FeatureBatches(synth_agency, dates, SPEC, dates_per_batch=0)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        write_features(synth_agency, dates, tmp_path, SPEC)
+    # a build that fails leaves the file it would have replaced, and no partial file
+    out = tmp_path / "f.parquet"
+    out.write_bytes(b"old")
+    with pytest.raises(ValueError, match="not a date"):
+        write_features(synth_agency, ["2012-13-45"], out, SPEC)
+    seen = []
+
+    def stop(batch) -> None:
+        seen.append(batch)
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        write_features(synth_agency, dates, out, SPEC, dates_per_batch=1, on_batch=stop)
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.parquet"]
+    assert seen[0].index == 1 and seen[0].of == 3 and seen[0].rows > 0
 
 
 NETWORK_SPEC = {

@@ -37,6 +37,35 @@ def test_build_writes_the_table_from_a_series_of_dates(tmp_path: Path) -> None:
     assert default_spec().hash in result.output
 
 
+def test_build_per_date_shows_progress_and_keeps_an_existing_table(tmp_path: Path) -> None:
+    folder = write_package(tmp_path / "pkg", random_package(10))
+    out = tmp_path / "f.parquet"
+    args = ["features", "build", "--package", str(folder), "--out", str(out)]
+    args += ["--from", "2019-01-01", "--to", "2021-01-01", "--dates-per-batch", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for i, day in enumerate(["2019-01-01", "2020-01-01", "2021-01-01"], 1):
+        assert f"{i}/3 dates: {day}," in result.output  # one line per date in a log
+    assert "3 as-of dates (2019-01-01 .. 2021-01-01) in 3 queries" in result.output
+    table = out.read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert f"--out {out} exists: pass --overwrite to replace it" in again.output
+    assert out.read_bytes() == table
+    again = runner.invoke(app, args + ["--overwrite", "--dates-per-batch", "3"])
+    assert again.exit_code == 0, again.output
+    assert "in 1 query," in again.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(_bytes(tmp_path, table)))
+    folder_out = runner.invoke(app, [*args[:5], str(tmp_path), *args[6:]])
+    assert folder_out.exit_code == 2 and "is a folder: give the Parquet file" in folder_out.output
+
+
+def _bytes(folder: Path, data: bytes) -> Path:
+    path = folder / "first.parquet"
+    path.write_bytes(data)
+    return path
+
+
 def test_build_refuses_bad_options(tmp_path: Path, ews_home: Path) -> None:
     out = str(tmp_path / "f.parquet")
     r = runner.invoke(app, ["features", "build", "--out", out])

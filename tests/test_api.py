@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -308,7 +309,8 @@ def test_docs_work_offline_and_errors_are_declared(world) -> None:  # type: igno
     assert "Sign in" in c.get("/").text  # the pages start at the sign-in form
 
 
-def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
+def _disparity_world(tmp_path: Path, officers: Any) -> tuple[Any, Any, str]:
+    """An agency of two scored officers with an ingested snapshot: (settings, db, reviewer)."""
     import pandas as pd
 
     from api.security import create_user
@@ -321,9 +323,6 @@ def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
     from tests._service import flags_frame
 
     settings = Settings(home=tmp_path / "home")
-    officers = pd.DataFrame(
-        {"officer_id": ["a1", "a2"], "appointed_date": ["2010-01-01"] * 2, "sex": ["F", "M"]}
-    )
     events = pd.DataFrame(
         {
             "event_id": ["e"],
@@ -340,7 +339,18 @@ def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
     db = AppDatabase(settings.app_database_url)
     frame = flags_frame([("a1", "12", 0.9, True), ("a2", "12", 0.1, False)])
     save_flags("demo", NEW, frame.assign(snapshot_id=snap.id), settings.home, db=db)
-    auditor = create_user(db, "auditor", "reviewer")
+    return settings, db, create_user(db, "auditor", "reviewer")
+
+
+def test_disparities_for_reviewers_only(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from api.security import create_user
+
+    officers = pd.DataFrame(
+        {"officer_id": ["a1", "a2"], "appointed_date": ["2010-01-01"] * 2, "sex": ["F", "M"]}
+    )
+    settings, db, auditor = _disparity_world(tmp_path, officers)
     sgt = create_user(db, "sgt.lee", "supervisor", "demo", ["12"])
     try:
         with TestClient(create_app(settings)) as c:
@@ -361,35 +371,10 @@ def test_disparities_refuse_in_sample_dates(
 ) -> None:
     import pandas as pd
 
-    from api.security import create_user
-    from ews.contract import write_normalized
-    from ews.db import AppDatabase
-    from ews.flagstore import save_flags
-    from ews.ingest import ingest_package
-    from ews.settings import Settings
-    from ews.store import Workspace
     from models import registry
-    from tests._service import flags_frame
 
-    settings = Settings(home=tmp_path / "home")
     officers = pd.DataFrame({"officer_id": ["a1", "a2"], "appointed_date": ["2010-01-01"] * 2})
-    events = pd.DataFrame(
-        {
-            "event_id": ["e"],
-            "officer_id": ["a1"],
-            "event_type": ["arrest"],
-            "event_date": ["2023-06-01"],
-        }
-    )
-    snap = ingest_package(
-        write_normalized(tmp_path / "p", officers, events),
-        "demo",
-        workspace=Workspace(settings.home),
-    ).snapshot
-    db = AppDatabase(settings.app_database_url)
-    frame = flags_frame([("a1", "12", 0.9, True), ("a2", "12", 0.1, False)])
-    save_flags("demo", NEW, frame.assign(snapshot_id=snap.id), settings.home, db=db)
-    auditor = create_user(db, "auditor", "reviewer")
+    settings, db, auditor = _disparity_world(tmp_path, officers)
     cutoff = (NEW + dt.timedelta(days=365)).isoformat()
     monkeypatch.setattr(
         registry, "version_tags", lambda n, v, uri=None: {"ews.label_known_by": cutoff}

@@ -127,9 +127,15 @@ class TriagePeerRun:
 def _ews(*args: str, env: dict[str, str]) -> tuple[float, float]:
     """Run ``ews ARGS`` as its own process; (wall seconds, CPU seconds of the process, all
     threads). Raises with its output on failure."""
+    return _python("from ews.cli import main; main()", *args, env=env)
+
+
+def _python(code: str, *args: str, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``python -c CODE ARGS`` as its own process; (wall seconds, CPU seconds of the
+    process and its children, all threads). Raises with its output on failure."""
     import resource
 
-    command = [sys.executable, "-c", "from ews.cli import main; main()", *args]
+    command = [sys.executable, "-c", code, *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -137,7 +143,7 @@ def _ews(*args: str, env: dict[str, str]) -> tuple[float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
-        raise BenchmarkError(f"ews {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        raise BenchmarkError(f"{' '.join(command[2:])} failed:\n{done.stdout}\n{done.stderr}")
     return seconds, cpu
 
 
@@ -166,7 +172,8 @@ def run_triage_peer(
         env.pop("EWS_MLFLOW_URI", None)
         env.pop("EWS_DATABASE_URL", None)
         ingest, _ = _ews("ingest", str(data), "--agency", AGENCY, env=env)
-        store, _ = _ews("models", "list", env=env)  # creates the workspace's MLflow store
+        # the workspace's MLflow store, created once per workspace as triage's database is
+        store, _ = _python("from models.registry import set_experiment; set_experiment()", env=env)
         load = os.getloadavg()
         out = root / "run"
         train, train_cpu = _ews(

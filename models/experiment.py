@@ -486,6 +486,10 @@ def run_experiment(
             checked = steps.check_config(config, source)
         except steps.ConfigProblems as exc:
             raise ExperimentError(f"refused before any work:\n{exc}") from exc
+    if tracking:  # MLflow's imports and store open meanwhile, on the idle core
+        from models import registry
+
+        registry.warm_up()
     deploy = tracking and config.refit_champion
     with clock.step("plan splits"):
         plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)

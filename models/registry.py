@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,51 @@ def configure(uri: str | None = None) -> str:
     return uri
 
 
+_WARMING: threading.Thread | None = None
+
+
+def warm_up(uri: str | None = None) -> None:
+    """Import MLflow and open its store in a background thread, so that a long job (``ews
+    train``) pays those seconds while it builds features rather than before registering.
+    :func:`set_experiment` waits for it; a failure here is ignored (it happens again, and
+    is reported, on the main thread)."""
+    global _WARMING
+    if _WARMING is not None:
+        return
+    uri = uri or tracking_uri()
+
+    def work() -> None:
+        try:
+            client(uri).get_experiment_by_name(EXPERIMENT_NAME)
+            _warm_save()
+        except Exception:  # noqa: BLE001 - retried and reported by the caller
+            pass
+
+    _WARMING = threading.Thread(target=work, name="ews-mlflow-warm-up", daemon=True)
+    _WARMING.start()
+
+
+def _warm_save() -> None:
+    """Save a tiny model the way :func:`register_models` does: the first save in a process
+    loads what MLflow and skops import lazily (about a second), which forked workers then
+    inherit instead of each paying it again."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    example = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = LogisticRegression().fit(example, [0, 0, 1, 1])
+    entry = ModelEntry(model=model, name="warm-up", example=example, tags={})
+    with tempfile.TemporaryDirectory() as tmp:
+        _save_job(_SaveJob(entry, Path(tmp) / "m", _signature(entry), _trusted_types(model)))
+
+
+def _wait_for_warm_up() -> None:
+    global _WARMING
+    if _WARMING is not None:
+        _WARMING.join()
+        _WARMING = None
+
+
 def set_experiment(uri: str | None = None, name: str = EXPERIMENT_NAME) -> str:
     """Make ``name`` the active MLflow experiment, creating it if needed; returns its id.
 
@@ -79,6 +125,7 @@ def set_experiment(uri: str | None = None, name: str = EXPERIMENT_NAME) -> str:
     """
     import mlflow
 
+    _wait_for_warm_up()
     uri = configure(uri)
     c = client(uri)
     exp = c.get_experiment_by_name(name)
@@ -144,19 +191,33 @@ def _structure(model: Any) -> tuple[str, ...]:
 _TRUSTED: dict[tuple[str, ...], list[str]] = {}
 
 
+def _twin(model: Any) -> Any:
+    """A shallow copy of an ensemble keeping only its first member (the same types as the
+    whole, by construction of :func:`_structure`): serializing it costs one tree, not 200."""
+    import copy
+
+    members = getattr(model, "estimators_", None)
+    if isinstance(members, list) and len(members) > 1:
+        twin = copy.copy(model)
+        twin.estimators_ = members[:1]
+        return twin
+    return model
+
+
 def _trusted_types(model: Any) -> list[str]:
     """The types MLflow's skops format must be told to trust to load this model back.
 
     MLflow stores scikit-learn models with skops (no arbitrary code runs on load); types
     outside skops' default list (``numpy.dtype`` in forests, for example) must be named at
-    save time. We name exactly those found in the model we built and are registering,
-    serializing once per model structure (a 200-tree forest takes about a second).
+    save time. We name exactly those found in the model we built and are registering, read
+    once per model structure from a one-member twin of an ensemble. Should the twin miss a
+    type, MLflow's verifying load refuses the model: nothing untrusted is ever accepted.
     """
     import skops.io as sio
 
     key = _structure(model)
     if key not in _TRUSTED:
-        _TRUSTED[key] = sorted(sio.get_untrusted_types(data=sio.dumps(model)))
+        _TRUSTED[key] = sorted(sio.get_untrusted_types(data=sio.dumps(_twin(model))))
     return _TRUSTED[key]
 
 
@@ -268,6 +329,125 @@ class ModelEntry:
     alias: str | None = None
 
 
+@dataclass
+class _SaveJob:
+    """One model's folder to write: the entry, where, and what the parent process worked out
+    for it (signature, trusted types), so that a worker only serializes."""
+
+    entry: ModelEntry
+    folder: Path
+    signature: Any
+    trusted: list[str]
+
+
+def _signature(e: ModelEntry, known: dict[tuple[Any, ...], Any] | None = None) -> Any:
+    """The MLflow signature of a model: its example's columns and types in, a float
+    probability out. Models with the same example columns share it (pass ``known``), which
+    spares a prediction per model."""
+    from mlflow.models import infer_signature
+
+    example = e.example.head(50)
+    key = (type(e.model).__qualname__, *zip(example.columns, map(str, example.dtypes), strict=True))
+    if known is not None and key in known:
+        return known[key]
+    signature = infer_signature(example, e.model.predict_proba(example)[:, 1])
+    if known is not None:
+        known[key] = signature
+    return signature
+
+
+class _CompactJson:
+    """The ``json`` module as skops sees it, writing without indentation (see below)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(json, name)
+
+    @staticmethod
+    def dumps(obj: Any, *args: Any, indent: Any = None, **kwargs: Any) -> str:
+        return json.dumps(obj, *args, **kwargs)
+
+
+@contextmanager
+def _compact_skops_schema() -> Iterator[None]:
+    """skops writes a model's ``schema.json`` with ``indent=2``, which makes Python fall back
+    from its C JSON encoder to the pure-Python one: half the time of saving a 200-tree forest
+    goes there. For the duration, skops' writer gets the same JSON without indentation (the
+    C encoder); the file holds the same document, and skops and MLflow read it the same way
+    (tests load every registered model back). Without the expected module layout, nothing
+    is changed."""
+    try:
+        from skops.io import _persist
+    except ImportError:  # pragma: no cover - another skops layout: save as it does
+        yield
+        return
+    original = getattr(_persist, "json", None)
+    if original is not json:
+        yield
+        return
+    _persist.json = _CompactJson()
+    try:
+        yield
+    finally:
+        _persist.json = original
+
+
+def _save_job(job: _SaveJob) -> None:
+    """Write one model folder: the MLflow scikit-learn model in skops format (MLflow loads it
+    back to verify it), its rules, background sample and ``info.json``."""
+    import mlflow.sklearn
+
+    e = job.entry
+    job.folder.mkdir(parents=True)
+    with _compact_skops_schema():
+        mlflow.sklearn.save_model(
+            e.model,
+            job.folder / "model",
+            serialization_format="skops",
+            skops_trusted_types=job.trusted,
+            signature=job.signature,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    if e.rules:
+        import joblib
+
+        joblib.dump(e.rules, job.folder / "rules.joblib")
+    if e.background is not None:
+        e.background.to_parquet(job.folder / "background.parquet", index=False)
+    info = {"params": e.params, "metrics": e.metrics}
+    (job.folder / "info.json").write_text(json.dumps(info, indent=2, default=str))
+
+
+_JOBS: list[_SaveJob] = []
+
+
+def _save_job_at(i: int) -> None:
+    _save_job(_JOBS[i])
+
+
+def _save_all(jobs: list[_SaveJob]) -> None:
+    """Write every model folder; with ``EWS_THREADS`` > 1 and several models, in that many
+    forked worker processes (skops serialization is Python-bound, so threads would not help;
+    a fork shares the fitted models without copying them). Everything a worker needs that
+    could run threaded code (predictions for the signature) was done before the fork."""
+    import multiprocessing
+
+    from ews.settings import get_settings
+
+    _wait_for_warm_up()  # no thread of ours may be running at a fork
+    workers = min(get_settings().threads, len(jobs))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for job in jobs:
+            _save_job(job)
+        return
+    global _JOBS
+    _JOBS = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(_save_job_at, range(len(jobs)), chunksize=1)
+    finally:
+        _JOBS = []
+
+
 def register_models(
     entries: list[ModelEntry],
     *,
@@ -287,41 +467,28 @@ def register_models(
     the cost per model is its serialization and a few registry rows.
     """
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     if not entries:
         return []
-    set_experiment(uri)
-    c = client(uri)
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        run_id = run.info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if config is not None:
             (root / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
         if results is not None:
             (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        for i, e in enumerate(entries):
-            folder = root / "models" / str(i)
-            folder.mkdir(parents=True)
-            example = e.example.head(50)
-            mlflow.sklearn.save_model(
-                e.model,
-                folder / "model",
-                serialization_format="skops",
-                skops_trusted_types=_trusted_types(e.model),
-                signature=infer_signature(example, e.model.predict_proba(example)[:, 1]),
-                pip_requirements=PIP_REQUIREMENTS,
+        signatures: dict[tuple[Any, ...], Any] = {}
+        jobs = [
+            _SaveJob(
+                e, root / "models" / str(i), _signature(e, signatures), _trusted_types(e.model)
             )
-            if e.rules:
-                import joblib
-
-                joblib.dump(e.rules, folder / "rules.joblib")
-            if e.background is not None:
-                e.background.to_parquet(folder / "background.parquet", index=False)
-            info = {"params": e.params, "metrics": e.metrics}
-            (folder / "info.json").write_text(json.dumps(info, indent=2, default=str))
-        mlflow.log_artifacts(str(root))
+            for i, e in enumerate(entries)
+        ]
+        _save_all(jobs)  # before the run and any store connection: workers are forked
+        set_experiment(uri)
+        c = client(uri)
+        with mlflow.start_run(run_name=run_name) as run:
+            run_id = run.info.run_id
+            mlflow.log_artifacts(str(root))
         artifact_uri = run.info.artifact_uri
     out: list[dict[str, str]] = []
     known = {rm.name for rm in c.search_registered_models()}

@@ -85,3 +85,50 @@ def test_model_name_is_safe() -> None:
     assert registry.model_name("Chicago PD", "sustained_or_force") == (
         "ews-Chicago-PD-sustained_or_force"
     )
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_register_models_writes_each_model_serially_or_in_forked_workers(
+    data: tuple[pd.DataFrame, np.ndarray], threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """register_models saves each model (EWS_THREADS > 1: in forked workers) and every
+    version loads back with its own predictions, rules, background and trace tags."""
+    from ews.settings import get_settings
+
+    monkeypatch.setenv("EWS_THREADS", threads)
+    get_settings.cache_clear()
+    try:
+        uri = shared_mlflow_uri()
+        X, y = data
+        name = f"ews-regtest-batch{threads}-sustained"
+        fitted = [
+            make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y),
+            make_estimator("random_forest", {"n_estimators": 7, "max_depth": 3}, seed=1).fit(X, y),
+            make_estimator("random_forest", {"n_estimators": 5, "max_depth": 6}, seed=2).fit(X, y),
+        ]
+        entries = [
+            registry.ModelEntry(
+                model=m,
+                name=name,
+                example=X,
+                tags={"ews.agency": "regtest", "ews.seed": i, "ews.label": "sustained"},
+                rules={"rule": i},
+                background=X.head(5 + i),
+                params={"i": i},
+                alias=registry.CHAMPION if i == 0 else None,
+            )
+            for i, m in enumerate(fitted)
+        ]
+        out = registry.register_models(entries, config={"threads": threads}, uri=uri)
+        assert [o["name"] for o in out] == [name] * 3
+        assert len({o["run_id"] for o in out}) == 1
+        for i, (m, o) in enumerate(zip(fitted, out, strict=True)):
+            back = registry.load_model(f"{name}/{o['version']}", uri=uri)
+            assert type(back.model) is type(m)
+            assert np.allclose(back.model.predict_proba(X), m.predict_proba(X))
+            assert back.rules == {"rule": i}
+            assert back.background is not None and len(back.background) == 5 + i
+            assert back.tags["ews.seed"] == str(i)
+        assert registry.resolve(f"{name}@champion", uri=uri) == (name, out[0]["version"])
+    finally:
+        get_settings.cache_clear()

@@ -36,7 +36,10 @@ def register(app: typer.Typer) -> None:
             file_okay=False,
         ),
         threads: int = typer.Option(
-            2, "--threads", min=1, help="EWS_THREADS for the training run (random forests)."
+            2,
+            "--threads",
+            min=1,
+            help="EWS_THREADS for the training run (forests, DuckDB, registry workers).",
         ),
         home: Path | None = typer.Option(
             None, "--home", help="Workspace folder to use (default: a temporary one)."
@@ -44,27 +47,49 @@ def register(app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(
             None, "--json", help="Also write the figures as JSON to this file."
         ),
+        triage_python: Path | None = typer.Option(
+            None,
+            "--triage-python",
+            help=(
+                "A Python with triage 6.0.0 (benchmarks/triage/README.md): also time triage's "
+                "own run, with and without its training-set predictions, in this run."
+            ),
+            exists=True,
+            dir_okay=False,
+        ),
+        triage_db: str = typer.Option(
+            "triage_peer",
+            "--triage-db",
+            help="The PostgreSQL database (127.0.0.1:5432) holding triage's loaded data.",
+        ),
     ) -> None:
         """Run triage's experiment on triage-peer-10k through the product: ews ingest into a
         fresh workspace, then `ews train --config models/experiments/triage_peer.yaml` timed
         end to end from the command line (every test prediction written, every model
-        registered); print the times against triage's 89.7 s and precision@10% against
-        0.705."""
+        registered); print the times against triage's (89.7 s, or timed in the same run with
+        --triage-python) and precision@10% against 0.705."""
         from rich.console import Console
 
         from benchmarks.common import BenchmarkError
-        from benchmarks.triage_peer import format_triage_peer, run_triage_peer
+        from benchmarks.triage_peer import format_triage_peer, run_triage, run_triage_peer
 
         try:
             with Console(stderr=True).status("ingesting, then ews train (a minute or two)"):
                 run = run_triage_peer(data, threads=threads, home=home)
+            triage = []
+            if triage_python is not None:
+                for replace in (False, True):
+                    with Console(stderr=True).status(f"triage (replace={replace}), minutes"):
+                        t = run_triage(triage_python, replace=replace, database=triage_db)
+                    triage.append(t)
         except BenchmarkError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from exc
-        typer.echo(format_triage_peer(run))
+        typer.echo(format_triage_peer(run, triage))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(run.as_dict(), indent=2))
+            figures = {**run.as_dict(), "triage_same_run": [t.as_dict() for t in triage]}
+            json_out.write_text(json.dumps(figures, indent=2))
 
     @bench.command("chicago")
     @_one_line

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,13 +202,85 @@ def run_triage_peer(
     )
 
 
-def format_triage_peer(run: TriagePeerRun) -> str:
-    """The printed report: times against triage's, step times, precision@10% per model."""
+TRIAGE_SCRIPT = Path(__file__).resolve().parent / "triage" / "run_triage.sh"
+
+
+@dataclass
+class TriageRun:
+    """triage itself, run by ``benchmarks/triage/run_triage.sh`` in the same session: wall
+    seconds end to end, with (``replace``, as in the README's figure) or without its
+    training-set predictions, and precision@10% per model (mean over the test dates)."""
+
+    replace: bool
+    seconds: float
+    precision: dict[str, float]
+    phases: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "replace": self.replace,
+            "seconds": self.seconds,
+            "precision@10%": self.precision,
+            "phases": self.phases,
+        }
+
+
+def run_triage(python: Path, *, replace: bool, database: str = "triage_peer") -> TriageRun:
+    """Time triage's own run of the experiment (``benchmarks/triage/README.md`` says how to
+    install it and load the data once) with ``python``, a Python that has triage 6.0.0."""
+    env = {
+        **os.environ,
+        "TRIAGE_PYTHON": str(python),
+        "TRIAGE_REPLACE": "1" if replace else "0",
+        "TRIAGE_DB": database,
+    }
+    with tempfile.TemporaryDirectory(prefix="triage-peer-") as work:
+        env["TRIAGE_WORK"] = work
+        done = subprocess.run(
+            ["bash", str(TRIAGE_SCRIPT)], env=env, capture_output=True, text=True, check=False
+        )
+    out = done.stdout
+    wall = [line.split()[1] for line in out.splitlines() if line.startswith("WALL_SECONDS ")]
+    if done.returncode != 0 or not wall:
+        raise BenchmarkError(f"triage's run failed:\n{out[-3000:]}\n{done.stderr[-2000:]}")
+    return TriageRun(
+        replace=replace,
+        seconds=float(wall[0]),
+        precision=_triage_precision(out),
+        phases=next((ln for ln in out.splitlines() if ln.startswith("PHASES ")), ""),
+    )
+
+
+def _triage_precision(out: str) -> dict[str, float]:
+    """Model -> mean precision@10% from the summary table run_triage.sh prints
+    (``mg | model | hyperparameters | test_dates | precision | recall | auc``)."""
+    rows: dict[str, float] = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 7 and cells[0].isdigit() and cells[3].isdigit():
+            rows[f"{cells[1]} {cells[2]}"] = float(cells[4])
+    return rows
+
+
+def format_triage_peer(run: TriagePeerRun, triage: Sequence[TriageRun] = ()) -> str:
+    """The printed report: times against triage's (timed in the same run when ``triage``
+    holds runs, else its reference figure), step times, precision@10% per model."""
     speed = TRIAGE_SECONDS_QUIET / run.train_seconds if run.train_seconds else float("nan")
     load = ", ".join(f"{x:g}" for x in run.load_before)
     lines = [
         f"ews train, end to end from the command line: {run.train_seconds:6.1f} s "
-        f"(triage {TRIAGE_SECONDS_QUIET} s on a quiet machine: {speed:.1f}x)",
+        f"(triage's reference figure, {TRIAGE_SECONDS_QUIET} s on a quiet machine of another "
+        f"session: {speed:.1f}x)",
+    ]
+    for t in triage:
+        what = "with" if t.replace else "without"
+        lines.append(
+            f"triage 6.0.0 in this run, {what} its training-set predictions: {t.seconds:6.1f} s "
+            f"-> ews is {t.seconds / run.train_seconds:.1f}x faster"
+        )
+        if t.phases:
+            lines.append(f"  {t.phases}")
+    lines += [
         f"  CPU {run.train_cpu_seconds:.1f} s (all threads; on an idle 2-core machine the wall "
         f"time is at least half of it); load average before the run: {load}; "
         f"EWS_THREADS={run.threads}",
@@ -241,6 +314,9 @@ def format_triage_peer(run: TriagePeerRun) -> str:
             f"{f(m['roc_auc'])}"
         )
     lines.append(f"(triage: precision@10% about {TRIAGE_PRECISION_AT_10}, ROC AUC 0.74-0.75)")
+    for t in triage[:1]:
+        for name, value in t.precision.items():
+            lines.append(f"{'triage':<11} {name[:54]:<54} {'':>6} {value:6.3f}")
     return "\n".join(lines)
 
 

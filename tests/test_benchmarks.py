@@ -241,3 +241,42 @@ def test_bench_features_scale_runs_the_cli_and_measures_it(
     df.to_parquet(tmp_path / "changed.parquet", index=False)
     with pytest.raises(AssertionError, match="complaint_career_count"):
         bf.compare_tables(table, tmp_path / "changed.parquet")
+
+
+def test_triage_runs_are_read_and_reported_beside_ews() -> None:
+    """The same-run comparison: triage's printed summary is parsed into precision per model
+    and its time is set against the ews run's, with and without training predictions."""
+    out = "\n".join(
+        [
+            "WALL_SECONDS 120.5 (python exit 0)",
+            " mg | model | hyperparameters | test_dates | precision_at_10pct | recall | auc",
+            '  1 | LogisticRegression     | {"C": 0.01}     |          4 |   0.7045 | 0.27 | 0.74',
+            '  3 | RandomForestClassifier | {"max_depth": 5} |          4 |   0.7028 | 0.27 | 0.74',
+        ]
+    )
+    precision = tp._triage_precision(out)
+    assert precision == {
+        'LogisticRegression {"C": 0.01}': 0.7045,
+        'RandomForestClassifier {"max_depth": 5}': 0.7028,
+    }
+    run = tp.TriagePeerRun(
+        ingest_seconds=1.0,
+        store_seconds=1.0,
+        train_seconds=20.0,
+        train_cpu_seconds=30.0,
+        steps={"fit_candidates_s": 10.0},
+        cpu_steps={"fit_candidates_s": 18.0},
+        records=[],
+        predictions=10,
+        registered=16,
+        threads=2,
+        load_before=(0.1, 0.2, 0.3),
+    )
+    triage = [
+        tp.TriageRun(replace=False, seconds=100.0, precision=precision, phases="PHASES x=1s"),
+        tp.TriageRun(replace=True, seconds=150.0, precision=precision, phases=""),
+    ]
+    text = tp.format_triage_peer(run, triage)
+    assert "without its training-set predictions:  100.0 s -> ews is 5.0x faster" in text
+    assert "with its training-set predictions:  150.0 s -> ews is 7.5x faster" in text
+    assert "RandomForestClassifier" in text and "0.703" in text

@@ -20,13 +20,18 @@ fresh workspace:
 
 The reference figures (triage's seconds and precision) live here, not in the library.
 
-Measured 2026-12-03 on the shared 2-core machine under heavy load from other work (load
-average 8.9 before, 10.2 after; EWS_THREADS=2): ``ews train`` 122.3 s wall end to end, 33.6 s
-CPU (steps, CPU s: check config 2.4, features 1.7, labels 1.4, fit 13.0, evaluate 1.3, rules
-0.2, register 11.4); 117,172 predictions written, 16 models registered; precision@10% per
-test date identical to the former benchmark-only pipeline, mean 0.700-0.705 per model
-(triage 0.705). Registering 16 models in skops format (dump, MLflow's verifying load) costs
-about as much CPU as fitting them.
+Measured 2026-12-03 17:02, same run, other work paused (load average 1.7 before), with
+``--triage-python`` (``benchmarks/triage``): ``ews train`` 28.6 s end to end from the command
+line, EWS_THREADS=2 (steps, wall s: check config 2.7, features 2.6, labels 2.4, fit 11.8,
+evaluate 1.4, rules 0.3, register 4.7); triage 6.0.0 74.1 s writing its test predictions
+only (2.6x) and 153.2 s with its training-set predictions as well, the profile of its
+reference figure (5.4x). ``ews train`` with one thread, as triage's forests run: 42.3 s.
+precision@10%, mean of the 4 test dates: ews 0.701-0.704, triage 0.701-0.705 per model. The
+same machine ran triage's README profile 1.7x slower than the 89.7 s of its reference
+(another machine), which is why the ratio is taken in one run. Of the 28.6 s, the forests'
+fit is 11.8 s (4 forests of 200 trees at depth 10 on 7k-51k rows on 2 cores; the depth-5
+forests are cut from them); registering 16 models went from 15.4 s to 4.7 s by saving them in
+forked workers, one signature per model kind and skops' schema written without indentation.
 """
 
 from __future__ import annotations

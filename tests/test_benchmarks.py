@@ -81,10 +81,16 @@ def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) ->
     results = json.loads((tmp_path / "tp" / "run" / "results.json").read_text())
     versions = {(r["name"], r["version"]) for r in results["registered"]}
     assert len(versions) == 16
-    # the splits are triage's: 2019 trains on 2018-01-01 only, 2022 on five dates from 2019
+    # the splits are triage's own (its timechop, run in benchmarks/triage): every 6 months
+    # from 2018 over up to 3 years before the last training date, i.e. 1, 3, 5, 7 dates
     used = {r["test_date"]: r["train_dates_used"] for r in run.records if r["kind"] == "model"}
-    assert used["2019-01-01"] == ["2018-01-01"]
-    assert used["2022-01-01"][0] == "2019-01-01" and len(used["2022-01-01"]) == 5
+    half_years = [f"{y}-{m}-01" for y in range(2018, 2022) for m in ("01", "07")]
+    assert used == {
+        "2019-01-01": half_years[:1],
+        "2020-01-01": half_years[:3],
+        "2021-01-01": half_years[:5],
+        "2022-01-01": half_years[:7],
+    }
     assert {"build_features_s", "fit_candidates_s", "register_s", "total_s"} <= set(run.steps)
     assert set(run.cpu_steps) == set(run.steps) and run.train_cpu_seconds > 0
     assert run.train_seconds > run.steps["total_s"] > 0

@@ -85,3 +85,18 @@ def test_model_name_is_safe() -> None:
     assert registry.model_name("Chicago PD", "sustained_or_force") == (
         "ews-Chicago-PD-sustained_or_force"
     )
+
+
+def test_soft_vote_registers_and_loads_back(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    """The LR + HGB soft vote is saved with skops like every model and loads back whole."""
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-vote"
+    model = make_estimator(
+        "lr_hgb_vote", {"lr__model__C": 0.5, "hgb__max_iter": 20}, seed=2, n_jobs=1
+    ).fit(X, y)
+    tags = {"ews.agency": "regtest-vote", "ews.label": "sustained", "ews.candidate": "vote"}
+    version = registry.register_model(model, name, X, tags, uri=uri)
+    loaded = registry.load_model(f"{name}/{version}", uri=uri, artifacts=False)
+    assert type(loaded.model).__name__ == "VotingClassifier"
+    assert np.allclose(loaded.model.predict_proba(X), model.predict_proba(X))

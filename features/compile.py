@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from features.durations import CAREER, Duration, parse_window
-from features.spec import RATE_PREFIX, FeatureSpec
+from features.spec import FINDING_METRICS, RATE_PREFIX, FeatureSpec
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -178,6 +178,8 @@ def features_expr(
         need("n", s, w)
         if m in ("sustained", "share_sustained"):
             need("s", s, w)
+        if m in FINDING_METRICS:
+            need(m, s, w)
         if m == "share_sustained":
             need("k", s, w)
         if m == "days_since":
@@ -224,6 +226,8 @@ def features_expr(
             values[col.name] = n
         elif m == "sustained":
             values[col.name] = base[f"_s__{s}__{w}"]
+        elif m in FINDING_METRICS:
+            values[col.name] = base[f"_{m}__{s}__{w}"]
         elif m == "share_sustained":
             k = base[f"_k__{s}__{w}"]
             values[col.name] = base[f"_s__{s}__{w}"].cast(f64) / k.cast(f64).nullif(0.0)
@@ -437,6 +441,8 @@ def base_join(
             aggs[name] = total(inw)
         elif q == "s":
             aggs[name] = total(inw & (j.finding.fill_null("") == "sustained") & known_t)
+        elif q in FINDING_METRICS:
+            aggs[name] = total(inw & (j.finding.fill_null("") == q) & known_t)
         elif q == "k":
             f = j.finding.fill_null("")
             aggs[name] = total(inw & (f != "") & (f != "pending") & known_t)

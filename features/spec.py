@@ -18,6 +18,8 @@ Metrics (all obey knowledge time: an event exists at t only if ``reported_date <
   on ``reported_date``, the date the agency learned of the event, so that a late report
   never changes a past feature).
 - ``sustained``: those of them whose finding is ``sustained`` with ``finding_date < t``.
+- ``not_sustained``, ``unfounded``, ``exonerated``: those of them whose finding is that one
+  with ``finding_date < t`` (like ``sustained``: a finding counts only once it is known).
 - ``share_sustained``: sustained / those with a finding known at t (any finding other than
   ``pending`` with ``finding_date < t``); null when none has a known finding.
 - ``days_since``: days from the latest such event's ``reported_date`` to t; null when the
@@ -79,7 +81,8 @@ from features.durations import CAREER, parse_duration, parse_window, window_phra
 if TYPE_CHECKING:
     import pandas as pd
 
-SIMPLE_METRICS = ("count", "sustained", "share_sustained", "days_since", "trend")
+FINDING_METRICS = ("not_sustained", "unfounded", "exonerated")  # counts by known finding
+SIMPLE_METRICS = ("count", "sustained", *FINDING_METRICS, "share_sustained", "days_since", "trend")
 RATE_PREFIX = "per100_"
 PEER_STATS = ("ratio", "z", "pct", "mean")
 PEER_BASE_METRICS = ("count", "sustained", "trend")  # never null, so ranks agree everywhere
@@ -309,6 +312,9 @@ class FeatureSpec(_Strict):
                                 "sustained",
                                 "int",
                             )
+                        elif m in FINDING_METRICS:
+                            t = f"{{value:.0f}} {plural} in {wp} found {m.replace('_', ' ')}"
+                            fam, dtype = "finding", "int"
                         elif m == "share_sustained":
                             t = f"{{value:.0%}} of the {plural} with a finding in {wp} sustained"
                             fam, dtype = "share_sustained", "float"
@@ -451,7 +457,8 @@ class ColumnInfo:
     officer's group at the as-of date)."""
 
     name: str
-    family: str  # attribute|count|sustained|share_sustained|days_since|rate|trend|peer|network
+    # attribute|count|sustained|finding|share_sustained|days_since|rate|trend|peer|network
+    family: str
     description_template: str
     source: str | None = None
     window: str | None = None

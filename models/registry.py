@@ -177,14 +177,14 @@ class RegisteredModel:
 
 
 def _structure(model: Any) -> tuple[str, ...]:
-    """The estimator classes a model is made of (a pipeline's steps, an ensemble's first
-    member): models with the same structure hold the same types."""
-    parts = [type(model).__qualname__]
+    """The estimator classes a model is made of (a pipeline's steps, each distinct kind of an
+    ensemble's members): models with the same structure hold the same types."""
+    parts = [f"{type(model).__module__}.{type(model).__qualname__}"]
     for _, step in getattr(model, "steps", []):
         parts += _structure(step)
     members = getattr(model, "estimators_", None)
     if isinstance(members, list) and members:
-        parts += _structure(members[0])
+        parts += sorted({"+".join(_structure(m)) for m in members})
     return tuple(parts)
 
 
@@ -192,16 +192,21 @@ _TRUSTED: dict[tuple[str, ...], list[str]] = {}
 
 
 def _twin(model: Any) -> Any:
-    """A shallow copy of an ensemble keeping only its first member (the same types as the
-    whole, by construction of :func:`_structure`): serializing it costs one tree, not 200."""
+    """A shallow copy of an ensemble keeping one member of each kind (the same types as the
+    whole, by construction of :func:`_structure`): a forest's twin has one tree, not 200."""
     import copy
 
     members = getattr(model, "estimators_", None)
-    if isinstance(members, list) and len(members) > 1:
-        twin = copy.copy(model)
-        twin.estimators_ = members[:1]
-        return twin
-    return model
+    if not isinstance(members, list) or len(members) < 2:
+        return model
+    kept: dict[tuple[str, ...], Any] = {}
+    for member in members:
+        kept.setdefault(_structure(member), member)
+    if len(kept) == len(members):
+        return model
+    twin = copy.copy(model)
+    twin.estimators_ = list(kept.values())
+    return twin
 
 
 def _trusted_types(model: Any) -> list[str]:

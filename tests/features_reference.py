@@ -45,6 +45,11 @@ TEST_SPEC: dict[str, Any] = {
             "windows": ["30d", "90d", "180d", "1y", "career"],
             "metrics": ["count", "sustained", "share_sustained", "days_since"],
         },
+        {
+            "sources": ["complaint", "force_complaint"],
+            "windows": ["1y", "career"],
+            "metrics": ["not_sustained", "unfounded", "exonerated"],
+        },
         {"sources": ["complaint", "use_of_force"], "windows": ["90d", "1y"], "metrics": ["trend"]},
         {
             "sources": ["use_of_force", "complaint"],
@@ -116,6 +121,8 @@ def make_package(
         ev_date = choose(DATE_POOL)
         reported = ev_date + dt.timedelta(days=choose([0, 0, 1, 30, 90]))
         finding = choose(FINDINGS)
+        if finding == "no_finding" and k % 2:  # no extra draw: seeded packages stay the same
+            finding = "exonerated"
         fdate = None
         if finding not in (None, "pending"):
             fdate = reported + dt.timedelta(days=choose([0, 1, 30, 200, 400]))
@@ -247,6 +254,12 @@ def _aggregate(known: list, t: dt.date, col: Any, sources: dict[str, dict[str, A
         return n
     if m == "sustained":
         return sustained
+    if m in ("not_sustained", "unfounded", "exonerated"):
+        return sum(
+            1
+            for e in evs
+            if e.finding == m and _d(e.finding_date) is not None and _d(e.finding_date) < t
+        )
     if m == "share_sustained":
         return sustained / decided if decided else float("nan")
     if m == "days_since":

@@ -57,6 +57,22 @@ def test_descriptions_format_with_value_and_group() -> None:
     assert len(df) == len(spec.columns)
 
 
+def test_counts_by_finding_are_named_and_described() -> None:
+    spec = spec_from_dict(TEST_SPEC)
+    by = {c.name: c for c in spec.columns}
+    col = by["force_complaint_career_unfounded"]
+    assert (col.family, col.dtype, col.metric) == ("finding", "int", "unfounded")
+    assert by["complaint_1y_not_sustained"].description_template.format(value=2) == (
+        "2 complaint events in the last year found not sustained"
+    )
+    with pytest.raises(SpecError, match="unknown metric 'dismissed'"):
+        spec_from_dict(
+            _spec(
+                aggregates=[{"sources": ["complaint"], "windows": ["1y"], "metrics": ["dismissed"]}]
+            )
+        )
+
+
 def test_network_descriptions_read_as_sentences() -> None:
     from models.rules import render_template
 

@@ -117,3 +117,41 @@ def test_yaml_grids(tmp_path: Path) -> None:
     families = {m.estimator for m in default.grid}
     assert {"logistic_regression", "random_forest", "hist_gradient_boosting"} <= families
     assert len(expand_grid(default.grid)) >= 3
+
+
+def test_soft_vote_of_lr_and_hgb_is_one_sklearn_candidate() -> None:
+    import pickle
+
+    X, y = _xy()
+    (cand,) = expand_grid(
+        [
+            {
+                "name": "vote",
+                "estimator": "lr_hgb_vote",
+                "params": {"lr__model__C": 0.5, "hgb__max_iter": 20, "hgb__max_depth": 3},
+            }
+        ],
+        seed=7,
+    )
+    assert cand.name == "vote[hgb__max_depth=3,hgb__max_iter=20,lr__model__C=0.5]"
+    est = cand.build(n_jobs=1)
+    assert type(est).__name__ == "VotingClassifier" and est.voting == "soft"
+    lr, hgb = dict(est.estimators)["lr"], dict(est.estimators)["hgb"]
+    # the LR member keeps its impute + scale pipeline; both members are seeded
+    assert [step for step, _ in lr.steps] == ["impute", "scale", "model"]
+    assert lr.named_steps["model"].C == 0.5 and lr.named_steps["model"].random_state == 7
+    assert hgb.max_iter == 20 and hgb.max_depth == 3 and hgb.random_state == 7
+    fitted = clone(est).fit(X, y)  # X has NaNs: the imputer and HGB deal with them
+    p = fitted.predict_proba(X)[:, 1]
+    members = [m.predict_proba(X)[:, 1] for m in fitted.estimators_]
+    assert np.allclose(p, np.mean(members, axis=0))  # soft voting: the mean probability
+    assert np.array_equal(p, clone(est).fit(X, y).predict_proba(X)[:, 1])
+    back = pickle.loads(pickle.dumps(fitted))
+    assert np.array_equal(back.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_soft_vote_refuses_bad_member_parameters() -> None:
+    with pytest.raises(GridError, match="unknown parameter.*hgb__foo"):
+        make_estimator("lr_hgb_vote", {"hgb__foo": 1})
+    with pytest.raises(ValidationError, match="set by the experiment"):
+        expand_grid([{"name": "v", "estimator": "lr_hgb_vote", "params": {"hgb__random_state": 1}}])

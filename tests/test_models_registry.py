@@ -132,3 +132,38 @@ def test_register_models_writes_each_model_serially_or_in_forked_workers(
         assert registry.resolve(f"{name}@champion", uri=uri) == (name, out[0]["version"])
     finally:
         get_settings.cache_clear()
+
+
+def test_soft_vote_registers_and_loads_back(data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    """The LR + HGB soft vote is saved with skops like every model and loads back whole."""
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-vote"
+    model = make_estimator(
+        "lr_hgb_vote", {"lr__model__C": 0.5, "hgb__max_iter": 20}, seed=2, n_jobs=1
+    ).fit(X, y)
+    tags = {"ews.agency": "regtest-vote", "ews.label": "sustained", "ews.candidate": "vote"}
+    version = registry.register_model(model, name, X, tags, uri=uri)
+    loaded = registry.load_model(f"{name}/{version}", uri=uri, artifacts=False)
+    assert type(loaded.model).__name__ == "VotingClassifier"
+    assert np.allclose(loaded.model.predict_proba(X), model.predict_proba(X))
+
+
+def test_trusted_types_come_from_one_member_of_each_kind(
+    data: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    """The types to trust are read from a twin keeping one member of each kind: a forest's
+    twin has one tree and names the same types as the whole forest; a vote of unlike
+    members keeps them all."""
+    import skops.io as sio
+
+    X, y = data
+    forest = make_estimator("random_forest", {"n_estimators": 12}, seed=0).fit(X, y)
+    twin = registry._twin(forest)
+    assert len(twin.estimators_) == 1 and len(forest.estimators_) == 12
+    whole = sorted(sio.get_untrusted_types(data=sio.dumps(forest)))
+    assert registry._trusted_types(forest) == whole
+    vote = make_estimator("lr_hgb_vote", {"hgb__max_iter": 5}, seed=0, n_jobs=1).fit(X, y)
+    assert registry._twin(vote) is vote
+    assert registry._structure(vote) != registry._structure(vote.estimators_[0])
+    assert sorted(sio.get_untrusted_types(data=sio.dumps(vote))) == registry._trusted_types(vote)

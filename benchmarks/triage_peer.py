@@ -276,6 +276,12 @@ def format_triage_peer(run: TriagePeerRun, triage: Sequence[TriageRun] = ()) -> 
         f"ews train, end to end from the command line: {run.train_seconds:6.1f} s "
         f"(triage's reference figure, {TRIAGE_SECONDS_QUIET} s on a quiet machine of another "
         f"session: {speed:.1f}x)",
+        f"  CPU {run.train_cpu_seconds:.1f} s (all threads; on an idle 2-core machine the wall "
+        f"time is at least half of it); load average before the run: {load}; "
+        f"EWS_THREADS={run.threads}",
+        f"  {run.predictions} test predictions written, {run.registered} models registered",
+        f"not in triage's figure: ews ingest {run.ingest_seconds:.1f} s, "
+        f"MLflow store creation {run.store_seconds:.1f} s",
     ]
     for t in triage:
         what = "with" if t.replace else "without"
@@ -286,12 +292,6 @@ def format_triage_peer(run: TriagePeerRun, triage: Sequence[TriageRun] = ()) -> 
         if t.phases:
             lines.append(f"  {t.phases}")
     lines += [
-        f"  CPU {run.train_cpu_seconds:.1f} s (all threads; on an idle 2-core machine the wall "
-        f"time is at least half of it); load average before the run: {load}; "
-        f"EWS_THREADS={run.threads}",
-        f"  {run.predictions} test predictions written, {run.registered} models registered",
-        f"not in triage's figure: ews ingest {run.ingest_seconds:.1f} s, "
-        f"MLflow store creation {run.store_seconds:.1f} s",
         "",
         "steps, wall s: "
         + ", ".join(

@@ -215,8 +215,9 @@ def _trusted_types(model: Any) -> list[str]:
     MLflow stores scikit-learn models with skops (no arbitrary code runs on load); types
     outside skops' default list (``numpy.dtype`` in forests, for example) must be named at
     save time. We name exactly those found in the model we built and are registering, read
-    once per model structure from a one-member twin of an ensemble. Should the twin miss a
-    type, MLflow's verifying load refuses the model: nothing untrusted is ever accepted.
+    once per model structure from a twin keeping one member of each kind (:func:`_twin`).
+    Should the twin miss a type, MLflow's verifying load refuses the model: nothing
+    untrusted is ever accepted.
     """
     import skops.io as sio
 
@@ -488,7 +489,7 @@ def register_models(
             )
             for i, e in enumerate(entries)
         ]
-        _save_all(jobs)  # before the run and any store connection: workers are forked
+        _save_all(jobs)  # workers are forked: before the MLflow run starts; they use no store
         set_experiment(uri)
         c = client(uri)
         with mlflow.start_run(run_name=run_name) as run:

@@ -51,7 +51,9 @@ def users_add(
 ) -> None:
     """Create a user and print their token (shown once; only its hash is stored)."""
     from api.security import create_user
+    from ews.cli_style import check_agency
 
+    check_agency(agency)
     with _database() as db:
         token = create_user(db, username, role, agency, unit or [], expires=expires)
     typer.echo(token)

@@ -352,7 +352,11 @@ def build_features(
     from features.diagnostics import degenerate_columns
 
     names = [c.name for c in spec.columns]
-    notes = degenerate_columns(frame, names).lines(len(names))
+    degenerate = degenerate_columns(frame, names)
+    notes = degenerate.lines(len(names))
+    also = [c for c in empty if c not in degenerate.empty]  # the others are named above
+    if also:
+        notes.append(f"left out (no value on any training date): {', '.join(also)}")
     return Features(frame=frame, columns=cols, left_out=empty, notes=notes)
 
 

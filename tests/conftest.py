@@ -10,6 +10,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -19,6 +20,21 @@ import pytest  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHICAGO = SHARED / "data" / "chicago-cpdp-2018"
 TRIAGE_PEER = SHARED / "data" / "triage-peer-10k"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With EWS_TEST_CPU_LOG=FILE, append a line per test: its node id, the CPU seconds of
+    this process (every thread: DuckDB, the served app) and the wall seconds, set-up and
+    tear-down included; `scripts/test.sh` sums them per file. CPU time barely depends on how
+    busy the machine is, so runs on a shared machine compare."""
+    log = os.environ.get("EWS_TEST_CPU_LOG")
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    if log:
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        with open(log, "a") as f:
+            f.write(f"{item.nodeid}\t{cpu:.3f}\t{wall:.3f}\n")
 
 
 @pytest.fixture

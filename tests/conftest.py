@@ -22,6 +22,23 @@ CHICAGO = SHARED / "data" / "chicago-cpdp-2018"
 TRIAGE_PEER = SHARED / "data" / "triage-peer-10k"
 
 
+# Whole files that `bash scripts/test.sh --quick` leaves to CI (CI runs everything): each
+# takes a minute or more of CPU (Spark's JVM, the browser, the notebooks' kernels, thousands of
+# generated API calls). Single slow tests elsewhere carry @pytest.mark.slow.
+SLOW_FILES = {
+    "test_features_spark.py",
+    "test_pages_browser.py",
+    "test_notebooks.py",
+    "test_api_schemathesis.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """With EWS_TEST_CPU_LOG=FILE, append a line per test: its node id, the CPU seconds of

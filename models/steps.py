@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ews.store import Snapshot
-    from models.experiment import ExperimentConfig
+    from models.config import ExperimentConfig
     from models.grid import Candidate
     from models.splitter import Split
 
@@ -103,7 +103,7 @@ def check_config(config: ExperimentConfig, source: Snapshot | Path | None) -> Ch
     names event types the data hold, the cohort's assignment kind is in the data, and
     ``label_lag`` names known labels. Raises :class:`ConfigProblems` listing every problem."""
     from features.durations import parse_duration as label_duration
-    from models.experiment import cohort_spec, label_spec, load_feature_spec
+    from models.config import cohort_spec, label_spec, load_feature_spec
     from models.grid import expand_grid
     from models.rules import make_rule
     from models.splitter import parse_duration
@@ -262,7 +262,7 @@ def plan_splits(
     """Lay out, per label (a label may have its own label lag), the outer splits, each with
     ``splitter.inner_splits`` validation splits inside its training years (none when 0: no
     selection), and, with ``deploy`` and selection on, the deployment split."""
-    from models.experiment import ExperimentError, data_end, make_splitter
+    from models.config import ExperimentError, data_end, make_splitter
 
     n_inner = config.splitter.inner_splits
     plan = Plan(splits={}, inner={})
@@ -325,7 +325,7 @@ def build_features(
     check a ``prebuilt`` frame covers them; the model inputs are the numeric columns (never a
     protected attribute) with a value on some outer training date."""
     from features.build import build_features as build
-    from models.experiment import ExperimentError, numeric_feature_columns
+    from models.config import ExperimentError, numeric_feature_columns
 
     dates = plan.feature_dates()
     frame = build(source, dates, spec=spec, cohort=cohort) if prebuilt is None else prebuilt
@@ -367,7 +367,7 @@ class Labels:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, label: str, dates: Sequence[date], known_by: date | None) -> pd.DataFrame:
-        from models.experiment import ExperimentError
+        from models.config import ExperimentError
 
         frame = self.frames.get((label, known_by))
         if frame is None:
@@ -409,7 +409,7 @@ def build_labels(source: Snapshot | Path, plan: Plan, specs: dict[str, Any], coh
 
 def join(features: pd.DataFrame, labels: pd.DataFrame, dates: Sequence[date]) -> pd.DataFrame:
     """Feature rows at ``dates`` with their label (inner join on officer and as-of date)."""
-    from models.experiment import ExperimentError
+    from models.config import ExperimentError
 
     wanted = {_ts(d) for d in dates}
     rows = features[features["as_of_date"].isin(wanted)]

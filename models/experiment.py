@@ -133,6 +133,7 @@ class ExperimentResult:
     cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per step
     predictions: pd.DataFrame | None = None  # every test row's score per model
     fitted: list[Champion] = field(default_factory=list)  # the others, with register: all
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> promotion gate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +161,7 @@ class ExperimentResult:
                 if c.registered
             ],
             "deployment": self.deployment,
+            "gates": self.gates,
             "timings": self.timings,
             "cpu_timings": self.cpu_timings,
             "notes": self.notes,
@@ -246,6 +248,7 @@ def run_experiment(
     each line to a function). ``features`` may pass a prebuilt feature frame covering every
     needed as-of date; otherwise they are built once here."""
     from models import steps
+    from models.gates import promotion_gate
 
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
@@ -274,12 +277,17 @@ def run_experiment(
         labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
     run = _Run(config, checked, plan, feats, labels, clock)
     for label in checked.labels:
+        # every choice first (each on its own validation splits, by the same rule), so that
+        # each test date evaluates both its own choice and the config that is deployed
+        run.choose(label)
         for sp in plan.splits[label]:
             run.outer_split(label, sp)
     for label in checked.labels:
         if plan.deploy.get(label) is not None:
             run.refit(label)
     result = run.result(agency, snapshot_id)
+    for label, champ in result.champions.items():
+        result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
     n = len(result.champions) + len(result.fitted)
     if tracking and n:
         with clock.step("register", f"registering {n} models in MLflow"):
@@ -314,6 +322,9 @@ class _Run:
         self.fitted: list[Champion] = []
         self.notes: list[str] = []
         self.parts: list[pd.DataFrame] = []
+        self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
+        self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
+        self.deployed: dict[str, str | None] = {}  # label -> the config registered
         self.total = plan.n_fits(len(checked.candidates))
         self.done = 0
         self.n_splits = sum(len(v) for v in plan.splits.values())
@@ -330,48 +341,75 @@ class _Run:
         left = per_fit * (self.total - self.done)
         return f"; {self.done}/{self.total} fits, about {left:.0f} s left"
 
-    def select(self, label: str, inner: list[Any]) -> tuple[str | None, dict[str, Any], list[Any]]:
+    def select(self, label: str, inner: list[Any]) -> tuple[Any, dict[str, Any], list[Any]]:
+        """The decision among the grid on ``inner`` validation splits (see
+        :func:`models.steps.decide`), the scores and the splits used."""
         from models import steps
+        from models.grid import simplicity_key
 
         cands = self.checked.candidates
         with self.clock.step("select"):
             per_split, used = steps.validation_metrics(
                 inner, label, self.features, self.labels, cands, self.config, self.tick
             )
-            chosen, scores = steps.select(
+            decision, scores = steps.decide(
                 per_split,
                 [c.name for c in cands],
                 self.config.selection_metric,
                 self.config.selection_penalty,
+                [c.name for c in sorted(cands, key=simplicity_key)],
             )
-        return chosen, scores, used
+        return decision, scores, used
+
+    def choose(self, label: str) -> None:
+        """Every choice of ``label``: one per evaluated split, on its validation splits, and
+        the deployment's, on the deployment split's; the deployed config is the deployment's
+        choice (without a deployment split, the latest split's)."""
+        config = self.config
+        self.choices[label] = {}
+        for sp in self.plan.splits[label]:
+            inner = self.plan.inner[label][sp.test_as_of]
+            if not inner:
+                continue
+            self.clock.note(f"{label} {sp.test_as_of}: choosing on {len(inner)} validation splits")
+            decision, scores, used = self.select(label, inner)
+            self.choices[label][sp.test_as_of] = decision.chosen
+            self.selection.append(
+                {
+                    "label": label,
+                    "test_date": sp.test_as_of.isoformat(),
+                    "chosen": decision.chosen,
+                    "metric": config.selection_metric,
+                    "penalty": config.selection_penalty,
+                    "label_lag": config.splitter.lag_for(label),
+                    "scores": scores,
+                    "decision": decision.as_dict(),
+                    "inner_splits": used,
+                    "made_on": "training years only",
+                }
+            )
+        deploy = self.plan.deploy.get(label)
+        if deploy is not None:
+            self.clock.note(f"{label}: choosing the config to deploy as of {deploy.test_as_of}")
+            decision, scores, used = self.select(label, self.plan.deploy_inner[label])
+            self.deploy_choice[label] = (decision, scores, used)
+            self.deployed[label] = decision.chosen
+        elif self.plan.splits[label]:
+            self.deployed[label] = self.choices[label].get(self.plan.splits[label][-1].test_as_of)
 
     def outer_split(self, label: str, sp: Any) -> None:
         from models import steps
 
         config, cands = self.config, self.checked.candidates
         self.split_no += 1
-        inner = self.plan.inner[label][sp.test_as_of]
+        chosen = self.choices[label].get(sp.test_as_of)
+        deployed = self.deployed.get(label)
         self.clock.note(
             f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
             f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
-            + (f", {len(inner)} validation splits to choose on" if inner else "")
+            + (f"; chosen {chosen}" if chosen else "")
+            + (f", deployed {deployed}" if deployed and deployed != chosen else "")
         )
-        chosen, scores, used = self.select(label, inner) if inner else (None, {}, [])
-        if inner:
-            self.selection.append(
-                {
-                    "label": label,
-                    "test_date": sp.test_as_of.isoformat(),
-                    "chosen": chosen,
-                    "metric": config.selection_metric,
-                    "penalty": config.selection_penalty,
-                    "label_lag": config.splitter.lag_for(label),
-                    "scores": scores,
-                    "inner_splits": used,
-                    "made_on": "training years only",
-                }
-            )
         with self.clock.step("fit candidates"):
             fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
         with self.clock.step("evaluate"):
@@ -380,7 +418,9 @@ class _Run:
         with self.clock.step("compare with rules"):
             descriptions = {c.name: c.description_template for c in self.checked.spec.columns}
             rules = steps.fit_rules(fit, self.checked.rules, config.ks, descriptions)
-            self.records += steps.split_records(fit, evals, rules, cands, chosen, config)
+            self.records += steps.split_records(
+                fit, evals, rules, cands, chosen, config, deployed=deployed
+            )
         for r in rules:
             if r.error:
                 self.notes.append(f"{label} {sp.test_as_of}: rule {r.name} not fitted: {r.error}")
@@ -391,7 +431,7 @@ class _Run:
             model = fit.models.get(cand.name)
             if model is None:
                 continue
-            if cand.name == chosen and last:
+            if cand.name == deployed and last:
                 champ = _champion(label, cand, model, fit, sp, fitted_rules, config)
                 champ.test_metrics = evals[cand.name].metrics
                 self.champions[label] = champ
@@ -407,8 +447,9 @@ class _Run:
         from models import steps
 
         deploy = self.plan.deploy[label]
-        self.clock.note(f"{label}: choosing and refitting the champion as of {deploy.test_as_of}")
-        chosen, scores, used = self.select(label, self.plan.deploy_inner[label])
+        self.clock.note(f"{label}: refitting the champion as of {deploy.test_as_of}")
+        decision, scores, used = self.deploy_choice[label]
+        chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
         with self.clock.step("refit"):
             rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
@@ -442,6 +483,7 @@ class _Run:
                 "as_of": deploy.test_as_of.isoformat(),
                 "chosen": chosen,
                 "scores": scores,
+                "decision": decision.as_dict(),
                 "inner_splits": used,
                 "train_as_of": [d.isoformat() for d in deploy.train_as_of],
                 "train_labels_known_by": deploy.label_known_by.isoformat()
@@ -556,15 +598,21 @@ def model_tags(result: ExperimentResult, champ: Champion) -> dict[str, Any]:
 
 
 def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict[str, str]]:
-    """Register each label's champion (alias ``champion``) and, with ``register: all``, every
-    other fitted model (no alias), each with its trace tags, the experiment config, the fitted
-    rules, a background sample and the results. Returns label -> champion's registration."""
+    """Register each label's champion (alias ``champion`` if it passed its promotion gate,
+    :mod:`models.gates`; else no alias, the gate's verdict in its tags) and, with
+    ``register: all``, every other fitted model (no alias), each with its trace tags, the
+    experiment config, the fitted rules, a background sample and the results. Returns
+    label -> champion's registration."""
     from models import registry
 
     payload = _json_safe(result.to_dict())
-    entries: list[tuple[Champion, str | None]] = [
-        (c, registry.CHAMPION) for c in result.champions.values()
-    ]
+    from models.gates import gate_tags
+
+    def alias(c: Champion) -> str | None:  # the alias only through the promotion gate
+        gate = result.gates.get(c.label)
+        return registry.CHAMPION if gate is None or gate.get("passed") else None
+
+    entries: list[tuple[Champion, str | None]] = [(c, alias(c)) for c in result.champions.values()]
     entries += [(c, None) for c in result.fitted]
     versions = registry.register_models(
         [
@@ -572,7 +620,14 @@ def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict
                 model=c.model,
                 name=registry.model_name(result.agency, c.label),
                 example=c.background,
-                tags=model_tags(result, c),
+                tags={
+                    **model_tags(result, c),
+                    **(
+                        gate_tags(result.gates[c.label])
+                        if c.label in result.gates and result.champions.get(c.label) is c
+                        else {}
+                    ),
+                },
                 rules=c.rules,
                 background=c.background,
                 params={"candidate": c.candidate.get("name"), **c.candidate.get("params", {})},
@@ -590,8 +645,8 @@ def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict
         uri=uri,
         run_name=f"ews-{result.agency}-{result.config_hash}",
     )
-    for (champ, _), reg in zip(entries, versions, strict=True):
-        champ.registered = reg
+    for (champ, given), reg in zip(entries, versions, strict=True):
+        champ.registered = {**reg, "alias": given or ""}
     return {label: c.registered for label, c in result.champions.items() if c.registered}
 
 

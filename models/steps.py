@@ -554,26 +554,143 @@ def predictions(fit: SplitFit, evaluations: dict[str, Evaluation]) -> pd.DataFra
 # --------------------------------------------------------------------------- select
 
 
+TIE_RULE = "simplest within one standard error of the best"
+
+
+@dataclass
+class Decision:
+    """One choice among the grid and how near it was.
+
+    ``best`` has the highest selection score (mean - penalty x std of the metric over the
+    validation splits); ``se`` is the noise of that score: the standard error of the best
+    candidate's metric over the splits (sample standard deviation / sqrt(splits); None with a
+    single split, where it cannot be measured). Every candidate whose score is within ``se``
+    of the best is ``tied`` with it, and the simplest of them (:func:`models.grid.
+    simplicity_key`) is ``chosen``. ``margin`` is the best's lead over the next candidate;
+    ``gap`` how far the chosen one's score is below the best's (0 when it is the best)."""
+
+    chosen: str | None
+    best: str | None = None
+    best_score: float | None = None
+    runner_up: str | None = None
+    margin: float | None = None
+    se: float | None = None
+    tied: list[str] = field(default_factory=list)
+    gap: float | None = None
+    decided_by: str = "no selection"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": TIE_RULE,
+            "best": self.best,
+            "best_score": self.best_score,
+            "runner_up": self.runner_up,
+            "margin": self.margin,
+            "se": self.se,
+            "tied": self.tied,
+            "gap": self.gap,
+            "decided_by": self.decided_by,
+        }
+
+
+def describe_decision(chosen: str | None, d: dict[str, Any] | None) -> str:
+    """A choice and its margin in words, from a :meth:`Decision.as_dict` record."""
+    if not d or d.get("best") is None:
+        return f"{chosen}" if chosen else "no choice"
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lead = (
+        f"margin {f(d.get('margin'))} over the next, {d.get('runner_up')}"
+        if d.get("runner_up")
+        else "the only candidate with a score"
+    )
+    noise = (
+        f"noise (one standard error) {f(d.get('se'))}"
+        if d.get("se") is not None
+        else ("noise not measurable with one validation split")
+    )
+    if chosen != d["best"]:
+        return (
+            f"{chosen}: the simplest of {len(d['tied'])} candidates within one standard error "
+            f"of the best, {d['best']} ({lead}; {noise}; {chosen} is {f(d.get('gap'))} below)"
+        )
+    if len(d.get("tied") or []) > 1:
+        return f"{chosen}: best and simplest of {len(d['tied'])} within the noise ({lead}; {noise})"
+    return f"{chosen}: best, outside the noise ({lead}; {noise})"
+
+
+def decide(
+    per_split: Sequence[dict[str, Any | None]],
+    names: Sequence[str],
+    metric_name: str,
+    penalty: float,
+    simplest_first: Sequence[str] | None = None,
+) -> tuple[Decision, dict[str, list[float | None]]]:
+    """Choose among ``names`` from their metric on each validation split (``per_split``: one
+    mapping name -> metric value or None per split): the best by mean minus ``penalty`` x
+    standard deviation, or, among those within one standard error of the best, the first in
+    ``simplest_first`` (default: ``names``' order). See :class:`Decision`. No validation
+    split: no choice; no usable value: the first name."""
+    import numpy as np
+
+    from models.metrics import selection_scores
+
+    scores: dict[str, list[float | None]] = {n: [v.get(n) for v in per_split] for n in names}
+    if not per_split:
+        return Decision(chosen=None), scores
+    usable = {n: [{metric_name: v} for v in vals if v is not None] for n, vals in scores.items()}
+    usable = {k: v for k, v in usable.items() if v}
+    if not usable:
+        return Decision(chosen=names[0], decided_by="no candidate had a usable value"), scores
+    table = selection_scores(usable, metric=metric_name, penalty=penalty)
+    table = table[table["score"].notna()].reset_index(drop=True)
+    if table.empty:
+        return Decision(chosen=names[0], decided_by="no candidate had a usable value"), scores
+    best = str(table["model"].iloc[0])
+    best_score = float(table["score"].iloc[0])
+    values = np.array([v for v in scores[best] if v is not None], dtype=float)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    within = set(table.loc[table["score"] >= best_score - (se or 0.0) - 1e-12, "model"])
+    order = list(simplest_first or names)
+    tied = [n for n in order if n in within] + sorted(within - set(order))
+    chosen = tied[0]
+    runner = table.iloc[1] if len(table) > 1 else None
+    decided = (
+        "best, by more than the noise"
+        if len(tied) == 1 and se is not None
+        else "best (noise not measurable with one validation split)"
+        if se is None
+        else TIE_RULE
+    )
+    chosen_score = float(table.loc[table["model"] == chosen, "score"].iloc[0])
+    return (
+        Decision(
+            chosen=chosen,
+            best=best,
+            best_score=best_score,
+            runner_up=None if runner is None else str(runner["model"]),
+            margin=None if runner is None else best_score - float(runner["score"]),
+            se=se,
+            tied=tied,
+            gap=best_score - chosen_score,
+            decided_by=decided,
+        ),
+        scores,
+    )
+
+
 def select(
     per_split: Sequence[dict[str, Any | None]],
     names: Sequence[str],
     metric_name: str,
     penalty: float,
+    simplest_first: Sequence[str] | None = None,
 ) -> tuple[str | None, dict[str, list[float | None]]]:
-    """Choose among ``names`` from their metric on each validation split (``per_split``: one
-    mapping name -> metric value or None per split) by mean minus ``penalty`` x standard
-    deviation. ``(None, scores)`` without any validation split (no selection); the first name
-    when no candidate has a usable value."""
-    from models.metrics import select_model
-
-    scores: dict[str, list[float | None]] = {n: [v.get(n) for v in per_split] for n in names}
-    if not per_split:
-        return None, scores
-    usable = {n: [{metric_name: v} for v in vals if v is not None] for n, vals in scores.items()}
-    usable = {k: v for k, v in usable.items() if v}
-    if not usable:
-        return names[0], scores
-    return str(select_model(usable, metric=metric_name, penalty=penalty)), scores
+    """The chosen name of :func:`decide`, and the scores."""
+    decision, scores = decide(per_split, names, metric_name, penalty, simplest_first)
+    return decision.chosen, scores
 
 
 def validation_metrics(
@@ -769,10 +886,12 @@ def split_records(
     candidates: Sequence[Candidate],
     chosen: str | None,
     config: ExperimentConfig,
+    deployed: str | None = None,
 ) -> list[dict[str, Any]]:
     """The result records of one split: one per rule, then one per candidate (with its
-    equal-volume comparison with every rule; bootstrap intervals for the chosen one)."""
-    from models.metrics import top_flags
+    equal-volume comparison with every rule; bootstrap intervals, of that comparison and of
+    the AUC, for the split's choice and for the ``deployed`` config, the one registered)."""
+    from models.metrics import auc_interval, top_flags
 
     sp, y_train, y_test = fit.split, fit.y_train, fit.y_test
     base = {
@@ -811,6 +930,7 @@ def split_records(
             "method": cand.name,
             "kind": "model",
             "selected": cand.name == chosen,
+            "deployed": cand.name == deployed,
             "candidate": cand.describe(),
         }
         ev = evaluations.get(cand.name)
@@ -818,13 +938,15 @@ def split_records(
             rec.update(error="training labels have a single class", vs_rules={})
             records.append(rec)
             continue
-        n_boot = config.n_boot if cand.name == chosen else 0
+        n_boot = config.n_boot if cand.name in (chosen, deployed) else 0
+        ci = auc_interval(y_test, ev.score, n_boot, config.seed) if n_boot else None
         flags = top_flags(
             ev.score, flag_count(len(ev.score), config.flag_top_pct), seed=config.seed
         )
         rec.update(
             counts(y_test, flags),
             auc=metric(ev.metrics, "roc_auc"),
+            auc_ci95=list(ci) if ci is not None else None,
             ap=metric(ev.metrics, "average_precision"),
             brier=metric(ev.metrics, "brier"),
             metrics=ev.metrics,

@@ -72,7 +72,7 @@ def choice_lines(experiment: Any) -> list[str]:
         )
     for d in experiment.deployment:
         out.append(
-            f"  {d['label']} deployed (as of {d['as_of']}): "
+            f"  {d['label']} to deploy (as of {d['as_of']}): "
             f"{describe_decision(d['chosen'], d.get('decision'))}"
         )
     for label, name in deployed.items():
@@ -87,16 +87,31 @@ def choice_lines(experiment: Any) -> list[str]:
                 f"{', '.join(differ)}; the held-out results shown for the champion are "
                 f"{name}'s own at every test date, beside each date's choice"
             )
-    return out
+    return _wrap(out)
+
+
+def _wrap(lines: list[str], indent: str = "") -> list[str]:
+    """Lines wrapped to 100 columns, continuation lines indented two more spaces."""
+    import textwrap
+
+    wrapped = []
+    for line in lines:
+        lead = indent + " " * (len(line) - len(line.lstrip()))
+        wrapped += textwrap.wrap(
+            line.strip(),
+            width=100,
+            initial_indent=lead,
+            subsequent_indent=lead + "  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return wrapped
 
 
 def champion_lines(experiment: Any, indent: str = "") -> list[str]:
     """What the experiment registered and why: per label the champion, its registered name
     and version (with the alias champion only when it passed the promotion gate), the
     selection that chose it and its margin; wrapped to fit 100 columns after ``indent``."""
-    import textwrap
-
-    from models.steps import describe_decision
 
     config = experiment.config
     metric, penalty = config["selection_metric"], config["selection_penalty"]
@@ -112,10 +127,13 @@ def champion_lines(experiment: Any, indent: str = "") -> list[str]:
         where = f" as {reg['name']} v{reg['version']} ({alias})" if reg else ""
         out.append(f"registered {info['chosen']}{where} for {label}")
         n = len(info.get("inner_splits") or [])
+        decision = info.get("decision") or {}
+        tied = decision.get("tied") or []
+        how = f"simplest of {len(tied)} within one standard error" if len(tied) > 1 else "best"
         out.append(
             f"  why: best {metric} mean - {penalty} x std over {n} validation split(s) inside "
-            f"the training years, near-ties to the simplest: "
-            f"{describe_decision(info['chosen'], info.get('decision'))}"
+            f"the training years, near-ties to the simplest: chosen as the {how} "
+            f"(margin {_num(decision.get('margin'))}, noise {_num(decision.get('se'))})"
         )
         dates = info["train_as_of"]
         out.append(
@@ -123,18 +141,11 @@ def champion_lines(experiment: Any, indent: str = "") -> list[str]:
             f"{dates[-1]}, {info['n_train']:,} rows; its held-out results are this config's "
             "at each test date"
         )
-    wrapped = []
-    for line in out:
-        lead = indent + " " * (len(line) - len(line.lstrip()))
-        wrapped += textwrap.wrap(
-            line.strip(),
-            width=100,
-            initial_indent=lead,
-            subsequent_indent=lead + "  ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-    return wrapped
+    return _wrap(out, indent)
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def gate_lines(experiment: Any) -> tuple[list[str], list[str]]:

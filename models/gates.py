@@ -155,8 +155,8 @@ def gate_paragraph(gate: dict[str, Any], model: str, registered: bool = True) ->
         else "Nothing was registered (--no-register)."
     )
     return (
-        f"{what}: a champion must pass the promotion gate ({gate['criteria']}), and on "
-        f"held-out dates {why}. What the rules achieve: {rules}. Scoring uses the champion; "
+        f"{what}: a champion must pass the promotion gate ({gate['criteria']}), and {why}. "
+        f"What the rules achieve: {rules}. Scoring uses the champion; "
         f"until a model passes, the rules are the better list. {anyway}"
     )
 

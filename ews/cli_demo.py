@@ -77,7 +77,7 @@ def demo(
         )
     from models.cli import champion_lines, choice_lines, gate_lines
 
-    for line in choice_lines(experiment)[1:] + champion_lines(experiment, indent="    "):
+    for line in choice_lines(experiment, header=False) + champion_lines(experiment, "    "):
         typer.echo(line if line.startswith("    ") else "  " + line)
     passed, failed = gate_lines(experiment)
     for paragraph in passed:

@@ -53,7 +53,7 @@ def _seconds(timings: dict[str, float]) -> str:
     )
 
 
-def choice_lines(experiment: Any) -> list[str]:
+def choice_lines(experiment: Any, header: bool = True) -> list[str]:
     """Every choice of the experiment with its margin: per label and test date the split's
     choice, then the deployed config's, each with the best's lead over the next candidate and
     the noise (one standard error) it was judged against; and, where the deployed config
@@ -64,7 +64,7 @@ def choice_lines(experiment: Any) -> list[str]:
     out = [
         f"choices ({config['selection_metric']} mean - {config['selection_penalty']} x std on "
         f"validation splits inside the training years; near-ties: {TIE_RULE}):"
-    ]
+    ][: int(header)]
     deployed = {lbl: c.candidate.get("name") for lbl, c in experiment.champions.items()}
     for s in experiment.selection:
         out.append(

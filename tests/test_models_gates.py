@@ -187,7 +187,7 @@ def test_a_chance_model_is_not_promoted_until_forced(workspace: Path, tmp_path: 
     plain = runner.invoke(app, ["models", "promote", name, "1"])
     assert plain.exit_code == 1 and "did not pass the promotion gate" in plain.output
     assert runner.invoke(app, ["models", "promote", name, "1", "--force"]).exit_code == 2
-    reason = "pilot for the chief's review, rules run beside it"
+    reason = "pilot for the chief, with the rules run beside it"
     forced = runner.invoke(app, ["models", "promote", name, "1", "--force", "--reason", reason])
     assert forced.exit_code == 0, forced.output
     (row,) = [r for r in registry.list_models() if r["agency"] == "chance"]
@@ -222,9 +222,8 @@ def test_a_chance_model_is_not_promoted_until_forced(workspace: Path, tmp_path: 
     from models.audit_report import render_html
 
     html = render_html(report.data)
-    from html import escape
-
-    assert "Promoted by override" in html and escape(reason) in html
+    assert "Promoted by override" in html
+    assert reason in html
 
 
 def test_the_card_shows_the_registered_configs_own_rows(

@@ -898,7 +898,7 @@ def checklist(data: dict[str, Any]) -> list[dict[str, Any]]:
     ask = "Validated on held-out dates, at least as precise as the rules at the same volume"
     gate = (card or {}).get("gate")
     if gate is not None:  # the promotion gate stored on the very version that is champion
-        said = "; ".join(gate.get("reasons") or []) or gate.get("criteria", "")
+        said = "; ".join(gate.get("reasons") or gate.get("summary") or []) or "no figures"
         figure = (
             f"{card['name']} v{card['version']} ({gate.get('method')}) passed the promotion "
             f"gate: {said}"

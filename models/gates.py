@@ -122,6 +122,19 @@ def promotion_gate(records: list[dict[str, Any]], label: str, method: str) -> di
         dates.append(row)
     if not mine:
         reasons.append("it has no held-out results (no test date was evaluated)")
+    summary = []
+    for d in dates:
+        ci = d.get("auc_ci95")
+        text = f"{d['test_date']}: AUC " + ("n/a" if d.get("auc") is None else f"{d['auc']:.2f}")
+        text += f" (95% {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+        if d.get("best_rule"):
+            tp = d.get("ci95_pct_more_tp")
+            text += (
+                f"; at the volume of {d['best_rule']} ({d.get('rule_flagged')}) "
+                f"{d.get('model_tp')} with the outcome against the rule's {d.get('rule_tp')}"
+                + (f" (difference {tp[0]:+.0f}% to {tp[1]:+.0f}%)" if tp else "")
+            )
+        summary.append(text)
     passed = bool(mine) and all(d.get("auc_ok") and d.get("tp_ok") for d in dates)
     return {
         "label": label,
@@ -130,6 +143,7 @@ def promotion_gate(records: list[dict[str, Any]], label: str, method: str) -> di
         "criteria": CRITERIA,
         "point_estimates_only": any(d.get("auc_ci95") is None for d in dates),
         "reasons": reasons,
+        "summary": summary,
         "rules": rules_said,
         "dates": dates,
     }
@@ -163,6 +177,7 @@ def gate_paragraph(gate: dict[str, Any], model: str, registered: bool = True) ->
 
 def gate_tags(gate: dict[str, Any]) -> dict[str, str]:
     """The gate as tags of a registered model version."""
-    detail = {k: gate[k] for k in ("method", "passed", "reasons", "rules") if k in gate}
+    keys = ("method", "passed", "criteria", "reasons", "summary", "rules")
+    detail = {k: gate[k] for k in keys if k in gate}
     text = json.dumps(detail, default=str)
     return {"ews.gate": "passed" if gate["passed"] else "failed", "ews.gate_detail": text[:4900]}

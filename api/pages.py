@@ -238,6 +238,7 @@ def flags_page(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
             review_days=settings.review_days,
+            home=settings.home,
         )
     except HTTPException as e:
         return render(request, "flags.html", session, e.status_code, error=e.detail, **context)
@@ -318,7 +319,9 @@ def officer_page(
 ) -> HTMLResponse:
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of)
+    d = officer_detail(
+        db, session.user, request.url.path, agency, officer_id, as_of, home=settings.home
+    )
     return _officer(
         request, session, db, settings, d, message=("Saved." if done == "saved" else None)
     )
@@ -440,7 +443,13 @@ def review_form(
         asked = form.get("as_of_date")
         day = dt.date.fromisoformat(asked) if asked and len(asked) == 10 else None
         d = officer_detail(
-            db, session.user, f"/officers/{agency}/{officer_id}", agency, officer_id, day
+            db,
+            session.user,
+            f"/officers/{agency}/{officer_id}",
+            agency,
+            officer_id,
+            day,
+            home=settings.home,
         )
         return _officer(request, session, db, settings, d, code, error=str(message))
     target = f"/officers/{agency}/{officer_id}?" + urlencode(

@@ -127,10 +127,12 @@ def reasons(factors: list[Any], rules: list[str]) -> list[str]:
     words; by name for flags scored before rules travelled in words), then the context."""
     from models.explain import rule_lines
 
-    lines = [
+    summarised = any(isinstance(f, dict) and f.get("summary") for f in factors)
+    lines = [  # a summary already names the behaviours that carried the score
         str(f["sentence"])
         for f in factors
         if isinstance(f, dict) and f.get("sentence") and not f.get("context") and not f.get("rule")
+        if not (summarised and f.get("carried"))
     ]
     worded = [f for f in factors if isinstance(f, dict) and f.get("rule")]
     lines.extend(rule_lines(worded))

@@ -124,10 +124,12 @@ def _explanations(
     )
     texts = [e.text for e in out]
     # the rules met travel in words (title, the whole rule, what was met); attributes and
-    # exposure travel beside the reasons, marked as context
+    # exposure travel beside the reasons, marked as context; when no behaviour is at or above
+    # its peers, a summary first says so and which behaviours carried the score
     factors = [
         json.dumps(
-            e.factors
+            ([{"summary": True, "sentence": e.summary}] if e.summary else [])
+            + e.factors
             + [{"rule": r["name"], **r, "sentence": r["reason"]} for r in e.rules]
             + [{"context": True, "sentence": c} for c in e.context],
             default=str,

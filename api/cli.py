@@ -42,15 +42,19 @@ def _database() -> Iterator[AppDatabase]:
 def users_add(
     username: str = typer.Argument(..., help="A unique user name."),
     role: str = typer.Option(..., help="supervisor, reviewer, data_scientist or admin."),
-    agency: str | None = typer.Option(None, help="Limit the user to one agency."),
+    agency: str | None = typer.Option(
+        None, help="Limit the user to one agency (one the workspace holds, once it holds any)."
+    ),
     unit: list[str] | None = typer.Option(None, help="A unit a supervisor oversees (repeat)."),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
 ) -> None:
     """Create a user and print their token (shown once; only its hash is stored)."""
     from api.security import create_user
     from ews.cli_style import check_agency
+    from ews.store import Workspace
 
-    check_agency(agency)
+    if Workspace().agencies():  # users may be set up before the first ingest
+        check_agency(agency)
     with _database() as db:
         token = create_user(db, username, role, agency, unit or [], expires=expires)
     typer.echo(token)

@@ -182,6 +182,15 @@ def train(
     for note in result.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(f"timings: {_seconds(result.timings)}")
+    if any(c.registered for c in result.champions.values()):
+        _keep_report(result.agency)
+
+
+def _keep_report(agency: str) -> None:
+    """The reviewers' audit report and model card, rebuilt when what they show changed."""
+    from models.audit_report import keep_built
+
+    keep_built(agency, lambda line: typer.echo(line, err=True))
 
 
 def evaluate(
@@ -292,6 +301,7 @@ def score(
     )
     if out is not None:
         typer.echo(f"wrote {out}")
+    _keep_report(str(flags.attrs.get("agency") or agency))
 
 
 @models_app.command("list")

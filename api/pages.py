@@ -43,8 +43,16 @@ def _rule_title(name: str) -> str:
     return rule_title(name)
 
 
+def _short_hashes(value: Any) -> Any:
+    """Long hashes shortened, whole in a title (models.audit_report: imported when used)."""
+    from models.audit_report import short_hashes
+
+    return short_hashes(value)
+
+
 templates.env.filters["rule_title"] = _rule_title
 templates.env.filters["audit_words"] = describe
+templates.env.filters["hashes"] = _short_hashes
 COOKIE = "ews_token"
 PAGE_SIZE = 50
 AUDITORS = ("reviewer", "admin")
@@ -581,9 +589,10 @@ def disparities_page(
     charts, tables = {}, {}
     for attr, part in report["by"].items():
         tables[attr] = four_fifths_table(part["groups"], context["min_group"])
-        charts[attr] = rate_chart(
-            tables[attr]["rows"], tables[attr]["line"], f"Flag rate by {attr}"
-        )
+        if tables[attr]["line"] is not None:  # no chart of groups too small to rate
+            charts[attr] = rate_chart(
+                tables[attr]["rows"], tables[attr]["line"], f"Flag rate by {attr}"
+            )
     return render(
         request,
         "disparities.html",

@@ -1135,10 +1135,27 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
     return charts
 
 
+def short_hashes(value: Any) -> Any:
+    """``value`` as HTML with its hex strings of 16 or more characters (hashes) shortened to
+    12 with the whole value in a title: a 64-character hash does not wrap and would widen
+    the page. Returns markupsafe.Markup (the rest of the text escaped)."""
+    from markupsafe import Markup, escape
+
+    out, last, text = [], 0, str(value)
+    for m in re.finditer(r"\b[0-9a-f]{16,}\b", text):
+        h = m.group()
+        out += [
+            escape(text[last : m.start()]),
+            Markup('<code title="{}">{}…</code>').format(h, h[:12]),
+        ]
+        last = m.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, no script)."""
     from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
-    from markupsafe import Markup, escape
 
     env = Environment(
         loader=FileSystemLoader(str(Path(__file__).parent)),
@@ -1164,20 +1181,6 @@ def render_html(data: dict[str, Any]) -> str:
             return f"{float(v):.{digits}f}"
         except (TypeError, ValueError):
             return str(v)
-
-    def short_hashes(v: Any) -> Markup:
-        """Hex strings of 16 or more characters (hashes) shortened to 12, the whole value in
-        a title: a 64-character hash does not wrap and would widen the page."""
-        out, last = [], 0
-        text = str(v)
-        for m in re.finditer(r"\b[0-9a-f]{16,}\b", text):
-            out += [escape(text[last : m.start()]), _short(m.group())]
-            last = m.end()
-        out.append(escape(text[last:]))
-        return Markup("".join(str(x) for x in out))
-
-    def _short(h: str) -> Markup:
-        return Markup('<code title="{}">{}…</code>').format(h, h[:12])
 
     env.filters["pct"] = pct
     env.filters["num"] = num
@@ -1206,11 +1209,16 @@ def workspace_folder(agency: str, home: Path | None = None) -> Path:
 
 
 def write_report(
-    report: AuditReport, out: Path | None = None, home: Path | None = None
+    report: AuditReport,
+    out: Path | None = None,
+    home: Path | None = None,
+    key: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the report's HTML, PDF and JSON into the workspace (``reports/<agency>/``, where
     the pages read the newest) and, when ``out`` is given, into ``out`` too. Returns the
-    paths written in ``out`` (or in the workspace)."""
+    paths written in ``out`` (or in the workspace). ``key``: the :func:`report_key` read
+    before the report was built, kept beside it (the pages rebuild a report whose key is
+    no longer the current one)."""
     pdf = render_pdf(report.html)
     blobs = {
         "html": report.html.encode("utf-8"),
@@ -1226,6 +1234,8 @@ def write_report(
             tmp.write_bytes(blob)
             tmp.replace(path)
             written[ext] = path
+    if key is not None:
+        _key_path(report.agency, workspace_folder(report.agency, home)).write_text(json.dumps(key))
     return written
 
 
@@ -1302,8 +1312,8 @@ def report_key(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]:
     return {"snapshot": snapshot, "champions": champions, "runs": runs, "drift": drift}
 
 
-def _key_path(agency: str, home: Path) -> Path:
-    return workspace_folder(agency, home) / f"{REPORT_NAME}-{agency}.key.json"
+def _key_path(agency: str, folder: Path) -> Path:
+    return folder / f"{REPORT_NAME}-{agency}.key.json"
 
 
 def _marker(agency: str, home: Path) -> Path:
@@ -1312,7 +1322,7 @@ def _marker(agency: str, home: Path) -> Path:
 
 def stored_key(agency: str, home: Path) -> dict[str, Any] | None:
     """The key the stored report was built with (None: none stored, or from before keys)."""
-    path = _key_path(agency, home)
+    path = _key_path(agency, workspace_folder(agency, home))
     try:
         found: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -1369,8 +1379,7 @@ def refresh_report(
             review_days=settings.review_days,
             drift_rows=drift_history(agency, db=db),
         )
-        write_report(report, home=home)
-        _key_path(agency, home).write_text(json.dumps(key))
+        write_report(report, home=home, key=key)
     finally:
         marker.unlink(missing_ok=True)
     if progress:

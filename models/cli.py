@@ -186,6 +186,20 @@ def train(
         _keep_report(result.agency)
 
 
+def _report_key(agency: str) -> dict[str, Any]:
+    """What the workspace copy of the report depends on (the pages keep it while current)."""
+    from ews.db import open_app_database
+    from ews.settings import get_settings
+    from models.audit_report import report_key
+
+    settings = get_settings()
+    db = open_app_database(settings)
+    try:
+        return report_key(agency, settings, db)
+    finally:
+        db.dispose()
+
+
 def _keep_report(agency: str) -> None:
     """The reviewers' audit report and model card, rebuilt when what they show changed."""
     from models.audit_report import keep_built
@@ -543,13 +557,14 @@ def audit_report(
     agency = resolve_agency(agency)
     known: tuple[type[Exception], ...] = (ReportError, *_known_errors())
     try:
+        key = _report_key(agency) if (min_group, min_pairs) == (20, 10) else None
         report = build_report(
             agency,
             min_group=min_group,
             min_pairs=min_pairs,
             drift_rows=drift_history(agency),
         )
-        paths = write_report(report, out)
+        paths = write_report(report, out, key=key)
     except known as exc:
         _fail(exc)
         return

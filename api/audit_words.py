@@ -60,5 +60,12 @@ def describe(entry: dict[str, Any]) -> str:
             return f"read officer {officer}'s flag{on}"
     if action == "write" and view:
         return f"rebuilt the {_words(view)}"
+    if action == "write" and "drift_run" in detail:
+        alert = "ALERT" if detail.get("alert") else "no alert"
+        return f"checked drift of {detail.get('model')}{on}: {alert}"
+    if action == "admin":
+        user, role = detail.get("user"), detail.get("role")
+        whom = f" for {user}" + (f" ({_words(role)})" if role else "") if user else ""
+        return f"ran {entry.get('resource')}{whom}"
     rest = ", ".join(f"{_words(k)} {v}" for k, v in detail.items() if not isinstance(v, list))
     return f"{_words(action)}{f' ({rest})' if rest else ''}"

@@ -1281,7 +1281,8 @@ _FAILED: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}  # slot -> (key,
 
 def report_key(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]:
     """What the stored report of ``agency`` depends on, read in milliseconds: the current
-    snapshot, the champion versions, the current scoring runs and the newest drift check.
+    snapshot, the champion versions, the current scoring runs, the newest drift check and
+    the report's template.
     A stored report with another key is stale. (The review workflow and the access log move
     with every click: the report shows them as of when it was written; "Rebuild" renews.)"""
     from sqlalchemy import func, select
@@ -1309,7 +1310,16 @@ def report_key(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]:
             )
         )
         drift = s.scalar(select(func.max(DriftRun.id)).where(DriftRun.agency == agency))
-    return {"snapshot": snapshot, "champions": champions, "runs": runs, "drift": drift}
+    import hashlib
+
+    layout = hashlib.sha256(Path(__file__).with_name("audit_report.html").read_bytes())
+    return {
+        "snapshot": snapshot,
+        "champions": champions,
+        "runs": runs,
+        "drift": drift,
+        "layout": layout.hexdigest()[:12],  # a new report layout rebuilds it too
+    }
 
 
 def _key_path(agency: str, folder: Path) -> Path:
@@ -1332,16 +1342,35 @@ def stored_key(agency: str, home: Path) -> dict[str, Any] | None:
 
 def building_since(agency: str, home: Path) -> str | None:
     """When the running build of the report of ``agency`` started ("YYYY-MM-DD HH:MM UTC"),
-    by this or another process; None when none runs."""
+    by this or another process of this machine; None when none runs (a marker left by a
+    process that ended, or older than STALE_BUILD_S, does not count)."""
+    import os
     import time
 
     path = _marker(agency, home)
     try:
         if time.time() - path.stat().st_mtime > STALE_BUILD_S:
             return None
-        return path.read_text().strip() or None
+        since, _, pid = path.read_text().partition("\n")
     except OSError:
         return None
+    if pid.strip().isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return since.strip() or None
+
+
+def _mark_building(agency: str, home: Path) -> None:
+    import os
+
+    marker = _marker(agency, home)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    marker.write_text(f"{stamp}\n{os.getpid()}")
 
 
 def refresh_report(
@@ -1365,8 +1394,7 @@ def refresh_report(
     if not force and stored_key(agency, home) == key and stored_report(agency, "pdf", home):
         return False
     marker = _marker(agency, home)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    _mark_building(agency, home)
     t0 = time.perf_counter()
     try:
         if progress:
@@ -1415,9 +1443,7 @@ def start_refresh(agency: str, settings: Any, db: AppDatabase, force: bool = Fal
 
     with _BUILDS_LOCK:
         if slot not in _BUILDS:
-            marker = _marker(agency, home)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+            _mark_building(agency, home)
             thread = threading.Thread(target=run, name=f"report-{agency}", daemon=True)
             _BUILDS[slot] = thread
             thread.start()

@@ -648,3 +648,48 @@ def test_api_serves_the_report_figures(world: dict[str, Any]) -> None:
             url, params={"agency": "nowhere"}, headers={"Authorization": f"Bearer {other}"}
         )
         assert hidden.status_code == 404 and hidden.text == nowhere.text
+
+
+def test_timeliness_is_a_share_of_the_closed_windows(world: dict[str, Any]) -> None:
+    """Per unit and per supervisor, and the checklist's "timely": at least 80% of the flags
+    whose review window has closed reviewed within it, not one review."""
+    from ews.reviews import review_summary
+    from models.audit_report import checklist
+
+    db = world["db"]
+    n_flags = len(world["flagged"])
+    later = dt.date.today() + dt.timedelta(days=60)  # every window closed
+    summary = review_summary(db, AGENCY, 14, today=later)
+    t = summary["totals"]
+    assert t["due"] == n_flags and t["reviewed_in_time"] == 6  # reviewed after 1..6 days
+    assert sum(g["flagged"] for g in summary["by_unit"]) == n_flags
+    assert sum(g["in_time"] for g in summary["by_unit"]) == 6
+    assert all(g["flagged"] for g in summary["by_supervisor"])
+    strict = review_summary(db, AGENCY, 3, today=later)  # a 3-day window: 3 of 6 in time
+    assert strict["totals"]["reviewed_in_time"] == 3
+
+    def timely(totals: dict[str, Any]) -> dict[str, Any]:
+        workflow = {**_minimal({})["workflow"], "count": 1, "totals": totals}
+        items = checklist(_minimal({"workflow": workflow}))
+        return next(i for i in items if i["ask"].startswith("Reviews are timely"))
+
+    one = timely({**t, "flagged": 304, "reviewed": 1, "due": 304, "reviewed_in_time": 1})
+    assert one["status"] == "not met" and "1 of 304" in one["figure"]
+    most = timely({**t, "flagged": 10, "reviewed": 8, "due": 10, "reviewed_in_time": 8})
+    assert most["status"] == "met" and "(80%)" in most["figure"]
+    early = timely({**t, "flagged": 10, "reviewed": 0, "due": 0, "reviewed_in_time": 0})
+    assert early["status"] == "not measurable"
+
+
+def test_access_counts_the_sign_ins_of_every_agency_accounts(world: dict[str, Any]) -> None:
+    """A reviewer created without --agency signs in under no agency: still counted."""
+    from models.audit_report import access_summary
+
+    db = world["db"]
+    before = access_summary(db, AGENCY)["by_role"].get("reviewer", {}).get("sign_in", 0)
+    db.audit("all.reviewer", "reviewer", "sign_in", "/signin", agency=None)
+    db.audit("other.sgt", "supervisor", "sign_in", "/signin", agency="elsewhere")
+    after = access_summary(db, AGENCY)
+    assert after["by_role"]["reviewer"]["sign_in"] == before + 1
+    assert after["sign_ins"]["reviewer"] == before + 1
+    assert "supervisor" not in after["sign_ins"] or after["sign_ins"]["supervisor"] == 0

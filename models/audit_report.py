@@ -1459,7 +1459,12 @@ def report_status(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]
     home = Path(settings.home)
     key = report_key(agency, settings, db)
     if key["snapshot"] is None:
-        raise ReportError(f"agency {agency} has no data snapshot in the workspace")
+        from ews.store import StoreError, Workspace
+
+        try:
+            Workspace(home).snapshot(agency)
+        except StoreError as exc:  # the store's own words, as `ews audit-report` says them
+            raise ReportError(str(exc)) from exc
     stored = stored_report(agency, "json", home) is not None
     current = stored and stored_key(agency, home) == key
     building = building_since(agency, home)

@@ -101,13 +101,13 @@ def review_summary(
             in_time += window_closed and timely
             unit = flagged[k]
             names = [n for n, units in sups if unit is not None and unit in units]
-            for kind, group in [("unit", unit or "(no unit)")] + [
+            for axis, group in [("unit", unit or "(no unit)")] + [
                 ("supervisor", n) for n in names or ["(no supervisor account)"]
             ]:
-                g = groups[kind].setdefault(
+                g = groups[axis].setdefault(
                     group,
                     {
-                        kind: group,
+                        axis: group,
                         "flagged": 0,
                         "reviewed": 0,
                         "overdue": 0,
@@ -157,14 +157,14 @@ def review_summary(
     n_flags = sum(int(d["flagged"]) for d in data)
     n_reviewed = sum(int(d["reviewed"]) for d in data)
     by: dict[str, list[dict[str, Any]]] = {}
-    for kind, found in groups.items():
+    for name, found in groups.items():
         rows = []
         for g in found.values():
             w = g.pop("waits")
             g["median_days_to_review"] = round(statistics.median(w), 2) if w else None
             g["share_in_time"] = g["in_time"] / g["due"] if g["due"] else None
             rows.append(g)
-        by[kind] = sorted(rows, key=lambda g: (-g["overdue"], -g["flagged"], str(g[kind])))
+        by[name] = sorted(rows, key=lambda g: (-g["overdue"], -g["flagged"], str(g[name])))  # noqa: B023
     return {
         "data": data,
         "count": len(data),

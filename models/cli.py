@@ -204,7 +204,9 @@ def train(
     inside the training years (or, with splitter.inner_splits 0, every candidate is evaluated
     and none chosen). Prints a line per step and split, then the metrics table; writes
     results.json and predictions.parquet (every test prediction) and registers the champion
-    per label, or every fitted model with `registry: all`.
+    per label, or every fitted model with `registry: all`. Ends by rebuilding the reviewers'
+    audit report and model card when a champion was registered (EWS_BUILD_REPORTS=false
+    leaves that to the pages).
 
     Near-ties on the validation splits go to the simplest candidate within one standard
     error of the best (a linear model, then boosted trees, then forests; shallower, fewer
@@ -384,7 +386,9 @@ def score(
     written to EWS_HOME/flags/<agency>/<date>.parquet. A model trained on outcomes known after
     the as-of date (its label cutoff) is refused unless --allow-lookahead. A date more than
     --max-staleness days (default 92) after the data's last reported event is refused
-    (exit 2): ingest newer data first.
+    (exit 2): ingest newer data first. Ends by rebuilding the reviewers' audit report and
+    model card (EWS_HOME/reports/<agency>/, a progress line on stderr) when the scoring runs
+    changed; EWS_BUILD_REPORTS=false leaves that to the pages.
     """
     from models.scoring import StaleDateError
     from models.scoring import score as run_score

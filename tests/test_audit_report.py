@@ -663,10 +663,11 @@ def test_timeliness_is_a_share_of_the_closed_windows(world: dict[str, Any]) -> N
     from models.audit_report import checklist
 
     db = world["db"]
-    n_flags = len(world["flagged"])
     later = dt.date.today() + dt.timedelta(days=60)  # every window closed
     summary = review_summary(db, AGENCY, 14, today=later)
     t = summary["totals"]
+    n_flags = t["flagged"]  # of every current run (other tests score more dates)
+    assert n_flags >= len(world["flagged"])
     assert t["due"] == n_flags and t["reviewed_in_time"] == 6  # reviewed after 1..6 days
     assert sum(g["flagged"] for g in summary["by_unit"]) == n_flags
     assert sum(g["in_time"] for g in summary["by_unit"]) == 6
@@ -692,10 +693,11 @@ def test_access_counts_the_sign_ins_of_every_agency_accounts(world: dict[str, An
     from models.audit_report import access_summary
 
     db = world["db"]
-    before = access_summary(db, AGENCY)["by_role"].get("reviewer", {}).get("sign_in", 0)
+    before = access_summary(db, AGENCY)["sign_ins"]
     db.audit("all.reviewer", "reviewer", "sign_in", "/signin", agency=None)
     db.audit("other.sgt", "supervisor", "sign_in", "/signin", agency="elsewhere")
     after = access_summary(db, AGENCY)
-    assert after["by_role"]["reviewer"]["sign_in"] == before + 1
-    assert after["sign_ins"]["reviewer"] == before + 1
-    assert "supervisor" not in after["sign_ins"] or after["sign_ins"]["supervisor"] == 0
+    assert after["by_role"]["reviewer"]["sign_in"] == before.get("reviewer", 0) + 1
+    assert after["sign_ins"]["reviewer"] == before.get("reviewer", 0) + 1
+    # another agency's supervisor is not this agency's
+    assert after["sign_ins"].get("supervisor", 0) == before.get("supervisor", 0)

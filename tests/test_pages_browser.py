@@ -142,7 +142,7 @@ def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: i
 
 
 @pytest.mark.parametrize("width", [1280, 800])
-def test_reviewer_opens_the_reviewers_pages(served, width: int) -> None:  # type: ignore[no-untyped-def]
+def test_reviewer_opens_the_reviewers_pages(served, width: int) -> None:
     from models.audit_report import building_since, refresh_report
 
     base, w = served

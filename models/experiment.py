@@ -371,7 +371,9 @@ class _Run:
             inner = self.plan.inner[label][sp.test_as_of]
             if not inner:
                 continue
-            self.clock.note(f"{label} {sp.test_as_of}: choosing on {len(inner)} validation splits")
+            self.clock.note(
+                f"{label} {sp.test_as_of}: choosing on {len(inner)} validation split(s)"
+            )
             decision, scores, used = self.select(label, inner)
             self.choices[label][sp.test_as_of] = decision.chosen
             self.selection.append(

@@ -346,14 +346,24 @@ def score(
         "--allow-lookahead",
         help="Score even with a model trained on outcomes known after the as-of date.",
     ),
+    max_staleness: int = typer.Option(
+        92,
+        "--max-staleness",
+        metavar="DAYS",
+        min=0,
+        help="Refuse an as-of date more than DAYS after the data's last reported event.",
+    ),
 ) -> None:
     """Score every officer at an as-of date with a registered model and save the flags.
 
     Flags go to the application database (where the service reads them), each with its
     score, rank, the rules that fire, an explanation and its provenance; a Parquet export is
     written to EWS_HOME/flags/<agency>/<date>.parquet. A model trained on outcomes known after
-    the as-of date (its label cutoff) is refused unless --allow-lookahead.
+    the as-of date (its label cutoff) is refused unless --allow-lookahead. A date more than
+    --max-staleness days (default 92) after the data's last reported event is refused
+    (exit 2): ingest newer data first.
     """
+    from models.scoring import StaleDateError
     from models.scoring import score as run_score
 
     day = as_of
@@ -369,7 +379,11 @@ def score(
             explain=explain,
             progress=True,
             allow_lookahead=allow_lookahead,
+            max_staleness_days=max_staleness,
         )
+    except StaleDateError as exc:
+        _fail(exc, EXIT_USAGE)
+        return
     except _known_errors() as exc:
         _fail(exc)
         return

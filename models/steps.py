@@ -349,10 +349,11 @@ def build_features(
     cols = [c for c in cols if c not in empty]
     if not cols:
         raise ExperimentError("no numeric feature column has any value")
-    from features.diagnostics import degenerate_columns
+    from features.diagnostics import concept_lines, degenerate_columns
 
     names = [c.name for c in spec.columns]
-    notes = degenerate_columns(frame, names).lines(len(names))
+    # a spec concept no event matches, with its cause, then the columns without information
+    notes = concept_lines(source, spec) + degenerate_columns(frame, names).lines(len(names))
     return Features(frame=frame, columns=cols, left_out=empty, notes=notes)
 
 

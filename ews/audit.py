@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import queue
 import threading
 from collections.abc import Iterable
@@ -81,6 +82,47 @@ def _head(s: Session | Connection) -> tuple[int, str]:
     return (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
 
 
+# The column lengths an entry's fields are cut to (after escaping), so that no value a
+# client sends can make the insert fail (PostgreSQL refuses over-long VARCHARs).
+_LIMITS = {"actor": 200, "role": 50, "action": 100, "resource": 500, "agency": 200}
+_LIMITS["officer_id"] = 200
+
+
+def _escape_char(c: str) -> str:
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 256 else f"\\u{o:04x}"
+
+
+def _unstorable(c: str) -> bool:
+    """NUL and other control characters (C0 and DEL), and lone surrogates (not UTF-8)."""
+    o = ord(c)
+    return o < 32 or o == 127 or 0xD800 <= o <= 0xDFFF
+
+
+def storable_text(value: str) -> str:
+    """``value`` with every control character and lone surrogate written as its escape
+    (NUL as the four characters ``\\x00``): text every database stores as it is."""
+    if not any(_unstorable(c) for c in value):
+        return value
+    return "".join(_escape_char(c) if _unstorable(c) else c for c in value)
+
+
+def storable(value: Any) -> Any:
+    """A JSON value made storable: strings escaped (:func:`storable_text`), keys too, and
+    non-finite numbers (which JSON and PostgreSQL refuse) written as text."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return storable_text(str(value))
+
+
 def _entry(
     actor: str,
     role: str,
@@ -90,15 +132,23 @@ def _entry(
     officer_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "at": utcnow(),
+    """The fields of an entry, made storable whatever a client sent: every string escaped
+    (:func:`storable`) and cut to its column's length, before the entry is hashed."""
+    fields = {
         "actor": actor,
         "role": role,
         "action": action,
         "resource": resource,
         "agency": agency,
         "officer_id": officer_id,
-        "detail": json.loads(json.dumps(detail or {}, default=str)),
+    }
+    clean = {
+        k: None if v is None else storable_text(str(v))[: _LIMITS[k]] for k, v in fields.items()
+    }
+    return {
+        "at": utcnow(),
+        **clean,
+        "detail": storable(json.loads(json.dumps(detail or {}, default=str))),
     }
 
 
@@ -169,15 +219,23 @@ class GroupWriter:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            try:
-                with self.db.write_conn() as c:
-                    ids = _chain(c, [e for e, _ in batch])
-            except Exception as exc:  # every waiting request fails with the cause
-                for _, done in batch:
-                    done.set_exception(exc)
-                continue
-            for (_, done), i in zip(batch, ids, strict=True):
-                done.set_result(i)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[dict[str, Any], Future[int]]]) -> None:
+        """Commit the batch in one transaction; if that fails, each entry in a transaction
+        of its own, so that an entry that cannot be stored fails only its own request."""
+        try:
+            with self.db.write_conn() as c:
+                ids = _chain(c, [e for e, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for item in batch:
+                self._commit([item])
+            return
+        for (_, done), i in zip(batch, ids, strict=True):
+            done.set_result(i)
 
 
 @dataclass

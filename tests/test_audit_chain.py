@@ -120,11 +120,11 @@ def test_archive_keeps_the_chain_verifiable(db: AppDatabase, tmp_path: Path) -> 
     db.audit("auditor", "reviewer", "read", "/api/audit", "demo")
     assert verify(db).ok and verify(db).entries == 2
     archived = tmp_path / manifest["file"]
-    assert verify_archive(archived).ok and verify_archive(archived).entries == 5
+    assert verify_archive(archived, db).ok and verify_archive(archived, db).entries == 5
     lines = archived.read_text().splitlines()
     lines[2] = lines[2].replace("sgt.lee", "sgt.lie")
     archived.write_text("\n".join(lines) + "\n")
-    assert not verify_archive(archived).ok
+    assert not verify_archive(archived, db).ok
 
 
 def test_upgrade_chains_the_entries_and_keeps_the_reviews(db_url: str) -> None:

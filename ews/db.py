@@ -620,3 +620,75 @@ def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
     write = max(1, total // 6)
     session = max(1, total // 6)
     return {"total": total, "write": write, "session": session, "read": total - 1 - write - session}
+
+
+# PostgreSQL roles: migrations run as an owner role, the service as a role that may only
+# read and append to the audit tables (it cannot update, delete, truncate or alter them,
+# and cannot disable their triggers, which needs ownership).
+AUDIT_TABLES = ("audit_log", "audit_anchor", "audit_chain_start")
+ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+def roles_sql(database: str, owner: str, service: str) -> str:
+    """The SQL (run once by a PostgreSQL superuser) that creates the owner and the service
+    roles, lets them connect to ``database``, and hands the tables already there (a database
+    migrated by the service's own role) to the owner. Passwords are set apart (``\\password``)."""
+    import re
+
+    for name in (database, owner, service):
+        if not re.match(ROLE_NAME, name):
+            raise ValueError(f"{name!r}: use lower-case letters, digits and _ (at most 63)")
+    if owner == service:
+        raise ValueError("the owner and the service must be two roles")
+    return f"""-- ews: PostgreSQL roles (run as a superuser, in the database {database})
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN
+    CREATE ROLE {owner} LOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{service}') THEN
+    CREATE ROLE {service} LOGIN;
+  END IF;
+END $$;
+GRANT CONNECT ON DATABASE {database} TO {owner}, {service};
+GRANT USAGE, CREATE ON SCHEMA public TO {owner};
+GRANT USAGE ON SCHEMA public TO {service};
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- tables created before the roles (by any role) now belong to the owner
+DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+    EXECUTE 'ALTER TABLE public.' || quote_ident(t.tablename) || ' OWNER TO {owner}';
+  END LOOP;
+  IF EXISTS (SELECT FROM pg_proc WHERE proname = 'ews_audit_append_only') THEN
+    ALTER FUNCTION ews_audit_append_only() OWNER TO {owner};
+  END IF;
+END $$;
+-- then, as {owner}: ews db migrate --service {service}
+"""
+
+
+def service_grants_sql(service: str) -> list[str]:
+    """The grants of the service role on the migrated tables (run by the owner after every
+    migration): read and write the application's tables, only read and append the audit
+    tables, only read the schema revision."""
+    import re
+
+    if not re.match(ROLE_NAME, service):
+        raise ValueError(f"{service!r}: use lower-case letters, digits and _ (at most 63)")
+    audit = ", ".join(AUDIT_TABLES)
+    return [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {service}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {service}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {audit} FROM {service}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON alembic_version FROM {service}",
+    ]
+
+
+def grant_service(url: str, service: str) -> None:
+    """Apply :func:`service_grants_sql` (as the tables' owner) on the database at ``url``."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as c:
+            for statement in service_grants_sql(service):
+                c.execute(text(statement))
+    finally:
+        engine.dispose()

@@ -590,22 +590,23 @@ def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
     probe = create_engine(url, poolclass=NullPool)
     try:
         with probe.connect() as c:
-            settings = dict(
-                c.execute(
+            settings: dict[str, str] = {
+                str(name): str(value)
+                for name, value in c.execute(
                     text(
                         "SELECT name, setting FROM pg_settings WHERE name IN "
                         "('max_connections', 'superuser_reserved_connections', "
                         "'reserved_connections')"
                     )
-                ).all()
-            )
+                )
+            }
             in_use = c.scalar(
                 text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
             )
     finally:
         probe.dispose()
     most = int(settings["max_connections"])
-    reserved = sum(int(v) for k, v in settings.items() if k != "max_connections")
+    reserved = sum(int(v) for k, v in settings.items() if k != "max_connections") or 0
     free = most - reserved - int(in_use or 0) + 1 - SPARE  # +1: the probe itself
     each = free // workers
     fits = (pool or MIN_POOL) <= each

@@ -215,9 +215,10 @@ def test_a_legacy_chain_switches_to_hmac_at_a_signed_entry(db_url: str) -> None:
     prev = "0" * 64
     with engine.begin() as c:
         for i in range(1, 4):
-            e = {
+            at = dt.datetime(2024, 1, 1, 8, i)
+            e: dict[str, object] = {
                 "id": i,
-                "at": dt.datetime(2024, 1, 1, 8, i),
+                "at": at,
                 "actor": "sgt",
                 "role": "supervisor",
                 "action": "read",
@@ -226,7 +227,7 @@ def test_a_legacy_chain_switches_to_hmac_at_a_signed_entry(db_url: str) -> None:
                 "officer_id": str(i),
                 "detail": {},
             }
-            h = entry_hash(prev, {**e, "at": e["at"].isoformat(timespec="microseconds")})
+            h = entry_hash(prev, {**e, "at": at.isoformat(timespec="microseconds")})
             c.execute(
                 text(
                     "INSERT INTO audit_log (id, at, actor, role, action, resource, agency, "
@@ -297,7 +298,7 @@ def roles(pg_url: str) -> Iterator[tuple[str, str, str]]:
     service_url = url.set(username=service).render_as_string(hide_password=False)
     migrate(owner_url)
     grant_service(owner_url, service)
-    assert roles_sql(url.database, owner, service) == sql
+    assert roles_sql(str(url.database), owner, service) == sql
     try:
         yield owner_url, service_url, service
     finally:

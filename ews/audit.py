@@ -1,18 +1,26 @@
-"""The tamper-evident audit trail: a SHA-256 hash chain over the ``audit_log`` table.
+"""The tamper-evident audit trail: an HMAC-SHA-256 chain over the ``audit_log`` table.
 
-Each entry stores ``prev_hash`` (the hash of the entry before it) and ``entry_hash`` =
-SHA-256 of ``prev_hash`` and the entry's canonical content (id, time, actor, role, action,
-resource, agency, officer, detail). Entries are appended by :func:`append` inside the write
-transaction of what they record (:meth:`ews.db.AppDatabase.write`), so the chain has one
-order and an entry exists exactly when its write does.
+Each entry stores ``prev_hash`` (the MAC of the entry before it) and ``entry_hash`` =
+HMAC-SHA-256, under the audit key, of ``prev_hash`` and the entry's canonical content (id,
+time, actor, role, action, resource, agency, officer, detail). The key is a file outside the
+database (``EWS_AUDIT_KEY_FILE``, default ``EWS_HOME/audit.key``, mode 0600), created by the
+migration that keyed the chain (0005): whoever can write the database but not read the key
+cannot forge an entry, an archive anchor or the chain's start. Entries are appended by
+:func:`append` inside the write transaction of what they record
+(:meth:`ews.db.AppDatabase.write`), so the chain has one order and an entry exists exactly
+when its write does; reads are group-committed by :class:`GroupWriter`. Every value is made
+storable first (:func:`storable`: control characters escaped, cut to the column), so what a
+client sends cannot fail the insert.
 
-:func:`verify` walks the chain and names the first entry that was altered, deleted or
-inserted behind the application's back. :func:`archive` moves old entries to a JSON-lines
-export with a SHA-256 manifest and records an anchor (the last archived id and hash), from
-which verification of what stays in the database starts; :func:`verify_archive` checks an
-export on its own. The chain proves that no entry was changed in place; an attacker who can
-rewrite the whole table could recompute it, so keep the head hash printed by
-``ews audit verify`` somewhere else (a ticket, a signed mail) to anchor it in time.
+Chains older than the key keep their plain SHA-256 entries: ``audit_chain_start`` records,
+signed, the first keyed entry, the hash before it and the newest anchor of that time, which
+fixes the legacy part as well. :func:`verify` checks that record, every anchor (signed by
+the key unless older than it, each continuing the one before) and every entry, and names the
+first entry that was altered, deleted, inserted or forged. :func:`archive` moves old entries
+to a JSON-lines export with a SHA-256 manifest and records an anchor holding the manifest's
+SHA-256 signed by the key; :func:`verify_archive` checks an export. Deleting the newest
+entries leaves a valid shorter chain: keep the head (``ews audit head``) elsewhere and check
+it with ``ews audit verify --expect``.
 """
 
 from __future__ import annotations

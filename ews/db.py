@@ -22,9 +22,12 @@ Tables:
   columns drifted, the drift of the scores, precision at the date once its outcomes are
   known, whether it alerted, and where its report lies in the workspace.
 - ``audit_log``: every read and write of an officer's record and every refusal. Each entry
-  carries the SHA-256 of its content and of the entry before it (:mod:`ews.audit`); the
-  migrations make it append-only (triggers refuse UPDATE and DELETE of entries that were
-  not archived). ``audit_anchor`` records each archive of old entries.
+  carries the HMAC-SHA-256 (under the audit key, a file outside the database) of its
+  content and of the entry before it (:mod:`ews.audit`); the migrations make it append-only
+  (triggers refuse UPDATE and DELETE of entries that were not archived). ``audit_anchor``
+  records each archive of old entries (signed), ``audit_chain_start`` where the chain was
+  keyed. On PostgreSQL the service's role may only SELECT and INSERT them
+  (:func:`roles_sql`, :func:`service_grants_sql`).
 
 Writes go through :meth:`AppDatabase.write`, which serializes writers (SQLite: ``BEGIN
 IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock), so that the audit chain has one
@@ -120,8 +123,9 @@ class IngestLog(Base):
 
 
 class AuditLog(Base):
-    """One access (or refusal), chained: ``entry_hash`` = SHA-256 of the entry's content and
-    ``prev_hash`` (the hash of the entry before it). See :mod:`ews.audit`."""
+    """One access (or refusal), chained: ``entry_hash`` = HMAC-SHA-256 of the entry's content
+    and ``prev_hash`` (the MAC of the entry before it; plain SHA-256 for entries older than
+    the key). See :mod:`ews.audit`."""
 
     __tablename__ = "audit_log"
 

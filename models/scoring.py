@@ -417,6 +417,7 @@ def score(
     )
     frame = frame.sort_values("rank").reset_index(drop=True)
     frame.attrs["lookahead"] = lookahead
+    frame.attrs["agency"] = agency
     if save:
         from ews.flagstore import save_flags
 

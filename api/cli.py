@@ -19,6 +19,7 @@ users = typer.Typer(
     help="Manage who may use the service: roles, scopes, tokens (shown once), expiry.",
     no_args_is_help=True,
 )
+UNIT_HELP = "A unit a supervisor or commander oversees (repeat)."
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 # uvicorn settings of `ews serve` (benchmarks/bench_api.py serves its bare endpoint with them).
 # No access log: every access to an officer's record is in the audit log already.
@@ -44,17 +45,38 @@ def _database() -> Iterator[AppDatabase]:
 @users.command("add")
 def users_add(
     username: str = typer.Argument(..., help="A unique user name."),
-    role: str = typer.Option(..., help="supervisor, reviewer, data_scientist or admin."),
+    role: str = typer.Option(..., help="supervisor, commander, reviewer, data_scientist or admin."),
     agency: str | None = typer.Option(None, help="Limit the user to one agency."),
-    unit: list[str] | None = typer.Option(None, help="A unit a supervisor oversees (repeat)."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
+    email: str | None = typer.Option(None, help="Where `ews notify` writes to."),
 ) -> None:
-    """Create a user and print their token (shown once; only its hash is stored)."""
+    """Create a user and print their token (shown once; only its hash is stored). A commander
+    oversees the units given (none: the whole agency) and receives escalations."""
     from api.security import create_user
 
     with _database() as db:
-        token = create_user(db, username, role, agency, unit or [], expires=expires)
+        token = create_user(db, username, role, agency, unit or [], expires=expires, email=email)
     typer.echo(token)
+
+
+@users.command("update")
+def users_update(
+    username: str = typer.Argument(..., help="The user."),
+    email: str | None = typer.Option(None, help="A new e-mail address."),
+    no_email: bool = typer.Option(False, "--no-email", help="Remove the e-mail address."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP + " Replaces the list."),
+) -> None:
+    """Change a user's e-mail address or units (an audit entry records the change)."""
+    from ews.notify import NotifyError, update_user
+
+    with _database() as db:
+        try:
+            changes = update_user(db, username, email, unit or None, clear_email=no_email)
+        except NotifyError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    typer.echo(f"{username}: updated {', '.join(sorted(changes))}")
 
 
 @users.command("list")
@@ -68,6 +90,7 @@ def users_list() -> None:
     now = utcnow()
     for u in rows:
         scope = f"agency={u.agency or '*'} units={','.join(u.units) or '*'}"
+        scope += f" email={u.email}" * bool(u.email)
         state = "active" if u.active else "disabled"
         if u.revoked_at is not None:
             state = f"revoked {u.revoked_at:%Y-%m-%d}"

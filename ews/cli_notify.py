@@ -138,7 +138,7 @@ def notify(
 
 
 def notify_policy(
-    agency: str = typer.Option(..., "--agency", help=AGENCY_HELP),
+    agency: str | None = typer.Option(None, "--agency", help=AGENCY_HELP),
     remind_days: int | None = typer.Option(
         None, "--remind-days", help="Remind supervisors this many days before a due date."
     ),
@@ -148,13 +148,19 @@ def notify_policy(
 ) -> None:
     """Show or set an agency's reminder and escalation days (defaults: remind 3 days before a
     review is due, escalate as soon as it is overdue). Every change is an audit entry."""
+    from sqlalchemy import select
+
     from ews import notify as nt
     from ews.db import Agency, open_app_database
 
     db = open_app_database()
     try:
         with db.session() as s:
-            if s.get(Agency, agency) is None:
+            known = list(s.scalars(select(Agency.name).order_by(Agency.name)))
+            if agency is None and len(known) != 1:
+                raise usage_error(f"name an agency with --agency (known: {', '.join(known)})")
+            agency = agency or known[0]
+            if agency not in known:
                 raise usage_error(f"no agency {agency!r} in the database")
             pol = nt.get_policy(s, agency)
         if remind_days is not None or escalate_days is not None:

@@ -291,11 +291,12 @@ def agency_flags(s: Session, agency: str, review_days: int) -> list[OpenFlag]:
     }
     if not runs:
         return []
-    units = dict(
-        s.execute(
+    units: dict[str, str | None] = {
+        o: u
+        for o, u in s.execute(
             select(OfficerUnit.officer_id, OfficerUnit.unit).where(OfficerUnit.agency == agency)
-        ).all()
-    )
+        )
+    }
     states = {
         (f.officer_id, f.as_of_date): f
         for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _service import NEW, auth, build_world, flags_frame
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from _service import NEW, auth, build_world, flags_frame
 from api.app import create_app
 from api.security import create_user
 from ews.cli import app

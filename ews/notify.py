@@ -51,6 +51,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    func,
     insert,
     select,
 )
@@ -930,4 +931,67 @@ def notice_summary(db: AppDatabase, agency: str) -> dict[str, Any]:
             }
             for n in rows[:20]
         ],
+    }
+
+
+def queue_summary(
+    db: AppDatabase, user: User, agency: str, review_days: int, today: dt.date | None = None
+) -> dict[str, Any] | None:
+    """A supervisor's or commander's queue in an agency (counts only, no officer): open flags
+    that are ``new`` (not yet due soon), ``due_soon`` (due within the agency's reminder
+    days) and ``overdue``; for a commander, the same per supervisor of their units, and the
+    notices escalated to them. None for other roles."""
+    if user.role not in OVERSEERS:
+        return None
+    today = today or dt.date.today()
+    with db.session() as s:
+        remind_days, escalate_days = get_policy(s, agency)
+        flags = [f for f in agency_flags(s, agency, review_days) if oversees(user, f.unit)]
+        people = overseers(s, agency) if user.role == "commander" else []
+        escalated = s.scalar(
+            select(func.count())
+            .select_from(NoticeItem)
+            .where(
+                NoticeItem.agency == agency,
+                NoticeItem.kind == "escalation",
+                NoticeItem.recipient == user.username,
+            )
+        )
+
+    def buckets(fs: list[OpenFlag]) -> dict[str, int]:
+        out = {"new": 0, "due_soon": 0, "overdue": 0, "open": 0}
+        for f in fs:
+            if f.due is None:
+                continue
+            out["open"] += 1
+            if today > f.due:
+                out["overdue"] += 1
+            elif (f.due - today).days <= remind_days:
+                out["due_soon"] += 1
+            elif f.status == "new":
+                out["new"] += 1
+        return out
+
+    rows = []
+    for p in people:
+        if p.role == "supervisor" and any(oversees(user, u) for u in p.units):
+            units = [u for u in p.units if oversees(user, u)]
+            rows.append(
+                {
+                    "supervisor": p.username,
+                    "units": units,
+                    **buckets([f for f in flags if f.unit in units]),
+                }
+            )
+    covered = {u for r in rows for u in r["units"]}
+    orphan = [f for f in flags if f.unit not in covered]
+    if user.role == "commander" and orphan:
+        rows.append({"supervisor": None, "units": [], **buckets(orphan)})
+    return {
+        **buckets(flags),
+        "remind_days": remind_days,
+        "escalate_days": escalate_days,
+        "role": user.role,
+        "by_supervisor": rows,
+        "escalated_to_me": int(escalated or 0),
     }

@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _service import NEW, auth, build_world, flags_frame
+from _service import NEW, OLD, auth, build_world, flags_frame
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from api.app import create_app
 from api.security import create_user
 from ews.cli import app
-from ews.db import AuditLog
+from ews.db import AuditLog, ScoringRun, utcnow
 from ews.flagstore import save_flags
 from ews.notify import SIGNATURE_HEADER, Notice, NoticeItem, verify_signature
 
@@ -294,3 +294,43 @@ def test_commander_scope(world: Any) -> None:
             headers=auth(tokens["c7"]),
         )
         assert r.status_code == 403
+
+
+def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) -> None:
+    inbox, url = smtp
+    _emails()
+    token = create_user(world.db, "cmdr.7", "commander", "demo", ["7"], email="c7@agency.test")
+    with TestClient(create_app(world.settings)) as c:
+        # the supervisor's queue today: 3 flags of unit 12, all new, due in 14 days
+        c.post("/signin", data={"token": world.tokens["sgt12"]})
+        page = c.get("/flags", params={"agency": "demo"}).text
+        assert "Your review queue in demo" in page
+        assert "3 new</a> · <strong>0 due soon</strong>" in page and ">0 overdue<" in page
+    # the flags of OLD were raised 20 days ago, those of NEW 12 days ago (due in 2 days)
+    with world.db.write() as s:
+        for day, back in ((OLD, 20), (NEW, 12)):
+            s.execute(
+                update(ScoringRun)
+                .where(ScoringRun.agency == "demo", ScoringRun.as_of_date == day)
+                .values(scored_at=utcnow() - dt.timedelta(days=back))
+            )
+    assert _run("notify", "--smtp", "--smtp-url", url)[0] == 0
+    assert len(inbox.of("escalation")) == 1
+    with TestClient(create_app(world.settings)) as c:
+        c.post("/signin", data={"token": world.tokens["sgt12"]})
+        page = c.get("/flags", params={"agency": "demo"}).text
+        # unit 12: a1 and m2 at OLD overdue, a1 at NEW due soon
+        assert "0 new</a> · <strong>1 due soon</strong>" in page and ">2 overdue<" in page
+        c.cookies.clear()
+        c.post("/signin", data={"token": token})
+        page = c.get("/flags", params={"agency": "demo"}).text
+        assert "Queues of the supervisors of your units" in page
+        assert '<td>sgt.ray</td><td>7</td><td>0</td><td>2</td><td><strong class="overdue">2' in page
+        assert "2 flags escalated to you so far" in page
+        assert "sgt.lee" not in page  # unit 12 is not the commander's
+        c.cookies.clear()
+        c.post("/signin", data={"token": world.tokens["reviewer"]})
+        page = c.get("/timeliness", params={"agency": "demo"}).text
+        assert "Notices sent (ews notify)" in page
+        assert "escalations: 1 (naming 2 overdue flags)" in page
+        assert "<td>escalation</td><td>cmdr.7</td><td>smtp</td><td>2</td>" in page

@@ -32,6 +32,7 @@ import json
 import re
 import smtplib
 import ssl
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -415,13 +416,26 @@ def _lines(base: str, agency: str, flags: Iterable[OpenFlag], due: bool = False)
         if due:
             dues = [f.due for f in fs if f.due is not None]
             when = f" (due {min(dues).isoformat()})" if dues else ""
-        out.append(f"  - officer {officer}{when}: {officer_link(base, agency, officer)}")
+        out.append(f"  - officer {officer}{when}:")
+        out.append(f"    {officer_link(base, agency, officer)}")
     return out
+
+
+def _text(lines: list[str]) -> str:
+    """The body with every paragraph wrapped at 76 characters (plain 7-bit mail, no
+    quoted-printable breaks inside links); list lines and tables are kept as they are."""
+    out = []
+    for line in lines:
+        if line.startswith(" ") or len(line) <= 76:
+            out.append(line)
+        else:
+            out += textwrap.wrap(line, 76, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(out)
 
 
 FOOTER = (
     "This message names officers only. Sign in to ews to read each flag: why it was raised "
-    "stays in the system.\nA flag is an invitation to support an officer, never a finding "
+    "stays in the system. A flag is an invitation to support an officer, never a finding "
     "against one."
 )
 
@@ -520,7 +534,7 @@ def _new_flags(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
     officers = len({f.officer_id for f in fresh})
     due = min(f.due for f in fresh if f.due is not None)
     subject = f"ews: {n} new flag{'s' * (n != 1)} in your units ({ctx.agency})"
-    body = "\n".join(
+    body = _text(
         [
             f"Hello {user.username},",
             "",
@@ -553,7 +567,7 @@ def _reminders(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
         return []
     n = len(fresh)
     subject = f"ews: {n} review{'s' * (n != 1)} due soon ({ctx.agency})"
-    body = "\n".join(
+    body = _text(
         [
             f"Hello {user.username},",
             "",
@@ -591,12 +605,12 @@ def _escalations(ctx: _Ctx, user: User, mine: list[OpenFlag], people: list[User]
     for unit, fs in sorted(by_unit.items()):
         sups = [p.username for p in people if p.role == "supervisor" and oversees(p, unit)]
         lines.append(
-            f"Unit {unit} (supervisor{'s' * (len(sups) != 1)}: {', '.join(sups) or 'none'}), "
-            f"{len(fs)} overdue:"
+            f"Unit {unit} (supervisor{'s' * (len(sups) != 1)}: {', '.join(sups) or 'none'}): "
+            f"{len(fs)} overdue flag{'s' * (len(fs) != 1)}:"
         )
         lines += _lines(ctx.base, ctx.agency, fs, due=True)
     subject = f"ews: {n} overdue flag{'s' * (n != 1)} escalated to you ({ctx.agency})"
-    body = "\n".join(
+    body = _text(
         [
             f"Hello {user.username},",
             "",
@@ -668,7 +682,7 @@ def _digest(ctx: _Ctx, user: User, flags: list[OpenFlag]) -> Message:
         f"{'all units':<14}{total['raised_7d']:>10}{total['flags']:>7}{total['in_time']:>9}"
         f"{total['late']:>6}{total['open']:>6}{total['overdue']:>9}"
     )
-    body = "\n".join(
+    body = _text(
         [
             f"Hello {user.username},",
             "",

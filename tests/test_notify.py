@@ -116,6 +116,7 @@ def test_one_message_per_supervisor_then_nothing(world: Any, smtp: tuple[Inbox, 
     assert "/officers/demo/b1" not in lee and "/officers/demo/m1" not in lee
     assert len(inbox.of("digest")) == 1  # the reviewer of demo, once this week
     for m in inbox.messages:
+        assert m["Content-Transfer-Encoding"] == "7bit"  # links whole in the raw mail
         for word in FORBIDDEN:
             assert word not in _body(m) and word not in m["Subject"], (word, m["Subject"])
     # recorded with an audit entry each, in the same transaction
@@ -173,7 +174,7 @@ def test_reminder_and_escalation_once(world: Any, smtp: tuple[Inbox, str]) -> No
     esc = inbox.of("escalation")
     assert len(esc) == 1 and _to(esc[0]) == "cmdr7@agency.test"
     body = _body(esc[0])
-    assert "Unit 7 (supervisor: sgt.ray), 4 overdue" in body
+    assert "Unit 7 (supervisor: sgt.ray): 4 overdue flags:" in body
     assert "/officers/demo/m1" in body and "/officers/demo/a1" not in body
     assert "no commander oversees unit(s) 12" in out
     assert len(inbox.of("reminder")) == 2  # never repeated

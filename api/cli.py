@@ -20,6 +20,10 @@ users = typer.Typer(
     no_args_is_help=True,
 )
 UNIT_HELP = "A unit a supervisor or commander oversees (repeat)."
+UNITS_FROM_HELP = (
+    "KIND=VALUE, e.g. district=D7: the current units of the officers who hold that "
+    "assignment in the data (at the newest scored date)."
+)
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 
 
@@ -47,14 +51,34 @@ def users_add(
     unit: list[str] | None = typer.Option(None, help=UNIT_HELP),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
     email: str | None = typer.Option(None, help="Where `ews notify` writes to."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP),
 ) -> None:
     """Create a user and print their token (shown once; only its hash is stored). A commander
     oversees the units given (none: the whole agency) and receives escalations."""
     from api.security import create_user
 
     with _database() as db:
-        token = create_user(db, username, role, agency, unit or [], expires=expires, email=email)
+        units = list(unit or [])
+        if units_from:
+            units += _units_from(db, agency, units_from)
+        token = create_user(db, username, role, agency, units, expires=expires, email=email)
     typer.echo(token)
+
+
+def _units_from(db: AppDatabase, agency: str | None, spec: str) -> list[str]:
+    """The units of an assignment kind in the data (``district=D7``), or exit 2."""
+    from ews.notify import NotifyError, units_from_assignment
+
+    if not agency:
+        typer.secho("error: --units-from needs a user of one agency", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        units, day = units_from_assignment(db, agency, spec)
+    except NotifyError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"{spec} on {day}: units {', '.join(units)}", err=True)
+    return units
 
 
 @users.command("update")
@@ -63,13 +87,21 @@ def users_update(
     email: str | None = typer.Option(None, help="A new e-mail address."),
     no_email: bool = typer.Option(False, "--no-email", help="Remove the e-mail address."),
     unit: list[str] | None = typer.Option(None, help=UNIT_HELP + " Replaces the list."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP + " Replaces the list."),
 ) -> None:
     """Change a user's e-mail address or units (an audit entry records the change)."""
+    from api.security import list_users
     from ews.notify import NotifyError, update_user
 
     with _database() as db:
         try:
-            changes = update_user(db, username, email, unit or None, clear_email=no_email)
+            units = list(unit or [])
+            if units_from:
+                agency = next((u.agency for u in list_users(db) if u.username == username), None)
+                units += _units_from(db, agency, units_from)
+            changes = update_user(
+                db, username, email, units or None, clear_email=no_email, units_from=units_from
+            )
         except NotifyError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from e

@@ -195,6 +195,7 @@ def update_user(
     email: str | None = None,
     units: list[str] | None = None,
     clear_email: bool = False,
+    units_from: str | None = None,
 ) -> dict[str, Any]:
     """Change a user's e-mail address and/or units (replacing the list), with its audit entry
     in the same transaction. Returns the changes."""
@@ -223,9 +224,60 @@ def update_user(
             "admin",
             f"ews users update {username}",
             agency=user.agency,
-            detail={"user": username, "before": before, "after": changes},
+            detail={
+                "user": username,
+                "before": before,
+                "after": changes,
+                **({"units_from": units_from} if units_from else {}),
+            },
         )
     return changes
+
+
+def units_from_assignment(
+    db: AppDatabase, agency: str, spec: str, home: Path | None = None
+) -> tuple[list[str], dt.date]:
+    """The units a commander of ``kind=value`` (e.g. ``district=D7``) oversees, from the data:
+    the current units of the officers who held that assignment the day before the agency's
+    newest scored date (the newest snapshot's ``assignments``). Returns (units, that day)."""
+    import pandas as pd
+
+    from ews.store import Workspace
+
+    kind, sep, value = spec.partition("=")
+    if not sep or not kind or not value or kind == "unit":
+        raise NotifyError(f"{spec!r}: write KIND=VALUE with an assignment kind, e.g. district=D7")
+    with db.session() as s:
+        newest = s.scalar(
+            select(func.max(ScoringRun.as_of_date)).where(
+                ScoringRun.agency == agency, ScoringRun.current.is_(True)
+            )
+        )
+        if newest is None:
+            raise NotifyError(f"agency {agency!r} has no scored flags yet: run `ews score`")
+        current = {
+            o: u
+            for o, u in s.execute(
+                select(OfficerUnit.officer_id, OfficerUnit.unit).where(OfficerUnit.agency == agency)
+            )
+        }
+    try:
+        path = Workspace(home).snapshot(agency).table_path("assignments")
+    except (LookupError, FileNotFoundError, ValueError) as e:
+        raise NotifyError(f"agency {agency!r}: no snapshot with assignments ({e})") from e
+    if not path.exists():
+        raise NotifyError(f"agency {agency!r}: its newest snapshot has no assignments")
+    a = pd.read_parquet(path, columns=["officer_id", "kind", "value", "start_date", "end_date"])
+    day = newest - dt.timedelta(days=1)
+    start = pd.to_datetime(a["start_date"]).dt.date
+    end = pd.to_datetime(a["end_date"]).dt.date
+    held = (a["kind"] == kind) & (a["value"].astype(str) == value) & (start <= day)
+    held &= end.isna() | (end >= day)
+    officers = set(a.loc[held, "officer_id"].astype(str))
+    units = sorted({str(u) for o, u in current.items() if o in officers and u is not None})
+    if not units:
+        raise NotifyError(f"no scored officer held {kind}={value} on {day.isoformat()}")
+    return units, day
 
 
 def set_policy(

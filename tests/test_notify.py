@@ -306,7 +306,9 @@ def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) 
         c.post("/signin", data={"token": world.tokens["sgt12"]})
         page = c.get("/flags", params={"agency": "demo"}).text
         assert "Your review queue in demo" in page
-        assert "3 new</a> · <strong>0 due soon</strong>" in page and ">0 overdue<" in page
+        assert (
+            "3 new, due later</a> · <strong>0 due soon</strong>" in page and ">0 overdue<" in page
+        )
     # the flags of OLD were raised 20 days ago, those of NEW 12 days ago (due in 2 days)
     with world.db.write() as s:
         for day, back in ((OLD, 20), (NEW, 12)):
@@ -321,7 +323,9 @@ def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) 
         c.post("/signin", data={"token": world.tokens["sgt12"]})
         page = c.get("/flags", params={"agency": "demo"}).text
         # unit 12: a1 and m2 at OLD overdue, a1 at NEW due soon
-        assert "0 new</a> · <strong>1 due soon</strong>" in page and ">2 overdue<" in page
+        assert (
+            "0 new, due later</a> · <strong>1 due soon</strong>" in page and ">2 overdue<" in page
+        )
         c.cookies.clear()
         c.post("/signin", data={"token": token})
         page = c.get("/flags", params={"agency": "demo"}).text
@@ -335,3 +339,44 @@ def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) 
         assert "Notices sent (ews notify)" in page
         assert "escalations: 1 (naming 2 overdue flags)" in page
         assert "<td>escalation</td><td>cmdr.7</td><td>smtp</td><td>2</td>" in page
+
+
+def test_commander_units_from_an_assignment_kind(world: Any, ews_home: Path) -> None:
+    from ews.ingest import ingest_package
+    from ews.store import Workspace
+
+    pkg = ews_home.parent / "pkg"
+    pkg.mkdir()
+    ids = ["a1", "a2", "b1", "b2", "m1", "m2"]
+    (pkg / "officers.csv").write_text(
+        "officer_id,appointed_date\n" + "".join(f"{o},2010-01-04\n" for o in ids)
+    )
+    (pkg / "events.csv").write_text(
+        "event_id,officer_id,event_type,event_date\ne1,b1,use_of_force,2023-02-01\n"
+    )
+    (pkg / "assignments.csv").write_text(
+        "officer_id,kind,value,start_date,end_date\n"
+        "b1,district,D7,2020-01-01,\n"
+        "m1,district,D7,2020-01-01,2023-06-30\n"  # ended before the newest date: not counted
+        "m2,district,D7,2023-12-31,\n"  # held on the day before NEW: counted (now unit 12)
+        "a1,district,D12,2020-01-01,\n"
+    )
+    ingest_package(pkg, "demo", workspace=Workspace(ews_home))
+    code, out = _run(
+        "users", "add", "cmdr.d7", "--role", "commander", "--agency", "demo",
+        "--units-from", "district=D7",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "district=D7 on 2023-12-31: units 12, 7" in out
+    code, out = _run("users", "list")
+    assert "cmdr.d7\tcommander\tagency=demo units=12,7" in out
+    code, out = _run("users", "update", "cmdr.d7", "--units-from", "district=D12")
+    assert code == 0 and "units 12" in out
+    with world.db.session() as s:
+        entry = s.scalars(
+            select(AuditLog).where(AuditLog.resource == "ews users update cmdr.d7")
+        ).one()
+    assert entry.detail["units_from"] == "district=D12"
+    assert entry.detail["after"] == {"units": ["12"]}
+    for bad in ("district", "unit=7", "district=NOWHERE"):
+        assert _run("users", "update", "cmdr.d7", "--units-from", bad)[0] == 2

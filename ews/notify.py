@@ -378,13 +378,18 @@ def agency_flags(s: Session, agency: str, review_days: int) -> list[OpenFlag]:
 
 def overseers(s: Session, agency: str) -> list[User]:
     """Active supervisors, commanders and reviewers of the agency (reviewers of every agency
-    included)."""
+    included) whose token has not expired."""
     q = select(User).where(
         User.active.is_(True),
         User.revoked_at.is_(None),
         User.role.in_((*OVERSEERS, "reviewer")),
     )
-    return [u for u in s.scalars(q.order_by(User.username)) if u.agency in (None, agency)]
+    now = utcnow()
+    return [
+        u
+        for u in s.scalars(q.order_by(User.username))
+        if u.agency in (None, agency) and (u.expires_at is None or u.expires_at > now)
+    ]
 
 
 def oversees(user: User, unit: str | None) -> bool:
@@ -1038,7 +1043,8 @@ def queue_summary(
                 out["new"] += 1
         return out
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    covered: set[str] = set()
     for p in people:
         if p.role == "supervisor" and any(oversees(user, u) for u in p.units):
             units = [u for u in p.units if oversees(user, u)]
@@ -1049,7 +1055,7 @@ def queue_summary(
                     **buckets([f for f in flags if f.unit in units]),
                 }
             )
-    covered = {u for r in rows for u in r["units"]}
+            covered.update(units)
     orphan = [f for f in flags if f.unit not in covered]
     if user.role == "commander" and orphan:
         rows.append({"supervisor": None, "units": [], **buckets(orphan)})

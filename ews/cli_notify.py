@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import typer
@@ -76,6 +77,7 @@ def notify(
     day = today or dt.date.today()
     db = open_app_database(settings)
     failed = 0
+    stack = contextlib.ExitStack()
     try:
         if agency:
             from ews.db import Agency
@@ -85,6 +87,11 @@ def notify(
             if unknown:
                 raise usage_error(f"no agency {', '.join(map(repr, unknown))} in the database")
         channels = [s.channel for s in senders] or ["smtp"]
+        if not dry_run:
+            try:
+                stack.enter_context(nt.run_lock(db, settings.home))
+            except nt.Busy as e:
+                raise fail(str(e)) from e
         for channel in channels:
             p = nt.plan(
                 db,
@@ -132,6 +139,7 @@ def notify(
                 f"{len(out.skipped)} already sent by another run"
             )
     finally:
+        stack.close()
         db.dispose()
     if failed:
         raise fail(f"{failed} notice(s) could not be delivered; they will be tried again")

@@ -34,7 +34,8 @@ import smtplib
 import ssl
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -972,6 +973,48 @@ def deliver(
             )
             out.sent.append((msg, notice.id))
     return out
+
+
+NOTIFY_LOCK_KEY = 0x65777332  # PostgreSQL advisory lock of `ews notify` runs
+
+
+class Busy(RuntimeError):
+    """Another ``ews notify`` holds the lock."""
+
+
+@contextmanager
+def run_lock(db: AppDatabase, home: Path) -> Iterator[None]:
+    """One ``ews notify`` at a time per database, so that two runs (cron overlapping itself,
+    or two hosts) never both deliver the same notice: an advisory lock on PostgreSQL, a file
+    lock beside a SQLite database. Raises :class:`Busy` at once when it is held."""
+    if not db.sqlite:
+        from sqlalchemy import text
+
+        with db.engine.connect() as c:
+            if not c.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": NOTIFY_LOCK_KEY}
+            ).scalar():
+                raise Busy("another `ews notify` is running on this database")
+            try:
+                yield
+            finally:
+                c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": NOTIFY_LOCK_KEY})
+                c.commit()
+        return
+    import fcntl
+
+    path = Path(db.url.removeprefix("sqlite:///")).with_name("notify.lock")
+    if not path.parent.is_dir():
+        path = home / "notify.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise Busy("another `ews notify` is running on this database") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- what was sent (pages)

@@ -380,3 +380,17 @@ def test_commander_units_from_an_assignment_kind(world: Any, ews_home: Path) -> 
     assert entry.detail["after"] == {"units": ["12"]}
     for bad in ("district", "unit=7", "district=NOWHERE"):
         assert _run("users", "update", "cmdr.d7", "--units-from", bad)[0] == 2
+
+
+def test_one_run_at_a_time(world: Any, smtp: tuple[Inbox, str]) -> None:
+    from ews.notify import run_lock
+
+    inbox, url = smtp
+    _emails()
+    with run_lock(world.db, world.settings.home):  # another `ews notify` is running
+        code, out = _run("notify", "--smtp", "--smtp-url", url)
+        assert code == 1 and "another `ews notify` is running" in out
+        assert _run("notify", "--dry-run")[0] == 0  # a dry run sends nothing: no lock
+    assert not inbox.messages
+    assert _run("notify", "--smtp", "--smtp-url", url)[0] == 0
+    assert len(inbox.of("new_flags")) == 2

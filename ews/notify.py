@@ -903,10 +903,8 @@ def deliver(
                 sender.send(msg)
                 error = ""
                 break
-            except (OSError, smtplib.SMTPException, NotifyError, ValueError) as e:
-                error = f"{type(e).__name__}: {e}"
-            except Exception as e:  # httpx errors and anything a transport raises
-                error = f"{type(e).__name__}: {e}"
+            except Exception as e:  # SMTP, socket, HTTP: anything a transport raises
+                error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
             if attempt + 1 < retries:
                 if progress:
                     progress(f"retrying {msg.kind} to {msg.recipient} ({error})")

@@ -167,6 +167,14 @@ def test_reminder_and_escalation_once(world: Any, smtp: tuple[Inbox, str]) -> No
     day = (TODAY + dt.timedelta(days=15)).isoformat()
     code, out = _run("notify", "--smtp", "--smtp-url", url, "--today", day)
     assert code == 0 and not inbox.of("escalation")
+    # sgt.ray reviews b1's newest flag: a flag under review is not overdue, not escalated
+    with TestClient(create_app(world.settings)) as c:
+        r = c.post(
+            "/api/officers/demo/b1/reviews",
+            json={"status": "under_review", "as_of_date": NEW.isoformat()},
+            headers=auth(world.tokens["sgt7"]),
+        )
+        assert r.status_code in (200, 201), r.text
     for offset in (17, 18, 30):
         day = (TODAY + dt.timedelta(days=offset)).isoformat()
         code, out = _run("notify", "--smtp", "--smtp-url", url, "--today", day)
@@ -174,8 +182,15 @@ def test_reminder_and_escalation_once(world: Any, smtp: tuple[Inbox, str]) -> No
     esc = inbox.of("escalation")
     assert len(esc) == 1 and _to(esc[0]) == "cmdr7@agency.test"
     body = _body(esc[0])
-    assert "Unit 7 (supervisor: sgt.ray): 4 overdue flags:" in body
+    assert "Unit 7 (supervisor: sgt.ray): 3 overdue flags:" in body
     assert "/officers/demo/m1" in body and "/officers/demo/a1" not in body
+    with world.db.session() as s:
+        named = s.execute(
+            select(NoticeItem.officer_id, NoticeItem.as_of_date).where(
+                NoticeItem.kind == "escalation"
+            )
+        ).all()
+    assert sorted(named) == [("b1", OLD), ("m1", OLD), ("m1", NEW)]
     assert "no commander oversees unit(s) 12" in out
     assert len(inbox.of("reminder")) == 2  # never repeated
     for m in inbox.messages:

@@ -31,6 +31,7 @@ from api.routes.officers import REVIEW_ROLES, ReviewIn, officer_detail, record_s
 from api.scope import agency_visible, log_now, not_found
 from ews.contract import ACTIVITY_EVENT_TYPES
 from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
+from ews.notify import notice_summary, queue_summary
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -235,6 +236,7 @@ def flags_page(
     }
     if name is None:
         return render(request, "flags.html", session, error="No agency has flags yet.", **context)
+    context["queue"] = queue_summary(db, session.user, name, settings.review_days)
     dates = next(a["as_of"] for a in agencies if a["agency"] == name)[::-1]
     try:
         head, rows = flag_page(
@@ -563,6 +565,7 @@ def timeliness_page(
         agencies=[a["agency"] for a in agencies],
         agency=name,
         report=report,
+        notices=notice_summary(db, name) if name else None,
     )
 
 

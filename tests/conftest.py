@@ -24,6 +24,18 @@ CHICAGO = SHARED / "data" / "chicago-cpdp-2018"
 TRIAGE_PEER = SHARED / "data" / "triage-peer-10k"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One audit key for the test session (EWS_AUDIT_KEY_FILE), outside the repository, so
+    that every database a test opens, and every `ews` it runs, chains with the same key."""
+    from ews.settings import get_settings
+
+    path = tmp_path_factory.mktemp("audit-key") / "audit.key"
+    os.environ["EWS_AUDIT_KEY_FILE"] = str(path)
+    get_settings.cache_clear()
+    return path
+
+
 @pytest.fixture
 def ews_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty workspace for one test, set as EWS_HOME."""

@@ -20,6 +20,11 @@ users = typer.Typer(
     help="Manage who may use the service: roles, scopes, tokens (shown once), expiry.",
     no_args_is_help=True,
 )
+UNIT_HELP = "A unit a supervisor or commander oversees (repeat)."
+UNITS_FROM_HELP = (
+    "KIND=VALUE, e.g. district=D7: the current units of the officers who hold that "
+    "assignment in the data (at the newest scored date)."
+)
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 
 
@@ -47,17 +52,66 @@ def _database() -> Iterator[AppDatabase]:
 @users.command("add")
 def users_add(
     username: str = typer.Argument(..., help="A unique user name."),
-    role: str = typer.Option(..., help="supervisor, reviewer, data_scientist or admin."),
+    role: str = typer.Option(..., help="supervisor, commander, reviewer, data_scientist or admin."),
     agency: str | None = typer.Option(None, help="Limit the user to one agency."),
-    unit: list[str] | None = typer.Option(None, help="A unit a supervisor oversees (repeat)."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
+    email: str | None = typer.Option(None, help="Where `ews notify` writes to."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP),
 ) -> None:
-    """Create a user and print their token (shown once; only its hash is stored)."""
+    """Create a user and print their token (shown once; only its hash is stored). A commander
+    oversees the units given (none: the whole agency) and receives escalations."""
     from api.security import create_user
 
     with _database() as db:
-        token = create_user(db, username, role, agency, unit or [], expires=expires)
+        units = list(unit or [])
+        if units_from:
+            units += _units_from(db, agency, units_from)
+        token = create_user(db, username, role, agency, units, expires=expires, email=email)
     typer.echo(token)
+
+
+def _units_from(db: AppDatabase, agency: str | None, spec: str) -> list[str]:
+    """The units of an assignment kind in the data (``district=D7``), or exit 2."""
+    from ews.notify import NotifyError, units_from_assignment
+
+    if not agency:
+        typer.secho("error: --units-from needs a user of one agency", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        units, day = units_from_assignment(db, agency, spec)
+    except NotifyError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"{spec} on {day}: units {', '.join(units)}", err=True)
+    return units
+
+
+@users.command("update")
+def users_update(
+    username: str = typer.Argument(..., help="The user."),
+    email: str | None = typer.Option(None, help="A new e-mail address."),
+    no_email: bool = typer.Option(False, "--no-email", help="Remove the e-mail address."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP + " Replaces the list."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP + " Replaces the list."),
+) -> None:
+    """Change a user's e-mail address or units (an audit entry records the change)."""
+    from api.security import list_users
+    from ews.notify import NotifyError, update_user
+
+    with _database() as db:
+        try:
+            units = list(unit or [])
+            if units_from:
+                agency = next((u.agency for u in list_users(db) if u.username == username), None)
+                units += _units_from(db, agency, units_from)
+            changes = update_user(
+                db, username, email, units or None, clear_email=no_email, units_from=units_from
+            )
+        except NotifyError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    typer.echo(f"{username}: updated {', '.join(sorted(changes))}")
 
 
 @users.command("list")
@@ -71,6 +125,7 @@ def users_list() -> None:
     now = utcnow()
     for u in rows:
         scope = f"agency={u.agency or '*'} units={','.join(u.units) or '*'}"
+        scope += f" email={u.email}" * bool(u.email)
         state = "active" if u.active else "disabled"
         if u.revoked_at is not None:
             state = f"revoked {u.revoked_at:%Y-%m-%d}"

@@ -15,7 +15,9 @@ Tables:
   of the same date supersedes the earlier run (``current`` false), which is kept.
 - ``officer_units``: each officer's current unit (the unit at the newest scored date), the
   one fact a supervisor's scope is decided on.
-- ``users``: roles, scopes, token hashes, expiry.
+- ``users``: roles, scopes, token hashes, expiry, e-mail address (``ews notify``).
+- ``notices``, ``notice_items`` and ``notify_policy``: what ``ews notify`` sent, to whom,
+  about which flags, and each agency's reminder and escalation days (:mod:`ews.notify`).
 - ``reviews`` and ``flag_status``: the review workflow of each flag (every step, and the
   state it left the flag in).
 - ``drift_runs``: each ``ews drift`` of an agency's model at an as-of date: how many input
@@ -78,8 +80,9 @@ NOTE_LEN = 4000
 REASON_LEN = 500
 RESOURCE_LEN = 500
 KEY_LEN = 100
+EMAIL_LEN = 320
 
-ROLES = ("supervisor", "reviewer", "data_scientist", "admin")
+ROLES = ("supervisor", "commander", "reviewer", "data_scientist", "admin")
 STATUSES = ("new", "under_review", "intervention_assigned", "intervention_completed", "dismissed")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("under_review", "dismissed"),
@@ -258,6 +261,7 @@ class User(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     token_issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    email: Mapped[str | None] = mapped_column(String(EMAIL_LEN), nullable=True)  # ews notify
 
 
 class Review(Base):

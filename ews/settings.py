@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     memory_limit: str | None = None
     temp_dir: Path | None = None
     review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
+    # `ews train`, `ews score` and `ews demo` build the audit report and model card for the
+    # reviewers' pages when the model or the runs change (EWS_BUILD_REPORTS=false: on view)
+    build_reports: bool = True
     drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
     # the key of the audit chain's HMACs (EWS_AUDIT_KEY_FILE): a file outside the database,
     # created with mode 0600 when the database is first migrated (default EWS_HOME/audit.key)

@@ -9,6 +9,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# the audit report is built after every `ews train`/`ews score` (half a minute): only the
+# tests of that step ask for it (tests/test_audit_report.py)
+os.environ.setdefault("EWS_BUILD_REPORTS", "false")
 
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402

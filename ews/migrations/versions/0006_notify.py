@@ -1,16 +1,16 @@
 """Notifications: users' e-mail addresses, what `ews notify` sent (notices and the flags each
 named), and each agency's reminder and escalation days.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -111,18 +111,25 @@ LOG_P_SIGMA = 0.5
 DRIFT_SIGMA = 0.15
 # Fake names and badge numbers, for the demo's pages only: a function of the officer's number
 # (and sex), drawn from no random stream, so every other column is as it was without them.
+# fmt: off
 FIRST_NAMES = {
-    "F": "Ana Beth Carmen Dana Erin Fatima Grace Hana Iris Joy Kara Lena Maya Nora Olga Paula"
-    " Rosa Sara Tanya Vera".split(),
-    "M": "Adam Ben Carlos Dev Eric Frank Gus Hugo Ivan Jon Karl Luis Marc Nate Omar Paul Raj"
-    " Sam Theo Victor Wes Yusuf".split(),
+    "F": (
+        "Ana", "Beth", "Carmen", "Dana", "Erin", "Fatima", "Grace", "Hana", "Iris", "Joy", "Kara",
+        "Lena", "Maya", "Nora", "Olga", "Paula", "Rosa", "Sara", "Tanya", "Vera",
+    ),
+    "M": (
+        "Adam", "Ben", "Carlos", "Dev", "Eric", "Frank", "Gus", "Hugo", "Ivan", "Jon", "Karl",
+        "Luis", "Marc", "Nate", "Omar", "Paul", "Raj", "Sam", "Theo", "Victor", "Wes", "Yusuf",
+    ),
 }
 LAST_NAMES = (
-    "Abbott Baker Castillo Diaz Evans Fischer Garcia Hughes Ibarra Jensen Kim Lopez Murphy"
-    " Nguyen Okafor Patel Quinn Reyes Schultz Torres Ueda Vasquez Walsh Xu Young Zielinski"
-    " Brooks Carter Dunn Ellis Flores Grant Holt Jackson Kowalski Lewis Morales Novak Ortiz"
-    " Price".split()
+    "Abbott", "Baker", "Castillo", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ibarra",
+    "Jensen", "Kim", "Lopez", "Murphy", "Nguyen", "Okafor", "Patel", "Quinn", "Reyes", "Schultz",
+    "Torres", "Ueda", "Vasquez", "Walsh", "Xu", "Young", "Zielinski", "Brooks", "Carter", "Dunn",
+    "Ellis", "Flores", "Grant", "Holt", "Jackson", "Kowalski", "Lewis", "Morales", "Novak",
+    "Ortiz", "Price",
 )
+# fmt: on
 CHUNK_OFFICERS = 100_000  # officers generated and written at a time
 
 

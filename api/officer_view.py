@@ -125,8 +125,9 @@ def reason_items(
 
     def add(text: str, features: list[str]) -> None:
         hits: set[int] = set()
-        for feature in features if events and as_of is not None else []:
-            hits.update(counted(feature, events, as_of))
+        if events and as_of is not None:
+            for feature in features:
+                hits.update(counted(feature, events, as_of))
         items.append({"text": text, "features": features, "events": sorted(hits)})
 
     dicts = [f for f in factors if isinstance(f, dict)]

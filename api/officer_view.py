@@ -131,7 +131,10 @@ def reason_items(
         items.append({"text": text, "features": features, "events": sorted(hits)})
 
     dicts = [f for f in factors if isinstance(f, dict)]
+    summarised = any(f.get("summary") for f in dicts)  # it names what carried the score
     for f in dicts:
+        if summarised and f.get("carried"):
+            continue
         if f.get("sentence") and not f.get("context") and not f.get("rule"):
             add(str(f["sentence"]), [str(f["feature"])] if f.get("feature") else [])
     same: dict[str, list[str]] = {}

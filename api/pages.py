@@ -241,6 +241,7 @@ def flags_page(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
             review_days=settings.review_days,
+            home=settings.home,
             order=order,
         )
     except HTTPException as e:
@@ -373,7 +374,9 @@ def officer_page(
 ) -> HTMLResponse:
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of)
+    d = officer_detail(
+        db, session.user, request.url.path, agency, officer_id, as_of, home=settings.home
+    )
     saved = next((r for r in d["reviews"] if r["id"] == done), None)
     return _officer(request, session, db, settings, d, saved=saved)
 
@@ -551,7 +554,13 @@ def _review_error(
     except ValueError:
         day = None
     d = officer_detail(
-        db, session.user, f"/officers/{agency}/{officer_id}", agency, officer_id, day
+        db,
+        session.user,
+        f"/officers/{agency}/{officer_id}",
+        agency,
+        officer_id,
+        day,
+        home=settings.home,
     )
     return _officer(request, session, db, settings, d, code, error=str(message))
 

@@ -3,18 +3,23 @@ contract's ``officers`` file, and the appointment date and birth year behind ten
 (context beside the reasons, never a reason).
 
 Read from the snapshot a flag was scored on (snapshots never change, so a snapshot's table is
-read once per process). Callers show these only next to a flag the user may already see: the
-lookup itself checks no scope. Nothing here reaches the features, the models or an export.
+read once per process), for the officers asked about only. Callers show these only next to a
+flag the user may already see: the lookup itself checks no scope. Nothing here reaches the
+features, the models or an export.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ews.contract import DISPLAY_COLUMNS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Facts(NamedTuple):
@@ -24,8 +29,9 @@ class Facts(NamedTuple):
     birth_year: int | None
 
 
-@functools.lru_cache(maxsize=8)
-def _facts(home: str, agency: str, snapshot_id: str) -> dict[str, Facts]:
+@functools.lru_cache(maxsize=4)
+def _table(home: str, agency: str, snapshot_id: str) -> pa.Table:
+    """The snapshot's officers with the columns read here (Arrow: compact for a million)."""
     import pyarrow.parquet as pq
 
     from ews.store import Workspace
@@ -33,10 +39,28 @@ def _facts(home: str, agency: str, snapshot_id: str) -> dict[str, Facts]:
     path = Workspace(Path(home)).snapshot(agency, snapshot_id).table_path("officers")
     present = set(pq.read_schema(path).names)
     wanted = ["officer_id", "appointed_date", "birth_year", *DISPLAY_COLUMNS]
-    t = pq.read_table(path, columns=[c for c in wanted if c in present])
+    return pq.read_table(path, columns=[c for c in wanted if c in present])
+
+
+def officer_facts(
+    home: Path, agency: str, snapshot_id: str | None, officer_ids: Iterable[str]
+) -> dict[str, Facts]:
+    """Officer id -> Facts of the given officers in the snapshot (empty when the snapshot is
+    not in the workspace)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = list(officer_ids)
+    if not snapshot_id or not ids:
+        return {}
+    try:
+        table = _table(str(home), agency, snapshot_id)
+    except (LookupError, OSError):
+        return {}
+    t = table.filter(pc.is_in(table["officer_id"], value_set=pa.array(ids, pa.string())))
 
     def column(name: str) -> list[Any]:
-        return t.column(name).to_pylist() if name in present else [None] * t.num_rows
+        return t.column(name).to_pylist() if name in t.column_names else [None] * t.num_rows
 
     return {
         str(oid): Facts(name, badge, appointed, year)
@@ -49,16 +73,6 @@ def _facts(home: str, agency: str, snapshot_id: str) -> dict[str, Facts]:
             strict=True,
         )
     }
-
-
-def officer_facts(home: Path, agency: str, snapshot_id: str | None) -> dict[str, Facts]:
-    """Officer id -> Facts of the snapshot (empty when the snapshot is not in the workspace)."""
-    if not snapshot_id:
-        return {}
-    try:
-        return _facts(str(home), agency, snapshot_id)
-    except (LookupError, OSError):
-        return {}
 
 
 def who(facts: Facts | None, officer_id: str) -> dict[str, str | None]:

@@ -248,7 +248,9 @@ def flags_page(
         return render(request, "flags.html", session, e.status_code, error=e.detail, **context)
     from api.officer_facts import officer_facts, who
 
-    facts = officer_facts(settings.home, name, head["run"]["snapshot_id"])
+    facts = officer_facts(
+        settings.home, name, head["run"]["snapshot_id"], [r.officer_id for r in rows]
+    )
     today = dt.date.today()
     shown = []
     for r in rows:
@@ -435,7 +437,7 @@ def _officer(
     for n, item in enumerate(items, 1):
         for i in item["events"]:
             events[i]["reasons"].append(n)
-    facts = officer_facts(settings.home, d["agency"], d["flag"]["snapshot_id"])
+    facts = officer_facts(settings.home, d["agency"], d["flag"]["snapshot_id"], [d["officer_id"]])
     fact = facts.get(d["officer_id"])
     context = [
         *context_lines(fact, as_of),

@@ -17,7 +17,8 @@ def _svg(fig: Any) -> str:
 
 
 def line_chart(x: list[str], series: dict[str, list[float | None]], ylabel: str, title: str) -> str:
-    """Lines over categorical x values (dates); None leaves a gap."""
+    """Lines over categorical x values (dates); None leaves a gap; the legend sits below the
+    axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,10 +32,12 @@ def line_chart(x: list[str], series: dict[str, list[float | None]], ylabel: str,
                 ys = [float("nan") if v is None else v for v in values]
                 ax.plot(x, ys, style, label=name, linewidth=2)
             ax.set_ylabel(ylabel)
-            ax.set_ylim(0, 100)
+            ax.set_ylim(-3, 103)  # a point at 0 or 100 is drawn whole
+            ax.set_yticks([0, 25, 50, 75, 100])
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="lower left")
+            # below the axes, never over a data point
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(series))
             return _svg(fig)
         finally:
             plt.close(fig)
@@ -89,10 +92,64 @@ def panels_chart(
                 ax.set_ylabel(ylabel, fontsize=8)
             for ax in list(axes.flat)[len(panels) :]:
                 ax.set_visible(False)
-            first = axes.flat[0]
-            if panels:
-                first.legend(fontsize=7, loc="upper left")
             fig.tight_layout()
+            if panels:  # one legend for every panel, below them: it hides no data point
+                handles, names = axes.flat[0].get_legend_handles_labels()
+                fig.legend(
+                    handles,
+                    names,
+                    fontsize=8,
+                    loc="upper center",
+                    ncol=len(names),
+                    bbox_to_anchor=(0.5, 0.0),
+                )
+            return _svg(fig)
+        finally:
+            plt.close(fig)
+
+
+def rate_chart(rows: list[dict[str, Any]], line: float | None, title: str) -> str:
+    """Flag rates in percent, one horizontal bar per group with its 95% interval, and the
+    four-fifths line (``line``: 0.8 x the highest rate); the legend sits below the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rated = [r for r in rows if r.get("rate") is not None]
+    with _LOCK:
+        fig, ax = plt.subplots(
+            figsize=(6.5, 0.45 * max(len(rated), 2) + 1.6), dpi=100, layout="constrained"
+        )
+        try:
+            labels = [str(r["group"]) for r in rated]
+            rates = [100 * r["rate"] for r in rated]
+            err = [
+                [100 * (r["rate"] - r["low"]) for r in rated],
+                [100 * (r["high"] - r["rate"]) for r in rated],
+            ]
+            ax.barh(labels, rates, color="#3b78c2", label="flag rate")
+            ax.errorbar(
+                rates,
+                labels,
+                xerr=err,
+                fmt="none",
+                ecolor="#1d2733",
+                capsize=3,
+                label="95% interval",
+            )
+            if line is not None:
+                ax.axvline(
+                    100 * line,
+                    color="#b3261e",
+                    linestyle="--",
+                    label=f"four-fifths of the highest ({100 * line:.1f}%)",
+                )
+            ax.invert_yaxis()
+            ax.set_xlabel("flag rate (% of the group's officers)")
+            ax.set_title(title, fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+            fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
             return _svg(fig)
         finally:
             plt.close(fig)

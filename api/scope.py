@@ -6,6 +6,8 @@ The rule:
 - A supervisor sees an officer when the officer's CURRENT unit (the unit at the newest date
   the officer was scored, table ``officer_units``) is one of theirs, whatever date is asked:
   an officer who left the unit leaves the supervisor's view, with all their flags and reviews.
+  A commander sees the same way the units they oversee (a commander with no unit: the whole
+  of their agency).
 - Outside one's scope the answer is the 404 of a missing record, body included
   (:data:`NOT_FOUND`), and the refusal is written to the audit log like any access.
 """
@@ -53,12 +55,15 @@ def officer_visible(s: Session | Connection, user: User, agency: str, officer_id
     unit = s.execute(_UNIT, {"agency": agency, "officer": officer_id}).first()
     if unit is None:
         return False
-    return user.role != "supervisor" or (unit[0] is not None and unit[0] in user.units)
+    units = visible_units(user)
+    return units is None or (unit[0] is not None and unit[0] in units)
 
 
 def visible_units(user: User) -> list[str] | None:
     """The current units whose officers the user may see (None: every unit)."""
-    return list(user.units) if user.role == "supervisor" else None
+    if user.role == "supervisor" or (user.role == "commander" and user.units):
+        return list(user.units)
+    return None
 
 
 def audit_agency(user: User, agency: str | None) -> str | None:

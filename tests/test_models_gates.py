@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ runner = CliRunner()
 # --------------------------------------------------------------------------- stable choices
 
 
-def _order(grid: list[dict[str, object]]) -> list[str]:
+def _order(grid: list[dict[str, Any]]) -> list[str]:
     return [c.name for c in sorted(expand_grid(grid), key=simplicity_key)]
 
 
@@ -173,7 +174,7 @@ def test_a_chance_model_is_not_promoted_until_forced(workspace: Path, tmp_path: 
     assert "margin" in results["deployment"][0]["decision"]
     (row,) = [r for r in registry.list_models() if r["agency"] == "chance"]
     assert row["aliases"] == []  # registered, without the alias
-    assert registry.gate_of(row["name"], row["version"])["passed"] is False
+    assert (registry.gate_of(row["name"], row["version"]) or {})["passed"] is False
 
     strict = runner.invoke(app, ["train", "--config", str(cfg), "--no-register", "--strict"])
     assert strict.exit_code == 1 and "would not be promoted" in strict.stdout
@@ -281,3 +282,15 @@ def test_the_card_shows_the_registered_configs_own_rows(
 
     bias = held_out_audit(card, Workspace().snapshot("card"), min_group=5)
     assert set(bias["chosen"].values()) == {deployed}
+
+
+def test_the_chicago_table_prints_the_margin_of_every_choice() -> None:
+    from benchmarks.chicago import ChicagoResult, format_chicago
+
+    per_split = [{"hgb[d=5]": 0.6401, "hgb[d=3]": 0.6400}, {"hgb[d=5]": 0.6201, "hgb[d=3]": 0.62}]
+    d, _ = steps.decide(per_split, ["hgb[d=5]", "hgb[d=3]"], "auc", 0.5, ["hgb[d=3]", "hgb[d=5]"])
+    sel = [{"label": "sustained", "test_date": "2013-01-01", "chosen": d.chosen,
+            "decision": d.as_dict()}]  # fmt: skip
+    text = format_chicago(ChicagoResult([], [], sel, {}, {}))
+    line = next(x for x in text.splitlines() if "2013-01-01" in x)
+    assert "hgb[d=3]: the simplest of 2" in line and "margin 0.0001 over the next" in line

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
 from api.routes.flags import json_response
 from api.scope import agency_in_scope, agency_visible, log_now, not_found
+from ews.audit import storable_text
 from ews.db import AppDatabase, AuditLog, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
@@ -104,7 +105,9 @@ def audit_entries(
     before_id: int | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Audit entries ``user`` may read (their agency's), newest first; the read is logged."""
+    """Audit entries ``user`` may read (their agency's), newest first; the read is logged.
+    Filters match the stored (escaped) text, so a filter holding NUL is a plain search."""
+    officer_id, actor = (None if v is None else storable_text(v) for v in (officer_id, actor))
     if agency is not None and not agency_in_scope(user, agency):
         not_found(db, user, path, agency)
     scope = agency or user.agency

@@ -187,6 +187,8 @@ AGENCY_ARGS: dict[str, list[str]] = {
     "drift": ["--as-of", "2015-01-01"],
     "export-public": ["--out", "{tmp}/public"],
     "features build": ["--as-of", "2015-01-01", "--out", "{tmp}/features.parquet"],
+    "notify": ["--dry-run"],
+    "notify-policy": [],
     "score": ["--as-of", "2015-01-01"],
     "status": [],
     "train": [],

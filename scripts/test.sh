@@ -29,15 +29,18 @@ if [ "$quick" = 0 ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MLFLOW_DISABLE_TELEMETRY=true SPARK_LOCAL_IP=127.0.0.1
 cpu_log="$(mktemp)"
-trap 'rm -f "$cpu_log"' EXIT
 export EWS_TEST_CPU_LOG="$cpu_log"   # tests/conftest.py appends a line per test
 marks=()
 if [ "$quick" = 1 ]; then
   marks=(-m "not slow")
 fi
-status=0
+pytest_log="$(mktemp)"
+trap 'rm -f "$cpu_log" "$pytest_log"' EXIT
+set +e
 .venv/bin/python -m pytest -q -n "${EWS_TEST_WORKERS:-auto}" --dist loadfile --durations=15 \
-  ${marks[@]+"${marks[@]}"} "$@" || status=$?
+  ${marks[@]+"${marks[@]}"} "$@" 2>&1 | tee "$pytest_log"
+status=${PIPESTATUS[0]}
+set -e
 .venv/bin/python - "$cpu_log" <<'EOF' || true
 import collections, sys
 cpu, wall = collections.Counter(), collections.Counter()
@@ -52,4 +55,6 @@ if cpu:
         print(f"  {c:7.1f}  ({wall[name]:7.1f})  {name}")
     print(f"  {sum(cpu.values()):7.1f}  ({sum(wall.values()):7.1f})  all {len(cpu)} files")
 EOF
+# pytest's summary line again, last, so that it closes the output
+grep -E '^=*.*[0-9]+ (passed|failed|errors?|skipped|deselected)' "$pytest_log" | tail -1 || true
 exit "$status"

@@ -22,7 +22,18 @@ users = typer.Typer(
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 # uvicorn settings of `ews serve` (benchmarks/bench_api.py serves its bare endpoint with them).
 # No access log: every access to an officer's record is in the audit log already.
-UVICORN: dict[str, Any] = {"log_level": "warning"}
+# No X-Forwarded-For unless `--forwarded-allow-ips` names the proxies (uvicorn would believe
+# it from 127.0.0.1, and the sign-in limiter keys on the client's address).
+UVICORN: dict[str, Any] = {"log_level": "warning", "proxy_headers": False}
+
+
+def uvicorn_options(forwarded_allow_ips: str = "") -> dict[str, Any]:
+    """The uvicorn settings of `ews serve`: forwarded headers believed only from the proxies
+    listed (comma-separated addresses or networks; empty: none)."""
+    ips = forwarded_allow_ips.strip()
+    if not ips:
+        return dict(UVICORN)
+    return {**UVICORN, "proxy_headers": True, "forwarded_allow_ips": ips}
 
 
 @contextmanager
@@ -105,17 +116,28 @@ def _enable(db: AppDatabase, username: str) -> None:
     set_active(db, username, True)
 
 
-_user_change("revoke", "Revoke the user's token for good (`rotate` issues a new one).", _revoke)
-_user_change("disable", "Disable the user: their token stops working until `enable`.", _disable)
+_user_change(
+    "revoke",
+    "Revoke the user's token for good (`rotate` issues a new one); their page sessions end.",
+    _revoke,
+)
+_user_change(
+    "disable",
+    "Disable the user: their token stops working until `enable`; their page sessions end.",
+    _disable,
+)
 _user_change("enable", "Enable a disabled user again.", _enable)
 
 
 @users.command("rotate")
 def users_rotate(
     username: str = typer.Argument(..., help="The user."),
-    expires: str | None = typer.Option(None, help=EXPIRES_HELP),
+    expires: str | None = typer.Option(
+        None, help="A new token lifetime: 90d, 12h, 4w or never (default: keep the expiry)."
+    ),
 ) -> None:
-    """Issue a new token for the user and print it (the old one stops working at once)."""
+    """Issue a new token for the user and print it (the old one and the user's page sessions
+    stop working at once; the user keeps their expiry unless --expires gives a new one)."""
     from api.security import rotate_token
 
     with _database() as db:
@@ -183,13 +205,25 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Worker processes (they share the database)."),
+    forwarded_allow_ips: str = typer.Option(
+        "",
+        "--forwarded-allow-ips",
+        envvar="EWS_FORWARDED_ALLOW_IPS",
+        help="Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses "
+        "or networks). Default: none; the address the server sees is the client's.",
+    ),
 ) -> None:
     """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs)."""
     import uvicorn
 
     typer.echo(f"ews serving on http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, **UVICORN
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        **uvicorn_options(forwarded_allow_ips),
     )
 
 

@@ -1,9 +1,12 @@
 """The pages people read: rendered on the server (Jinja2) over the same library functions as
 the API, with the same scope rule and the same audit entries. No script, no CDN.
 
-Signing in puts the user's token in an HttpOnly, SameSite=Strict cookie; every form that
-changes something carries a token derived from it (CSRF). A page never offers an action its
-user's role cannot take.
+Signing in with a token starts a session on the server (:mod:`api.sessions`): the browser's
+HttpOnly, SameSite=Strict cookie holds the session's random id, never the token, and opens
+the pages only. The sign-in form is refused when it comes from another site (login CSRF:
+Sec-Fetch-Site, else Origin, else Referer must name this site); every form that changes
+something carries a token derived from the session (CSRF). A page never offers an action
+its user's role cannot take.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.deps import DbDep, SettingsDep, authenticate
+from api.deps import DbDep, SettingsDep, authenticate, refusal
+from api.refusals import note_user
 from api.routes.audit import audit_entries, timeliness
 from api.routes.flags import current_runs, flag_page, visible_agencies
 from api.routes.officers import REVIEW_ROLES, ReviewIn, officer_detail, record_step
 from api.scope import agency_visible, log_now, not_found
+from api.sessions import end_session, session_user, start_session
 from ews.contract import ACTIVITY_EVENT_TYPES
 from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
 
@@ -43,7 +48,7 @@ def _rule_title(name: str) -> str:
 
 
 templates.env.filters["rule_title"] = _rule_title
-COOKIE = "ews_token"
+COOKIE = "ews_session"
 PAGE_SIZE = 50
 AUDITORS = ("reviewer", "admin")
 
@@ -52,25 +57,27 @@ class SignInRequired(Exception):
     """The page needs a signed-in user: the handler sends the browser to /signin."""
 
 
-def csrf_token(token: str) -> str:
-    return hmac.new(token.encode(), b"ews-csrf", hashlib.sha256).hexdigest()
+def csrf_token(session_id: str) -> str:
+    return hmac.new(session_id.encode(), b"ews-csrf", hashlib.sha256).hexdigest()
 
 
 class Session:
-    def __init__(self, user: User, token: str) -> None:
-        self.user, self.token, self.csrf = user, token, csrf_token(token)
+    """A signed-in page request: the user and the session's id (the cookie)."""
+
+    def __init__(self, user: User, session_id: str) -> None:
+        self.user, self.token, self.csrf = user, session_id, csrf_token(session_id)
 
 
-def page_session(db: DbDep, request: Request) -> Session:
-    token = request.cookies.get(COOKIE)
-    if not token:
+def page_session(db: DbDep, settings: SettingsDep, request: Request) -> Session:
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         raise SignInRequired
-    try:
-        return Session(authenticate(db, request, token[:200], ""), token)
-    except HTTPException as e:
-        if e.status_code == status.HTTP_401_UNAUTHORIZED:
-            raise SignInRequired from e
-        raise
+    user, why = session_user(db, session_id[:200], settings)
+    if user is None:
+        refusal(db, request, "sign_in_failed", status.HTTP_303_SEE_OTHER, why=why)
+        raise SignInRequired
+    note_user(user)
+    return Session(user, session_id)
 
 
 PageSession = Annotated[Session, Depends(page_session)]
@@ -154,8 +161,27 @@ def signin_page(request: Request) -> HTMLResponse:
     return render(request, "signin.html", None, title="Sign in")
 
 
+def same_site(request: Request) -> bool:
+    """The request comes from this site's own page: by the browser's Sec-Fetch-Site, else by
+    Origin, else by Referer (the pages send no referrer, so Origin or Sec-Fetch-Site it is)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        return origin == own
+    referer = request.headers.get("referer")
+    if referer:
+        return referer == own or referer.startswith(own + "/")
+    return False
+
+
 @router.post("/signin")
-def signin(db: DbDep, request: Request, form: Form) -> Response:
+def signin(db: DbDep, settings: SettingsDep, request: Request, form: Form) -> Response:
+    if not same_site(request):
+        refusal(db, request, "refused", 403, why="sign-in form from another site")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in from this site's own page")
     token = form.get("token", "").strip()[:200]
     try:
         user = authenticate(db, request, token, "no token")
@@ -166,24 +192,27 @@ def signin(db: DbDep, request: Request, form: Form) -> Response:
             else "That token does not work: it may be mistyped, expired or revoked."
         )
         return render(request, "signin.html", None, e.status_code, title="Sign in", error=error)
-    log_now(db, user, "sign_in", "/signin")
+    session_id = start_session(db, user, settings)
+    log_now(db, user, "sign_in", "/signin", session="started")
     response = RedirectResponse("/flags", status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        token,
+        session_id,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        max_age=int(settings.session_hours * 3600),
     )
     return response
 
 
 @router.post("/signout")
-def signout(session: PageSession, form: Form) -> Response:
+def signout(session: PageSession, db: DbDep, form: Form) -> Response:
     check_csrf(session, form)
+    end_session(db, session.token)
+    log_now(db, session.user, "sign_out", "/signout")
     response = RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict")
     return response
 
 
@@ -318,7 +347,8 @@ def officer_page(
 ) -> HTMLResponse:
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of)
+    wide = settings.supervisors_see_all_scored
+    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of, wide)
     return _officer(
         request, session, db, settings, d, message=("Saved." if done == "saved" else None)
     )
@@ -425,7 +455,8 @@ def review_form(
                 "factor_feedback": feedback,
             }
         )
-        record_step(db, session.user, path, agency, officer_id, review)
+        wide = settings.supervisors_see_all_scored
+        record_step(db, session.user, path, agency, officer_id, review, all_scored=wide)
     except (ValidationError, HTTPException) as e:
         code = e.status_code if isinstance(e, HTTPException) else 422
         if code == status.HTTP_404_NOT_FOUND:
@@ -437,10 +468,18 @@ def review_form(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
             )
         )
-        asked = form.get("as_of_date")
-        day = dt.date.fromisoformat(asked) if asked and len(asked) == 10 else None
+        try:  # the date asked, when it is one (2021-13-45 is not)
+            day: dt.date | None = dt.date.fromisoformat(form.get("as_of_date", ""))
+        except ValueError:
+            day = None
         d = officer_detail(
-            db, session.user, f"/officers/{agency}/{officer_id}", agency, officer_id, day
+            db,
+            session.user,
+            f"/officers/{agency}/{officer_id}",
+            agency,
+            officer_id,
+            day,
+            settings.supervisors_see_all_scored,
         )
         return _officer(request, session, db, settings, d, code, error=str(message))
     target = f"/officers/{agency}/{officer_id}?" + urlencode(
@@ -469,7 +508,18 @@ def _activity_name(kind: str, n: int) -> str:
     return one if n == 1 else many
 
 
-ACTIONS = ("read", "write", "not_found", "denied", "refused", "sign_in", "sign_in_failed", "admin")
+ACTIONS = (
+    "read",
+    "write",
+    "not_found",
+    "denied",
+    "refused",
+    "sign_in",
+    "sign_in_failed",
+    "sign_out",
+    "refusals_summarized",
+    "admin",
+)
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -482,7 +532,7 @@ def audit_page(
     action: str | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> HTMLResponse:
-    from ews.audit import verify
+    from api.routes.audit import chain_view
 
     _auditor(session, db, "/audit")
     if action not in (None, "", *ACTIONS) or len(actor or "") > 200 or len(officer_id or "") > 200:
@@ -510,7 +560,7 @@ def audit_page(
         session,
         title="Audit log",
         nav="audit",
-        chain=verify(db),
+        chain=chain_view(db, session.user),
         entries=entries,
         actor=actor,
         officer_id=officer_id,

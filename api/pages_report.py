@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import DbDep, SettingsDep
+from api.hardening import REPORT_CSP
 from api.pages import Form, PageSession, Session, _agency, check_csrf, render
 from api.scope import log_now, not_found
 from ews.db import AppDatabase
@@ -30,10 +31,12 @@ def _reviewer(session: Session, db: AppDatabase, path: str) -> None:
     _auditor(session, db, path)
 
 
-def _report(db: AppDatabase, settings: Any, agency: str, rebuild: bool = False) -> Any:
-    from models.audit_report import report_figures
+def _report(
+    db: AppDatabase, settings: Any, agency: str, rebuild: bool = False, gate: Any = None
+) -> Any:
+    from api.routes.audit import RebuildGate, gated_report
 
-    return report_figures(agency, settings, db, rebuild)
+    return gated_report(gate or RebuildGate(), agency, settings, db, rebuild)
 
 
 @router.get("/model-card", response_class=HTMLResponse)
@@ -58,14 +61,16 @@ def model_card_page(
     if name is None:
         return render(request, "model_card.html", session, error="No agency yet.", **context)
     try:
-        data = _report(db, settings, name)
+        data = _report(db, settings, name, gate=request.app.state.rebuilds)
     except (ReportError, LookupError, ValueError) as e:
         return render(request, "model_card.html", session, error=str(e), **context)
     log_now(db, session.user, "read", "/model-card", name, view="model card")
     return render(request, "model_card.html", session, **{**context, "data": data})
 
 
-def _stored(db: AppDatabase, settings: Any, session: Session, agency: str | None, ext: str) -> Any:
+def _stored(
+    db: AppDatabase, settings: Any, session: Session, agency: str | None, ext: str, gate: Any
+) -> Any:
     from models.audit_report import ReportError, stored_report
 
     agencies, name = _agency(session, db, agency)
@@ -73,7 +78,7 @@ def _stored(db: AppDatabase, settings: Any, session: Session, agency: str | None
         return None, "No agency yet."
     try:
         if stored_report(name, ext, settings.home) is None:
-            _report(db, settings, name)
+            _report(db, settings, name, gate=gate)
     except (ReportError, LookupError, ValueError) as e:
         return name, str(e)
     path = stored_report(name, ext, settings.home)
@@ -90,7 +95,7 @@ def audit_report_page(
 ) -> Response:
     """The audit report of the agency, exactly as `ews audit-report` writes it."""
     _reviewer(session, db, "/audit-report")
-    name, found = _stored(db, settings, session, agency, "html")
+    name, found = _stored(db, settings, session, agency, "html", request.app.state.rebuilds)
     if name is None or isinstance(found, str):
         return render(
             request,
@@ -104,7 +109,7 @@ def audit_report_page(
             error=found if isinstance(found, str) else "No agency yet.",
         )
     log_now(db, session.user, "read", "/audit-report", name, view="audit report")
-    return HTMLResponse(found.read_text())
+    return HTMLResponse(found.read_text(), headers={"Content-Security-Policy": REPORT_CSP})
 
 
 @router.get("/audit-report.pdf")
@@ -117,7 +122,7 @@ def audit_report_pdf(
 ) -> Response:
     """The PDF of the audit report, as a download."""
     _reviewer(session, db, "/audit-report.pdf")
-    name, found = _stored(db, settings, session, agency, "pdf")
+    name, found = _stored(db, settings, session, agency, "pdf", request.app.state.rebuilds)
     if name is None or isinstance(found, str):
         not_found(db, session.user, "/audit-report.pdf", name, why=str(found))
     log_now(db, session.user, "read", "/audit-report.pdf", name, view="audit report pdf")
@@ -136,7 +141,9 @@ def rebuild_report(
     request: Request,
     form: Form,
 ) -> Response:
-    """Build the agency's report again from the current data (reviewers and admins)."""
+    """Build the agency's report again from the current data (reviewers and admins; once
+    per few minutes per agency, one build at a time)."""
+    from api.routes.audit import TooSoon
     from models.audit_report import ReportError
 
     check_csrf(session, form)
@@ -145,13 +152,13 @@ def rebuild_report(
     if name is None:
         not_found(db, session.user, "/audit-report/rebuild")
     try:
-        _report(db, settings, name, rebuild=True)
-    except (ReportError, LookupError, ValueError) as e:
+        _report(db, settings, name, rebuild=True, gate=request.app.state.rebuilds)
+    except (ReportError, LookupError, ValueError, TooSoon) as e:
         return render(
             request,
             "model_card.html",
             session,
-            status.HTTP_409_CONFLICT,
+            status.HTTP_429_TOO_MANY_REQUESTS if isinstance(e, TooSoon) else 409,
             title="Model card",
             nav="model_card",
             agencies=[a["agency"] for a in agencies],

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     temp_dir: Path | None = None
     review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
     drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
+    # page sessions (`ews serve`): ended after this many idle minutes, and this many hours
+    # after sign-in whatever happens
+    session_idle_minutes: float = Field(default=30, gt=0)
+    session_hours: float = Field(default=12, gt=0)
+    # supervisors see the flagged and previously flagged officers of their units; an admin
+    # may widen that to every scored officer of their units
+    supervisors_see_all_scored: bool = False
 
     @property
     def snapshots_dir(self) -> Path:

@@ -57,7 +57,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Not allowed in the record's current state."},
     413: {"model": ErrorBody, "description": "The request body is over 1 MiB."},
     422: {"model": ErrorBody, "description": "Invalid input."},
-    429: {"model": ErrorBody, "description": "Too many failed sign-ins from this client."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed sign-ins from this client, or a rebuild asked too soon.",
+    },
 }
 
 

@@ -20,20 +20,6 @@ users = typer.Typer(
     no_args_is_help=True,
 )
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
-# uvicorn settings of `ews serve` (benchmarks/bench_api.py serves its bare endpoint with them).
-# No access log: every access to an officer's record is in the audit log already.
-# No X-Forwarded-For unless `--forwarded-allow-ips` names the proxies (uvicorn would believe
-# it from 127.0.0.1, and the sign-in limiter keys on the client's address).
-UVICORN: dict[str, Any] = {"log_level": "warning", "proxy_headers": False}
-
-
-def uvicorn_options(forwarded_allow_ips: str = "") -> dict[str, Any]:
-    """The uvicorn settings of `ews serve`: forwarded headers believed only from the proxies
-    listed (comma-separated addresses or networks; empty: none)."""
-    ips = forwarded_allow_ips.strip()
-    if not ips:
-        return dict(UVICORN)
-    return {**UVICORN, "proxy_headers": True, "forwarded_allow_ips": ips}
 
 
 @contextmanager
@@ -204,7 +190,7 @@ def audit_archive(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, help="Worker processes (they share the database)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (they share the database)."),
     forwarded_allow_ips: str = typer.Option(
         "",
         "--forwarded-allow-ips",
@@ -213,18 +199,24 @@ def serve(
         "or networks). Default: none; the address the server sees is the client's.",
     ),
 ) -> None:
-    """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs)."""
-    import uvicorn
+    """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs).
 
-    typer.echo(f"ews serving on http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)")
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        **uvicorn_options(forwarded_allow_ips),
-    )
+    Says "serving" once the port is bound; a busy port is an error (exit 1)."""
+    from api.server import uvicorn_options
+
+    serve_or_exit(host=host, port=port, workers=workers, **uvicorn_options(forwarded_allow_ips))
+
+
+def serve_or_exit(**options: Any) -> None:
+    """Run :func:`api.server.run_server`; a :class:`~api.server.ServeError` ends the command
+    with its message and exit 1 (``ews serve`` and ``ews demo`` share this)."""
+    from api.server import ServeError, run_server
+
+    try:
+        run_server(announce=typer.echo, **options)
+    except ServeError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from e
 
 
 def register(app: typer.Typer) -> None:

@@ -357,7 +357,7 @@ def _bare_server(port: int) -> None:
     `ews serve` uses."""
     import uvicorn
 
-    from api.cli import UVICORN
+    from api.server import UVICORN
 
     uvicorn.run(bare_app(), host=HOST, port=port, **UVICORN)
 

@@ -124,9 +124,9 @@ def demo(
     typer.echo(f"    credentialing reviewer:   {tokens['demo-reviewer']}")
     typer.echo(f"done in {time.perf_counter() - t0:.0f} s")
     if serve:
-        from api.cli import serve as serve_command
+        from api.cli import serve_or_exit
 
-        serve_command(host=host, port=port)
+        serve_or_exit(host=host, port=port)
 
 
 def _ingest(package: Any, ingest_package: Any, journal_ingest: Any) -> Any:

@@ -177,10 +177,10 @@ def _serve(app: Any, options: dict[str, Any]) -> tuple[Any, threading.Thread, st
 
 @pytest.mark.parametrize("proxies", ["", "127.0.0.1"])
 def test_forwarded_for_gives_no_extra_guesses(tmp_path: Path, proxies: str) -> None:
-    """Served as `ews serve` serves (api.cli.uvicorn_options): from 127.0.0.1, rotating
+    """Served as `ews serve` serves (api.server.uvicorn_options): from 127.0.0.1, rotating
     X-Forwarded-For gave unlimited guesses and audit rows; a valid token from an address with
     10 failures got 429."""
-    from api.cli import uvicorn_options
+    from api.server import uvicorn_options
 
     w = build_world(tmp_path / "home", f"sqlite:///{tmp_path / 'app.db'}")
     server, thread, base = _serve(create_app(w.settings), uvicorn_options(proxies))

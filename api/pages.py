@@ -134,10 +134,12 @@ def reasons(factors: list[Any], rules: list[str]) -> list[str]:
     words; by name for flags scored before rules travelled in words), then the context."""
     from models.explain import rule_lines
 
-    lines = [
+    summarised = any(isinstance(f, dict) and f.get("summary") for f in factors)
+    lines = [  # a summary already names the behaviours that carried the score
         str(f["sentence"])
         for f in factors
         if isinstance(f, dict) and f.get("sentence") and not f.get("context") and not f.get("rule")
+        if not (summarised and f.get("carried"))
     ]
     worded = [f for f in factors if isinstance(f, dict) and f.get("rule")]
     lines.extend(rule_lines(worded))
@@ -267,6 +269,7 @@ def flags_page(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
             review_days=settings.review_days,
+            home=settings.home,
         )
     except HTTPException as e:
         return render(request, "flags.html", session, e.status_code, error=e.detail, **context)
@@ -348,7 +351,9 @@ def officer_page(
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     wide = settings.supervisors_see_all_scored
-    d = officer_detail(db, session.user, request.url.path, agency, officer_id, as_of, wide)
+    d = officer_detail(
+        db, session.user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
+    )
     return _officer(
         request, session, db, settings, d, message=("Saved." if done == "saved" else None)
     )
@@ -480,6 +485,7 @@ def review_form(
             officer_id,
             day,
             settings.supervisors_see_all_scored,
+            home=settings.home,
         )
         return _officer(request, session, db, settings, d, code, error=str(message))
     target = f"/officers/{agency}/{officer_id}?" + urlencode(

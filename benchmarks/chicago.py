@@ -94,7 +94,10 @@ class ChicagoResult:
         return {
             "targets": self.targets,
             "chosen_on_training_years": [
-                {k: s.get(k) for k in ("label", "test_date", "chosen", "metric", "made_on")}
+                {
+                    k: s.get(k)
+                    for k in ("label", "test_date", "chosen", "metric", "made_on", "decision")
+                }
                 for s in self.selection
             ],
             "stages_seconds": {k: round(v, 2) for k, v in self.stages.items()},
@@ -210,9 +213,17 @@ def format_chicago(result: ChicagoResult) -> str:
             f"{'' if fewer is None else f'{fewer:.1f}':>6}"
         )
     lines.append("")
-    lines.append("Chosen on training years only (inner validation splits):")
+    from models.steps import TIE_RULE, describe_decision
+
+    lines.append(
+        f"Chosen on training years only (inner validation splits; near-ties: {TIE_RULE}), "
+        "with the margin of each choice:"
+    )
     for s in result.selection:
-        lines.append(f"  {s['label']:<19} {s['test_date']}: {s['chosen']}")
+        lines.append(
+            f"  {s['label']:<19} {s['test_date']}: "
+            f"{describe_decision(s['chosen'], s.get('decision'))}"
+        )
     lines.append("")
     lines.append("Targets (selected model, mean over the test dates):")
     for t in result.targets:

@@ -67,15 +67,25 @@ def demo(
     path = experiment.save(home / "experiments" / experiment.config_hash / "results.json")
     experiment.save_predictions(path.with_name("predictions.parquet"))  # the audit report's
     typer.echo(f"    results: {path}")
-    for r in (r for r in experiment.records if r.get("selected")):
+    picked = {r["test_date"]: r["method"] for r in experiment.records if r.get("selected")}
+    for r in (r for r in experiment.records if r.get("deployed")):
+        then = picked.get(r["test_date"])
+        also = f" (chosen before it: {then})" if then and then != r["method"] else ""
         typer.echo(
-            f"    test year {r['test_date']}: chosen before it {r['method']}, AUC "
-            f"{r.get('auc', 0):.3f}, precision {r.get('precision', 0):.3f} (evaluation only)"
+            f"    test year {r['test_date']}: {r['method']}{also}, AUC "
+            f"{r.get('auc') or 0:.3f}, precision {r.get('precision') or 0:.3f} (evaluation only)"
         )
-    from models.cli import champion_lines
+    from models.cli import champion_lines, choice_lines, gate_lines
 
-    for line in champion_lines(experiment, indent="    "):
-        typer.echo(line)
+    for line in choice_lines(experiment, header=False) + champion_lines(experiment, "    "):
+        typer.echo(line if line.startswith("    ") else "  " + line)
+    passed, failed = gate_lines(experiment)
+    for paragraph in passed:
+        typer.echo(f"    promotion gate: {paragraph}")
+    if failed:  # nothing to score with: say why, as `ews train` does
+        for paragraph in failed:
+            typer.echo(f"    NOT PROMOTED: {paragraph}")
+        raise typer.Exit(1)
 
     as_of = last_year
     typer.echo(f"4/6 scoring every officer as of {as_of}")

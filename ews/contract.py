@@ -91,6 +91,19 @@ CORE_EVENT_TYPES = (
 ACTIVITY_EVENT_TYPES = ("arrest", "traffic_stop", "call_for_service", "field_interview")
 # Sec. 3(b) of the Executive Order: the records a shared database must track.
 SEC3B_EVENT_TYPES = CORE_EVENT_TYPES[-5:]
+# The optional events column ``category_group`` maps an agency's own categories to concepts
+# that mean the same in every agency (docs/contract.md); feature specs select by group.
+CATEGORY_GROUP = "category_group"
+CATEGORY_GROUPS = (
+    "excessive_force",
+    "verbal_abuse",
+    "illegal_search_or_arrest",
+    "abuse_of_authority",
+    "procedure",
+    "criminal_misconduct",
+    "off_duty_conduct",
+    "other",
+)
 # Attributes that are never model inputs: they serve the bias audit only.
 PROTECTED_ATTRIBUTES = ("race", "sex")
 

@@ -52,6 +52,7 @@ RUN_PROVENANCE = (
     "seed",
     "flag_rule",
     "scored_at",
+    "data_end",
 )
 
 

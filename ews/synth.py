@@ -88,6 +88,16 @@ COMPLAINT_CATEGORIES = (
     ("09A VERBAL ABUSE: USE OF PROFANITY", 0.14),
     ("04B LOCKUP PROCEDURES: PRISONER PROPERTY", 0.10),
 )  # the remaining 10%: no category
+# the concept of each complaint category (events.category_group, docs/contract.md)
+COMPLAINT_GROUPS = (
+    "excessive_force",
+    "excessive_force",
+    "procedure",
+    "illegal_search_or_arrest",
+    "procedure",
+    "verbal_abuse",
+    "procedure",
+)
 FORCE_CATEGORIES = (("PHYSICAL FORCE", 0.80), ("TASER", 0.17), ("FIREARM", 0.03))
 FINDINGS_OTHER = (
     ("not_sustained", 0.45),
@@ -199,10 +209,16 @@ def _labels(codes: np.ndarray, labels: tuple[str, ...] | list[str]) -> pa.Array:
 
 
 def _schema(table: str) -> pa.Schema:
-    """The normalized schema (with pandas metadata) that ews.contract writes."""
-    from ews.contract import arrow_table, empty_table
+    """The normalized schema (with pandas metadata) that ews.contract writes; events also
+    carry the optional ``category_group`` (the concept of each category, docs/contract.md)."""
+    import pandas as pd
 
-    return arrow_table(empty_table(table), table).schema
+    from ews.contract import CATEGORY_GROUP, arrow_table, empty_table
+
+    frame = empty_table(table)
+    if table == "events":
+        frame[CATEGORY_GROUP] = pd.Series([], dtype="string")
+    return arrow_table(frame, table).schema
 
 
 def _write(table: pa.Table, folder: Path, name: str, fmt: str) -> None:
@@ -556,6 +572,7 @@ def _chunk(
         case_prefix="CR",
         category=_choice(rng, COMPLAINT_CATEGORIES, cells.size),
         categories=tuple(c for c, _ in COMPLAINT_CATEGORIES),
+        groups=COMPLAINT_GROUPS,
         finding=finding,
         fdate=np.where(pending, -1, fdate),
         outcome=outcome,
@@ -668,6 +685,7 @@ def _chunk(
                 if "fdate" in part
                 else pa.nulls(m, pa.date32()),
                 "outcome": text("outcome", part.get("outcomes")),
+                "category_group": text("category", part.get("groups")),
             }
         )
         chunks.append(chunk.cast(schema))

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ews.contract import (
+    CATEGORY_GROUP,
+    CATEGORY_GROUPS,
     COLUMNS,
     FINDINGS,
     REQUIRED_COLUMNS,
@@ -613,6 +615,15 @@ class _Checker:
             "must not be before event_date",
             pc.less(t["reported_date"], t["event_date"]),
         )
+        if CATEGORY_GROUP in t.column_names:  # optional: the agency's categories mapped
+            group = t[CATEGORY_GROUP].cast(pa.string())
+            groups = pa.array(["", *CATEGORY_GROUPS])
+            self.add(
+                file,
+                CATEGORY_GROUP,
+                f"must be one of {', '.join(CATEGORY_GROUPS)} or empty (docs/contract.md)",
+                pc.and_(pc.is_valid(group), pc.invert(pc.is_in(group, groups))),
+            )
         finding = t["finding"]
         allowed = pa.array(FINDINGS)
         bad_finding = pc.and_(pc.is_valid(finding), pc.invert(pc.is_in(finding, allowed)))

@@ -165,8 +165,13 @@ def build(
         source, snap_id = snap, f"{snap.agency}/{snap.id}"
 
     from features.build import write_features
-    from features.diagnostics import empty_cohort_reasons
+    from features.diagnostics import concept_lines, empty_cohort_reasons
 
+    try:  # a concept of the spec that matches no event of the data, named before the work
+        for line in concept_lines(source, spec):
+            typer.secho(f"warning: {line}", err=True, fg=typer.colors.YELLOW)
+    except ContractError as e:
+        raise _fail(str(e)) from None
     try:
         with _DateProgress(len(dates), engine) as progress:
             report = write_features(

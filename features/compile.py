@@ -291,6 +291,22 @@ def features_expr(
     return feats.select(*KEYS, *spec.column_names)
 
 
+def category_match(ev: ir.Table, src: Any) -> Any:
+    """Whether an event is of the source by category (None: every event of its type): its
+    ``category_group`` is the source's group, or, for an event without a group, its
+    ``category`` starts with the source's prefix (see features.spec.SourceSpec)."""
+    import ibis
+
+    prefix, group = src.category_prefix, src.category_group
+    if not prefix and not group:
+        return None
+    by_prefix = ev.category.fill_null("").startswith(prefix) if prefix else ibis.literal(False)
+    if not group:
+        return by_prefix
+    given = ev.category_group.fill_null("")
+    return (given == group) | ((given == "") & by_prefix)
+
+
 def network_expr(
     tables: Tables, keys: ir.Table, dates: ir.Table, spec: FeatureSpec, i: int, cache: bool
 ) -> ir.Table:
@@ -305,8 +321,9 @@ def network_expr(
     src = spec.sources[net.ties]
     ev = tables.events
     ev = ev.filter((ev.event_type == src.event_type) & ev.case_id.notnull() & (ev.case_id != ""))
-    if src.category_prefix:
-        ev = ev.filter(ev.category.fill_null("").startswith(src.category_prefix))
+    match = category_match(ev, src)
+    if match is not None:
+        ev = ev.filter(match)
     # per officer and case, the day the officer was first reported on it
     named = ev.group_by(["officer_id", "case_id"]).aggregate(named=ev.reported_date.min())
     other = named.select(p_id="officer_id", p_case="case_id", p_named="named")
@@ -403,10 +420,8 @@ def base_join(
     ev = events.filter(events.event_type == event_type)
     flags: dict[str, Any] = {}
     for s in srcs:
-        prefix = spec.sources[s].category_prefix
-        flags[f"_f__{s}"] = (
-            ev.category.fill_null("").startswith(prefix) if prefix else ibis.literal(True)
-        )
+        match = category_match(ev, spec.sources[s])
+        flags[f"_f__{s}"] = ibis.literal(True) if match is None else match
     ev = ev.select(
         e_officer_id=ev.officer_id,
         reported_date=ev.reported_date,

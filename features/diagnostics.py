@@ -192,3 +192,74 @@ class ColumnStats:
             elif self.missing[name] == 0 and self.low[name] == self.high[name]:
                 out.constant[name] = self.low[name]
         return out
+
+
+def concept_lines(source: Snapshot | str | Path, spec: Any) -> list[str]:
+    """Each spec source narrowed to a concept (``category_group``, ``category_prefix``) that
+    matches no event of the package, named with its cause (the package's own categories of
+    that event type, and how to map them: events.category_group, docs/contract.md); and each
+    one matched only through the prefix fallback, which is an agency's own code. Said before
+    training, so that a column left constant says why. Reads two columns with DuckDB."""
+    import duckdb
+
+    from ews.contract import CATEGORY_GROUP
+    from features.engines import package_folder
+
+    path = package_folder(source) / "events.parquet"
+    con = duckdb.connect()
+    try:
+        names = {
+            r[0]
+            for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+        }
+        group_col = f"coalesce(\"{CATEGORY_GROUP}\", '')" if CATEGORY_GROUP in names else "''"
+        lines: list[str] = []
+        for name, src in spec.sources.items():
+            group, prefix = src.category_group, src.category_prefix
+            if not group and not prefix:
+                continue
+            n_group, n_prefix = con.execute(
+                f"""SELECT
+                      count(*) FILTER (WHERE ? <> '' AND {group_col} = ?),
+                      count(*) FILTER (WHERE ? <> '' AND {group_col} = ''
+                                         AND starts_with(coalesce(category, ''), ?))
+                    FROM read_parquet(?) WHERE event_type = ?""",
+                [group or "", group or "", prefix or "", prefix or "", str(path), src.event_type],
+            ).fetchone() or (0, 0)
+            label = src.label or name.replace("_", " ")
+            cols = [
+                c.name
+                for c in spec.columns
+                if c.source == name or c.name.startswith(f"{name}_") or f"_{name}_" in c.name
+            ]
+            if n_group + n_prefix == 0:
+                top = con.execute(
+                    """SELECT category, count(*) AS n FROM read_parquet(?)
+                       WHERE event_type = ? AND coalesce(category, '') <> ''
+                       GROUP BY category ORDER BY n DESC, category LIMIT 5""",
+                    [str(path), src.event_type],
+                ).fetchall()
+                held = (
+                    "; its "
+                    + src.event_type
+                    + " categories include "
+                    + ", ".join(f"{c!r} ({n:,})" for c, n in top)
+                    if top
+                    else f"; it holds no {src.event_type} event with a category"
+                )
+                lines.append(
+                    f"{label} ({name}, {len(cols)} columns): no event of the data is "
+                    f"{src.concept()}{held}. Map the agency's categories with the events "
+                    f"column {CATEGORY_GROUP} (docs/contract.md); until then these columns "
+                    "are 0 or empty and carry no information."
+                )
+            elif group and n_group == 0:
+                lines.append(
+                    f"{label} ({name}): found by the category prefix {prefix!r} only "
+                    f"({n_prefix:,} events), an agency's own code, as the data give no "
+                    f"{CATEGORY_GROUP} {group!r}; fill {CATEGORY_GROUP} (docs/contract.md) so "
+                    "that the indicator means the same in every agency."
+                )
+        return lines
+    finally:
+        con.close()

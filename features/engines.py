@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ews.contract import COLUMNS, ContractError
+from ews.contract import CATEGORY_GROUP, COLUMNS, ContractError
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -127,11 +127,20 @@ def load_tables(con: BaseBackend, folder: Path) -> Tables:
         path = folder / f"{name}.parquet"
         schema = {c: _IBIS_TYPES[COLUMNS[name][c]] for c in cols}
         if path.is_file():
-            t = con.read_parquet(str(path))
-            missing = [c for c in cols if c not in t.columns]
+            raw = con.read_parquet(str(path))
+            missing = [c for c in cols if c not in raw.columns]
             if missing:
                 raise ContractError(f"{path}: missing columns {', '.join(missing)}")
-            t = t.select(*[t[c].cast(schema[c]) for c in cols])
+            picked = [raw[c].cast(schema[c]) for c in cols]
+            if name == "events":  # optional (docs/contract.md): empty in older packages
+                picked.append(
+                    (
+                        raw[CATEGORY_GROUP].cast("string")
+                        if CATEGORY_GROUP in raw.columns
+                        else ibis.null().cast("string")
+                    ).name(CATEGORY_GROUP)
+                )
+            t = raw.select(*picked)
         else:
             # an agency without assignments: an empty table of the right types
             t = temp_table(con, ibis.schema(schema).to_pyarrow().empty_table())

@@ -119,9 +119,16 @@ def _check_windows(v: list[str]) -> list[str]:
 
 
 class SourceSpec(_Strict):
-    """One kind of event: an event type, optionally narrowed to categories with a prefix."""
+    """One kind of event: an event type, optionally narrowed to a concept.
+
+    ``category_group`` names the concept (one of ``ews.contract.CATEGORY_GROUPS``, e.g.
+    ``excessive_force``): an event is of the source when its ``category_group`` is that
+    group. ``category_prefix`` selects by the agency's own codes (``"05"``: Chicago's
+    excessive force); with both, the prefix decides only for events without a group (old
+    packages, written before the column existed)."""
 
     event_type: str
+    category_group: str | None = None
     category_prefix: str | None = None
     label: str | None = Field(None, description="plural noun for descriptions")
     singular: str | None = Field(None, description="singular noun for descriptions")
@@ -132,6 +139,28 @@ class SourceSpec(_Strict):
         if not _NAME.match(v):
             raise ValueError(f"event_type {v!r} must be a lower_snake_case word")
         return _refuse_protected(v, "event_type")
+
+    @field_validator("category_group")
+    @classmethod
+    def _category_group(cls, v: str | None) -> str | None:
+        from ews.contract import CATEGORY_GROUPS
+
+        if v is not None and v not in CATEGORY_GROUPS:
+            raise ValueError(
+                f"category_group {v!r}: use one of {', '.join(CATEGORY_GROUPS)} "
+                "(docs/contract.md)"
+            )
+        return v
+
+    def concept(self) -> str:
+        """How the source selects its events, in words."""
+        parts = []
+        if self.category_group:
+            parts.append(f"category_group {self.category_group!r}")
+        if self.category_prefix:
+            where = " where the package gives no group" if self.category_group else ""
+            parts.append(f"a category starting with {self.category_prefix!r}{where}")
+        return f"{self.event_type} events with " + " or ".join(parts) if parts else ""
 
 
 class AggregateSpec(_Strict):
@@ -261,7 +290,11 @@ class FeatureSpec(_Strict):
     @cached_property
     def hash(self) -> str:
         """Content hash of the validated spec (12 hex digits): names a feature set."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        dumped = self.model_dump(mode="json")
+        for src in dumped.get("sources", {}).values():  # a spec without groups keeps its hash
+            if src.get("category_group") is None:
+                src.pop("category_group", None)
+        payload = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def peer_kinds(self) -> list[str]:
@@ -418,6 +451,7 @@ class FeatureSpec(_Strict):
                     had = (
                         "a sustained finding"
                         if self.sources[b.source].category_prefix is None
+                        and self.sources[b.source].category_group is None
                         else f"a sustained {singular}"
                     )
                 else:

@@ -75,6 +75,10 @@ def _num(value: Any, digits: int = 4) -> float | None:
     return None if math.isnan(f) or math.isinf(f) else round(f, digits)
 
 
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
@@ -361,7 +365,24 @@ def champion_card(
     features = loaded.feature_names if loaded is not None else results.get("feature_columns", [])
     rules = loaded.rules or {} if loaded is not None else {}
     records = [r for r in results.get("records", []) if r.get("label") == label]
-    chosen = {r["test_date"]: r for r in records if r.get("kind") == "model" and r.get("selected")}
+    picked = {r["test_date"]: r for r in records if r.get("kind") == "model" and r.get("selected")}
+    # the registered config's own held-out rows at every test date (each date's own choice
+    # beside them where it differs); results without them: each date's choice
+    method = tags.get("ews.candidate") or row.get("candidate")
+    own = {r["test_date"]: r for r in records if r.get("kind") == "model" and r["method"] == method}
+    chosen = own or picked
+    differences = [
+        f"On {day} the validation splits before that date chose {p['method']}, not the "
+        f"registered {method}: the row shows {method}'s own held-out results (precision "
+        f"{_fmt(own[day].get('precision'))}, AUC {_fmt(own[day].get('auc'))}); that date's "
+        f"choice had precision {_fmt(p.get('precision'))}, AUC {_fmt(p.get('auc'))}."
+        for day, p in sorted(picked.items())
+        if own and day in own and p["method"] != method
+    ]
+    gate = registry.gate_of(name, version, uri)
+    if gate is None:  # a version registered without its gate in its tags: the results'
+        stored = results.get("gates", {}).get(label)
+        gate = stored if stored and stored.get("method") == method else None
     splits = []
     for sp in results.get("splits", []):
         day = sp["test_as_of"]
@@ -386,6 +407,8 @@ def champion_card(
                 "precision": _num(rec.get("precision")),
                 "recall": _num(rec.get("recall")),
                 "auc": _num(rec.get("auc")),
+                "auc_ci95": [_num(v) for v in rec.get("auc_ci95") or []],
+                "split_choice": picked.get(day, {}).get("method"),
                 "brier": _num(rec.get("brier")),
                 "precision_at": {
                     k.split("@")[1]: _num(v) for k, v in m.items() if k.startswith("precision@")
@@ -457,6 +480,9 @@ def champion_card(
         },
         "features": {"count": len(features), "groups": _feature_groups(features, spec)},
         "splits": splits,
+        "differences": differences,
+        "gate": gate,
+        "override": (gate or {}).get("override"),
         "calibration": calibration,
         "vs_rules": vs_rules,
         "rules": [
@@ -470,6 +496,7 @@ def champion_card(
             "results": results,
             "spec": spec,
             "records": records,
+            "by_test": chosen,
         },
     }
     return card
@@ -542,7 +569,9 @@ def held_out_audit(
     label = LabelSpec.preset(card["label"])
     columns = list(priv["results"].get("feature_columns", []))
     tests = sorted({str(_iso(d)) for d in held["as_of_date"]})
-    by_test = {r["test_date"]: r for r in records if r.get("kind") == "model" and r["selected"]}
+    by_test = priv.get("by_test") or {
+        r["test_date"]: r for r in records if r.get("kind") == "model" and r["selected"]
+    }
     train_dates = sorted({d for t in tests for d in by_test[t].get("train_dates_used", [])})
     all_dates = sorted({dt.date.fromisoformat(d) for d in [*tests, *train_dates]})
     feats = build_features(snap, all_dates, spec=spec, cohort=cohort)
@@ -867,7 +896,21 @@ def checklist(data: dict[str, Any]) -> list[dict[str, Any]]:
     comps = [c for c in (card or {}).get("vs_rules", []) if c["extra_tp"] is not None]
     overall = data["bias"].get("overall", {})
     ask = "Validated on held-out dates, at least as precise as the rules at the same volume"
-    if overall.get("champion", {}).get("precision") is not None:
+    gate = (card or {}).get("gate")
+    if gate is not None:  # the promotion gate stored on the very version that is champion
+        said = "; ".join(gate.get("reasons") or gate.get("summary") or []) or "no figures"
+        figure = (
+            f"{card['name']} v{card['version']} ({gate.get('method')}) passed the promotion "
+            f"gate: {said}"
+            if gate.get("passed")
+            else f"{card['name']} v{card['version']} ({gate.get('method')}) did not pass the "
+            f"promotion gate: {said}"
+        )
+        if gate.get("override"):
+            o = gate["override"]
+            figure += f"; promoted by override ({o.get('by')}, {o.get('at')}): {o.get('reason')}"
+        add(ask, "met" if gate.get("passed") else "not met", figure, "comparison")
+    elif overall.get("champion", {}).get("precision") is not None:
         champ = overall["champion"]["precision"]
         rules = {m: o["precision"] for m, o in overall.items() if m != "champion"}
         beaten = [m for m, p in rules.items() if p is not None and p > champ]

@@ -53,46 +53,49 @@ def _seconds(timings: dict[str, float]) -> str:
     )
 
 
-def champion_lines(experiment: Any, indent: str = "") -> list[str]:
-    """What the experiment registered and why: per label the champion, its registered name
-    and version, and the selection scores on the validation splits that chose it; wrapped to
-    fit 100 columns after ``indent``."""
-    import textwrap
-
-    from models.metrics import selection_scores
+def choice_lines(experiment: Any, header: bool = True) -> list[str]:
+    """Every choice of the experiment with its margin: per label and test date the split's
+    choice, then the deployed config's, each with the best's lead over the next candidate and
+    the noise (one standard error) it was judged against; and, where the deployed config
+    differs from a split's choice, that difference in words."""
+    from models.steps import TIE_RULE, describe_decision
 
     config = experiment.config
-    metric, penalty = config["selection_metric"], config["selection_penalty"]
-    out = []
-    for info in experiment.deployment:
-        label = info["label"]
-        champ = experiment.champions.get(label)
-        if champ is None:
-            continue
-        reg = champ.registered
-        where = f" as {reg['name']} v{reg['version']} (alias champion)" if reg else ""
-        out.append(f"registered {info['chosen']}{where} for {label}")
-        usable = {
-            name: [{metric: v} for v in values if v is not None]
-            for name, values in info["scores"].items()
-        }
-        table = selection_scores({k: v for k, v in usable.items() if v}, metric, penalty)
-        best = table.iloc[0]
-        why = (
-            f"  why: best {metric} mean - {penalty} x std over {int(best['n_splits'])} "
-            f"validation split(s) inside the training years ({best['score']:.4f}"
-        )
-        if len(table) > 1:
-            second = table.iloc[1]
-            why += f"; next {second['model']} {second['score']:.4f}"
-        out.append(why + ")")
-        dates = info["train_as_of"]
+    out = [
+        f"choices ({config['selection_metric']} mean - {config['selection_penalty']} x std on "
+        f"validation splits inside the training years; near-ties: {TIE_RULE}):"
+    ][: int(header)]
+    deployed = {lbl: c.candidate.get("name") for lbl, c in experiment.champions.items()}
+    for s in experiment.selection:
         out.append(
-            f"  refitted on the newest data: {len(dates)} as-of date(s) {dates[0]} .. "
-            f"{dates[-1]}, {info['n_train']:,} rows; the evaluated choices above may differ"
+            f"  {s['label']} {s['test_date']}: {describe_decision(s['chosen'], s.get('decision'))}"
         )
+    for d in experiment.deployment:
+        out.append(
+            f"  {d['label']} to deploy (as of {d['as_of']}): "
+            f"{describe_decision(d['chosen'], d.get('decision'))}"
+        )
+    for label, name in deployed.items():
+        differ = [
+            s["test_date"]
+            for s in experiment.selection
+            if s["label"] == label and s["chosen"] and s["chosen"] != name
+        ]
+        if differ:
+            out.append(
+                f"  {label}: the deployed config {name} is not the one chosen before "
+                f"{', '.join(differ)}; the held-out results shown for the champion are "
+                f"{name}'s own at every test date, beside each date's choice"
+            )
+    return _wrap(out)
+
+
+def _wrap(lines: list[str], indent: str = "") -> list[str]:
+    """Lines wrapped to 100 columns, continuation lines indented two more spaces."""
+    import textwrap
+
     wrapped = []
-    for line in out:
+    for line in lines:
         lead = indent + " " * (len(line) - len(line.lstrip()))
         wrapped += textwrap.wrap(
             line.strip(),
@@ -103,6 +106,62 @@ def champion_lines(experiment: Any, indent: str = "") -> list[str]:
             break_on_hyphens=False,
         )
     return wrapped
+
+
+def champion_lines(experiment: Any, indent: str = "") -> list[str]:
+    """What the experiment registered and why: per label the champion, its registered name
+    and version (with the alias champion only when it passed the promotion gate), the
+    selection that chose it and its margin; wrapped to fit 100 columns after ``indent``."""
+
+    config = experiment.config
+    metric, penalty = config["selection_metric"], config["selection_penalty"]
+    out = []
+    for info in experiment.deployment:
+        label = info["label"]
+        champ = experiment.champions.get(label)
+        if champ is None:
+            continue
+        reg = champ.registered
+        gate = experiment.gates.get(label, {})
+        alias = "alias champion" if gate.get("passed", True) else "NO alias: not promoted"
+        where = f" as {reg['name']} v{reg['version']} ({alias})" if reg else ""
+        out.append(f"registered {info['chosen']}{where} for {label}")
+        n = len(info.get("inner_splits") or [])
+        decision = info.get("decision") or {}
+        tied = decision.get("tied") or []
+        how = f"simplest of {len(tied)} within one standard error" if len(tied) > 1 else "best"
+        out.append(
+            f"  why: best {metric} mean - {penalty} x std over {n} validation split(s) inside "
+            f"the training years, near-ties to the simplest: chosen as the {how} "
+            f"(margin {_num(decision.get('margin'))}, noise {_num(decision.get('se'))})"
+        )
+        dates = info["train_as_of"]
+        out.append(
+            f"  refitted on the newest data: {len(dates)} as-of date(s) {dates[0]} .. "
+            f"{dates[-1]}, {info['n_train']:,} rows; its held-out results are this config's "
+            "at each test date"
+        )
+    return _wrap(out, indent)
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def gate_lines(experiment: Any) -> tuple[list[str], list[str]]:
+    """Per label the promotion gate in words: ``(passed, failed)`` paragraphs."""
+    from models.gates import gate_paragraph
+
+    passed: list[str] = []
+    failed: list[str] = []
+    for label, gate in experiment.gates.items():
+        champ = experiment.champions.get(label)
+        reg = champ.registered if champ is not None else None
+        model = f"{reg['name']} v{reg['version']}" if reg else f"the {label} model"
+        (passed if gate.get("passed") else failed).append(
+            gate_paragraph(gate, model, registered=reg is not None)
+        )
+    return passed, failed
 
 
 def train(
@@ -130,6 +189,12 @@ def train(
         help="Print the results (the content of results.json, with where it was written) as "
         "JSON on stdout instead of the table; progress still goes to stderr.",
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Exit 1 when a model does not pass the promotion gate (default: exit 0 with a "
+        "warning).",
+    ),
 ) -> None:
     """Train the model grid and compare it with the rules on honest temporal splits.
 
@@ -139,7 +204,17 @@ def train(
     inside the training years (or, with splitter.inner_splits 0, every candidate is evaluated
     and none chosen). Prints a line per step and split, then the metrics table; writes
     results.json and predictions.parquet (every test prediction) and registers the champion
-    per label (alias `champion`), or every fitted model with `registry: all`.
+    per label, or every fitted model with `registry: all`.
+
+    Near-ties on the validation splits go to the simplest candidate within one standard
+    error of the best (a linear model, then boosted trees, then forests; shallower, fewer
+    trees, stronger regularization); every choice is printed with its margin. The registered
+    model gets the alias `champion` only if it passes the promotion gate: at every held-out
+    test date its AUC's 95% interval lies above 0.5 and, flagging as many officers as the
+    best rule, it finds at least as many with the outcome (within its interval). Otherwise it
+    is registered without the alias and a paragraph says why and what the rules achieve;
+    `ews models promote NAME VERSION --force --reason TEXT` overrides. Exit 0 (1 with
+    --strict when a model is not promoted).
     """
     from ews.settings import get_settings
     from models.experiment import load_config, run_experiment
@@ -161,6 +236,11 @@ def train(
         typer.echo(json.dumps(body, indent=2, default=str))
         for note in result.notes:
             typer.echo(f"warning: {note}", err=True)
+        _, failed = gate_lines(result)
+        for paragraph in failed:
+            typer.echo(f"warning: not promoted: {paragraph}", err=True)
+        if failed and strict:
+            raise typer.Exit(EXIT_FAILED)
         return
     typer.echo(f"experiment {result.config_hash} ({result.agency}, snapshot {result.snapshot_id})")
     typer.echo(text_table(result.records, width=100))
@@ -168,11 +248,12 @@ def train(
     if preds is not None:
         n = 0 if result.predictions is None else len(result.predictions)
         typer.echo(f"predictions: {preds} ({n} rows)")
+    for line in choice_lines(result):
+        typer.echo(line)
     for label, champ in result.champions.items():
         reg = champ.registered
-        where = (
-            f" -> {reg['name']} v{reg['version']} (champion, run {reg['run_id']})" if reg else ""
-        )
+        role = "champion" if reg and reg.get("alias") else "no alias"
+        where = f" -> {reg['name']} v{reg['version']} ({role}, run {reg['run_id']})" if reg else ""
         typer.echo(f"{label}: {champ.candidate['name']}{where}")
     for line in champion_lines(result):
         typer.echo(line)
@@ -182,6 +263,21 @@ def train(
     for note in result.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(f"timings: {_seconds(result.timings)}")
+    passed, failed = gate_lines(result)
+    for paragraph in passed:
+        typer.echo(f"promotion gate: {paragraph}")
+    for paragraph in failed:
+        typer.echo("")
+        typer.echo(f"NOT PROMOTED: {paragraph}")
+    if failed:
+        typer.secho(
+            f"warning: {len(failed)} model(s) not promoted (see above)"
+            + ("" if register else "; --no-register: nothing was registered"),
+            fg="yellow",
+            err=True,
+        )
+        if strict:
+            raise typer.Exit(EXIT_FAILED)
 
 
 def evaluate(
@@ -250,14 +346,24 @@ def score(
         "--allow-lookahead",
         help="Score even with a model trained on outcomes known after the as-of date.",
     ),
+    max_staleness: int = typer.Option(
+        92,
+        "--max-staleness",
+        metavar="DAYS",
+        min=0,
+        help="Refuse an as-of date more than DAYS after the data's last reported event.",
+    ),
 ) -> None:
     """Score every officer at an as-of date with a registered model and save the flags.
 
     Flags go to the application database (where the service reads them), each with its
     score, rank, the rules that fire, an explanation and its provenance; a Parquet export is
     written to EWS_HOME/flags/<agency>/<date>.parquet. A model trained on outcomes known after
-    the as-of date (its label cutoff) is refused unless --allow-lookahead.
+    the as-of date (its label cutoff) is refused unless --allow-lookahead. A date more than
+    --max-staleness days (default 92) after the data's last reported event is refused
+    (exit 2): ingest newer data first.
     """
+    from models.scoring import StaleDateError
     from models.scoring import score as run_score
 
     day = as_of
@@ -273,7 +379,11 @@ def score(
             explain=explain,
             progress=True,
             allow_lookahead=allow_lookahead,
+            max_staleness_days=max_staleness,
         )
+    except StaleDateError as exc:
+        _fail(exc, EXIT_USAGE)
+        return
     except _known_errors() as exc:
         _fail(exc)
         return
@@ -323,11 +433,49 @@ def promote(
     name: str = typer.Argument(..., help="Registered model name, e.g. ews-chicago-sustained."),
     version: str = typer.Argument(..., help="Version to promote."),
     alias: str = typer.Option("champion", help="Alias to move to this version."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Make a version that did not pass its promotion gate the champion anyway "
+        "(needs --reason; written to the audit log, the model card and the audit report).",
+    ),
+    reason: str = typer.Option(
+        None, "--reason", help="Why the model is deployed anyway (with --force)."
+    ),
 ) -> None:
-    """Point an alias (default `champion`) at a model version; scoring uses the champion."""
+    """Point an alias (default `champion`) at a model version; scoring uses the champion.
+
+    A version whose held-out results did not pass the promotion gate of `ews train` becomes
+    the champion only with --force --reason TEXT: the override is an audit entry (same
+    transaction as the alias move) and a line of the model card and the audit report."""
     from models import registry
 
+    if reason is not None and not force:
+        _fail(ValueError("--reason goes with --force"), EXIT_USAGE)
+    if force and not (reason or "").strip():
+        _fail(
+            ValueError("--force needs --reason TEXT: why this model is deployed anyway"),
+            EXIT_USAGE,
+        )
     try:
+        gate = registry.gate_of(name, version) if alias == registry.CHAMPION else None
+        if force:
+            detail = registry.promote_by_force(name, version, str(reason), alias)
+            typer.echo(f"{name}@{alias} -> version {version} (forced)")
+            state = detail["gate"] or "not recorded"
+            typer.secho(
+                f"warning: promoted by force (promotion gate: {state}); audit entry by "
+                f"{detail['by']}: {detail['reason']}",
+                fg="yellow",
+                err=True,
+            )
+            return
+        if gate is not None and not gate.get("passed"):
+            why = "; ".join(gate.get("reasons") or [])
+            raise registry.RegistryError(
+                f"{name} v{version} did not pass the promotion gate ({why}); to make it the "
+                f"champion anyway: `ews models promote {name} {version} --force --reason TEXT`"
+            )
         registry.promote(name, version, alias)
     except _known_errors() as exc:
         _fail(exc)

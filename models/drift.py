@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.scoring import ScoringError
+from models.scoring import ScoringError, data_span
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,24 +193,6 @@ def _histogram(ref: np.ndarray, cur: np.ndarray, bins: int = 20) -> list[dict[st
         }
         for i in range(bins)
     ]
-
-
-def data_span(source: Any) -> tuple[dt.date, dt.date]:
-    """The first and last reported date of the events (what the data cover)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from features.engines import package_folder
-
-    col = pq.read_table(Path(package_folder(source)) / "events.parquet", columns=["reported_date"])
-    span = pc.min_max(col.column("reported_date")).as_py()
-    if span["min"] is None:
-        raise ScoringError("the data hold no events")
-    first, last = (
-        v if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v.date()
-        for v in (span["min"], span["max"])
-    )
-    return first, last
 
 
 def check_dates(as_of: dt.date, reference: list[dt.date], first: dt.date, last: dt.date) -> None:

@@ -31,9 +31,7 @@ metrics, vs_rules``; and ``selection`` says, for every choice, which dates it wa
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -41,145 +39,61 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from models.grid import ModelSpec
+# the config types and helpers live in models.config (models.steps imports them from there);
+# they are re-exported here, where callers have always found them
+from models.config import (
+    CONTEXT_COLUMNS,
+    DEFAULT_CONFIG,
+    ID_COLUMNS,
+    RULE_NAMES,
+    ExperimentConfig,
+    ExperimentError,
+    SplitterConfig,
+    _json_safe,
+    auto_test_dates,
+    cohort_spec,
+    data_end,
+    label_spec,
+    load_config,
+    load_feature_spec,
+    make_splitter,
+    numeric_feature_columns,
+    resolve_source,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ews.store import Snapshot
 
-DEFAULT_CONFIG = Path(__file__).with_name("default_experiment.yaml")
-ID_COLUMNS = ("officer_id", "as_of_date")
-CONTEXT_COLUMNS = ("unit", "rank")
-RULE_NAMES = ("cmpd", "miami_dade", "iapro_top_percentile", "best_single")
-
-
-class ExperimentError(ValueError):
-    """An experiment that cannot run (bad config, no data, no usable split)."""
-
-
-class SplitterConfig(BaseModel):
-    """How time is split (see :class:`models.splitter.TemporalSplitter`).
-
-    ``test_dates`` may be left out: the experiment then takes the ``n_test_dates`` latest
-    January-1 dates whose whole label window the data cover.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    test_dates: list[date] | None = None
-    n_test_dates: int = Field(default=2, ge=1)
-    label_window: str = "1y"
-    train_history: str | None = "3y"
-    train_every: str = "1y"
-    first_train_date: date | None = None
-    label_maturity: bool = True
-    # validation splits inside each split's training years, to choose among the grid;
-    # 0: no selection (every candidate is evaluated, none chosen, no champion)
-    inner_splits: int = Field(default=2, ge=0)
-    # Extra time a training label window must have ended before the test (or validation)
-    # date, for slow-maturing labels (see models.splitter): one duration for every label,
-    # or a mapping label name -> duration (labels left out get none).
-    label_lag: str | dict[str, str | None] | None = None
-
-    def lag_for(self, label: str) -> str | None:
-        """The label lag that applies to ``label``."""
-        if isinstance(self.label_lag, dict):
-            return self.label_lag.get(label)
-        return self.label_lag
-
-
-class ExperimentConfig(BaseModel):
-    """An experiment, as written in YAML (see ``models/default_experiment.yaml``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "default"
-    agency: str | None = None
-    snapshot: str | None = None
-    feature_spec: str | None = None
-    cohort: dict[str, Any] | None = None
-    labels: list[str | dict[str, Any]] = Field(
-        default_factory=lambda: ["sustained"],  # type: ignore[arg-type]
-        min_length=1,
-    )
-    splitter: SplitterConfig = Field(default_factory=SplitterConfig)
-    grid: list[ModelSpec] = Field(min_length=1)
-    rules: list[str | dict[str, Any]] = Field(
-        default_factory=lambda: list(RULE_NAMES)  # type: ignore[arg-type]
-    )
-    ks: list[float] = Field(default_factory=lambda: [1.0, 5.0, 10.0])
-    flag_top_pct: float = Field(default=5.0, gt=0, le=100)
-    selection_metric: str = "precision@10%"
-    selection_penalty: float = Field(default=0.5, ge=0)
-    seed: int = 0
-    n_boot: int = Field(default=1000, ge=0)
-    background_rows: int = Field(default=200, ge=10)
-    refit_champion: bool = True
-    # what `ews train` registers in MLflow: each label's champion, or every fitted model
-    # (the champion keeps the alias `champion`; the others carry none)
-    registry: Literal["champion", "all"] = "champion"
-
-    @field_validator("ks")
-    @classmethod
-    def _ks(cls, value: list[float]) -> list[float]:
-        bad = [k for k in value if not 0 < k <= 100]
-        if bad:
-            raise ValueError(f"ks are percentages in (0, 100], got {bad}")
-        return sorted(set(value))
-
-    @field_validator("grid")
-    @classmethod
-    def _grid_names(cls, value: list[ModelSpec]) -> list[ModelSpec]:
-        from models.grid import GridSpec
-
-        GridSpec(models=value)  # duplicate names
-        return value
-
-    @property
-    def hash(self) -> str:
-        """Content hash (12 hex digits) of the validated config: names the experiment."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-    def label_names(self) -> list[str]:
-        return [x if isinstance(x, str) else str(x.get("name")) for x in self.labels]
-
-
-def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentConfig:
-    """Read and validate an experiment YAML (default: the packaged default experiment).
-
-    ``overrides`` replace top-level keys (``agency=...``) before validation. Errors name the
-    file and every offending key.
-    """
-    import yaml
-    from pydantic import ValidationError
-
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ExperimentError(f"experiment config {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ExperimentError(f"{path}: an experiment config is a YAML mapping")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    spec = data.get("feature_spec")
-    if isinstance(spec, str) and not Path(spec).is_absolute():
-        # a spec path in a config file is read from the config's folder
-        beside = (path.parent / spec).resolve()
-        if beside.is_file():
-            data["feature_spec"] = str(beside)
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: invalid experiment config"]
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ExperimentError("\n".join(lines)) from exc
+__all__ = [
+    "CONTEXT_COLUMNS",
+    "DEFAULT_CONFIG",
+    "ID_COLUMNS",
+    "RULE_NAMES",
+    "Champion",
+    "Clock",
+    "ExperimentConfig",
+    "ExperimentError",
+    "ExperimentResult",
+    "SplitterConfig",
+    "auto_test_dates",
+    "cohort_spec",
+    "data_end",
+    "label_spec",
+    "load_config",
+    "load_feature_spec",
+    "make_splitter",
+    "model_tags",
+    "numeric_feature_columns",
+    "progress_printer",
+    "register",
+    "register_champions",
+    "resolve_source",
+    "run_experiment",
+]
 
 
 @dataclass
@@ -219,6 +133,7 @@ class ExperimentResult:
     cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds per step
     predictions: pd.DataFrame | None = None  # every test row's score per model
     fitted: list[Champion] = field(default_factory=list)  # the others, with register: all
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> promotion gate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -246,6 +161,7 @@ class ExperimentResult:
                 if c.registered
             ],
             "deployment": self.deployment,
+            "gates": self.gates,
             "timings": self.timings,
             "cpu_timings": self.cpu_timings,
             "notes": self.notes,
@@ -274,149 +190,6 @@ class ExperimentResult:
         cols += ["precision", "recall", "auc", "ap", "brier"]
         df = pd.DataFrame(self.records)
         return df[[c for c in cols if c in df.columns]] if not df.empty else df
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: NaN/inf -> None, numpy scalars -> Python, dates -> ISO text."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def resolve_source(
-    config: ExperimentConfig, source: Snapshot | Path | str | None
-) -> tuple[Snapshot | Path, str, str]:
-    """``(source, agency, snapshot_id)``: the given package folder or snapshot, or the
-    workspace snapshot the config names (default: the only agency's current snapshot)."""
-    from ews.store import Snapshot, StoreError, Workspace
-
-    if source is None:
-        try:
-            snap = Workspace().snapshot(config.agency, config.snapshot)
-        except StoreError as exc:
-            raise ExperimentError(f"{exc} (run `ews ingest` first)") from exc
-        return snap, snap.agency, snap.id
-    if isinstance(source, Snapshot):
-        return source, source.agency, source.id
-    folder = Path(source)
-    if not (folder / "events.parquet").is_file():
-        raise ExperimentError(f"{folder} is not a normalized package (no events.parquet)")
-    manifest = folder / "manifest.json"
-    snap_id = ""
-    if manifest.is_file():
-        snap_id = str(json.loads(manifest.read_text()).get("id", ""))
-    if not snap_id:
-        digest = hashlib.sha256()
-        for name in ("officers", "events", "assignments"):
-            p = folder / f"{name}.parquet"
-            if p.is_file():
-                digest.update(p.read_bytes())
-        snap_id = "pkg-" + digest.hexdigest()[:12]
-    return folder, config.agency or folder.name, snap_id
-
-
-def _source_path(source: Snapshot | Path) -> Path:
-    return source if isinstance(source, Path) else source.path
-
-
-def data_end(source: Snapshot | Path) -> date:
-    """The last reported date in the events (what the data cover)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    col = pq.read_table(_source_path(source) / "events.parquet", columns=["reported_date"])
-    last = pc.max(col.column("reported_date")).as_py()
-    if last is None:
-        raise ExperimentError("the data hold no events")
-    return last if isinstance(last, date) else last.date()
-
-
-def auto_test_dates(source: Snapshot | Path, label_window: str, n: int) -> list[date]:
-    """The ``n`` latest January-1 dates whose whole label window ends by the data's end."""
-    from models.splitter import parse_duration
-
-    window = parse_duration(label_window, "label_window")
-    end = data_end(source)
-    year = end.year
-    while date(year, 1, 1) + window > end and year > 1900:
-        year -= 1
-    return [date(y, 1, 1) for y in range(year - n + 1, year + 1)]
-
-
-def make_splitter(
-    config: ExperimentConfig, source: Snapshot | Path, label: str | None = None
-) -> Any:
-    """The config's splitter; with ``label``, with that label's ``label_lag``."""
-    from models.splitter import TemporalSplitter
-
-    s = config.splitter
-    if isinstance(s.label_lag, dict):
-        unknown = sorted(set(s.label_lag) - set(config.label_names()))
-        if unknown:
-            raise ExperimentError(f"splitter.label_lag: unknown labels {', '.join(unknown)}")
-    tests = s.test_dates or auto_test_dates(source, s.label_window, s.n_test_dates)
-    try:
-        return TemporalSplitter(
-            test_dates=tests,
-            label_window=s.label_window,
-            train_history=s.train_history,
-            train_every=s.train_every,
-            first_train_date=s.first_train_date,
-            label_maturity=s.label_maturity,
-            label_lag=None if label is None else s.lag_for(label),
-        )
-    except ValueError as exc:
-        raise ExperimentError(f"splitter: {exc}") from exc
-
-
-def label_spec(item: str | dict[str, Any]) -> Any:
-    """A :class:`features.labels.LabelSpec` from a preset name or a dict."""
-    from features.labels import LabelSpec
-
-    try:
-        return LabelSpec.from_dict(item) if isinstance(item, dict) else LabelSpec.preset(item)
-    except ValueError as exc:
-        raise ExperimentError(f"labels: {exc}") from exc
-
-
-def load_feature_spec(path: str | None) -> Any:
-    from features.spec import default_spec, load_spec
-
-    return default_spec() if path is None else load_spec(path)
-
-
-def cohort_spec(cohort: dict[str, Any] | None) -> Any:
-    if not cohort:
-        return None
-    from features.cohort import CohortSpec
-
-    return CohortSpec(**cohort)
-
-
-def numeric_feature_columns(features: pd.DataFrame) -> list[str]:
-    """The model inputs: numeric columns except the ids (``unit``/``rank`` strings are context
-    for explanations, not inputs). A protected attribute (race, sex) is an error."""
-    from models.inputs import numeric_feature_columns as numeric_columns
-
-    try:
-        return numeric_columns(features)
-    except ValueError as exc:
-        raise ExperimentError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +248,7 @@ def run_experiment(
     each line to a function). ``features`` may pass a prebuilt feature frame covering every
     needed as-of date; otherwise they are built once here."""
     from models import steps
+    from models.gates import promotion_gate
 
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
@@ -503,12 +277,17 @@ def run_experiment(
         labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
     run = _Run(config, checked, plan, feats, labels, clock)
     for label in checked.labels:
+        # every choice first (each on its own validation splits, by the same rule), so that
+        # each test date evaluates both its own choice and the config that is deployed
+        run.choose(label)
         for sp in plan.splits[label]:
             run.outer_split(label, sp)
     for label in checked.labels:
         if plan.deploy.get(label) is not None:
             run.refit(label)
     result = run.result(agency, snapshot_id)
+    for label, champ in result.champions.items():
+        result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
     n = len(result.champions) + len(result.fitted)
     if tracking and n:
         with clock.step("register", f"registering {n} models in MLflow"):
@@ -543,6 +322,9 @@ class _Run:
         self.fitted: list[Champion] = []
         self.notes: list[str] = []
         self.parts: list[pd.DataFrame] = []
+        self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
+        self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
+        self.deployed: dict[str, str | None] = {}  # label -> the config registered
         self.total = plan.n_fits(len(checked.candidates))
         self.done = 0
         self.n_splits = sum(len(v) for v in plan.splits.values())
@@ -559,48 +341,75 @@ class _Run:
         left = per_fit * (self.total - self.done)
         return f"; {self.done}/{self.total} fits, about {left:.0f} s left"
 
-    def select(self, label: str, inner: list[Any]) -> tuple[str | None, dict[str, Any], list[Any]]:
+    def select(self, label: str, inner: list[Any]) -> tuple[Any, dict[str, Any], list[Any]]:
+        """The decision among the grid on ``inner`` validation splits (see
+        :func:`models.steps.decide`), the scores and the splits used."""
         from models import steps
+        from models.grid import simplicity_key
 
         cands = self.checked.candidates
         with self.clock.step("select"):
             per_split, used = steps.validation_metrics(
                 inner, label, self.features, self.labels, cands, self.config, self.tick
             )
-            chosen, scores = steps.select(
+            decision, scores = steps.decide(
                 per_split,
                 [c.name for c in cands],
                 self.config.selection_metric,
                 self.config.selection_penalty,
+                [c.name for c in sorted(cands, key=simplicity_key)],
             )
-        return chosen, scores, used
+        return decision, scores, used
+
+    def choose(self, label: str) -> None:
+        """Every choice of ``label``: one per evaluated split, on its validation splits, and
+        the deployment's, on the deployment split's; the deployed config is the deployment's
+        choice (without a deployment split, the latest split's)."""
+        config = self.config
+        self.choices[label] = {}
+        for sp in self.plan.splits[label]:
+            inner = self.plan.inner[label][sp.test_as_of]
+            if not inner:
+                continue
+            self.clock.note(f"{label} {sp.test_as_of}: choosing on {len(inner)} validation splits")
+            decision, scores, used = self.select(label, inner)
+            self.choices[label][sp.test_as_of] = decision.chosen
+            self.selection.append(
+                {
+                    "label": label,
+                    "test_date": sp.test_as_of.isoformat(),
+                    "chosen": decision.chosen,
+                    "metric": config.selection_metric,
+                    "penalty": config.selection_penalty,
+                    "label_lag": config.splitter.lag_for(label),
+                    "scores": scores,
+                    "decision": decision.as_dict(),
+                    "inner_splits": used,
+                    "made_on": "training years only",
+                }
+            )
+        deploy = self.plan.deploy.get(label)
+        if deploy is not None:
+            self.clock.note(f"{label}: choosing the config to deploy as of {deploy.test_as_of}")
+            decision, scores, used = self.select(label, self.plan.deploy_inner[label])
+            self.deploy_choice[label] = (decision, scores, used)
+            self.deployed[label] = decision.chosen
+        elif self.plan.splits[label]:
+            self.deployed[label] = self.choices[label].get(self.plan.splits[label][-1].test_as_of)
 
     def outer_split(self, label: str, sp: Any) -> None:
         from models import steps
 
         config, cands = self.config, self.checked.candidates
         self.split_no += 1
-        inner = self.plan.inner[label][sp.test_as_of]
+        chosen = self.choices[label].get(sp.test_as_of)
+        deployed = self.deployed.get(label)
         self.clock.note(
             f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
             f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
-            + (f", {len(inner)} validation splits to choose on" if inner else "")
+            + (f"; chosen {chosen}" if chosen else "")
+            + (f", deployed {deployed}" if deployed and deployed != chosen else "")
         )
-        chosen, scores, used = self.select(label, inner) if inner else (None, {}, [])
-        if inner:
-            self.selection.append(
-                {
-                    "label": label,
-                    "test_date": sp.test_as_of.isoformat(),
-                    "chosen": chosen,
-                    "metric": config.selection_metric,
-                    "penalty": config.selection_penalty,
-                    "label_lag": config.splitter.lag_for(label),
-                    "scores": scores,
-                    "inner_splits": used,
-                    "made_on": "training years only",
-                }
-            )
         with self.clock.step("fit candidates"):
             fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
         with self.clock.step("evaluate"):
@@ -609,7 +418,9 @@ class _Run:
         with self.clock.step("compare with rules"):
             descriptions = {c.name: c.description_template for c in self.checked.spec.columns}
             rules = steps.fit_rules(fit, self.checked.rules, config.ks, descriptions)
-            self.records += steps.split_records(fit, evals, rules, cands, chosen, config)
+            self.records += steps.split_records(
+                fit, evals, rules, cands, chosen, config, deployed=deployed
+            )
         for r in rules:
             if r.error:
                 self.notes.append(f"{label} {sp.test_as_of}: rule {r.name} not fitted: {r.error}")
@@ -620,7 +431,7 @@ class _Run:
             model = fit.models.get(cand.name)
             if model is None:
                 continue
-            if cand.name == chosen and last:
+            if cand.name == deployed and last:
                 champ = _champion(label, cand, model, fit, sp, fitted_rules, config)
                 champ.test_metrics = evals[cand.name].metrics
                 self.champions[label] = champ
@@ -636,8 +447,9 @@ class _Run:
         from models import steps
 
         deploy = self.plan.deploy[label]
-        self.clock.note(f"{label}: choosing and refitting the champion as of {deploy.test_as_of}")
-        chosen, scores, used = self.select(label, self.plan.deploy_inner[label])
+        self.clock.note(f"{label}: refitting the champion as of {deploy.test_as_of}")
+        decision, scores, used = self.deploy_choice[label]
+        chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
         with self.clock.step("refit"):
             rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
@@ -671,6 +483,7 @@ class _Run:
                 "as_of": deploy.test_as_of.isoformat(),
                 "chosen": chosen,
                 "scores": scores,
+                "decision": decision.as_dict(),
                 "inner_splits": used,
                 "train_as_of": [d.isoformat() for d in deploy.train_as_of],
                 "train_labels_known_by": deploy.label_known_by.isoformat()
@@ -785,15 +598,21 @@ def model_tags(result: ExperimentResult, champ: Champion) -> dict[str, Any]:
 
 
 def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict[str, str]]:
-    """Register each label's champion (alias ``champion``) and, with ``register: all``, every
-    other fitted model (no alias), each with its trace tags, the experiment config, the fitted
-    rules, a background sample and the results. Returns label -> champion's registration."""
+    """Register each label's champion (alias ``champion`` if it passed its promotion gate,
+    :mod:`models.gates`; else no alias, the gate's verdict in its tags) and, with
+    ``register: all``, every other fitted model (no alias), each with its trace tags, the
+    experiment config, the fitted rules, a background sample and the results. Returns
+    label -> champion's registration."""
     from models import registry
 
     payload = _json_safe(result.to_dict())
-    entries: list[tuple[Champion, str | None]] = [
-        (c, registry.CHAMPION) for c in result.champions.values()
-    ]
+    from models.gates import gate_tags
+
+    def alias(c: Champion) -> str | None:  # the alias only through the promotion gate
+        gate = result.gates.get(c.label)
+        return registry.CHAMPION if gate is None or gate.get("passed") else None
+
+    entries: list[tuple[Champion, str | None]] = [(c, alias(c)) for c in result.champions.values()]
     entries += [(c, None) for c in result.fitted]
     versions = registry.register_models(
         [
@@ -801,7 +620,14 @@ def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict
                 model=c.model,
                 name=registry.model_name(result.agency, c.label),
                 example=c.background,
-                tags=model_tags(result, c),
+                tags={
+                    **model_tags(result, c),
+                    **(
+                        gate_tags(result.gates[c.label])
+                        if c.label in result.gates and result.champions.get(c.label) is c
+                        else {}
+                    ),
+                },
                 rules=c.rules,
                 background=c.background,
                 params={"candidate": c.candidate.get("name"), **c.candidate.get("params", {})},
@@ -819,8 +645,8 @@ def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict
         uri=uri,
         run_name=f"ews-{result.agency}-{result.config_hash}",
     )
-    for (champ, _), reg in zip(entries, versions, strict=True):
-        champ.registered = reg
+    for (champ, given), reg in zip(entries, versions, strict=True):
+        champ.registered = {**reg, "alias": given or ""}
     return {label: c.registered for label, c in result.champions.items() if c.registered}
 
 

@@ -224,8 +224,13 @@ def contributions(
 
 
 # Attributes (tenure, age) and exposure (arrests made, time since the last event) describe an
-# officer's situation, not behaviour: a model may use them, a reason may not name them.
-_CONTEXT = re.compile(r"^(tenure_years|age_years|arrest_\w+_count|\w+_days_since)$")
+# officer's situation, not behaviour: a model may use them, a reason may not name them. Nor
+# may commendations (no concern to act on) or the co-accused network (another officer's
+# record, see :func:`is_network`).
+_CONTEXT = re.compile(
+    r"^(tenure_years|age_years|arrest_\w+_count|\w+_days_since|commendation_\w+)$"
+)
+_NETWORK = re.compile(r"^\w+_network_\w+$")
 
 
 def is_context(feature: str) -> bool:
@@ -233,12 +238,49 @@ def is_context(feature: str) -> bool:
     return bool(_CONTEXT.match(feature))
 
 
+def is_network(feature: str) -> bool:
+    """Whether an indicator reads other officers' records (co-accused, use-of-force
+    partners): it may weigh in the model and is shown as context, never as a reason."""
+    return bool(_NETWORK.match(feature))
+
+
+def is_decrease(feature: str, value: Any) -> bool:
+    """Whether the indicator is a change over time that went down (``complaint_1y_trend`` of
+    -3: fewer complaints than the year before), which is never a reason to flag."""
+    if not feature.endswith("_trend"):
+        return False
+    try:
+        return bool(float(value) <= 0)
+    except (TypeError, ValueError):
+        return False
+
+
+def _peer_stat_above(feature: str, value: Any) -> bool | None:
+    """For a peer statistic column (``x_unit_ratio``, ``x_rank_z``, ``x_unit_pct``): whether
+    the officer is at or above the group, None for another column."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    if feature.endswith("_ratio"):
+        return v >= 1.0
+    if feature.endswith("_z"):
+        return v >= 0.0
+    if feature.endswith("_pct"):
+        return v >= 50.0
+    return None
+
+
 @dataclass
 class Explanation:
     """Why one officer was scored as they were, in words backed by numbers.
 
     ``factors`` hold, for each listed indicator: feature, value, contribution,
-    sentence, and when available peer_ratio and peer_group. ``rules_fired`` are
+    sentence, above (at or above its peers: the unit or rank average when known, else the
+    average of the officers explained), and when available peer_ratio and peer_group, or
+    average. Normally every factor is a reason (a behaviour at or above its peers); when no
+    behaviour is, ``summary`` says so plainly and the factors are the behaviours that
+    carried the score (``carried``), or none when context carried it. ``rules_fired`` are
     the names of the given rules that flag this officer; ``rule_reasons`` their
     fired conditions as sentences; ``rules`` each fired rule as people read it (name,
     title, description: the whole rule in words, and reason: what this officer met).
@@ -254,6 +296,7 @@ class Explanation:
     rules: list[dict[str, str]] = field(default_factory=list)
     context: list[str] = field(default_factory=list)  # attributes and exposure: not reasons
     text: str = ""
+    summary: str = ""  # said when no behaviour is at or above its peers
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (numpy scalars turned into Python numbers)."""
@@ -270,6 +313,8 @@ class Explanation:
             "rules_fired": list(self.rules_fired),
             "rule_reasons": {k: list(v) for k, v in self.rule_reasons.items()},
             "rules": [dict(r) for r in self.rules],
+            "context": list(self.context),
+            "summary": self.summary,
             "text": self.text,
         }
 
@@ -438,8 +483,9 @@ def explain(
         M[cols, gi] = 1.0
     G = np.nan_to_num(C) @ M
     k = min(top_k, len(groups))
-    # a few spare candidates per row: indicators at zero or missing are skipped below
-    order = np.argsort(-G, axis=1, kind="stable")[:, : min(len(groups), 3 * k + 3)]
+    # spare candidates per row: indicators at zero or missing, context, the co-accused network
+    # and decreases are skipped below
+    order = np.argsort(-G, axis=1, kind="stable")[:, : min(len(groups), 4 * k + 12)]
     top_c = np.take_along_axis(G, order, axis=1)
 
     # Per indicator: its own value (from X or context) and a peer ratio to quote.
@@ -453,6 +499,14 @@ def explain(
             if ratio_col is not None:
                 peers[gi] = (peer_kind, ratio_col.astype(float), _lookup([context], peer_kind))
                 break
+
+    # the officers' average of each indicator (the peers when no unit or rank ratio is known)
+    averages: dict[int, float] = {}
+    for gi, own in group_values.items():
+        if own is not None:
+            with np.errstate(all="ignore"):
+                col = np.asarray(pd.to_numeric(pd.Series(own), errors="coerce"), dtype=float)
+                averages[gi] = float(np.nanmean(col)) if np.isfinite(col).any() else np.nan
 
     peer_names = {kind: _lookup([context], kind) for kind in _PEERS}
     # other columns a template names (a network share quotes its count of tied officers)
@@ -486,10 +540,13 @@ def explain(
     values = X.to_numpy()
     out = []
     for i in range(n):
-        factors: list[dict[str, Any]] = []
+        reasons_: list[dict[str, Any]] = []  # behaviours at or above their peers
+        carried: list[dict[str, Any]] = []  # behaviours that pushed the score, below peers
         context_lines: list[str] = []
+        network_lines: list[str] = []
+        zero_lines: list[str] = []
         for gi, c in zip(order[i], top_c[i], strict=True):
-            if not c > 0 or len(factors) == k:
+            if not c > 0 or len(reasons_) == k:
                 break
             gi = int(gi)
             own = group_values[gi]
@@ -498,12 +555,24 @@ def explain(
             else:  # only peer statistics of this indicator are inputs: quote the strongest
                 j = max(members[gi], key=lambda m: C[i, m] if np.isfinite(C[i, m]) else -np.inf)
                 feature, value = features[j], values[i, j]
+            if is_network(feature):  # another officer's record: context, never a reason
+                if not _absent(value) and len(network_lines) < 2:
+                    network_lines.append(
+                        describe_factor(
+                            feature, value, descriptions, None, None, None, template_context(i)
+                        )
+                    )
+                continue
             if _absent(value):
+                if len(zero_lines) < 2 and not is_context(feature):
+                    zero_lines.append(describe_factor(feature, 0, descriptions))
                 continue  # "0 complaints" is no reason a supervisor can act on
             if is_context(feature):  # an attribute or exposure: beside the reasons, never one
                 if len(context_lines) < 2:
                     context_lines.append(describe_factor(feature, value, descriptions))
                 continue
+            if is_decrease(feature, value):
+                continue  # fewer complaints than the year before is never a reason to flag
             ratio: float | None = None
             group: Any = None
             kind: str | None = None
@@ -514,27 +583,65 @@ def explain(
             sentence = describe_factor(
                 feature, value, descriptions, ratio, kind, group, template_context(i)
             )
+            average: float | None = None
+            if ratio is not None:
+                above = ratio >= 1.0
+            elif own is None:
+                above = bool(_peer_stat_above(feature, value))
+            else:
+                average = averages.get(gi)
+                if average is None or not np.isfinite(average):
+                    above, average = True, None
+                else:
+                    above = float(value) >= average - 1e-9
+                    sentence = f"{sentence} (average of the officers scored: {average:.1f})"
             factor: dict[str, Any] = {
                 "feature": feature,
                 "value": value.item() if isinstance(value, np.generic) else value,
                 "contribution": float(c),
                 "sentence": sentence,
                 "inputs": [features[m] for m in members[gi]],
+                "above": bool(above),
             }
             if ratio is not None:
                 factor["peer_ratio"] = ratio
                 factor["peer_group"] = f"{kind} {group}" if group is not None else kind
-            factors.append(factor)
+            if average is not None:
+                factor["average"] = average
+            if above:
+                reasons_.append(factor)
+            elif len(carried) < k:
+                carried.append({**factor, "carried": True})
+        summary = ""
+        factors = reasons_
+        if not reasons_ and carried:
+            factors = carried
+            summary = (
+                "No behaviour of this officer is above the average of their peers; the score "
+                "was carried by: " + "; ".join(f["sentence"] for f in carried) + "."
+            )
+        elif not reasons_:
+            what = ([f"context ({'; '.join(context_lines)})"] if context_lines else []) + (
+                [f"the co-accused ({'; '.join(network_lines)})"] if network_lines else []
+            )
+            if not what and zero_lines:
+                what = [f"indicators at zero ({'; '.join(zero_lines)})"]
+            summary = "No behaviour of this officer pushed the score up" + (
+                f"; it was carried by {' and '.join(what)}." if what else "."
+            )
         sentences = [f["sentence"] for f in factors]
         names = [name for name in fired if fired[name][i]]
         why = {name: reasons[name][i] for name in names}
         parts = [PREAMBLE]
-        if sentences:
+        if summary:
+            parts.append(summary)
+        elif sentences:
             parts.append("Indicators: " + "; ".join(sentences) + ".")
         fired_rules = [{**about[name], "reason": "; ".join(why[name])} for name in names]
         parts.extend(rule_lines(fired_rules, end="."))
-        if context_lines:
-            parts.append("Context, not a reason: " + "; ".join(context_lines) + ".")
+        shown_context = context_lines + network_lines
+        if shown_context:
+            parts.append("Context, not a reason: " + "; ".join(shown_context) + ".")
         out.append(
             Explanation(
                 row=i,
@@ -546,7 +653,8 @@ def explain(
                 rule_reasons=why,
                 rules=fired_rules,
                 text=" ".join(parts),
-                context=context_lines,
+                context=shown_context,
+                summary=summary,
             )
         )
     return out

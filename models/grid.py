@@ -297,3 +297,51 @@ def load_grid(path: str | Any) -> GridSpec:
         return parse_grid(data)
     except Exception as exc:  # pydantic ValidationError: re-raise with the file name
         raise GridError(f"{path}: invalid model grid:\n{exc}") from exc
+
+
+# How complex a candidate is, for the selection's tie rule (:func:`models.steps.decide`):
+# among candidates whose validation scores are within one standard error of the best, the
+# simplest is chosen. Across kinds: a linear model is simplest, then boosted trees (shallow,
+# additive), then forests (many deep trees), then the LR+HGB vote (two models). Within a
+# kind, by parameter, each compared where the grid varies it:
+#   max_depth, max_leaf_nodes        smaller is simpler (None = unbounded = most complex)
+#   min_samples_leaf                 larger is simpler (coarser leaves)
+#   max_iter, n_estimators           fewer is simpler
+#   learning_rate                    smaller is simpler (each step moves less)
+#   C (logistic regression)          smaller is simpler (stronger regularization)
+# then by name, so the order is total and stable.
+KIND_SIMPLICITY = {
+    "logistic_regression": 0,
+    "hist_gradient_boosting": 1,
+    "gradient_boosting": 1,
+    "random_forest": 2,
+    "extra_trees": 2,
+    "lr_hgb_vote": 3,
+}
+
+
+def simplicity_key(candidate: Candidate) -> tuple[Any, ...]:
+    """A sort key, simplest first, of a candidate (see :data:`KIND_SIMPLICITY`)."""
+    inf = float("inf")
+
+    def param(suffix: str, default: float) -> float:
+        for key, value in candidate.params.items():
+            if key.rsplit("__", 1)[-1] == suffix:
+                if value is None:
+                    return inf
+                try:
+                    return float(value)
+                except (TypeError, ValueError):
+                    return default
+        return default
+
+    return (
+        KIND_SIMPLICITY.get(candidate.estimator, 4),
+        param("max_depth", inf),
+        param("max_leaf_nodes", inf),
+        -param("min_samples_leaf", 1.0),
+        param("max_iter", 100.0) + param("n_estimators", 100.0),
+        param("learning_rate", 0.1),
+        param("C", 1.0),
+        candidate.name,
+    )

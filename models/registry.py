@@ -526,6 +526,93 @@ def promote(name: str, version: str | int, alias: str = CHAMPION, uri: str | Non
     c.set_registered_model_alias(name, alias, str(version))
 
 
+def gate_of(name: str, version: str | int, uri: str | None = None) -> dict[str, Any] | None:
+    """The promotion gate stored on a version (:mod:`models.gates`): ``passed``, ``reasons``,
+    ``rules``, and the override if it was promoted by force; None when it records none (a
+    version registered before gates, or never gated)."""
+    tags = version_tags(name, version, uri)
+    if tags is None:
+        raise RegistryError(f"no version {version} of registered model {name!r}")
+    if "ews.gate" not in tags:
+        return None
+    try:
+        detail = json.loads(tags.get("ews.gate_detail") or "{}")
+    except ValueError:
+        detail = {}
+    out = {**detail, "passed": tags["ews.gate"] == "passed"}
+    if tags.get("ews.override_reason"):
+        out["override"] = {
+            "reason": tags["ews.override_reason"],
+            "by": tags.get("ews.override_by"),
+            "at": tags.get("ews.override_at"),
+        }
+    return out
+
+
+def promote_by_force(
+    name: str,
+    version: str | int,
+    reason: str,
+    alias: str = CHAMPION,
+    uri: str | None = None,
+    db: Any = None,
+) -> dict[str, Any]:
+    """Point ``alias`` at a version that did not pass its promotion gate, on a person's
+    word: an audit entry (actor, the gate's reasons, ``reason``) is written in the same
+    transaction as the alias move, which rolls the entry back if the move fails; the
+    override is also tagged on the version (``ews.override_*``), where the model card and
+    the audit report read it. Returns the audit detail."""
+    import datetime as dt
+
+    from ews.audit import append
+    from ews.db import current_actor, ensure_agency, open_app_database
+
+    reason = reason.strip()
+    if not reason:
+        raise RegistryError("--force needs --reason TEXT: why this model is deployed anyway")
+    tags = version_tags(name, version, uri)
+    if tags is None:
+        raise RegistryError(f"no version {version} of registered model {name!r}")
+    gate = gate_of(name, version, uri)
+    actor = f"cli:{current_actor()}"
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    detail = {
+        "model": name,
+        "version": str(version),
+        "alias": alias,
+        "reason": reason,
+        "gate": None if gate is None else ("passed" if gate.get("passed") else "failed"),
+        "gate_reasons": [] if gate is None else gate.get("reasons", []),
+    }
+    agency = tags.get("ews.agency") or None
+    database = open_app_database() if db is None else db
+    try:
+        with database.write() as s:
+            if agency:
+                ensure_agency(s, agency)
+            append(
+                s,
+                actor,
+                "cli",
+                "promote --force",
+                f"model {name} v{version}",
+                agency,
+                detail=detail,
+            )
+            c = client(uri)
+            for key, value in (
+                ("ews.override_reason", reason),
+                ("ews.override_by", actor),
+                ("ews.override_at", at),
+            ):
+                c.set_model_version_tag(name, str(version), key, value)
+            c.set_registered_model_alias(name, alias, str(version))
+    finally:
+        if db is None:
+            database.dispose()
+    return {**detail, "by": actor, "at": at}
+
+
 def _store_missing(uri: str | None) -> bool:
     """True when the tracking store is a SQLite file that does not exist yet: nothing is
     registered, and answering so needs neither MLflow (slow to import) nor a new database
@@ -671,6 +758,21 @@ def resolve(ref: str, agency: str | None = None, uri: str | None = None) -> tupl
         ]
         if not found:
             where = f" for agency {agency!r}" if agency else ""
+            held = [
+                r
+                for r in list_models(uri)
+                if alias == CHAMPION and (agency is None or r["agency"] == agency)
+            ]
+            if held:
+                newest = max(held, key=lambda r: (r["name"], int(r["version"])))
+                raise RegistryError(
+                    f"no model has the alias {alias!r}{where}: {len(held)} version(s) are "
+                    "registered, but none passed the promotion gate (its held-out results "
+                    "were not better than chance, or than the rules; `ews train` said why). "
+                    "Improve the data or the experiment and run `ews train` again, or deploy "
+                    "one anyway, on your word and in the audit log: `ews models promote "
+                    f"{newest['name']} {newest['version']} --force --reason TEXT`"
+                )
             raise RegistryError(f"no model has the alias {alias!r}{where}: run `ews train` first")
         if len(found) > 1:
             names = ", ".join(f"{r['name']}" for r in found)
@@ -683,7 +785,13 @@ def resolve(ref: str, agency: str | None = None, uri: str | None = None) -> tupl
             mv = c.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         what = f"version {version}" if version is not None else f"alias {alias!r}"
-        raise RegistryError(f"registered model {name!r} has no {what}") from exc
+        hint = (
+            ": no version passed the promotion gate (see `ews models list`); deploy one "
+            f"anyway with `ews models promote {name} VERSION --force --reason TEXT`"
+            if version is None and alias == CHAMPION
+            else ""
+        )
+        raise RegistryError(f"registered model {name!r} has no {what}{hint}") from exc
     return name, str(mv.version)
 
 

@@ -32,6 +32,66 @@ class ScoringError(ValueError):
     """Scoring cannot proceed (no model, no data, a spec that changed since training)."""
 
 
+class StaleDateError(ScoringError):
+    """An as-of date too far past the data's end (``ews score`` exits 2)."""
+
+
+#: How many days past the data's last reported event an as-of date may lie (``ews score
+#: --max-staleness``): about a quarter, the time an agency's next export takes.
+DEFAULT_MAX_STALENESS_DAYS = 92
+
+
+def data_span(source: Any) -> tuple[dt.date, dt.date]:
+    """The first and last reported date of the events (what the data cover)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.engines import package_folder
+
+    col = pq.read_table(Path(package_folder(source)) / "events.parquet", columns=["reported_date"])
+    span = pc.min_max(col.column("reported_date")).as_py()
+    if span["min"] is None:
+        raise ScoringError("the data hold no events")
+    first, last = (
+        v if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v.date()
+        for v in (span["min"], span["max"])
+    )
+    return first, last
+
+
+def staleness(
+    as_of: dt.date, data_end: dt.date, max_days: int = DEFAULT_MAX_STALENESS_DAYS
+) -> str | None:
+    """Why scores at ``as_of`` would be stale (the date lies more than ``max_days`` past
+    ``data_end``, the last reported event the data hold), or None when they would not."""
+    allowed = data_end + dt.timedelta(days=max_days)
+    if as_of <= allowed:
+        return None
+    return (
+        f"the as-of date {as_of} is {(as_of - data_end).days} days after the data end "
+        f"{data_end} (the last reported event); scores are allowed up to {max_days} days "
+        f"after it (until {allowed}): what happened since is not in the data"
+    )
+
+
+def run_freshness(
+    as_of: dt.date, provenance: dict[str, Any] | None, data_end: dt.date | None = None
+) -> dict[str, Any]:
+    """Whether a stored scoring run at ``as_of`` would now be refused as stale (see
+    :func:`staleness`, default allowance): ``{"data_end", "stale", "stale_reason"}``;
+    ``stale`` is None when the run records no data end and none is given."""
+    if data_end is None:
+        raw = (provenance or {}).get("data_end")
+        try:
+            data_end = dt.date.fromisoformat(str(raw)[:10]) if raw else None
+        except ValueError:
+            data_end = None
+    if data_end is None:
+        return {"data_end": None, "stale": None, "stale_reason": None}
+    why = staleness(as_of, data_end)
+    return {"data_end": data_end.isoformat(), "stale": why is not None, "stale_reason": why}
+
+
 def _percentile(score: np.ndarray) -> np.ndarray:
     """Share of officers (in %) scoring at or below each officer."""
     import pandas as pd
@@ -64,10 +124,12 @@ def _explanations(
     )
     texts = [e.text for e in out]
     # the rules met travel in words (title, the whole rule, what was met); attributes and
-    # exposure travel beside the reasons, marked as context
+    # exposure travel beside the reasons, marked as context; when no behaviour is at or above
+    # its peers, a summary first says so and which behaviours carried the score
     factors = [
         json.dumps(
-            e.factors
+            ([{"summary": True, "sentence": e.summary}] if e.summary else [])
+            + e.factors
             + [{"rule": r["name"], **r, "sentence": r["reason"]} for r in e.rules]
             + [{"context": True, "sentence": c} for c in e.context],
             default=str,
@@ -215,12 +277,15 @@ def score(
     uri: str | None = None,
     progress: bool = False,
     allow_lookahead: bool = False,
+    max_staleness_days: int = DEFAULT_MAX_STALENESS_DAYS,
 ) -> pd.DataFrame:
     """Score every officer of the cohort at ``as_of`` with a registered model.
 
     A model whose training labels count outcomes known after ``as_of`` (its label cutoff,
     see :func:`check_lookahead`) is refused unless ``allow_lookahead``; then the flags say
-    so in ``frame.attrs["lookahead"]`` and a warning is raised.
+    so in ``frame.attrs["lookahead"]`` and a warning is raised. A date more than
+    ``max_staleness_days`` after the data's last reported event is refused
+    (:class:`StaleDateError`): its scores would rank officers on a past that stopped.
 
     Args:
         as_of: the as-of date (only what was known before it is used).
@@ -253,6 +318,15 @@ def score(
         as_of = as_of.date()
     loaded, config, src, agency, spec = model_and_data(model, agency, snapshot, source, uri)
     tags = loaded.tags
+    if max_staleness_days < 0:
+        raise StaleDateError(f"max_staleness_days: at least 0, got {max_staleness_days}")
+    _, data_end = data_span(src)
+    stale = staleness(as_of, data_end, max_staleness_days)
+    if stale:
+        raise StaleDateError(
+            f"{stale}. Ingest newer data (`ews ingest`), score at {data_end + dt.timedelta(1)}"
+            f" or earlier, or allow more days with --max-staleness DAYS"
+        )
     lookahead = check_lookahead(loaded.name, loaded.version, tags, as_of)
     if lookahead and not allow_lookahead:
         raise ScoringError(f"{lookahead}; --allow-lookahead scores anyway")
@@ -337,6 +411,7 @@ def score(
         config_hash=tags.get("ews.config_hash", ""),
         label=tags.get("ews.label", ""),
         seed=seed,
+        data_end=data_end.isoformat(),
         as_of_date=pd.Timestamp(as_of),
         scored_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
     )

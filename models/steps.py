@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ews.store import Snapshot
-    from models.experiment import ExperimentConfig
+    from models.config import ExperimentConfig
     from models.grid import Candidate
     from models.splitter import Split
 
@@ -103,7 +103,7 @@ def check_config(config: ExperimentConfig, source: Snapshot | Path | None) -> Ch
     names event types the data hold, the cohort's assignment kind is in the data, and
     ``label_lag`` names known labels. Raises :class:`ConfigProblems` listing every problem."""
     from features.durations import parse_duration as label_duration
-    from models.experiment import cohort_spec, label_spec, load_feature_spec
+    from models.config import cohort_spec, label_spec, load_feature_spec
     from models.grid import expand_grid
     from models.rules import make_rule
     from models.splitter import parse_duration
@@ -262,7 +262,7 @@ def plan_splits(
     """Lay out, per label (a label may have its own label lag), the outer splits, each with
     ``splitter.inner_splits`` validation splits inside its training years (none when 0: no
     selection), and, with ``deploy`` and selection on, the deployment split."""
-    from models.experiment import ExperimentError, data_end, make_splitter
+    from models.config import ExperimentError, data_end, make_splitter
 
     n_inner = config.splitter.inner_splits
     plan = Plan(splits={}, inner={})
@@ -325,7 +325,7 @@ def build_features(
     check a ``prebuilt`` frame covers them; the model inputs are the numeric columns (never a
     protected attribute) with a value on some outer training date."""
     from features.build import build_features as build
-    from models.experiment import ExperimentError, numeric_feature_columns
+    from models.config import ExperimentError, numeric_feature_columns
 
     dates = plan.feature_dates()
     frame = build(source, dates, spec=spec, cohort=cohort) if prebuilt is None else prebuilt
@@ -349,10 +349,11 @@ def build_features(
     cols = [c for c in cols if c not in empty]
     if not cols:
         raise ExperimentError("no numeric feature column has any value")
-    from features.diagnostics import degenerate_columns
+    from features.diagnostics import concept_lines, degenerate_columns
 
     names = [c.name for c in spec.columns]
-    notes = degenerate_columns(frame, names).lines(len(names))
+    # a spec concept no event matches, with its cause, then the columns without information
+    notes = concept_lines(source, spec) + degenerate_columns(frame, names).lines(len(names))
     return Features(frame=frame, columns=cols, left_out=empty, notes=notes)
 
 
@@ -367,7 +368,7 @@ class Labels:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, label: str, dates: Sequence[date], known_by: date | None) -> pd.DataFrame:
-        from models.experiment import ExperimentError
+        from models.config import ExperimentError
 
         frame = self.frames.get((label, known_by))
         if frame is None:
@@ -409,7 +410,7 @@ def build_labels(source: Snapshot | Path, plan: Plan, specs: dict[str, Any], coh
 
 def join(features: pd.DataFrame, labels: pd.DataFrame, dates: Sequence[date]) -> pd.DataFrame:
     """Feature rows at ``dates`` with their label (inner join on officer and as-of date)."""
-    from models.experiment import ExperimentError
+    from models.config import ExperimentError
 
     wanted = {_ts(d) for d in dates}
     rows = features[features["as_of_date"].isin(wanted)]
@@ -554,26 +555,143 @@ def predictions(fit: SplitFit, evaluations: dict[str, Evaluation]) -> pd.DataFra
 # --------------------------------------------------------------------------- select
 
 
+TIE_RULE = "simplest within one standard error of the best"
+
+
+@dataclass
+class Decision:
+    """One choice among the grid and how near it was.
+
+    ``best`` has the highest selection score (mean - penalty x std of the metric over the
+    validation splits); ``se`` is the noise of that score: the standard error of the best
+    candidate's metric over the splits (sample standard deviation / sqrt(splits); None with a
+    single split, where it cannot be measured). Every candidate whose score is within ``se``
+    of the best is ``tied`` with it, and the simplest of them (:func:`models.grid.
+    simplicity_key`) is ``chosen``. ``margin`` is the best's lead over the next candidate;
+    ``gap`` how far the chosen one's score is below the best's (0 when it is the best)."""
+
+    chosen: str | None
+    best: str | None = None
+    best_score: float | None = None
+    runner_up: str | None = None
+    margin: float | None = None
+    se: float | None = None
+    tied: list[str] = field(default_factory=list)
+    gap: float | None = None
+    decided_by: str = "no selection"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": TIE_RULE,
+            "best": self.best,
+            "best_score": self.best_score,
+            "runner_up": self.runner_up,
+            "margin": self.margin,
+            "se": self.se,
+            "tied": self.tied,
+            "gap": self.gap,
+            "decided_by": self.decided_by,
+        }
+
+
+def describe_decision(chosen: str | None, d: dict[str, Any] | None) -> str:
+    """A choice and its margin in words, from a :meth:`Decision.as_dict` record."""
+    if not d or d.get("best") is None:
+        return f"{chosen}" if chosen else "no choice"
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lead = (
+        f"margin {f(d.get('margin'))} over the next, {d.get('runner_up')}"
+        if d.get("runner_up")
+        else "the only candidate with a score"
+    )
+    noise = (
+        f"noise (one standard error) {f(d.get('se'))}"
+        if d.get("se") is not None
+        else ("noise not measurable with one validation split")
+    )
+    if chosen != d["best"]:
+        return (
+            f"{chosen}: the simplest of {len(d['tied'])} candidates within one standard error "
+            f"of the best, {d['best']} ({lead}; {noise}; {chosen} is {f(d.get('gap'))} below)"
+        )
+    if len(d.get("tied") or []) > 1:
+        return f"{chosen}: best and simplest of {len(d['tied'])} within the noise ({lead}; {noise})"
+    return f"{chosen}: best, outside the noise ({lead}; {noise})"
+
+
+def decide(
+    per_split: Sequence[dict[str, Any | None]],
+    names: Sequence[str],
+    metric_name: str,
+    penalty: float,
+    simplest_first: Sequence[str] | None = None,
+) -> tuple[Decision, dict[str, list[float | None]]]:
+    """Choose among ``names`` from their metric on each validation split (``per_split``: one
+    mapping name -> metric value or None per split): the best by mean minus ``penalty`` x
+    standard deviation, or, among those within one standard error of the best, the first in
+    ``simplest_first`` (default: ``names``' order). See :class:`Decision`. No validation
+    split: no choice; no usable value: the first name."""
+    import numpy as np
+
+    from models.metrics import selection_scores
+
+    scores: dict[str, list[float | None]] = {n: [v.get(n) for v in per_split] for n in names}
+    if not per_split:
+        return Decision(chosen=None), scores
+    usable = {n: [{metric_name: v} for v in vals if v is not None] for n, vals in scores.items()}
+    usable = {k: v for k, v in usable.items() if v}
+    if not usable:
+        return Decision(chosen=names[0], decided_by="no candidate had a usable value"), scores
+    table = selection_scores(usable, metric=metric_name, penalty=penalty)
+    table = table[table["score"].notna()].reset_index(drop=True)
+    if table.empty:
+        return Decision(chosen=names[0], decided_by="no candidate had a usable value"), scores
+    best = str(table["model"].iloc[0])
+    best_score = float(table["score"].iloc[0])
+    values = np.array([v for v in scores[best] if v is not None], dtype=float)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    within = set(table.loc[table["score"] >= best_score - (se or 0.0) - 1e-12, "model"])
+    order = list(simplest_first or names)
+    tied = [n for n in order if n in within] + sorted(within - set(order))
+    chosen = tied[0]
+    runner = table.iloc[1] if len(table) > 1 else None
+    decided = (
+        "best, by more than the noise"
+        if len(tied) == 1 and se is not None
+        else "best (noise not measurable with one validation split)"
+        if se is None
+        else TIE_RULE
+    )
+    chosen_score = float(table.loc[table["model"] == chosen, "score"].iloc[0])
+    return (
+        Decision(
+            chosen=chosen,
+            best=best,
+            best_score=best_score,
+            runner_up=None if runner is None else str(runner["model"]),
+            margin=None if runner is None else best_score - float(runner["score"]),
+            se=se,
+            tied=tied,
+            gap=best_score - chosen_score,
+            decided_by=decided,
+        ),
+        scores,
+    )
+
+
 def select(
     per_split: Sequence[dict[str, Any | None]],
     names: Sequence[str],
     metric_name: str,
     penalty: float,
+    simplest_first: Sequence[str] | None = None,
 ) -> tuple[str | None, dict[str, list[float | None]]]:
-    """Choose among ``names`` from their metric on each validation split (``per_split``: one
-    mapping name -> metric value or None per split) by mean minus ``penalty`` x standard
-    deviation. ``(None, scores)`` without any validation split (no selection); the first name
-    when no candidate has a usable value."""
-    from models.metrics import select_model
-
-    scores: dict[str, list[float | None]] = {n: [v.get(n) for v in per_split] for n in names}
-    if not per_split:
-        return None, scores
-    usable = {n: [{metric_name: v} for v in vals if v is not None] for n, vals in scores.items()}
-    usable = {k: v for k, v in usable.items() if v}
-    if not usable:
-        return names[0], scores
-    return str(select_model(usable, metric=metric_name, penalty=penalty)), scores
+    """The chosen name of :func:`decide`, and the scores."""
+    decision, scores = decide(per_split, names, metric_name, penalty, simplest_first)
+    return decision.chosen, scores
 
 
 def validation_metrics(
@@ -769,10 +887,12 @@ def split_records(
     candidates: Sequence[Candidate],
     chosen: str | None,
     config: ExperimentConfig,
+    deployed: str | None = None,
 ) -> list[dict[str, Any]]:
     """The result records of one split: one per rule, then one per candidate (with its
-    equal-volume comparison with every rule; bootstrap intervals for the chosen one)."""
-    from models.metrics import top_flags
+    equal-volume comparison with every rule; bootstrap intervals, of that comparison and of
+    the AUC, for the split's choice and for the ``deployed`` config, the one registered)."""
+    from models.metrics import auc_interval, top_flags
 
     sp, y_train, y_test = fit.split, fit.y_train, fit.y_test
     base = {
@@ -811,6 +931,7 @@ def split_records(
             "method": cand.name,
             "kind": "model",
             "selected": cand.name == chosen,
+            "deployed": cand.name == deployed,
             "candidate": cand.describe(),
         }
         ev = evaluations.get(cand.name)
@@ -818,13 +939,15 @@ def split_records(
             rec.update(error="training labels have a single class", vs_rules={})
             records.append(rec)
             continue
-        n_boot = config.n_boot if cand.name == chosen else 0
+        n_boot = config.n_boot if cand.name in (chosen, deployed) else 0
+        ci = auc_interval(y_test, ev.score, n_boot, config.seed) if n_boot else None
         flags = top_flags(
             ev.score, flag_count(len(ev.score), config.flag_top_pct), seed=config.seed
         )
         rec.update(
             counts(y_test, flags),
             auc=metric(ev.metrics, "roc_auc"),
+            auc_ci95=list(ci) if ci is not None else None,
             ap=metric(ev.metrics, "average_precision"),
             brier=metric(ev.metrics, "brier"),
             metrics=ev.metrics,

@@ -16,8 +16,9 @@ import pandas as pd
 from ews.contract import write_normalized
 
 
-def make_agency(folder: Path, officers: int = 240, seed: int = 7) -> Path:
-    """Write a normalized package (2004-2016) with ``officers`` officers into ``folder``."""
+def make_agency(folder: Path, officers: int = 240, seed: int = 7, signal: bool = True) -> Path:
+    """Write a normalized package (2004-2016) with ``officers`` officers into ``folder``;
+    ``signal=False``: every officer has the same propensity, so no model beats chance."""
     rng = np.random.default_rng(seed)
     ids = [f"O{i:04d}" for i in range(officers)]
     appointed = [date(1998, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 2500, officers)]
@@ -41,7 +42,7 @@ def make_agency(folder: Path, officers: int = 240, seed: int = 7) -> Path:
             "end_date": [None] * (2 * officers),
         }
     )
-    lam = rng.gamma(0.8, 1.0, officers)
+    lam = rng.gamma(0.8, 1.0, officers) if signal else np.full(officers, 0.8)
     start, end = date(2004, 1, 1), date(2016, 12, 31)
     span = (end - start).days
     rows = []

@@ -33,7 +33,13 @@ TEST_SPEC: dict[str, Any] = {
     "name": "test",
     "sources": {
         "complaint": {"event_type": "complaint"},
-        "force_complaint": {"event_type": "complaint", "category_prefix": "05"},
+        # the concept by events.category_group, Chicago's "05" prefix for events without one
+        "force_complaint": {
+            "event_type": "complaint",
+            "category_group": "excessive_force",
+            "category_prefix": "05",
+        },
+        "force_code": {"event_type": "complaint", "category_prefix": "05"},  # the prefix alone
         "use_of_force": {"event_type": "use_of_force"},
         "arrest": {"event_type": "arrest"},
         "lawsuit": {"event_type": "lawsuit"},
@@ -51,6 +57,7 @@ TEST_SPEC: dict[str, Any] = {
             "metrics": ["not_sustained", "unfounded", "exonerated"],
         },
         {"sources": ["complaint", "use_of_force"], "windows": ["90d", "1y"], "metrics": ["trend"]},
+        {"sources": ["force_code"], "windows": ["1y", "career"], "metrics": ["count", "sustained"]},
         {
             "sources": ["use_of_force", "complaint"],
             "windows": ["1y", "career"],
@@ -139,6 +146,15 @@ def make_package(
                 "finding_date": fdate,
             }
         )
+        # the optional concept, derived without an extra draw (seeded packages stay the
+        # same): a group that agrees with the "05" prefix, one that contradicts it, none
+        cat = events[-1]["category"]
+        events[-1]["category_group"] = {
+            "05A EXCESSIVE FORCE": "excessive_force",
+            "01B ARREST": "procedure",
+            "0": "excessive_force" if k % 3 == 0 else "",
+            "05": "" if k % 3 else "other",
+        }.get(cat, "")
     assignments = []
     for _ in range(integer(0, 8)):
         start = choose(DATE_POOL)
@@ -216,11 +232,20 @@ def ref_assignment(pkg: Package, officer_id: str, t: dt.date, kind: str) -> str 
 
 
 def _matches(e: Any, src: dict[str, Any]) -> bool:
+    """An event of the source: its category_group is the source's group, or, without a
+    group, its category starts with the source's prefix (features.spec.SourceSpec)."""
     if e.event_type != src["event_type"]:
         return False
-    prefix = src.get("category_prefix")
+    prefix, group = src.get("category_prefix"), src.get("category_group")
+    if not prefix and not group:
+        return True
     cat = e.category if isinstance(e.category, str) else ""
-    return not prefix or cat.startswith(prefix)
+    given = getattr(e, "category_group", None)
+    given = given if isinstance(given, str) else ""
+    by_prefix = bool(prefix) and cat.startswith(prefix)
+    if not group:
+        return by_prefix
+    return given == group or (given == "" and by_prefix)
 
 
 def _aggregate(known: list, t: dt.date, col: Any, sources: dict[str, dict[str, Any]]) -> Any:

@@ -195,14 +195,15 @@ def test_report_sections_carry_the_figures(world: dict[str, Any], report: Any) -
     assert f"Features: {len(loaded.feature_names)} inputs" in html
     assert card["train_dates"] == loaded.tags["ews.train_dates"].split(",")
     assert card["label_cutoff"] == loaded.tags["ews.label_known_by"]
-    # validation per split: the selected record of each test date
-    chosen = [r for r in world["results"]["records"] if r["kind"] == "model" and r["selected"]]
+    # validation per split: the registered config's own record at each test date
+    chosen = [r for r in world["results"]["records"] if r["kind"] == "model" and r["deployed"]]
+    assert {r["method"] for r in chosen} == {card["candidate"]} == {loaded.tags["ews.candidate"]}
     assert {s["test_date"] for s in card["splits"]} == {r["test_date"] for r in chosen}
     for r in chosen:
         split = next(s for s in card["splits"] if s["test_date"] == r["test_date"])
         assert split["precision"] == pytest.approx(r["precision"], abs=1e-4)
         assert split["tp"] == r["tp"]
-    # calibration: Brier of the selected method's test predictions, computed here
+    # calibration: Brier of the registered method's test predictions, computed here
     preds = pd.read_parquet(world["results_path"].with_name("predictions.parquet"))
     for r in chosen:
         part = preds[
@@ -282,6 +283,11 @@ def test_workflow_access_drift_and_checklist(world: dict[str, Any], report: Any)
     assert statuses["Every flag is reviewed by a supervisor"] in ("not met", "not measurable")
     assert statuses["The model is monitored for drift"] == "not met"  # the newest alerted
     assert statuses["Every access is documented and the record is tamper-evident"] == "met"
+    # held-out validation is answered from the promotion gate stored on the champion itself
+    gate = data["champion"]["gate"]
+    item = next(i for i in data["checklist"] if i["ask"].startswith("Validated on held-out"))
+    assert gate is not None and item["status"] == ("met" if gate["passed"] else "not met")
+    assert "promotion gate" in item["figure"] and data["champion"]["name"] in item["figure"]
     # no drift rows: said so, not an empty table
     from models.audit_report import render_html
 

@@ -113,6 +113,15 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     allowed = _ok(["score", "--as-of", "2016-01-01", "--allow-lookahead", "--no-explain"])
     assert "warning: look-ahead" in allowed
 
+    # scores only inside the data: a date far past its end is refused (exit 2), naming the
+    # data end and the freshness allowed, and nothing is stored
+    data_end = pd.Timestamp(last_event).date()
+    stale = runner.invoke(app, ["score", "--as-of", "2030-01-01"])
+    assert stale.exit_code == 2, stale.output
+    assert f"data end {data_end}" in stale.output and "92 days" in stale.output
+    assert "--max-staleness" in stale.output
+    assert not (workspace / "flags" / "clitest" / "2030-01-01.parquet").exists()
+
     flags_csv = tmp_path / "flags.csv"
     _ok(["score", "--as-of", deploy["as_of"], "--out", str(flags_csv)])
     flags = pd.read_csv(flags_csv)

@@ -251,10 +251,14 @@ def test_network_indicators_read_as_counts_of_co_accused() -> None:
     (a, b) = explain(
         model, X.fillna(0.0), descriptions, top_k=3, background=X.fillna(0.0).iloc[[1]]
     )
-    assert a.sentences == [
+    # another officer's record is context beside the reasons, never a reason (issue 17 item 7)
+    assert a.sentences == [] and a.factors == []
+    assert a.context == [
         "one of the officer's co-accused in the last 3 years had 7 excessive-force complaints",
         "3 of the officer's 5 co-accused in the last 3 years had a sustained finding",
     ]
+    assert a.summary.startswith("No behaviour of this officer pushed the score up")
+    assert "carried by the co-accused (one of the officer's co-accused" in a.summary
     assert b.sentences == []
 
 
@@ -524,3 +528,70 @@ def test_key_indicators_carry_the_officer_and_the_unit_and_rank_means() -> None:
     assert rows[2]["complaint_1y_count"]["officer"] is None  # missing stays missing
     assert rows[3]["use_of_force_1y_count"]["unit"] is None  # no unit: no unit mean
     assert rows[1]["complaint_1y_count"]["label"] == "complaint 1y count"
+
+
+def test_the_officers_own_behaviour_leads_and_the_network_is_never_a_reason() -> None:
+    """Issue 17 item 7: a co-accused's record may weigh most in the score, yet the reasons
+    lead with what the officer did; the co-accused stand as context."""
+    from features.spec import default_spec
+
+    descriptions = {c.name: c.description_template for c in default_spec().columns}
+    net = "complaint_network_3y_complaint_career_sustained_max"
+    X = pd.DataFrame(
+        {
+            net: [3.0, 0.0, 0.0, 0.0],
+            "complaint_1y_count": [2.0, 0.0, 1.0, 0.0],
+        }
+    )
+    model = _Fixed([5.0, 0.5])  # the network weighs ten times more than the officer's count
+    a, *_ = explain(model, X, descriptions, top_k=3, background=X.iloc[[1]])
+    assert [f["feature"] for f in a.factors] == ["complaint_1y_count"]
+    assert a.sentences == ["2 complaints in the last year (average of the officers scored: 0.8)"]
+    assert a.context == [
+        "one of the officer's co-accused in the last 3 years had 3 sustained complaints"
+    ]
+    assert a.text.index("Indicators: 2 complaints") < a.text.index("co-accused")
+    assert "Context, not a reason: one of the officer's co-accused" in a.text
+
+
+def test_a_decrease_is_never_a_reason_and_every_flag_says_what_carried_it() -> None:
+    """Issue 17 item 5: "-3 complaints in the last year compared with the year before" is
+    no reason; an officer with no behaviour above the peers' average is told so plainly,
+    with the behaviours that carried the score."""
+    from features.spec import default_spec
+
+    descriptions = {c.name: c.description_template for c in default_spec().columns}
+    X = pd.DataFrame(
+        {
+            "complaint_1y_trend": [-3.0, 2.0, 0.0, 1.0],
+            "use_of_force_1y_count": [1.0, 4.0, 3.0, 0.0],
+            "complaint_3y_count": [5.0, 0.0, 1.0, 2.0],
+        }
+    )
+    # a model (trees can do this) in which fewer complaints than the year before push up
+    model = _Fixed([-2.0, 0.3, 0.1])
+    a, b, c, d = explain(model, X, descriptions, top_k=3, background=X.iloc[[1]])
+    for e in (a, b, c, d):
+        assert not any(f["feature"].endswith("_trend") and f["value"] <= 0 for f in e.factors), (
+            e.factors
+        )
+        assert not any("-3 complaints" in s for s in e.sentences)
+    # a: the decrease pushes most, but the reason is the officer's 5 complaints in 3 years
+    assert [f["feature"] for f in a.factors] == ["complaint_3y_count"]
+    assert a.factors[0]["above"] and not a.summary
+    # c: 1 complaint in 3 years (below the average of 2) is all that pushed up: said plainly
+    assert [f["feature"] for f in c.factors] == ["complaint_3y_count"]
+    assert c.factors[0]["carried"] and "No behaviour of this officer is above" in c.summary
+    # d: an increase (+1 on the year before) is a reason; 2 complaints is at the average
+    assert [f["feature"] for f in d.factors] == ["complaint_1y_trend", "complaint_3y_count"]
+    # below the average everywhere: said plainly, with what carried the score
+    X2 = pd.DataFrame({"use_of_force_1y_count": [1.0, 0.0, 5.0, 6.0]})
+    model2 = _Fixed([1.0])
+    e, *_ = explain(model2, X2, descriptions, top_k=3, background=X2.iloc[[1]])
+    assert e.summary == (
+        "No behaviour of this officer is above the average of their peers; the score was "
+        "carried by: 1 use-of-force report in the last year (average of the officers "
+        "scored: 3.0)."
+    )
+    assert e.factors[0]["carried"] and not e.factors[0]["above"]
+    assert e.summary in e.text and "Indicators:" not in e.text

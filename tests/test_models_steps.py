@@ -218,8 +218,12 @@ def test_fit_candidates_with_a_single_class(built: Any) -> None:
 def test_select_by_mean_minus_penalty_times_spread() -> None:
     names = ["a", "b"]
     steady = [{"a": 0.50, "b": 0.30}, {"a": 0.50, "b": 0.80}]  # b: higher mean, wide spread
-    assert steps.select(steady, names, "m", penalty=0.0)[0] == "b"
+    # b's lead (0.05) is inside its own noise (standard error 0.25): the simplest, a
+    assert steps.select(steady, names, "m", penalty=0.0)[0] == "a"
+    assert steps.select(steady, names, "m", penalty=0.0, simplest_first=["b", "a"])[0] == "b"
     assert steps.select(steady, names, "m", penalty=2.0)[0] == "a"
+    clear = [{"a": 0.50, "b": 0.70}, {"a": 0.50, "b": 0.72}]  # b ahead far beyond its noise
+    assert steps.select(clear, names, "m", penalty=0.0)[0] == "b"
     chosen, scores = steps.select([], names, "m", penalty=0.5)
     assert chosen is None and scores == {"a": [], "b": []}  # no validation split: no choice
     assert steps.select([{"a": None, "b": None}], names, "m", 0.5)[0] == "a"

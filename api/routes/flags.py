@@ -9,11 +9,13 @@ user's scope, pages them and logs one audit entry naming the officers it showed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -65,6 +67,9 @@ class RunOut(BaseModel):
     model_version: str | None
     snapshot_id: str | None
     label: str | None
+    data_end: str | None = None
+    stale: bool | None = None
+    stale_reason: str | None = None
 
 
 class FlagList(BaseModel):
@@ -181,6 +186,8 @@ _RUNS = select(
     ScoringRun.model_version,
     ScoringRun.snapshot_id,
     ScoringRun.label,
+    ScoringRun.provenance,
+    ScoringRun.agency,
 ).where(ScoringRun.agency == bindparam("agency"), ScoringRun.current.is_(True))
 _NEWEST_REVIEW = select(func.max(Review.id)).where(Review.agency == bindparam("agency"))
 
@@ -247,8 +254,42 @@ def prepare(s: Session | Connection, run: Any, today: dt.date, review_days: int)
         "model_version": run.model_version,
         "snapshot_id": run.snapshot_id,
         "label": run.label,
+        **freshness(run.as_of_date, run.provenance),
     }
     return Prepared(rows, info)
+
+
+@functools.lru_cache(maxsize=256)
+def _snapshot_end(home: Path, agency: str, snapshot_id: str) -> dt.date | None:
+    """The last reported event of a snapshot (immutable, so cached), None when unknown."""
+    from ews.store import Workspace
+    from models.scoring import data_span
+
+    try:
+        return data_span(Workspace(home).snapshot(agency, snapshot_id))[1]
+    except Exception:  # a snapshot not in this workspace, or unreadable: unknown
+        return None
+
+
+def freshness(
+    as_of: dt.date,
+    provenance: Any,
+    home: Path | None = None,
+    agency: str | None = None,
+    snapshot_id: str | None = None,
+) -> dict[str, Any]:
+    """Whether a stored run at ``as_of`` would now be refused by ``ews score`` as stale (its
+    as-of date too far past the data end): data_end, stale, stale_reason (see
+    models.scoring.run_freshness). A run scored before the data end was recorded reads it
+    from its snapshot in the workspace ``home``."""
+    from models.scoring import run_freshness
+
+    out = run_freshness(as_of, provenance if isinstance(provenance, dict) else None)
+    if out["stale"] is None and home is not None and agency and snapshot_id:
+        end = _snapshot_end(Path(home), agency, snapshot_id)
+        if end is not None:
+            out = run_freshness(as_of, None, end)
+    return out
 
 
 def run_rows(
@@ -286,6 +327,7 @@ def flag_page(
     limit: int = 100,
     offset: int = 0,
     review_days: int = 14,
+    home: Path | None = None,
 ) -> tuple[dict[str, Any], list[Row]]:
     """One page of the flags ``user`` may see (the envelope without data, and the rows),
     logged as one audit entry naming the officers shown; raises the service's 403/404."""
@@ -332,6 +374,9 @@ def flag_page(
         "run": prepared.run,
         "notice": NOTICE,
     }
+    if prepared.run.get("stale") is None and home is not None:  # data end not recorded
+        run = prepared.run
+        head["run"] = {**run, **freshness(day, None, home, agency, run["snapshot_id"])}
     return head, page
 
 
@@ -390,6 +435,7 @@ def list_flags(
         limit=limit,
         offset=offset,
         review_days=settings.review_days,
+        home=settings.home,
     )
     body = json.dumps(head, ensure_ascii=False)[:-1] + ',"data":[' + ",".join(r.json for r in page)
     return Response(body + "]}", media_type="application/json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
@@ -19,7 +20,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, SettingsDep, Text
-from api.routes.flags import json_response
+from api.routes.flags import freshness, json_response
 from api.scope import NOT_FOUND, NOTICE, forbidden, log, log_now, not_found, officer_visible
 from ews.audit import append
 from ews.db import (
@@ -136,6 +137,8 @@ _FLAGS_OF = (
         ScoringRun.snapshot_id,
         ScoringRun.label,
         ScoringRun.scored_at,
+        ScoringRun.provenance,
+        ScoringRun.agency,
     )
     .join(ScoringRun, ScoringRun.id == Flag.run_id)
     .where(
@@ -152,7 +155,7 @@ _REVIEWS = (
 )
 
 
-def _flag_dict(f: Any) -> dict[str, Any]:
+def _flag_dict(f: Any, home: Path | None = None, agency: str | None = None) -> dict[str, Any]:
     return {
         "officer_id": f.officer_id,
         "as_of": f.as_of_date.isoformat(),
@@ -170,6 +173,7 @@ def _flag_dict(f: Any) -> dict[str, Any]:
         "snapshot_id": f.snapshot_id,
         "label": f.label,
         "scored_at": f.scored_at.isoformat(),
+        **freshness(f.as_of_date, f.provenance, home, agency, f.snapshot_id),
     }
 
 
@@ -202,7 +206,9 @@ def officer(
     their scores over every scored date, and every review step recorded."""
     wide = settings.supervisors_see_all_scored
     return json_response(
-        officer_detail(db, user, request.url.path, agency, officer_id, as_of, all_scored=wide)
+        officer_detail(
+            db, user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
+        )
     )
 
 
@@ -214,9 +220,11 @@ def officer_detail(
     officer_id: str,
     as_of: dt.date | None = None,
     all_scored: bool = False,
+    home: Path | None = None,
 ) -> dict[str, Any]:
     """What ``user`` may read of one officer (raises the service's 404 otherwise), logged.
-    ``all_scored``: supervisors see unflagged officers of their units too."""
+    ``all_scored``: supervisors see unflagged officers of their units too; ``home`` (the
+    workspace) tells the data end of a flag scored before it was recorded."""
     key = {"agency": agency, "officer": officer_id}
     with db.read_conn() as c:
         visible = officer_visible(c, user, agency, officer_id, all_scored)
@@ -234,7 +242,7 @@ def officer_detail(
         "agency": agency,
         "officer_id": officer_id,
         "as_of": flag.as_of_date.isoformat(),
-        "flag": _flag_dict(flag),
+        "flag": _flag_dict(flag, home, agency),
         "status": state,
         "allowed_next": list(TRANSITIONS[state]) if flag.flagged else [],
         "history": [

@@ -15,12 +15,13 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from ews.db import AppDatabase, User, WebSession, utcnow
 
 SESSION_BYTES = 32
 TOUCH_EVERY = dt.timedelta(seconds=60)  # last_seen_at is written at most once a minute
+KEEP_EXPIRED = dt.timedelta(days=30)  # rows of sessions expired longer ago are deleted
 
 
 def session_hash(session_id: str) -> str:
@@ -28,10 +29,12 @@ def session_hash(session_id: str) -> str:
 
 
 def start_session(db: AppDatabase, user: User, settings: Any) -> str:
-    """A new session of ``user``; returns its id (for the cookie; stored only hashed)."""
+    """A new session of ``user``; returns its id (for the cookie; stored only hashed). The
+    rows of sessions that expired over 30 days ago go (sign-ins and -outs are audited)."""
     session_id = secrets.token_urlsafe(SESSION_BYTES)
     now = utcnow()
     with db.write_engine.begin() as c:
+        c.execute(delete(WebSession).where(WebSession.expires_at < now - KEEP_EXPIRED))
         c.execute(
             insert(WebSession).values(
                 session_sha256=session_hash(session_id),

@@ -156,6 +156,19 @@ def test_sessions_end(world, end: str) -> None:  # type: ignore[no-untyped-def]
     assert _opens_flags(c.app, other) is (end not in ("idle", "absolute"))
 
 
+def test_sessions_expired_long_ago_are_deleted(sqlite_world) -> None:  # type: ignore[no-untyped-def]
+    from ews.db import WebSession
+
+    c, w = sqlite_world
+    _signin(c, w, "sgt12")
+    long_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=31)
+    with w.db.write() as s:
+        s.execute(update(WebSession).values(expires_at=long_ago))
+    _signin(c, w, "sgt7")
+    with w.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 1
+
+
 # -- 4. the limiter --------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from api.routes.audit import RebuildGate
 from api.routes.flags import RunCache
 from api.security import FailureLimiter
 from ews import __version__
-from ews.db import AppDatabase
+from ews.db import open_app_database
 from ews.settings import Settings, get_settings
 
 STATIC = Path(__file__).with_name("static")
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = AppDatabase(settings.app_database_url)
+        app.state.db = open_app_database(settings)  # pools sized by settings.workers
         yield
         app.state.refusals.flush(app.state.db)
         app.state.db.dispose()

@@ -109,3 +109,50 @@ def panels_chart(
             return _svg(fig)
         finally:
             plt.close(fig)
+
+
+def rate_chart(rows: list[dict[str, Any]], line: float | None, title: str) -> str:
+    """Flag rates in percent, one horizontal bar per group with its 95% interval, and the
+    four-fifths line (``line``: 0.8 x the highest rate); the legend sits below the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rated = [r for r in rows if r.get("rate") is not None]
+    with _LOCK:
+        fig, ax = plt.subplots(
+            figsize=(6.5, 0.45 * max(len(rated), 2) + 1.6), dpi=100, layout="constrained"
+        )
+        try:
+            labels = [str(r["group"]) for r in rated]
+            rates = [100 * r["rate"] for r in rated]
+            err = [
+                [100 * (r["rate"] - r["low"]) for r in rated],
+                [100 * (r["high"] - r["rate"]) for r in rated],
+            ]
+            ax.barh(labels, rates, color="#3b78c2", label="flag rate")
+            ax.errorbar(
+                rates,
+                labels,
+                xerr=err,
+                fmt="none",
+                ecolor="#1d2733",
+                capsize=3,
+                label="95% interval",
+            )
+            if line is not None:
+                ax.axvline(
+                    100 * line,
+                    color="#b3261e",
+                    linestyle="--",
+                    label=f"four-fifths of the highest ({100 * line:.1f}%)",
+                )
+            ax.invert_yaxis()
+            ax.set_xlabel("flag rate (% of the group's officers)")
+            ax.set_title(title, fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+            fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+            return _svg(fig)
+        finally:
+            plt.close(fig)

@@ -1,4 +1,5 @@
-"""CLI commands of the service: `ews serve`, `ews users`, and `ews audit verify|archive`."""
+"""CLI commands of the service: `ews serve`, `ews users`, `ews audit verify|head|archive` and
+`ews db migrate|roles`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ users = typer.Typer(
     help="Manage who may use the service: roles, scopes, tokens (shown once), expiry.",
     no_args_is_help=True,
 )
+UNIT_HELP = "A unit a supervisor or commander oversees (repeat)."
+UNITS_FROM_HELP = (
+    "KIND=VALUE, e.g. district=D7: the current units of the officers who hold that "
+    "assignment in the data (at the newest scored date)."
+)
 EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 
 
@@ -26,9 +32,14 @@ EXPIRES_HELP = "Token lifetime: 90d, 12h, 4w (default: no expiry)."
 def _database() -> Iterator[AppDatabase]:
     """The workspace's application database; a user error ends the command with exit 2."""
     from api.security import UserError
-    from ews.db import open_app_database
+    from ews.audit import AuditKeyError
+    from ews.db import MigrationNeeded, PoolTooSmall, open_app_database
 
-    db = open_app_database()
+    try:
+        db = open_app_database()
+    except (AuditKeyError, MigrationNeeded, PoolTooSmall) as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
     try:
         yield db
     except UserError as e:
@@ -41,17 +52,66 @@ def _database() -> Iterator[AppDatabase]:
 @users.command("add")
 def users_add(
     username: str = typer.Argument(..., help="A unique user name."),
-    role: str = typer.Option(..., help="supervisor, reviewer, data_scientist or admin."),
+    role: str = typer.Option(..., help="supervisor, commander, reviewer, data_scientist or admin."),
     agency: str | None = typer.Option(None, help="Limit the user to one agency."),
-    unit: list[str] | None = typer.Option(None, help="A unit a supervisor oversees (repeat)."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
+    email: str | None = typer.Option(None, help="Where `ews notify` writes to."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP),
 ) -> None:
-    """Create a user and print their token (shown once; only its hash is stored)."""
+    """Create a user and print their token (shown once; only its hash is stored). A commander
+    oversees the units given (none: the whole agency) and receives escalations."""
     from api.security import create_user
 
     with _database() as db:
-        token = create_user(db, username, role, agency, unit or [], expires=expires)
+        units = list(unit or [])
+        if units_from:
+            units += _units_from(db, agency, units_from)
+        token = create_user(db, username, role, agency, units, expires=expires, email=email)
     typer.echo(token)
+
+
+def _units_from(db: AppDatabase, agency: str | None, spec: str) -> list[str]:
+    """The units of an assignment kind in the data (``district=D7``), or exit 2."""
+    from ews.notify import NotifyError, units_from_assignment
+
+    if not agency:
+        typer.secho("error: --units-from needs a user of one agency", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        units, day = units_from_assignment(db, agency, spec)
+    except NotifyError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"{spec} on {day}: units {', '.join(units)}", err=True)
+    return units
+
+
+@users.command("update")
+def users_update(
+    username: str = typer.Argument(..., help="The user."),
+    email: str | None = typer.Option(None, help="A new e-mail address."),
+    no_email: bool = typer.Option(False, "--no-email", help="Remove the e-mail address."),
+    unit: list[str] | None = typer.Option(None, help=UNIT_HELP + " Replaces the list."),
+    units_from: str | None = typer.Option(None, help=UNITS_FROM_HELP + " Replaces the list."),
+) -> None:
+    """Change a user's e-mail address or units (an audit entry records the change)."""
+    from api.security import list_users
+    from ews.notify import NotifyError, update_user
+
+    with _database() as db:
+        try:
+            units = list(unit or [])
+            if units_from:
+                agency = next((u.agency for u in list_users(db) if u.username == username), None)
+                units += _units_from(db, agency, units_from)
+            changes = update_user(
+                db, username, email, units or None, clear_email=no_email, units_from=units_from
+            )
+        except NotifyError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    typer.echo(f"{username}: updated {', '.join(sorted(changes))}")
 
 
 @users.command("list")
@@ -65,6 +125,7 @@ def users_list() -> None:
     now = utcnow()
     for u in rows:
         scope = f"agency={u.agency or '*'} units={','.join(u.units) or '*'}"
+        scope += f" email={u.email}" * bool(u.email)
         state = "active" if u.active else "disabled"
         if u.revoked_at is not None:
             state = f"revoked {u.revoked_at:%Y-%m-%d}"
@@ -132,27 +193,73 @@ def users_rotate(
 
 
 def audit_verify(
-    archive: Path | None = typer.Option(
-        None, "--archive", help="Also check an archive file written by `ews audit archive`."
+    archive: list[Path] | None = typer.Option(
+        None,
+        "--archive",
+        help="Also check an archive file written by `ews audit archive` (repeat).",
+    ),
+    expect: str | None = typer.Option(
+        None,
+        "--expect",
+        metavar="HEAD",
+        help="A head printed by `ews audit head` earlier (ID:MAC): fail unless the log "
+        "still holds it, so deleting the newest entries is caught.",
     ),
 ) -> None:
-    """Walk the hash chain of the audit log and say whether it is intact. Exit 1 and name the
-    first entry that was altered, deleted or inserted otherwise."""
-    from ews.audit import verify, verify_archive
+    """Check the audit log with the audit key (EWS_AUDIT_KEY_FILE): the signed start of the
+    keyed chain, every archive anchor's signature, then every entry's MAC (or, before the
+    chain was keyed, its SHA-256). Exit 1 and name the first entry that was altered, deleted
+    or inserted, or the anchor that was forged; exit 2 for a missing key or a bad HEAD."""
+    from ews.audit import AuditKeyError, HeadError, parse_head, verify, verify_archive
 
+    if expect is not None:
+        try:
+            parse_head(expect)
+        except HeadError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    for path in archive or []:
+        if not Path(f"{path}.manifest.json").is_file() or not path.is_file():
+            typer.secho(
+                f"error: {path}: no such archive with a manifest beside it",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2)
     with _database() as db:
-        result = verify(db)
+        try:
+            result = verify(db, expect=expect)
+            checked = [(path, verify_archive(path, db)) for path in archive or []]
+        except AuditKeyError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
     typer.echo(result.summary())
     ok = result.ok
-    if archive is not None:
-        if not Path(f"{archive}.manifest.json").is_file():
-            typer.secho(f"error: {archive}: no manifest beside it", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2)
-        checked = verify_archive(archive)
-        typer.echo(f"archive {archive.name}: {checked.summary()}")
-        ok = ok and checked.ok
+    for path, one in checked:
+        typer.echo(f"archive {path.name}: {one.summary()}")
+        ok = ok and one.ok
+    if expect is not None and result.ok:
+        typer.echo(f"the log still holds the expected head {expect.strip()}")
     if not ok:
         raise typer.Exit(1)
+
+
+def audit_head() -> None:
+    """Print the head of the audit log (entries ever written and the newest entry's MAC, as
+    ID:MAC) after verifying the chain. Keep it outside the database (a ticket, a signed mail)
+    and check it later with `ews audit verify --expect ID:MAC`."""
+    from ews.audit import AuditKeyError, verify
+
+    with _database() as db:
+        try:
+            result = verify(db)
+        except AuditKeyError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    if not result.ok:
+        typer.secho(result.summary(), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(result.head)
 
 
 def audit_archive(
@@ -187,6 +294,80 @@ def audit_archive(
     )
 
 
+db_app = typer.Typer(
+    help="The application database: schema migrations and PostgreSQL roles.",
+    no_args_is_help=True,
+)
+
+
+@db_app.command("migrate")
+def db_migrate(
+    service: str | None = typer.Option(
+        None,
+        "--service",
+        help="PostgreSQL: the service's role, granted the tables after the migration "
+        "(only SELECT and INSERT on the audit tables).",
+    ),
+) -> None:
+    """Bring the database (EWS_DATABASE_URL) to the newest schema. On PostgreSQL run it as
+    the owner role (`ews db roles`), with --service naming the role `ews serve` uses."""
+    from ews.db import grant_service, migrate
+    from ews.settings import get_settings
+
+    settings = get_settings()
+    url = settings.app_database_url
+    if service is not None and url.startswith("sqlite"):
+        typer.secho("error: --service is for PostgreSQL", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    migrate(url, settings.audit_key_path)
+    if service is not None:
+        try:
+            grant_service(url, service)
+        except ValueError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+    typer.echo(
+        "database at the newest schema"
+        + (
+            f"; {service} may read and append to the audit tables, not change them"
+            if service
+            else ""
+        )
+    )
+
+
+@db_app.command("roles")
+def db_roles(
+    owner: str = typer.Option("ews_owner", help="The role that owns the tables and migrates."),
+    service: str = typer.Option("ews_service", help="The role `ews serve` connects as."),
+    database: str | None = typer.Option(
+        None, help="The database (default: the one of EWS_DATABASE_URL)."
+    ),
+) -> None:
+    """Print the SQL that creates the PostgreSQL owner and service roles (run it once as a
+    superuser: `ews db roles | psql ...`), then migrate as the owner with
+    `ews db migrate --service SERVICE` and serve as the service role."""
+    from sqlalchemy.engine import make_url
+
+    from ews.db import roles_sql
+    from ews.settings import get_settings
+
+    url = get_settings().database_url
+    name = database or (make_url(url).database if url and url.startswith("postgres") else None)
+    if not name:
+        typer.secho(
+            "error: name the database (--database) or set EWS_DATABASE_URL to PostgreSQL",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        typer.echo(roles_sql(name, owner, service), nl=False)
+    except ValueError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -201,7 +382,25 @@ def serve(
 ) -> None:
     """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs).
 
-    Says "serving" once the port is bound; a busy port is an error (exit 1)."""
+    Says "serving" once the port is bound; a busy port is an error (exit 1). On PostgreSQL
+    each worker's connection pools are sized so that the workers fit the server's
+    max_connections; when they cannot, exit 2 naming the figures."""
+    import os
+
+    from ews.db import PoolTooSmall, pg_pools
+    from ews.settings import get_settings
+
+    os.environ["EWS_WORKERS"] = str(workers)  # each worker sizes its pools by it
+    get_settings.cache_clear()
+    settings = get_settings()
+    url = settings.app_database_url
+    if not url.startswith("sqlite"):
+        try:
+            pools = pg_pools(url, workers, settings.db_pool)
+        except PoolTooSmall as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from e
+        typer.echo(f"PostgreSQL: {workers} worker(s) x {pools['total']} connections")
     from api.server import uvicorn_options
 
     serve_or_exit(host=host, port=port, workers=workers, **uvicorn_options(forwarded_allow_ips))
@@ -226,4 +425,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(users, name="users")
     audit_app.command("verify")(audit_verify)
+    audit_app.command("head")(audit_head)
+    app.add_typer(db_app, name="db")
     audit_app.command("archive")(audit_archive)

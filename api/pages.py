@@ -26,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from api.audit_words import describe
 from api.deps import DbDep, SettingsDep, authenticate, refusal
 from api.refusals import note_user
 from api.routes.audit import audit_entries, timeliness
@@ -35,6 +36,7 @@ from api.scope import agency_visible, log_now, not_found
 from api.sessions import end_session, session_user, start_session
 from ews.contract import ACTIVITY_EVENT_TYPES
 from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
+from ews.notify import notice_summary, queue_summary
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -47,7 +49,16 @@ def _rule_title(name: str) -> str:
     return rule_title(name)
 
 
+def _short_hashes(value: Any) -> Any:
+    """Long hashes shortened, whole in a title (models.audit_report: imported when used)."""
+    from models.audit_report import short_hashes
+
+    return short_hashes(value)
+
+
 templates.env.filters["rule_title"] = _rule_title
+templates.env.filters["audit_words"] = describe
+templates.env.filters["hashes"] = _short_hashes
 COOKIE = "ews_session"
 PAGE_SIZE = 50
 AUDITORS = ("reviewer", "admin")
@@ -254,6 +265,7 @@ def flags_page(
     }
     if name is None:
         return render(request, "flags.html", session, error="No agency has flags yet.", **context)
+    context["queue"] = queue_summary(db, session.user, name, settings.review_days)
     dates = next(a["as_of"] for a in agencies if a["agency"] == name)[::-1]
     try:
         head, rows = flag_page(
@@ -598,6 +610,7 @@ def timeliness_page(
         agencies=[a["agency"] for a in agencies],
         agency=name,
         report=report,
+        notices=notice_summary(db, name) if name else None,
     )
 
 
@@ -609,8 +622,8 @@ def disparities_page(
     request: Request,
     agency: str | None = None,
 ) -> HTMLResponse:
-    from api.charts import bar_chart
-    from models.audit import disparities
+    from api.charts import rate_chart
+    from models.audit import disparities, four_fifths_table
 
     _auditor(session, db, "/disparities")
     agencies, name = _agency(session, db, agency)
@@ -632,23 +645,18 @@ def disparities_page(
     except (LookupError, ValueError) as e:
         return render(request, "disparities.html", session, error=str(e), **context)
     log_now(db, session.user, "read", "/disparities", name, view="disparities")
-    charts, columns = {}, {}
+    charts, tables = {}, {}
     for attr, part in report["by"].items():
-        groups = part["groups"]
-        columns[attr] = ["group", "officers"] + [
-            k for k in (groups[0] if groups else {}) if k not in ("group", "officers")
-        ]
-        charts[attr] = bar_chart(
-            [g["group"] for g in groups],
-            [g.get("flag_rate") for g in groups],
-            "flag rate",
-            f"Flag rate by {attr}",
-        )
+        tables[attr] = four_fifths_table(part["groups"], context["min_group"])
+        if tables[attr]["line"] is not None:  # no chart of groups too small to rate
+            charts[attr] = rate_chart(
+                tables[attr]["rows"], tables[attr]["line"], f"Flag rate by {attr}"
+            )
     return render(
         request,
         "disparities.html",
         session,
         **{**context, "report": report},
         charts=charts,
-        columns=columns,
+        tables=tables,
     )

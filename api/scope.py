@@ -9,6 +9,8 @@ The rule:
   Of their units' officers, a supervisor sees those flagged at some scored date (flagged now
   or before), not every officer's score; ``EWS_SUPERVISORS_SEE_ALL_SCORED=true`` (an admin's
   setting) widens that to every scored officer of their units.
+  A commander sees the same way the units they oversee (a commander with no unit: the whole
+  of their agency).
 - Outside one's scope the answer is the 404 of a missing record, body included
   (:data:`NOT_FOUND`), and the refusal is written to the audit log like any access.
 """
@@ -72,16 +74,19 @@ def officer_visible(
     unit = s.execute(_UNIT, key).first()
     if unit is None:
         return False
-    if user.role != "supervisor":
+    units = visible_units(user)
+    if units is None:
         return True
-    if unit[0] is None or unit[0] not in user.units:
+    if unit[0] is None or unit[0] not in units:
         return False
     return all_scored or s.execute(_FLAGGED_EVER, key).first() is not None
 
 
 def visible_units(user: User) -> list[str] | None:
     """The current units whose officers the user may see (None: every unit)."""
-    return list(user.units) if user.role == "supervisor" else None
+    if user.role == "supervisor" or (user.role == "commander" and user.units):
+        return list(user.units)
+    return None
 
 
 def audit_agency(user: User, agency: str | None) -> str | None:

@@ -61,16 +61,22 @@ def create_user(
     agency: str | None = None,
     units: list[str] | None = None,
     expires: str | None = None,
+    email: str | None = None,
 ) -> str:
     """Create a user and return their new token (shown once)."""
+    from ews.notify import check_email, check_units
+
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,200}", username):
         raise UserError("a user name is 1-200 letters, digits or . _ @ -")
     if role == "supervisor" and (not agency or not units):
         raise UserError("a supervisor needs an agency and at least one unit (--unit)")
-    if any(not u or len(u) > 200 for u in units or []):
-        raise UserError("a unit is 1-200 characters")
+    try:
+        check_units(role, agency, units or [])
+        email = check_email(email)
+    except ValueError as e:
+        raise UserError(str(e)) from e
     expires_at = parse_expiry(expires)
     token = secrets.token_urlsafe(32)
     with db.write() as s:
@@ -86,9 +92,19 @@ def create_user(
                 token_prefix=token_prefix(token),
                 token_issued_at=utcnow(),
                 expires_at=expires_at,
+                email=email,
             )
         )
-        _log_admin(s, "user add", username, role=role, agency=agency, expires=str(expires_at))
+        _log_admin(
+            s,
+            "user add",
+            username,
+            role=role,
+            agency=agency,
+            units=units or None,
+            email=email,
+            expires=str(expires_at),
+        )
     return token
 
 

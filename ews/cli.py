@@ -23,7 +23,7 @@ app = typer.Typer(
 def _register() -> None:
     from api import cli as api_cli
     from benchmarks import cli as benchmarks_cli
-    from ews import cli_data, cli_demo, cli_public, cli_sources
+    from ews import cli_data, cli_demo, cli_notify, cli_public, cli_sources
     from features import cli as features_cli
     from models import cli as models_cli
 
@@ -31,6 +31,7 @@ def _register() -> None:
     cli_sources.register(app)
     cli_demo.register(app)
     cli_public.register(app)
+    cli_notify.register(app)
     features_cli.register(app)
     models_cli.register(app)
     api_cli.register(app)

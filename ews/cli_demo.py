@@ -109,6 +109,9 @@ def demo(
         f"    drift at {day} against the training dates: {len(check['drifted_columns'])} of "
         f"{check['columns']} inputs drifted ({verdict}); reviewers see it on the Drift page"
     )
+    from models.audit_report import keep_built
+
+    keep_built(AGENCY, lambda line: typer.echo(f"    {line}"))
     flagged = flags[flags["flagged"].astype(bool)]
     for _, row in flagged.head(3).iterrows():
         typer.echo(

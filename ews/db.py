@@ -15,18 +15,23 @@ Tables:
   of the same date supersedes the earlier run (``current`` false), which is kept.
 - ``officer_units``: each officer's current unit (the unit at the newest scored date), the
   one fact a supervisor's scope is decided on.
-- ``users``: roles, scopes, token hashes, expiry.
+- ``users``: roles, scopes, token hashes, expiry, e-mail address (``ews notify``).
 - ``web_sessions``: the pages' sign-in sessions (the SHA-256 of the cookie's random id, the
   user, the idle and absolute expiry, when and why it ended).
+- ``notices``, ``notice_items`` and ``notify_policy``: what ``ews notify`` sent, to whom,
+  about which flags, and each agency's reminder and escalation days (:mod:`ews.notify`).
 - ``reviews`` and ``flag_status``: the review workflow of each flag (every step, and the
   state it left the flag in).
 - ``drift_runs``: each ``ews drift`` of an agency's model at an as-of date: how many input
   columns drifted, the drift of the scores, precision at the date once its outcomes are
   known, whether it alerted, and where its report lies in the workspace.
 - ``audit_log``: every read and write of an officer's record and every refusal. Each entry
-  carries the SHA-256 of its content and of the entry before it (:mod:`ews.audit`); the
-  migrations make it append-only (triggers refuse UPDATE and DELETE of entries that were
-  not archived). ``audit_anchor`` records each archive of old entries.
+  carries the HMAC-SHA-256 (under the audit key, a file outside the database) of its
+  content and of the entry before it (:mod:`ews.audit`); the migrations make it append-only
+  (triggers refuse UPDATE and DELETE of entries that were not archived). ``audit_anchor``
+  records each archive of old entries (signed), ``audit_chain_start`` where the chain was
+  keyed. On PostgreSQL the service's role may only SELECT and INSERT them
+  (:func:`roles_sql`, :func:`service_grants_sql`).
 
 Writes go through :meth:`AppDatabase.write`, which serializes writers (SQLite: ``BEGIN
 IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock), so that the audit chain has one
@@ -61,6 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from ews.settings import Settings, get_settings
 
@@ -76,8 +82,9 @@ NOTE_LEN = 4000
 REASON_LEN = 500
 RESOURCE_LEN = 500
 KEY_LEN = 100
+EMAIL_LEN = 320
 
-ROLES = ("supervisor", "reviewer", "data_scientist", "admin")
+ROLES = ("supervisor", "commander", "reviewer", "data_scientist", "admin")
 STATUSES = ("new", "under_review", "intervention_assigned", "intervention_completed", "dismissed")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "new": ("under_review", "dismissed"),
@@ -121,8 +128,9 @@ class IngestLog(Base):
 
 
 class AuditLog(Base):
-    """One access (or refusal), chained: ``entry_hash`` = SHA-256 of the entry's content and
-    ``prev_hash`` (the hash of the entry before it). See :mod:`ews.audit`."""
+    """One access (or refusal), chained: ``entry_hash`` = HMAC-SHA-256 of the entry's content
+    and ``prev_hash`` (the MAC of the entry before it; plain SHA-256 for entries older than
+    the key). See :mod:`ews.audit`."""
 
     __tablename__ = "audit_log"
 
@@ -151,6 +159,26 @@ class AuditAnchor(Base):
     entries: Mapped[int] = mapped_column(Integer, nullable=False)
     archive_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     archive_name: Mapped[str] = mapped_column(String(500), nullable=False)
+    # the SHA-256 of the archive's manifest file, and the HMAC of this anchor under the audit
+    # key (None only for anchors written before the chain was keyed)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditChainStart(Base):
+    """Where the chain switched from plain SHA-256 to HMAC-SHA-256 under the audit key: the
+    first keyed entry (``from_id``), the hash before it, the newest anchor written before the
+    switch, and the HMAC of the three (one row, written by migration 0005)."""
+
+    __tablename__ = "audit_chain_start"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    from_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    legacy_anchor_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    key_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    mac: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class Agency(Base):
@@ -235,6 +263,7 @@ class User(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     token_issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    email: Mapped[str | None] = mapped_column(String(EMAIL_LEN), nullable=True)  # ews notify
     # the first characters of the current token: lets the sign-in limiter tell a user's
     # token from a guess without looking the token up (api.security)
     token_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
@@ -332,15 +361,30 @@ class DriftRun(Base):
     report_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema revision (idempotent)."""
+class MigrationNeeded(RuntimeError):
+    """The database is behind the code and this role may not migrate it."""
+
+
+def migrate(url: str, key_file: Path | None = None) -> None:
+    """Bring the database at ``url`` to the newest schema revision (idempotent). The audit
+    key file (default: the settings') is created by the migration that keys the chain."""
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy.exc import ProgrammingError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    cfg.attributes["audit_key_file"] = key_file or get_settings().audit_key_path
+    try:
+        command.upgrade(cfg, "head")
+    except ProgrammingError as e:
+        if "permission denied" in str(e) or "must be owner" in str(e):
+            raise MigrationNeeded(
+                "the database needs a schema migration this role may not run: run "
+                "`ews db migrate` as the owner role (see README, production)"
+            ) from e
+        raise
 
 
 def _sqlite_engine(url: str, begin: str | None) -> Engine:
@@ -377,26 +421,53 @@ def _sqlite_engine(url: str, begin: str | None) -> Engine:
 class AppDatabase:
     """A migrated application database and a session factory for it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        key_file: Path | None = None,
+        workers: int | None = None,
+        pool: int | None = None,
+    ) -> None:
+        settings = get_settings()
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        migrate(url)
+        self.key_file = key_file or settings.audit_key_path
+        migrate(url, self.key_file)
         self.url = url
         self.sqlite = url.startswith("sqlite")
+        self._key: bytes | None = None
         if self.sqlite:
             self.engine: Engine = _sqlite_engine(url, "BEGIN")
             self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self.read_engine: Engine = _sqlite_engine(url, None)
+            self.audit_engine: Engine = self.write_engine
         else:
-            # no pre-ping (a round trip per checkout): connections are recycled instead
-            pool = {"pool_size": 20, "max_overflow": 40, "pool_recycle": 1800}
-            self.engine = create_engine(url, **pool)
-            self.write_engine = self.engine
-            self.read_engine = create_engine(url, isolation_level="AUTOCOMMIT", **pool)
+            self.pools = pg_pools(url, workers or settings.workers, pool or settings.db_pool)
+            # no pre-ping (a round trip per checkout): connections are recycled instead;
+            # a request waits for a free connection rather than opening one over the budget
+            opts = {"max_overflow": 0, "pool_recycle": 1800, "pool_timeout": 60}
+            self.engine = create_engine(url, pool_size=self.pools["session"], **opts)
+            self.write_engine = create_engine(url, pool_size=self.pools["write"], **opts)
+            self.read_engine = create_engine(
+                url, isolation_level="AUTOCOMMIT", pool_size=self.pools["read"], **opts
+            )
+            # the group writer's own connection: a request holding a read connection while
+            # it waits for its audit entry never starves the writer
+            self.audit_engine = create_engine(url, pool_size=1, **opts)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
+
+    @property
+    def audit_key(self) -> bytes:
+        """The key of the audit chain's HMACs (:func:`ews.audit.load_key`; never created
+        here: the migration that keyed the chain created it)."""
+        if self._key is None:
+            from ews.audit import load_key
+
+            self._key = load_key(self.key_file)
+        return self._key
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -408,7 +479,11 @@ class AppDatabase:
     def write(self) -> Iterator[Session]:
         """A write transaction that holds the database's one writer lock from its start, so
         audit entries chain in commit order and state checks cannot race."""
+        from ews.audit import KEY_INFO
+
+        key = self.audit_key
         with self.write_sessions.begin() as s:
+            s.info[KEY_INFO] = key
             if not self.sqlite:
                 s.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
             yield s
@@ -422,8 +497,12 @@ class AppDatabase:
 
     @contextmanager
     def write_conn(self) -> Iterator[Connection]:
-        """:meth:`write` on a plain connection."""
-        with self.write_engine.begin() as c:
+        """:meth:`write` on a plain connection (the group writer's own)."""
+        from ews.audit import KEY_INFO
+
+        key = self.audit_key
+        with self.audit_engine.begin() as c:
+            c.info[KEY_INFO] = key
             if not self.sqlite:
                 c.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
             yield c
@@ -493,7 +572,7 @@ class AppDatabase:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        for engine in {self.engine, self.write_engine, self.read_engine}:
+        for engine in {self.engine, self.write_engine, self.read_engine, self.audit_engine}:
             engine.dispose()
 
 
@@ -514,4 +593,131 @@ def current_actor() -> str:
 def open_app_database(settings: Settings | None = None) -> AppDatabase:
     """The workspace's application database (SQLite by default, EWS_DATABASE_URL otherwise)."""
     settings = settings or get_settings()
-    return AppDatabase(settings.app_database_url)
+    return AppDatabase(
+        settings.app_database_url,
+        key_file=settings.audit_key_path,
+        workers=settings.workers,
+        pool=settings.db_pool,
+    )
+
+
+class PoolTooSmall(RuntimeError):
+    """The PostgreSQL server has too few connections for the workers' pools."""
+
+
+MIN_POOL = 4  # per process: the group writer, a write, a session and a read connection
+MAX_POOL = 48  # per process: more than the service's threads would never be used
+SPARE = 5  # connections left for the CLI, migrations and an administrator
+
+
+def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
+    """Size the connection pools of one process so that ``workers`` processes together stay
+    under the server's ``max_connections`` (read now, less its reserved connections, those
+    other clients hold now, and :data:`SPARE`); raise :class:`PoolTooSmall` with the figures
+    when even :data:`MIN_POOL` per process (or the asked ``pool``) does not fit."""
+    probe = create_engine(url, poolclass=NullPool)
+    try:
+        with probe.connect() as c:
+            settings: dict[str, str] = {
+                str(name): str(value)
+                for name, value in c.execute(
+                    text(
+                        "SELECT name, setting FROM pg_settings WHERE name IN "
+                        "('max_connections', 'superuser_reserved_connections', "
+                        "'reserved_connections')"
+                    )
+                )
+            }
+            in_use = c.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+            )
+    finally:
+        probe.dispose()
+    most = int(settings["max_connections"])
+    reserved = sum(int(v) for k, v in settings.items() if k != "max_connections") or 0
+    free = most - reserved - int(in_use or 0) + 1 - SPARE  # +1: the probe itself
+    each = free // workers
+    fits = (pool or MIN_POOL) <= each
+    if not fits:
+        raise PoolTooSmall(
+            f"PostgreSQL allows {most} connections ({reserved} reserved, {in_use} in use, "
+            f"{SPARE} kept spare): {free} for {workers} worker(s) is {max(each, 0)} each, "
+            f"fewer than the {pool or MIN_POOL} each needs. Use fewer workers (--workers), "
+            "a smaller EWS_DB_POOL (at least 4), or raise max_connections."
+        )
+    total = pool or min(each, MAX_POOL)
+    write = max(1, total // 6)
+    session = max(1, total // 6)
+    return {"total": total, "write": write, "session": session, "read": total - 1 - write - session}
+
+
+# PostgreSQL roles: migrations run as an owner role, the service as a role that may only
+# read and append to the audit tables (it cannot update, delete, truncate or alter them,
+# and cannot disable their triggers, which needs ownership).
+AUDIT_TABLES = ("audit_log", "audit_anchor", "audit_chain_start")
+ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+def roles_sql(database: str, owner: str, service: str) -> str:
+    """The SQL (run once by a PostgreSQL superuser) that creates the owner and the service
+    roles, lets them connect to ``database``, and hands the tables already there (a database
+    migrated by the service's own role) to the owner. Passwords are set apart (``\\password``)."""
+    import re
+
+    for name in (database, owner, service):
+        if not re.match(ROLE_NAME, name):
+            raise ValueError(f"{name!r}: use lower-case letters, digits and _ (at most 63)")
+    if owner == service:
+        raise ValueError("the owner and the service must be two roles")
+    return f"""-- ews: PostgreSQL roles (run as a superuser, in the database {database})
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN
+    CREATE ROLE {owner} LOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{service}') THEN
+    CREATE ROLE {service} LOGIN;
+  END IF;
+END $$;
+GRANT CONNECT ON DATABASE {database} TO {owner}, {service};
+GRANT USAGE, CREATE ON SCHEMA public TO {owner};
+GRANT USAGE ON SCHEMA public TO {service};
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- tables created before the roles (by any role) now belong to the owner
+DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+    EXECUTE 'ALTER TABLE public.' || quote_ident(t.tablename) || ' OWNER TO {owner}';
+  END LOOP;
+  IF EXISTS (SELECT FROM pg_proc WHERE proname = 'ews_audit_append_only') THEN
+    ALTER FUNCTION ews_audit_append_only() OWNER TO {owner};
+  END IF;
+END $$;
+-- then, as {owner}: ews db migrate --service {service}
+"""
+
+
+def service_grants_sql(service: str) -> list[str]:
+    """The grants of the service role on the migrated tables (run by the owner after every
+    migration): read and write the application's tables, only read and append the audit
+    tables, only read the schema revision."""
+    import re
+
+    if not re.match(ROLE_NAME, service):
+        raise ValueError(f"{service!r}: use lower-case letters, digits and _ (at most 63)")
+    audit = ", ".join(AUDIT_TABLES)
+    return [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {service}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {service}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {audit} FROM {service}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON alembic_version FROM {service}",
+    ]
+
+
+def grant_service(url: str, service: str) -> None:
+    """Apply :func:`service_grants_sql` (as the tables' owner) on the database at ``url``."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as c:
+            for statement in service_grants_sql(service):
+                c.execute(text(statement))
+    finally:
+        engine.dispose()

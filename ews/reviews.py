@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ews.db import AppDatabase, Flag, FlagStatus, Review, ScoringRun
+from ews.db import AppDatabase, Flag, FlagStatus, Review, ScoringRun, User
+
+TIMELY_SHARE = 0.8  # "reviews are timely": this share of the flags whose window has closed
 
 
 def overdue(
@@ -45,14 +47,20 @@ def review_summary(
     overdue, by_status, median and longest days to the first review), ``totals`` (the same
     over every date, with ``share_reviewed``), ``interventions_by_type`` (assigned),
     ``completed_by_type``, ``dismissals_by_reason`` and ``review_days``.
+
+    Timeliness: a flag's review window has closed ``review_days`` after it was raised
+    (``due``); it was reviewed in time when its first review step came within the window
+    (``reviewed_in_time``, ``share_in_time``: None while no window has closed). The same per
+    unit of the flag (``by_unit``) and per supervisor account of that unit (``by_supervisor``;
+    a flag counts for each supervisor of its unit), most overdue first.
     """
     today = today or dt.date.today()
     with db.session() as s:
         runs = _current_runs(s, agency)
         flagged = {
-            (o, d)
-            for o, d in s.execute(
-                select(Flag.officer_id, Flag.as_of_date).where(
+            (o, d): u
+            for o, d, u in s.execute(
+                select(Flag.officer_id, Flag.as_of_date, Flag.unit).where(
                     Flag.run_id.in_([r.id for r in runs.values()]), Flag.flagged.is_(True)
                 )
             )
@@ -62,6 +70,13 @@ def review_summary(
             for f in s.scalars(select(FlagStatus).where(FlagStatus.agency == agency))
         }
         steps = list(s.scalars(select(Review).where(Review.agency == agency).order_by(Review.id)))
+        sups = [
+            (u.username, list(u.units or []))
+            for u in s.scalars(select(User).where(User.role == "supervisor", User.active.is_(True)))
+            if u.agency in (None, agency)
+        ]
+    groups: dict[str, dict[str, dict[str, Any]]] = {"unit": {}, "supervisor": {}}
+    closed = in_time = 0
     data: list[dict[str, Any]] = []
     all_waits: list[float] = []
     totals_status: dict[str, int] = {}
@@ -70,13 +85,44 @@ def review_summary(
         keys = [k for k in flagged if k[1] == day]
         by_status: dict[str, int] = {}
         waits, late = [], 0
+        window_closed = (today - run.scored_at.date()).days > review_days
         for k in keys:
             st = states.get(k)
             name = st.status if st else "new"
             by_status[name] = by_status.get(name, 0) + 1
+            wait = None
             if st is not None and st.first_reviewed_at is not None:
-                waits.append((st.first_reviewed_at - run.scored_at).total_seconds() / 86400)
-            late += overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
+                wait = (st.first_reviewed_at - run.scored_at).total_seconds() / 86400
+                waits.append(wait)
+            late_one = overdue(name, run.scored_at, st.due_date if st else None, today, review_days)
+            late += late_one
+            timely = wait is not None and wait <= review_days
+            closed += window_closed
+            in_time += window_closed and timely
+            unit = flagged[k]
+            names = [n for n, units in sups if unit is not None and unit in units]
+            for axis, group in [("unit", unit or "(no unit)")] + [
+                ("supervisor", n) for n in names or ["(no supervisor account)"]
+            ]:
+                g = groups[axis].setdefault(
+                    group,
+                    {
+                        axis: group,
+                        "flagged": 0,
+                        "reviewed": 0,
+                        "overdue": 0,
+                        "due": 0,
+                        "in_time": 0,
+                        "waits": [],
+                    },
+                )
+                g["flagged"] += 1
+                g["reviewed"] += wait is not None
+                g["overdue"] += late_one
+                g["due"] += window_closed
+                g["in_time"] += window_closed and timely
+                if wait is not None:
+                    g["waits"].append(wait)
         for state, n in by_status.items():
             totals_status[state] = totals_status.get(state, 0) + n
         all_waits += waits
@@ -110,6 +156,15 @@ def review_summary(
             dismissed[why] = dismissed.get(why, 0) + 1
     n_flags = sum(int(d["flagged"]) for d in data)
     n_reviewed = sum(int(d["reviewed"]) for d in data)
+    by: dict[str, list[dict[str, Any]]] = {}
+    for name, found in groups.items():
+        rows = []
+        for g in found.values():
+            w = g.pop("waits")
+            g["median_days_to_review"] = round(statistics.median(w), 2) if w else None
+            g["share_in_time"] = g["in_time"] / g["due"] if g["due"] else None
+            rows.append(g)
+        by[name] = sorted(rows, key=lambda g: (-g["overdue"], -g["flagged"], str(g[name])))  # noqa: B023
     return {
         "data": data,
         "count": len(data),
@@ -121,7 +176,13 @@ def review_summary(
             "overdue": sum(d["overdue"] for d in data),
             "by_status": totals_status,
             "median_days_to_review": round(statistics.median(all_waits), 2) if all_waits else None,
+            "due": closed,
+            "reviewed_in_time": in_time,
+            "share_in_time": in_time / closed if closed else None,
         },
+        "by_unit": by["unit"],
+        "by_supervisor": by["supervisor"],
+        "timely_share": TIMELY_SHARE,
         "interventions_by_type": dict(sorted(assigned.items())),
         "completed_by_type": dict(sorted(completed.items())),
         "dismissals_by_reason": dict(sorted(dismissed.items(), key=lambda kv: -kv[1])),

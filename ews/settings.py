@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     memory_limit: str | None = None
     temp_dir: Path | None = None
     review_days: int = 14  # a flag not reviewed this many days after it was raised is overdue
+    # `ews train`, `ews score` and `ews demo` build the audit report and model card for the
+    # reviewers' pages when the model or the runs change (EWS_BUILD_REPORTS=false: on view)
+    build_reports: bool = True
     drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
     # page sessions (`ews serve`): ended after this many idle minutes, and this many hours
     # after sign-in whatever happens
@@ -50,6 +53,13 @@ class Settings(BaseSettings):
     # supervisors see the flagged and previously flagged officers of their units; an admin
     # may widen that to every scored officer of their units
     supervisors_see_all_scored: bool = False
+    # the key of the audit chain's HMACs (EWS_AUDIT_KEY_FILE): a file outside the database,
+    # created with mode 0600 when the database is first migrated (default EWS_HOME/audit.key)
+    audit_key_file: Path | None = None
+    # PostgreSQL connections: the worker processes sharing the server's max_connections
+    # (`ews serve --workers` sets it) and, if set, the connections of each process
+    workers: int = Field(default=1, ge=1)
+    db_pool: int | None = Field(default=None, ge=4)
 
     @property
     def snapshots_dir(self) -> Path:
@@ -58,6 +68,10 @@ class Settings(BaseSettings):
     @property
     def app_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'app.db').resolve()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return (self.audit_key_file or self.home / "audit.key").resolve()
 
     @property
     def mlflow_tracking_uri(self) -> str:

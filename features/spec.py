@@ -147,8 +147,7 @@ class SourceSpec(_Strict):
 
         if v is not None and v not in CATEGORY_GROUPS:
             raise ValueError(
-                f"category_group {v!r}: use one of {', '.join(CATEGORY_GROUPS)} "
-                "(docs/contract.md)"
+                f"category_group {v!r}: use one of {', '.join(CATEGORY_GROUPS)} (docs/contract.md)"
             )
         return v
 

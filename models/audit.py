@@ -214,3 +214,50 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if f != f else round(f, 4)
+
+
+def four_fifths_table(
+    groups: list[dict[str, Any]], min_group: int = 20, threshold: float = 0.8
+) -> dict[str, Any]:
+    """The flag rates of :func:`by_group`'s groups for people: per group the rate with its
+    95% Wilson interval (statsmodels), the rate over the highest group's, and the four-fifths
+    verdict: ``pass`` (at least ``threshold`` of the highest) or ``fail``, with ``sure``
+    False when the group's interval reaches both sides of the line at ``threshold`` x the
+    highest rate (too few officers or flags to tell); groups under ``min_group`` officers
+    (size only) have the verdict ``too few officers``. The highest group is the reference.
+
+    Returns ``rows`` (group, officers, flagged, rate, low, high, ratio, verdict, sure,
+    highest), ``highest`` (the highest rate), ``line`` (``threshold`` x the highest) and
+    ``threshold``."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    rated = [g for g in groups if g.get("flag_rate") is not None and g.get("flagged") is not None]
+    highest = max((float(g["flag_rate"]) for g in rated), default=None)
+    line = threshold * highest if highest else None
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {"group": g["group"], "officers": int(g["officers"])}
+        if g not in rated:
+            rows.append({**row, "verdict": "too few officers"})
+            continue
+        n, k = int(g["officers"]), int(g["flagged"])
+        low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+        rate = float(g["flag_rate"])
+        ratio = rate / highest if highest else None
+        top = highest is not None and rate == highest
+        verdict = "pass" if ratio is None or ratio >= threshold else "fail"
+        sure = top or line is None or not (low < line < high)
+        rows.append(
+            {
+                **row,
+                "flagged": k,
+                "rate": rate,
+                "low": float(low),
+                "high": float(high),
+                "ratio": ratio,
+                "verdict": verdict,
+                "sure": sure,
+                "highest": top,
+            }
+        )
+    return {"rows": rows, "highest": highest, "line": line, "threshold": threshold}

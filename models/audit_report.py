@@ -125,7 +125,9 @@ def grouped_bars(
     plt = _pyplot()
     with _LOCK:
         n = max(len(series), 1)
-        fig, ax = plt.subplots(figsize=(7, 0.32 * n * max(len(groups), 1) + 1.2), dpi=100)
+        fig, ax = plt.subplots(
+            figsize=(7, 0.2 * n * max(len(groups), 1) + 1.6), dpi=100, layout="constrained"
+        )
         try:
             y = np.arange(len(groups))
             h = 0.8 / n
@@ -139,7 +141,8 @@ def grouped_bars(
             ax.set_xlim(0, 1 if share else top * 1.15 or 1)
             ax.set_title(title, fontsize=10)
             ax.grid(axis="x", alpha=0.3)
-            ax.legend(fontsize=7, loc="lower right")
+            # below the plot, never over a bar
+            fig.legend(loc="outside lower center", ncol=min(n, 4), fontsize=7, frameon=False)
             return _svg(fig)
         finally:
             plt.close(fig)
@@ -149,7 +152,7 @@ def reliability_chart(rows: list[dict[str, Any]], title: str) -> str:
     """Mean predicted score against the observed outcome rate per score bin, as SVG."""
     plt = _pyplot()
     with _LOCK:
-        fig, ax = plt.subplots(figsize=(4.2, 3.4), dpi=100)
+        fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=100, layout="constrained")
         try:
             ax.plot([0, 1], [0, 1], ":", color="#777", label="perfectly calibrated")
             for day in sorted({r["test_date"] for r in rows}):
@@ -166,7 +169,7 @@ def reliability_chart(rows: list[dict[str, Any]], title: str) -> str:
             ax.set_ylim(0, 1)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            fig.legend(loc="outside right upper", fontsize=7, frameon=False)  # off the points
             return _svg(fig)
         finally:
             plt.close(fig)
@@ -670,9 +673,19 @@ def access_summary(db: AppDatabase, agency: str) -> dict[str, Any]:
         failed = s.scalar(
             select(func.count()).select_from(AuditLog).where(AuditLog.action == "sign_in_failed")
         )
+        # a sign-in is logged under the account's agency: None for an account of every
+        # agency (a reviewer created without --agency), who may read this one too
+        signed = s.execute(
+            select(AuditLog.role, func.count())
+            .where(AuditLog.action == "sign_in", AuditLog.agency.is_(None))
+            .group_by(AuditLog.role)
+        ).all()
     table: dict[str, dict[str, int]] = {}
     for role, action, n in grouped:
         table.setdefault(str(role), {})[str(action)] = int(n)
+    for role, n in signed:
+        row = table.setdefault(str(role), {})
+        row["sign_in"] = row.get("sign_in", 0) + int(n)
     actions = sorted({a for r in table.values() for a in r})
     v = verify(db)
     total = sum(sum(r.values()) for r in table.values())
@@ -684,6 +697,7 @@ def access_summary(db: AppDatabase, agency: str) -> dict[str, Any]:
         "by_role": table,
         "actions": actions,
         "refusals": refusals,
+        "sign_ins": {r: a["sign_in"] for r, a in table.items() if a.get("sign_in")},
         "failed_sign_ins_all_agencies": int(failed or 0),
         "chain": {
             "ok": v.ok,
@@ -945,7 +959,11 @@ def checklist(data: dict[str, Any]) -> list[dict[str, Any]]:
             "workflow",
         )
     days = data["workflow"]["review_days"]
-    timely = f"Reviews are timely (within {days} days, no intervention past due)"
+    need = data["workflow"].get("timely_share", 0.8)
+    timely = (
+        f"Reviews are timely (at least {100 * need:.0f}% of the flags whose {days}-day window "
+        "has closed reviewed within it)"
+    )
     if rev["flagged"]:
         waiting = rev["flagged"] - rev["reviewed"]
         figure = f"{rev['reviewed']} of {rev['flagged']} flags reviewed "
@@ -958,16 +976,23 @@ def checklist(data: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             status = "not met"
         add("Every flag is reviewed by a supervisor", status, figure, "workflow")
+        due, on_time = rev.get("due", 0), rev.get("reviewed_in_time", 0)
         med = rev["median_days_to_review"]
-        status = "met" if med is not None else "not measurable"
-        status = "not met" if rev["overdue"] else status
-        add(
-            timely,
-            status,
-            f"{rev['overdue']} overdue; median "
-            f"{med if med is not None else 'n/a (none reviewed yet)'} days to the first review",
-            "workflow",
+        median = (
+            f"median {med:.1f} days to the first review"
+            if med is not None
+            else ("none reviewed yet")
         )
+        if not due:
+            status = "not measurable"
+            figure = f"no flag's {days}-day window has closed yet; {median}"
+        else:
+            status = "met" if on_time / due >= need else "not met"
+            figure = (
+                f"{on_time} of {due} flags whose window has closed reviewed within {days} days "
+                f"({100 * on_time / due:.0f}%); {rev['overdue']} overdue; {median}"
+            )
+        add(timely, status, figure, "workflow")
     else:
         for ask in ("Every flag is reviewed by a supervisor", timely):
             add(ask, "not measurable", "no flag raised yet", "workflow")
@@ -1153,6 +1178,24 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
     return charts
 
 
+def short_hashes(value: Any) -> Any:
+    """``value`` as HTML with its hex strings of 16 or more characters (hashes) shortened to
+    12 with the whole value in a title: a 64-character hash does not wrap and would widen
+    the page. Returns markupsafe.Markup (the rest of the text escaped)."""
+    from markupsafe import Markup, escape
+
+    out, last, text = [], 0, str(value)
+    for m in re.finditer(r"\b[0-9a-f]{16,}\b", text):
+        h = m.group()
+        out += [
+            escape(text[last : m.start()]),
+            Markup('<code title="{}">{}…</code>').format(h, h[:12]),
+        ]
+        last = m.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, no script)."""
     from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
@@ -1184,6 +1227,7 @@ def render_html(data: dict[str, Any]) -> str:
 
     env.filters["pct"] = pct
     env.filters["num"] = num
+    env.filters["hashes"] = short_hashes
     env.filters["words"] = lambda v: str(v).replace("_", " ")
     template = env.get_template("audit_report.html")
     return template.render(d=data, charts=_charts(data), four_fifths=FOUR_FIFTHS)
@@ -1208,11 +1252,16 @@ def workspace_folder(agency: str, home: Path | None = None) -> Path:
 
 
 def write_report(
-    report: AuditReport, out: Path | None = None, home: Path | None = None
+    report: AuditReport,
+    out: Path | None = None,
+    home: Path | None = None,
+    key: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the report's HTML, PDF and JSON into the workspace (``reports/<agency>/``, where
     the pages read the newest) and, when ``out`` is given, into ``out`` too. Returns the
-    paths written in ``out`` (or in the workspace)."""
+    paths written in ``out`` (or in the workspace). ``key``: the :func:`report_key` read
+    before the report was built, kept beside it (the pages rebuild a report whose key is
+    no longer the current one)."""
     pdf = render_pdf(report.html)
     blobs = {
         "html": report.html.encode("utf-8"),
@@ -1228,6 +1277,8 @@ def write_report(
             tmp.write_bytes(blob)
             tmp.replace(path)
             written[ext] = path
+    if key is not None:
+        _key_path(report.agency, workspace_folder(report.agency, home)).write_text(json.dumps(key))
     return written
 
 
@@ -1261,3 +1312,230 @@ def report_figures(
     )
     write_report(report, home=settings.home)
     return report.data
+
+
+# ------------------------------------------------------------------------------ kept built
+
+STALE_BUILD_S = 15 * 60  # a build marker older than this belongs to a process that died
+_BUILDS: dict[tuple[str, str], threading.Thread] = {}  # (home, agency) -> its running build
+_BUILDS_LOCK = threading.Lock()
+_FAILED: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}  # slot -> (key, why)
+
+
+def report_key(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]:
+    """What the stored report of ``agency`` depends on, read in milliseconds: the current
+    snapshot, the champion versions, the current scoring runs, the newest drift check and
+    the report's template.
+    A stored report with another key is stale. (The review workflow and the access log move
+    with every click: the report shows them as of when it was written; "Rebuild" renews.)"""
+    from sqlalchemy import func, select
+
+    from ews.db import DriftRun, ScoringRun
+    from ews.store import StoreError, Workspace
+    from models.registry import list_models
+
+    try:
+        snapshot: str | None = Workspace(settings.home).snapshot(agency).id
+    except StoreError:
+        snapshot = None
+    champions = sorted(
+        f"{r['name']}/{r['version']}"
+        for r in list_models(settings.mlflow_tracking_uri)
+        if r.get("agency") == agency and "champion" in r["aliases"]
+    )
+    with db.session() as s:
+        runs = sorted(
+            int(i)
+            for i in s.scalars(
+                select(ScoringRun.id).where(
+                    ScoringRun.agency == agency, ScoringRun.current.is_(True)
+                )
+            )
+        )
+        drift = s.scalar(select(func.max(DriftRun.id)).where(DriftRun.agency == agency))
+    import hashlib
+
+    layout = hashlib.sha256(Path(__file__).with_name("audit_report.html").read_bytes())
+    return {
+        "snapshot": snapshot,
+        "champions": champions,
+        "runs": runs,
+        "drift": drift,
+        "layout": layout.hexdigest()[:12],  # a new report layout rebuilds it too
+    }
+
+
+def _key_path(agency: str, folder: Path) -> Path:
+    return folder / f"{REPORT_NAME}-{agency}.key.json"
+
+
+def _marker(agency: str, home: Path) -> Path:
+    return workspace_folder(agency, home) / f"{REPORT_NAME}-{agency}.building"
+
+
+def stored_key(agency: str, home: Path) -> dict[str, Any] | None:
+    """The key the stored report was built with (None: none stored, or from before keys)."""
+    path = _key_path(agency, workspace_folder(agency, home))
+    try:
+        found: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def building_since(agency: str, home: Path) -> str | None:
+    """When the running build of the report of ``agency`` started ("YYYY-MM-DD HH:MM UTC"),
+    by this or another process of this machine; None when none runs (a marker left by a
+    process that ended, or older than STALE_BUILD_S, does not count)."""
+    import os
+    import time
+
+    path = _marker(agency, home)
+    try:
+        if time.time() - path.stat().st_mtime > STALE_BUILD_S:
+            return None
+        since, _, pid = path.read_text().partition("\n")
+    except OSError:
+        return None
+    if pid.strip().isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return since.strip() or None
+
+
+def _mark_building(agency: str, home: Path) -> None:
+    import os
+
+    marker = _marker(agency, home)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    marker.write_text(f"{stamp}\n{os.getpid()}")
+
+
+def refresh_report(
+    agency: str,
+    settings: Any,
+    db: AppDatabase,
+    *,
+    force: bool = False,
+    progress: Any = None,
+) -> bool:
+    """Build the audit report of ``agency`` (HTML, PDF, JSON: the model card's figures too)
+    and keep it in the workspace with its :func:`report_key`, unless the stored one is
+    current (``force``: build anyway). ``progress``: a callable given a line before and
+    after. Returns whether it built. Raises ReportError when it cannot be built."""
+    import time
+
+    from models.drift import drift_history
+
+    home = Path(settings.home)
+    key = report_key(agency, settings, db)
+    if not force and stored_key(agency, home) == key and stored_report(agency, "pdf", home):
+        return False
+    marker = _marker(agency, home)
+    _mark_building(agency, home)
+    t0 = time.perf_counter()
+    try:
+        if progress:
+            progress(f"building the audit report and model card of {agency} for the reviewers")
+        report = build_report(
+            agency,
+            home=home,
+            db=db,
+            uri=settings.mlflow_tracking_uri,
+            review_days=settings.review_days,
+            drift_rows=drift_history(agency, db=db),
+        )
+        write_report(report, home=home, key=key)
+    finally:
+        marker.unlink(missing_ok=True)
+    if progress:
+        progress(
+            f"audit report of {agency} kept in {workspace_folder(agency, home)} "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
+    return True
+
+
+def start_refresh(agency: str, settings: Any, db: AppDatabase, force: bool = False) -> str:
+    """Rebuild the report of ``agency`` in a background thread (unless a build already runs,
+    here or in another process) and return when the running build started."""
+    import logging
+
+    home = Path(settings.home)
+    since = building_since(agency, home)
+    if since is not None:
+        return since
+    slot = (str(home.resolve()), agency)
+
+    def run() -> None:
+        try:
+            refresh_report(agency, settings, db, force=force)
+            _FAILED.pop(slot, None)
+        except Exception as exc:  # the page keeps the stored report and says it failed
+            logging.getLogger(__name__).exception("the audit report of %s failed", agency)
+            _FAILED[slot] = (report_key(agency, settings, db), str(exc) or type(exc).__name__)
+        finally:
+            _marker(agency, home).unlink(missing_ok=True)
+            with _BUILDS_LOCK:
+                _BUILDS.pop(slot, None)
+
+    with _BUILDS_LOCK:
+        if slot not in _BUILDS:
+            _mark_building(agency, home)
+            thread = threading.Thread(target=run, name=f"report-{agency}", daemon=True)
+            _BUILDS[slot] = thread
+            thread.start()
+    return building_since(agency, home) or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def report_status(agency: str, settings: Any, db: AppDatabase) -> dict[str, Any]:
+    """What the reviewers' pages need, in milliseconds: ``stored`` (a report is kept),
+    ``current`` (its key is today's), ``building`` (when a running build started, or None)
+    and ``failed`` (why the last build for today's key failed, or None). A missing or stale
+    report starts a background build, once per key. Raises ReportError when the agency has
+    no data in the workspace."""
+    home = Path(settings.home)
+    key = report_key(agency, settings, db)
+    if key["snapshot"] is None:
+        from ews.store import StoreError, Workspace
+
+        try:
+            Workspace(home).snapshot(agency)
+        except StoreError as exc:  # the store's own words, as `ews audit-report` says them
+            raise ReportError(str(exc)) from exc
+    stored = stored_report(agency, "json", home) is not None
+    current = stored and stored_key(agency, home) == key
+    building = building_since(agency, home)
+    failed = _FAILED.get((str(home.resolve()), agency))
+    why = failed[1] if failed and failed[0] == key else None
+    if not current and building is None and why is None:
+        building = start_refresh(agency, settings, db)
+    return {"stored": stored, "current": current, "building": building, "failed": why}
+
+
+def keep_built(agency: str, echo: Any, settings: Any = None) -> None:
+    """The step `ews train`, `ews score` and `ews demo` end with: bring the stored audit report
+    of ``agency`` up to date (:func:`refresh_report`), saying so on ``echo`` (a line before
+    and after). Skipped when the settings' ``build_reports`` is off. A failure is told, not
+    raised: the scores are saved, and the reviewers' pages build the report on view."""
+    from ews.db import open_app_database
+    from ews.settings import get_settings
+
+    settings = settings or get_settings()
+    if not settings.build_reports:
+        return
+    db = open_app_database(settings)
+    try:
+        refresh_report(agency, settings, db, progress=echo)
+    except Exception as exc:  # noqa: BLE001 - the work before it is done and saved
+        echo(
+            f"note: the audit report of {agency} was not built ({exc}); the reviewers' pages "
+            "build it when first opened"
+        )
+    finally:
+        db.dispose()

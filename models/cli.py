@@ -204,7 +204,9 @@ def train(
     inside the training years (or, with splitter.inner_splits 0, every candidate is evaluated
     and none chosen). Prints a line per step and split, then the metrics table; writes
     results.json and predictions.parquet (every test prediction) and registers the champion
-    per label, or every fitted model with `registry: all`.
+    per label, or every fitted model with `registry: all`. Ends by rebuilding the reviewers'
+    audit report and model card when a champion was registered (EWS_BUILD_REPORTS=false
+    leaves that to the pages).
 
     Near-ties on the validation splits go to the simplest candidate within one standard
     error of the best (a linear model, then boosted trees, then forests; shallower, fewer
@@ -278,6 +280,29 @@ def train(
         )
         if strict:
             raise typer.Exit(EXIT_FAILED)
+    if any(c.registered for c in result.champions.values()):
+        _keep_report(result.agency)
+
+
+def _report_key(agency: str) -> dict[str, Any]:
+    """What the workspace copy of the report depends on (the pages keep it while current)."""
+    from ews.db import open_app_database
+    from ews.settings import get_settings
+    from models.audit_report import report_key
+
+    settings = get_settings()
+    db = open_app_database(settings)
+    try:
+        return report_key(agency, settings, db)
+    finally:
+        db.dispose()
+
+
+def _keep_report(agency: str) -> None:
+    """The reviewers' audit report and model card, rebuilt when what they show changed."""
+    from models.audit_report import keep_built
+
+    keep_built(agency, lambda line: typer.echo(line, err=True))
 
 
 def evaluate(
@@ -361,7 +386,9 @@ def score(
     written to EWS_HOME/flags/<agency>/<date>.parquet. A model trained on outcomes known after
     the as-of date (its label cutoff) is refused unless --allow-lookahead. A date more than
     --max-staleness days (default 92) after the data's last reported event is refused
-    (exit 2): ingest newer data first.
+    (exit 2): ingest newer data first. Ends by rebuilding the reviewers' audit report and
+    model card (EWS_HOME/reports/<agency>/, a progress line on stderr) when the scoring runs
+    changed; EWS_BUILD_REPORTS=false leaves that to the pages.
     """
     from models.scoring import StaleDateError
     from models.scoring import score as run_score
@@ -402,6 +429,7 @@ def score(
     )
     if out is not None:
         typer.echo(f"wrote {out}")
+    _keep_report(str(flags.attrs.get("agency") or agency))
 
 
 @models_app.command("list")
@@ -681,13 +709,14 @@ def audit_report(
     agency = resolve_agency(agency)
     known: tuple[type[Exception], ...] = (ReportError, *_known_errors())
     try:
+        key = _report_key(agency) if (min_group, min_pairs) == (20, 10) else None
         report = build_report(
             agency,
             min_group=min_group,
             min_pairs=min_pairs,
             drift_rows=drift_history(agency),
         )
-        paths = write_report(report, out)
+        paths = write_report(report, out, key=key)
     except known as exc:
         _fail(exc)
         return

@@ -371,7 +371,9 @@ class _Run:
             inner = self.plan.inner[label][sp.test_as_of]
             if not inner:
                 continue
-            self.clock.note(f"{label} {sp.test_as_of}: choosing on {len(inner)} validation splits")
+            self.clock.note(
+                f"{label} {sp.test_as_of}: choosing on {len(inner)} validation split(s)"
+            )
             decision, scores, used = self.select(label, inner)
             self.choices[label][sp.test_as_of] = decision.chosen
             self.selection.append(
@@ -392,9 +394,12 @@ class _Run:
         if deploy is not None:
             self.clock.note(f"{label}: choosing the config to deploy as of {deploy.test_as_of}")
             decision, scores, used = self.select(label, self.plan.deploy_inner[label])
-            self.deploy_choice[label] = (decision, scores, used)
-            self.deployed[label] = decision.chosen
-        elif self.plan.splits[label]:
+            if decision.chosen is not None:
+                self.deploy_choice[label] = (decision, scores, used)
+                self.deployed[label] = decision.chosen
+                return
+            self.notes.append(f"{label}: no validation split to choose the deployed config on")
+        if self.plan.splits[label]:
             self.deployed[label] = self.choices[label].get(self.plan.splits[label][-1].test_as_of)
 
     def outer_split(self, label: str, sp: Any) -> None:
@@ -447,6 +452,8 @@ class _Run:
         from models import steps
 
         deploy = self.plan.deploy[label]
+        if label not in self.deploy_choice:  # nothing chosen for deployment: the latest split's
+            return
         self.clock.note(f"{label}: refitting the champion as of {deploy.test_as_of}")
         decision, scores, used = self.deploy_choice[label]
         chosen = decision.chosen

@@ -324,8 +324,8 @@ def score(
     stale = staleness(as_of, data_end, max_staleness_days)
     if stale:
         raise StaleDateError(
-            f"{stale}. Ingest newer data (`ews ingest`), score at {data_end + dt.timedelta(1)}"
-            f" or earlier, or allow more days with --max-staleness DAYS"
+            f"{stale}. Ingest newer data (`ews ingest`), or allow more days with "
+            "--max-staleness DAYS"
         )
     lookahead = check_lookahead(loaded.name, loaded.version, tags, as_of)
     if lookahead and not allow_lookahead:
@@ -417,6 +417,7 @@ def score(
     )
     frame = frame.sort_values("rank").reset_index(drop=True)
     frame.attrs["lookahead"] = lookahead
+    frame.attrs["agency"] = agency
     if save:
         from ews.flagstore import save_flags
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
@@ -623,7 +623,7 @@ def describe_decision(chosen: str | None, d: dict[str, Any] | None) -> str:
 
 
 def decide(
-    per_split: Sequence[dict[str, Any | None]],
+    per_split: Sequence[Mapping[str, Any]],
     names: Sequence[str],
     metric_name: str,
     penalty: float,
@@ -683,7 +683,7 @@ def decide(
 
 
 def select(
-    per_split: Sequence[dict[str, Any | None]],
+    per_split: Sequence[Mapping[str, Any]],
     names: Sequence[str],
     metric_name: str,
     penalty: float,

@@ -9,6 +9,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# the audit report is built after every `ews train`/`ews score` (half a minute): only the
+# tests of that step ask for it (tests/test_audit_report.py)
+os.environ.setdefault("EWS_BUILD_REPORTS", "false")
 
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -19,6 +22,18 @@ import pytest  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHICAGO = SHARED / "data" / "chicago-cpdp-2018"
 TRIAGE_PEER = SHARED / "data" / "triage-peer-10k"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One audit key for the test session (EWS_AUDIT_KEY_FILE), outside the repository, so
+    that every database a test opens, and every `ews` it runs, chains with the same key."""
+    from ews.settings import get_settings
+
+    path = tmp_path_factory.mktemp("audit-key") / "audit.key"
+    os.environ["EWS_AUDIT_KEY_FILE"] = str(path)
+    get_settings.cache_clear()
+    return path
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def _disable_guards(db: AppDatabase) -> None:
 
 
 @pytest.fixture
-def db(db_url: str) -> AppDatabase:
+def db(db_url: str) -> Iterator[AppDatabase]:
     d = AppDatabase(db_url)
     _fill(d)
     yield d
@@ -120,11 +121,11 @@ def test_archive_keeps_the_chain_verifiable(db: AppDatabase, tmp_path: Path) -> 
     db.audit("auditor", "reviewer", "read", "/api/audit", "demo")
     assert verify(db).ok and verify(db).entries == 2
     archived = tmp_path / manifest["file"]
-    assert verify_archive(archived).ok and verify_archive(archived).entries == 5
+    assert verify_archive(archived, db).ok and verify_archive(archived, db).entries == 5
     lines = archived.read_text().splitlines()
     lines[2] = lines[2].replace("sgt.lee", "sgt.lie")
     archived.write_text("\n".join(lines) + "\n")
-    assert not verify_archive(archived).ok
+    assert not verify_archive(archived, db).ok
 
 
 def test_upgrade_chains_the_entries_and_keeps_the_reviews(db_url: str) -> None:
@@ -202,3 +203,51 @@ def test_concurrent_writers_keep_one_chain(db: AppDatabase) -> None:
     assert len(set(ids)) == 180
     v = verify(db)
     assert v.ok and v.entries == 185 and v.head_id == 185
+
+
+def test_a_failed_group_commit_fails_only_its_bad_entry(db: AppDatabase) -> None:
+    """One entry the database refuses (here a missing resource, NOT NULL on both databases)
+    in a group of good ones: the group is retried entry by entry, the good ones are stored
+    and chained, and only the bad one's request sees the error."""
+    from concurrent.futures import Future
+
+    from ews.audit import GroupWriter, _entry
+
+    writer = GroupWriter(db)
+    try:
+        batch: list[tuple[dict[str, object], Future[int]]] = []
+        for i in range(6):
+            e = _entry("sgt", "supervisor", "read", f"/r/{i}", "demo")
+            if i == 3:
+                e["resource"] = None
+            batch.append((e, Future()))
+        writer._commit(batch)
+    finally:
+        writer.close()
+    failed = [i for i, (_, f) in enumerate(batch) if f.exception() is not None]
+    assert failed == [3]
+    assert [f.result() for i, (_, f) in enumerate(batch) if i != 3] == [6, 7, 8, 9, 10]
+    v = verify(db)
+    assert v.ok and v.entries == 10
+
+
+def test_client_values_are_stored_escaped(db: AppDatabase) -> None:
+    """NUL, other control characters, lone surrogates, over-long values and non-finite
+    numbers from a client are stored (escaped, cut) and the chain verifies."""
+    i = db.audit(
+        "a\x00b" * 100,
+        "none",
+        "sign_in_failed",
+        "/api/officers/demo/x\x00y\x1b\ud800" + "z" * 600,
+        detail={"q\x00": ["v\x07", float("nan")], "client": "1.2.3.4"},
+    )
+    with db.session() as s:
+        from ews.db import AuditLog
+
+        e = s.get(AuditLog, i)
+        assert e is not None
+        assert e.actor.startswith("a\\x00b") and len(e.actor) == 200
+        assert e.resource.startswith("/api/officers/demo/x\\x00y\\x1b\\ud800z")
+        assert len(e.resource) == 500
+        assert e.detail == {"q\\x00": ["v\\x07", "nan"], "client": "1.2.3.4"}
+    assert verify(db).ok

@@ -12,6 +12,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -295,12 +296,20 @@ def test_workflow_access_drift_and_checklist(world: dict[str, Any], report: Any)
     assert "No drift checks recorded" in _section(quiet, "drift")
 
 
-def test_report_files_are_whole_and_the_pdf_is_a_pdf(
-    world: dict[str, Any], report: Any, tmp_path: Path
-) -> None:
-    from models.audit_report import stored_report, write_report
+@pytest.fixture(scope="module")
+def written(world: dict[str, Any], report: Any, tmp_path_factory: Any) -> dict[str, Path]:
+    """The report's files, written once (WeasyPrint takes its time)."""
+    from models.audit_report import write_report
 
-    paths = write_report(report, tmp_path / "out", home=world["home"])
+    return write_report(report, tmp_path_factory.mktemp("out"), home=world["home"])
+
+
+def test_report_files_are_whole_and_the_pdf_is_a_pdf(
+    world: dict[str, Any], written: dict[str, Path]
+) -> None:
+    from models.audit_report import stored_report
+
+    paths = written
     html = paths["html"].read_text()
     assert paths["pdf"].read_bytes().startswith(b"%PDF")
     assert json.loads(paths["json"].read_text())["agency"] == AGENCY
@@ -309,6 +318,74 @@ def test_report_files_are_whole_and_the_pdf_is_a_pdf(
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", html, re.I)
     assert html.count("<svg") >= 3  # charts inline
+
+
+class _Tables(HTMLParser):
+    """The caption and column headers of every table of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict[str, Any]] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append({"caption": "", "heads": []})
+        elif tag == "caption" and self.tables:
+            self._in = "caption"
+        elif tag == "th" and dict(attrs).get("scope") == "col" and self.tables:
+            self._in = "th"
+            self.tables[-1]["heads"].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "caption"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "th":
+            self.tables[-1]["heads"][-1] += data
+        elif self._in == "caption":
+            self.tables[-1]["caption"] += data
+
+
+def _squeezed(text: str) -> str:
+    return re.sub(r"[\s\u00ad-]", "", text)
+
+
+def _text_on_the_page(pdf: Path) -> list[str]:
+    """Per page of the PDF, the text drawn inside the page (pypdf; a piece that starts right
+    of the page's edge was cut off and is left out), without spaces or hyphens."""
+    import pypdf
+
+    def inside(page: Any) -> str:
+        width = float(page.mediabox.width)
+        seen: list[str] = []
+
+        def visit(text: str, cm: Any, tm: Any, font: Any, size: Any) -> None:
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            if text.strip() and 0 <= x < width - 5:
+                seen.append(text)
+
+        page.extract_text(visitor_text=visit)
+        return _squeezed("".join(seen))
+
+    return [inside(page) for page in pypdf.PdfReader(pdf).pages]
+
+
+def test_every_table_fits_the_pdf_page(report: Any, written: dict[str, Path]) -> None:
+    """Every column header of every table is on an A4 page of the PDF (the table, or its
+    page break, spans at most two pages): none is cut at the right margin."""
+    pages = _text_on_the_page(written["pdf"])
+    parsed = _Tables()
+    parsed.feed(report.html)
+    assert len(parsed.tables) >= 15
+    for table in parsed.tables:
+        heads = [_squeezed(h) for h in table["heads"] if _squeezed(h)]
+        spans = [pages[i] + "".join(pages[i + 1 : i + 2]) for i in range(len(pages))]
+        assert any(all(h in text for h in heads) for text in spans), (
+            table["caption"],
+            [h for h in heads if not any(h in p for p in pages)],
+        )
 
 
 def test_cli_writes_the_report(world: dict[str, Any], tmp_path: Path) -> None:
@@ -332,6 +409,29 @@ def test_in_sample_disparities_refused_on_a_real_champion(world: dict[str, Any])
     assert marked.exit_code == 0 and "IN-SAMPLE" in marked.output
     held = runner.invoke(app, [*args[:-2], "--as-of", world["as_of"].isoformat()])
     assert held.exit_code == 0 and "held out" in held.output
+
+
+def test_score_keeps_the_report_built(world: dict[str, Any]) -> None:
+    """`ews score` ends by building the reviewers' report (a progress line before and after)
+    and keeps its key; with nothing changed since, it is not built again."""
+    from ews.settings import get_settings
+    from models.audit_report import refresh_report, report_key, stored_key
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EWS_BUILD_REPORTS", "true")
+    get_settings.cache_clear()
+    try:
+        day = world["as_of"].isoformat()  # scored again: a new current run, a new key
+        out = _ok(["score", "--as-of", day, "--agency", AGENCY, "--no-explain"])
+        assert f"building the audit report and model card of {AGENCY}" in out
+        assert f"audit report of {AGENCY} kept in" in out
+        settings = get_settings()
+        key = report_key(AGENCY, settings, world["db"])
+        assert stored_key(AGENCY, settings.home) == key and key["runs"]
+        assert refresh_report(AGENCY, settings, world["db"]) is False  # current: not built
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
 
 
 def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
@@ -364,7 +464,11 @@ def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
         assert "Audit report" in card.text and "/audit-report.pdf" in card.text
         page = c.get("/audit-report")
         stored = world["home"] / "reports" / AGENCY / f"audit-report-{AGENCY}.html"
-        assert page.status_code == 200 and page.text == stored.read_text()
+        body = stored.read_text().split("<body>", 1)[1]
+        assert page.status_code == 200 and body in page.text  # the very file written
+        assert "being rebuilt" not in page.text  # `ews score` kept it current
+        head = page.text.split("<main", 1)[0]  # under the site header, with its PDF link
+        assert "Sign out" in head and f'href="/audit-report.pdf?agency={AGENCY}"' in head
         pdf = c.get("/audit-report.pdf")
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
         assert pdf.headers["content-type"] == "application/pdf"
@@ -554,3 +658,50 @@ def test_api_serves_the_report_figures(world: dict[str, Any]) -> None:
             url, params={"agency": "nowhere"}, headers={"Authorization": f"Bearer {other}"}
         )
         assert hidden.status_code == 404 and hidden.text == nowhere.text
+
+
+def test_timeliness_is_a_share_of_the_closed_windows(world: dict[str, Any]) -> None:
+    """Per unit and per supervisor, and the checklist's "timely": at least 80% of the flags
+    whose review window has closed reviewed within it, not one review."""
+    from ews.reviews import review_summary
+    from models.audit_report import checklist
+
+    db = world["db"]
+    later = dt.date.today() + dt.timedelta(days=60)  # every window closed
+    summary = review_summary(db, AGENCY, 14, today=later)
+    t = summary["totals"]
+    n_flags = t["flagged"]  # of every current run (other tests score more dates)
+    assert n_flags >= len(world["flagged"])
+    assert t["due"] == n_flags and t["reviewed_in_time"] == 6  # reviewed after 1..6 days
+    assert sum(g["flagged"] for g in summary["by_unit"]) == n_flags
+    assert sum(g["in_time"] for g in summary["by_unit"]) == 6
+    assert all(g["flagged"] for g in summary["by_supervisor"])
+    strict = review_summary(db, AGENCY, 3, today=later)  # a 3-day window: 3 of 6 in time
+    assert strict["totals"]["reviewed_in_time"] == 3
+
+    def timely(totals: dict[str, Any]) -> dict[str, Any]:
+        workflow = {**_minimal({})["workflow"], "count": 1, "totals": totals}
+        items = checklist(_minimal({"workflow": workflow}))
+        return next(i for i in items if i["ask"].startswith("Reviews are timely"))
+
+    one = timely({**t, "flagged": 304, "reviewed": 1, "due": 304, "reviewed_in_time": 1})
+    assert one["status"] == "not met" and "1 of 304" in one["figure"]
+    most = timely({**t, "flagged": 10, "reviewed": 8, "due": 10, "reviewed_in_time": 8})
+    assert most["status"] == "met" and "(80%)" in most["figure"]
+    early = timely({**t, "flagged": 10, "reviewed": 0, "due": 0, "reviewed_in_time": 0})
+    assert early["status"] == "not measurable"
+
+
+def test_access_counts_the_sign_ins_of_every_agency_accounts(world: dict[str, Any]) -> None:
+    """A reviewer created without --agency signs in under no agency: still counted."""
+    from models.audit_report import access_summary
+
+    db = world["db"]
+    before = access_summary(db, AGENCY)["sign_ins"]
+    db.audit("all.reviewer", "reviewer", "sign_in", "/signin", agency=None)
+    db.audit("other.sgt", "supervisor", "sign_in", "/signin", agency="elsewhere")
+    after = access_summary(db, AGENCY)
+    assert after["by_role"]["reviewer"]["sign_in"] == before.get("reviewer", 0) + 1
+    assert after["sign_ins"]["reviewer"] == before.get("reviewer", 0) + 1
+    # another agency's supervisor is not this agency's
+    assert after["sign_ins"].get("supervisor", 0) == before.get("supervisor", 0)

@@ -6,7 +6,8 @@ For every flagged officer (top 5%, as `ews score` flags) of the demo-sized synth
 earlier dates: the explanation names at least one behaviour of the officer at or above its
 peers, or says plainly which behaviours carried the score; no decrease is ever a reason; the
 co-accused network is never a reason (context only, after the reasons). The Chicago test runs
-the same check at two dates when the shared CPDP data are present."""
+the same check at two dates when the shared CPDP data are present (about 4 minutes on a busy
+2-core machine: 621 and 637 flags per model)."""
 
 from __future__ import annotations
 

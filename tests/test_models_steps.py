@@ -316,7 +316,8 @@ def test_progress_lines_name_each_step_and_split(agency: Path) -> None:
     run_experiment(_one_split(inner_splits=1), agency, tracking=False, progress=lines.append)
     text = "\n".join(lines)
     assert "checking the config" in text and "building features for 6 as-of dates" in text
-    assert "sustained 2015-01-01 (split 1/1): 3 candidates, 5 training dates, 1 validation" in text
+    assert "sustained 2015-01-01: choosing on 1 validation split(s)" in text
+    assert "sustained 2015-01-01 (split 1/1): 3 candidates, 5 training dates; chosen " in text
     assert "6/6 fits" in text and lines[-1].endswith("done")
 
 

@@ -1,8 +1,10 @@
 """The pages in a real browser (Debian's chromium, driven by Playwright): a supervisor signs
 in, reaches an officer by keyboard, sees the charts and the timeline of events, takes the flag
 through the review workflow and sees it in the list; a reviewer signs in and opens the
-reviewers' pages. Every page is photographed at 1280 px into ``test-output/screenshots/`` of
-the repository (or ``$EWS_TEST_OUTPUT/screenshots/``)."""
+reviewers' pages at 1280 and 800 px: the navigation on one row at 1280 px, no page wider than
+the window, the audit report under the site header with its PDF link, answering at once (kept
+built, as `ews score` keeps it) and saying so while it is rebuilt. Every page is photographed
+into ``test-output/screenshots/`` of the repository (or ``$EWS_TEST_OUTPUT/screenshots/``)."""
 
 from __future__ import annotations
 
@@ -77,15 +79,15 @@ def _sign_in(page: Any, base: str, token: str) -> None:
 
 
 @contextmanager
-def _browser_page() -> Iterator[Any]:
-    """A 1280-px page of Debian's chromium; on leaving, no Content-Security-Policy of the
-    service was violated (the console names every blocked script, style or image)."""
+def _browser_page(width: int = 1280) -> Iterator[Any]:
+    """A page of Debian's chromium ``width`` px wide; on leaving, no Content-Security-Policy
+    of the service was violated (the console names every blocked script, style or image)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": width, "height": 900})
             blocked: list[str] = []
             page.on(
                 "console",
@@ -98,9 +100,9 @@ def _browser_page() -> Iterator[Any]:
 
 
 @contextmanager
-def _signed_in(base: str, token: str) -> Iterator[Any]:
-    """A 1280-px page of Debian's chromium, signed in with ``token`` (a session)."""
-    with _browser_page() as page:
+def _signed_in(base: str, token: str, width: int = 1280) -> Iterator[Any]:
+    """A page of Debian's chromium ``width`` px wide, signed in with ``token`` (a session)."""
+    with _browser_page(width) as page:
         _sign_in(page, base, token)
         yield page
 
@@ -164,15 +166,49 @@ def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: i
         assert "intervention completed" in row.inner_text()
 
 
-def test_reviewer_opens_the_reviewers_pages(served) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("width", [1280, 800])
+def test_reviewer_opens_the_reviewers_pages(served, width: int) -> None:  # type: ignore[no-untyped-def]
+    from models.audit_report import building_since, refresh_report
+
     base, w = served
-    with _signed_in(base, w.tokens["reviewer"]) as page:
-        _shot(page, "reviewer-flags")
+    # `ews score` keeps the report built (models.audit_report.keep_built): the same step here
+    refresh_report("demo", w.settings, w.db)
+    with _signed_in(base, w.tokens["reviewer"], width) as page:
+        _shot(page, f"reviewer-flags-{width}")
         assert page.get_by_role("button", name="Save step").count() == 0
         for link, heading, name in REVIEWER_PAGES:
+            t0 = time.perf_counter()
             page.get_by_role("link", name=link, exact=True).click()
+            page.wait_for_load_state()
+            took = time.perf_counter() - t0
             assert page.get_by_role("heading", name=heading).first.is_visible()
-            _shot(page, name)
+            assert took < 5, f"{link} took {took:.1f} s"  # kept built: no half-minute wait
+            _shot(page, f"{name}-{width}")
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= width, f"{link} is {wide} px wide in a {width} px window"
+            links = page.locator("header nav a")
+            if width == 1280:  # the navigation on one row
+                tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}
+                assert len(tops) == 1, f"{link}: the navigation wraps ({sorted(tops)})"
+            assert page.get_by_role("button", name="Sign out").is_visible()
+        # the report page: under the site header, with its PDF link
+        pdf = page.get_by_role("link", name="Download this report as PDF")
+        assert pdf.is_visible() and "rebuilt" not in page.locator("body").inner_text()
+        if width == 800:
+            return
+        # a rebuild says so (with when it started) and the report stays readable meanwhile
+        page.get_by_role("link", name="Model card", exact=True).first.click()
+        page.get_by_role("button", name="Rebuild the report from the current data").click()
+        notice = page.get_by_role("status").filter(has_text="being rebuilt")
+        assert "started at" in notice.inner_text()
+        assert page.get_by_role("heading", name="Model card: demo").is_visible()
+        _shot(page, "reviewer-model-card-rebuilding-1280")
+        for _ in range(600):  # let the build end before the workspace goes
+            if building_since("demo", w.settings.home) is None:
+                break
+            time.sleep(0.2)
+        page.reload()
+        assert page.get_by_text("being rebuilt").count() == 0
 
 
 REVIEWER_PAGES = [
@@ -181,6 +217,6 @@ REVIEWER_PAGES = [
     ("Disparities", "Disparities", "reviewer-disparities"),
     ("Drift", "Drift", "reviewer-drift"),
     ("Model card", "Model card", "reviewer-model-card"),
-    # last: the report is the very file `ews audit-report` writes, without the site's links
+    # last: the report is the very file `ews audit-report` writes, under the site's header
     ("Audit report", "Audit report of the early-intervention system", "reviewer-audit-report"),
 ]

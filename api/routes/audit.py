@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
 from api.routes.flags import json_response
 from api.scope import agency_in_scope, agency_visible, log_now, not_found
+from ews.audit import storable_text
 from ews.db import AppDatabase, AuditLog, User
 
 router = APIRouter(prefix="/api", tags=["audit"])
@@ -108,7 +109,9 @@ def audit_entries(
     before_id: int | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Audit entries ``user`` may read (their agency's), newest first; the read is logged."""
+    """Audit entries ``user`` may read (their agency's), newest first; the read is logged.
+    Filters match the stored (escaped) text, so a filter holding NUL is a plain search."""
+    officer_id, actor = (None if v is None else storable_text(v) for v in (officer_id, actor))
     if agency is not None and not agency_in_scope(user, agency):
         not_found(db, user, path, agency)
     scope = agency or user.agency
@@ -286,15 +289,22 @@ class RebuildGate:
                 return build(False)
         try:
             if rebuild:
-                since = time.monotonic() - self._built.get(agency, -1e12)
-                if since < self.interval:
-                    raise TooSoon(int(self.interval - since) + 1)
-            result = build(rebuild)
-            if rebuild:
-                self._built[agency] = time.monotonic()
-            return result
+                wait = self.claim(agency)
+                if wait:
+                    raise TooSoon(wait)
+            return build(rebuild)
         finally:
             lock.release()
+
+    def claim(self, agency: str) -> int:
+        """Count a rebuild of ``agency`` now and return 0, or the seconds until one may be
+        (the last was less than ``interval`` ago)."""
+        with self._lock:
+            since = time.monotonic() - self._built.get(agency, -1e12)
+            if since < self.interval:
+                return int(self.interval - since) + 1
+            self._built[agency] = time.monotonic()
+            return 0
 
 
 def gated_report(

@@ -1,16 +1,16 @@
 """Server-side page sessions (``web_sessions``) and the token prefix the sign-in limiter
 tells users' tokens from guesses by (``users.token_prefix``).
 
-Revision ID: 0005_web_sessions
-Revises: 0004
+Revision ID: 0007_web_sessions
+Revises: 0006
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_web_sessions"
-down_revision = "0004"
+revision = "0007_web_sessions"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -296,7 +296,7 @@ def _routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _routes(route.original_router.routes, prefix + included.prefix)
 
 
-def test_every_route_has_the_security_headers(sqlite_world) -> None:  # type: ignore[no-untyped-def]
+def test_every_route_has_the_security_headers(sqlite_world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from models.audit_report import workspace_folder
 
     c, w = sqlite_world
@@ -305,7 +305,13 @@ def test_every_route_has_the_security_headers(sqlite_world) -> None:  # type: ig
     # a stored audit report, served by the pages as it was written (inline styles only)
     folder = workspace_folder("demo", w.settings.home)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "audit-report-demo.html").write_text("<style>p{}</style><p>report</p>")
+    (folder / "audit-report-demo.html").write_text(
+        "<html><head><style>p{}</style></head><body><p>the report</p></body></html>"
+    )
+    import api.pages_report
+
+    state = {"building": None, "failed": None, "stored": True}  # kept built, not stale
+    monkeypatch.setattr(api.pages_report, "_status", lambda *a, **k: state)
     requests = [
         (method, re.sub(r"{(\w+)(:\w+)?}", lambda m: SAMPLE.get(m.group(1), "x"), path))
         for method, path in _routes(c.app.routes)
@@ -323,7 +329,7 @@ def test_every_route_has_the_security_headers(sqlite_world) -> None:  # type: ig
         _check_headers(path, r)
         seen.add(path)
     report = c.get("/audit-report", params={"agency": "demo"})
-    assert report.status_code == 200 and "report" in report.text
+    assert report.status_code == 200 and "<p>the report</p>" in report.text
     assert "script-src" not in report.headers["content-security-policy"]  # none at all
     _check_headers("/audit-report", report)
     big = c.post("/api/officers/demo/a1/reviews", content=b"x" * (1024 * 1024 + 1), headers=headers)
@@ -464,6 +470,17 @@ def test_report_rebuilds_are_single_flight_and_limited(sqlite_world, monkeypatch
     assert again.status_code == 429 and int(again.headers["Retry-After"]) > 0
     assert calls.count(True) == 1
     assert c.get(url, params={"agency": "demo"}, headers=h).status_code == 200  # reads still work
+    # the page's rebuild: limited the same way (the build itself runs in the background)
+    monkeypatch.setattr(audit_report, "start_refresh", lambda *a, **k: "now")
+    _, csrf = _signin(c, w, "reviewer")
+    form = {"csrf": csrf, "agency": "demo"}
+    assert c.post("/audit-report/rebuild", data=form).status_code == 429  # the API's, just now
+    from api.routes.audit import RebuildGate
+
+    c.app.state.rebuilds = RebuildGate()  # minutes later
+    first = c.post("/audit-report/rebuild", data=form, follow_redirects=False)
+    assert first.status_code == 303
+    assert c.post("/audit-report/rebuild", data=form).status_code == 429
 
 
 def test_chain_status_is_scoped_to_the_agency(world) -> None:  # type: ignore[no-untyped-def]

@@ -30,7 +30,8 @@ def _svg(fig: Any) -> str:
 
 
 def line_chart(x: list[str], series: dict[str, list[float | None]], ylabel: str, title: str) -> str:
-    """Lines over categorical x values (dates); None leaves a gap."""
+    """Lines over categorical x values (dates); None leaves a gap; the legend sits below the
+    axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,10 +45,12 @@ def line_chart(x: list[str], series: dict[str, list[float | None]], ylabel: str,
                 ys = [float("nan") if v is None else v for v in values]
                 ax.plot(x, ys, style, label=name, linewidth=2)
             ax.set_ylabel(ylabel)
-            ax.set_ylim(0, 100)
+            ax.set_ylim(-3, 103)  # a point at 0 or 100 is drawn whole
+            ax.set_yticks([0, 25, 50, 75, 100])
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="lower left")
+            # below the axes, never over a data point
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(series))
             return _svg(fig)
         finally:
             plt.close(fig)
@@ -102,10 +105,17 @@ def panels_chart(
                 ax.set_ylabel(ylabel, fontsize=8)
             for ax in list(axes.flat)[len(panels) :]:
                 ax.set_visible(False)
-            first = axes.flat[0]
-            if panels:
-                first.legend(fontsize=7, loc="upper left")
             fig.tight_layout()
+            if panels:  # one legend for every panel, below them: it hides no data point
+                handles, names = axes.flat[0].get_legend_handles_labels()
+                fig.legend(
+                    handles,
+                    names,
+                    fontsize=8,
+                    loc="upper center",
+                    ncol=len(names),
+                    bbox_to_anchor=(0.5, 0.0),
+                )
             return _svg(fig)
         finally:
             plt.close(fig)

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Annotated, Any
@@ -130,10 +131,16 @@ def render(
 def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
     """An error as a page (the API's answers stay JSON)."""
     text = {404: "Not found.", 403: detail, 422: f"Invalid request: {detail}"}.get(code, detail)
+    session = None
+    if code != 401 and request.cookies.get(COOKIE):
+        try:  # the signed-in user keeps the site's header (navigation, sign-out)
+            session = page_session(request.app.state.db, request)
+        except (SignInRequired, HTTPException):
+            session = None
     return render(
         request,
         "signin.html" if code == 401 else "error.html",
-        None,
+        session,
         code,
         title="Error",
         error=text,
@@ -141,23 +148,12 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
 
 
 def reasons(factors: list[Any], rules: list[str]) -> list[str]:
-    """The sentences of a flag: one per indicator, then the rules the officer also meets (in
-    words; by name for flags scored before rules travelled in words), then the context."""
-    from models.explain import rule_lines
+    """The sentences of a flag: one per indicator, then what the warning rules the officer
+    also meets found (in words, see api.officer_view), then the context."""
+    from api.officer_view import context_factors, reason_items
 
-    summarised = any(isinstance(f, dict) and f.get("summary") for f in factors)
-    lines = [  # a summary already names the behaviours that carried the score
-        str(f["sentence"])
-        for f in factors
-        if isinstance(f, dict) and f.get("sentence") and not f.get("context") and not f.get("rule")
-        if not (summarised and f.get("carried"))
-    ]
-    worded = [f for f in factors if isinstance(f, dict) and f.get("rule")]
-    lines.extend(rule_lines(worded))
-    rest = [r for r in rules if r not in {f["rule"] for f in worded}]
-    if rest:
-        lines.extend(rule_lines([{"name": r} for r in rest]))
-    context = [str(f["sentence"]) for f in factors if isinstance(f, dict) and f.get("context")]
+    lines = [r["text"] for r in reason_items(factors, rules)]
+    context = context_factors(factors)
     if context:
         lines.append("Context, not a reason: " + "; ".join(context))
     return lines
@@ -246,10 +242,13 @@ def flags_page(
     unit: str | None = None,
     overdue_only: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    order: str = "due",
 ) -> HTMLResponse:
     status_ = request.query_params.get("status") or None
     if status_ not in (None, *STATUSES) or len(unit or "") > 200 or len(agency or "") > 64:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid filter")
+    if order not in ORDERS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid order")
     agencies, name = _agency(session, db, agency)
     context: dict[str, Any] = {
         "title": "Flags",
@@ -260,6 +259,8 @@ def flags_page(
         "status": status_,
         "unit": unit,
         "overdue_only": overdue_only,
+        "order": order,
+        "orders": ORDERS,
         "dates": [],
         "head": None,
     }
@@ -282,13 +283,22 @@ def flags_page(
             offset=(page - 1) * PAGE_SIZE,
             review_days=settings.review_days,
             home=settings.home,
+            order=order,
         )
     except HTTPException as e:
         return render(request, "flags.html", session, e.status_code, error=e.detail, **context)
+    from api.officer_facts import officer_facts, who
+
+    facts = officer_facts(
+        settings.home, name, head["run"]["snapshot_id"], [r.officer_id for r in rows]
+    )
+    today = dt.date.today()
     shown = []
     for r in rows:
         rec = json.loads(r.json)
         rec["reasons"] = reasons(rec["factors"], rec["rules_fired"])
+        rec["who"] = who(facts.get(r.officer_id), r.officer_id)
+        rec["due"] = due_words(r.status, r.due, today)
         shown.append(rec)
     query = {k: v for k, v in request.query_params.items() if k != "page"}
 
@@ -304,6 +314,51 @@ def flags_page(
         prev_url=link(page - 1) if page > 1 else None,
         next_url=link(page + 1) if more else None,
     )
+
+
+ORDERS = {"due": "what is due first", "rank": "highest score first"}
+STATUS_WORDS = {
+    "new": "New: not reviewed yet",
+    "under_review": "Under review",
+    "intervention_assigned": "Intervention assigned",
+    "intervention_completed": "Intervention completed",
+    "dismissed": "Dismissed",
+}
+templates.env.globals["status_words"] = STATUS_WORDS
+
+
+def due_words(state: str, due: dt.date | None, today: dt.date) -> dict[str, Any] | None:
+    """When the next step of a flag is due, in words: what, the date and the days left."""
+    if due is None:
+        return None
+    days = (due - today).days
+    left = (
+        "due today"
+        if days == 0
+        else f"{days} day{'s' if days != 1 else ''} left"
+        if days > 0
+        else f"{-days} day{'s' if days != -1 else ''} overdue"
+    )
+    what = "intervention" if state == "intervention_assigned" else "first review"
+    return {"what": what, "date": due.isoformat(), "left": left, "late": days < 0}
+
+
+def model_words(version: Any) -> str:
+    """The model that scored a flag, as a sergeant would say it."""
+    return f"computer model (version {version})" if version else "computer model"
+
+
+templates.env.globals["model_words"] = model_words
+
+
+def _view_helpers() -> None:
+    from api.officer_view import for_people, rule_words
+
+    templates.env.globals["rule_words"] = rule_words
+    templates.env.filters["for_people"] = for_people
+
+
+_view_helpers()
 
 
 def _trend(
@@ -358,7 +413,7 @@ def officer_page(
     agency: str,
     officer_id: str,
     as_of: dt.date | None = None,
-    done: str | None = None,
+    done: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> HTMLResponse:
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
@@ -366,9 +421,8 @@ def officer_page(
     d = officer_detail(
         db, session.user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
     )
-    return _officer(
-        request, session, db, settings, d, message=("Saved." if done == "saved" else None)
-    )
+    saved = next((r for r in d["reviews"] if r["id"] == done), None)
+    return _officer(request, session, db, settings, d, saved=saved)
 
 
 def _officer(
@@ -381,14 +435,17 @@ def _officer(
     **extra: Any,
 ) -> HTMLResponse:
     from api.charts import line_chart, panels_chart
+    from api.officer_facts import context_lines, officer_facts, who
+    from api.officer_view import context_factors, reason_items
     from ews.store import Workspace
     from features.timeline import officer_timeline
 
+    as_of = dt.date.fromisoformat(d["as_of"])
     trend = _trend(db, d["agency"], d["history"], d["flag"].get("peer_rank"))
     chart = line_chart(
         [h["as_of"] for h in trend],
         {
-            f"officer {d['officer_id']}": [h["percentile"] for h in trend],
+            "this officer": [h["percentile"] for h in trend],
             "unit median": [h["unit_median"] for h in trend],
             "rank median": [h["rank_median"] for h in trend],
         },
@@ -409,7 +466,7 @@ def _officer(
     activity: dict[str, int] = {}
     try:
         snap = Workspace(settings.home).snapshot(d["agency"], d["flag"]["snapshot_id"])
-        known = officer_timeline(snap, d["officer_id"], dt.date.fromisoformat(d["as_of"]))
+        known = officer_timeline(snap, d["officer_id"], as_of)
         note = "No event of this officer was known before this date."
     except LookupError:
         known, note = [], "The data snapshot of this flag is not in this workspace."
@@ -417,16 +474,31 @@ def _officer(
         if e["event_type"] in ACTIVITY_EVENT_TYPES:
             activity[e["event_type"]] = activity.get(e["event_type"], 0) + 1
         else:
-            events.append(e)
+            events.append({**e, "reasons": []})
+    items = reason_items(d["flag"]["factors"], d["flag"]["rules_fired"], events, as_of)
+    for n, item in enumerate(items, 1):
+        for i in item["events"]:
+            events[i]["reasons"].append(n)
+    facts = officer_facts(settings.home, d["agency"], d["flag"]["snapshot_id"], [d["officer_id"]])
+    fact = facts.get(d["officer_id"])
+    context = [
+        *context_lines(fact, as_of),
+        *context_factors(d["flag"]["factors"]),
+        *(f"{n} {_activity_name(k, n)} in the records" for k, n in sorted(activity.items())),
+    ]
+    person = who(fact, d["officer_id"])
     return render(
         request,
         "officer.html",
         session,
         status_code,
-        title=f"Officer {d['officer_id']}",
+        title=person["name"] or f"Officer {d['officer_id']}",
         nav="flags",
         d=d,
-        reasons=reasons(d["flag"]["factors"], d["flag"]["rules_fired"]),
+        who=person,
+        top_share=_top_share(d["flag"].get("percentile")),
+        reasons=items,
+        context=context,
         rules=[f for f in d["flag"]["factors"] if isinstance(f, dict) and f.get("description")],
         trend=trend,
         chart=chart,
@@ -434,11 +506,23 @@ def _officer(
         indicator_chart=indicator_chart,
         events=events,
         events_note=note,
-        activity=[f"{n} {_activity_name(k, n)}" for k, n in sorted(activity.items())],
         can_review=session.user.role in REVIEW_ROLES,
         interventions=INTERVENTIONS,
+        factor_words={
+            str(f.get("feature")): str(f["sentence"])
+            for f in d["flag"]["factors"]
+            if isinstance(f, dict) and f.get("feature") and f.get("sentence")
+        },
         **extra,
     )
+
+
+def _top_share(percentile: float | None) -> str:
+    """Where a score percentile puts the officer, in words ("among the top 3%")."""
+    if percentile is None:
+        return "not ranked"
+    top = max(1, math.ceil(100 - float(percentile)))
+    return f"among the top {top}% of its officers" if top <= 50 else "in its lower half"
 
 
 @router.post("/officers/{agency}/{officer_id}/reviews")
@@ -455,7 +539,11 @@ def review_form(
     if len(agency) > 64 or len(officer_id) > 200:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     feedback = [
-        {"factor": form[f"factor_{i}"], "agree": form[f"agree_{i}"] == "yes"}
+        {
+            "factor": form[f"factor_{i}"],
+            "agree": form[f"agree_{i}"] == "yes",
+            "comment": form.get(f"comment_{i}", "").strip(),
+        }
         for i in range(50)
         if f"factor_{i}" in form and form.get(f"agree_{i}") in ("yes", "no")
     ]
@@ -472,38 +560,55 @@ def review_form(
                 "factor_feedback": feedback,
             }
         )
+    except ValidationError as e:
+        return _review_error(request, session, db, settings, agency, officer_id, form, e)
+    try:
         wide = settings.supervisors_see_all_scored
-        record_step(db, session.user, path, agency, officer_id, review, all_scored=wide)
-    except (ValidationError, HTTPException) as e:
-        code = e.status_code if isinstance(e, HTTPException) else 422
-        if code == status.HTTP_404_NOT_FOUND:
-            raise
-        message = (
-            e.detail
-            if isinstance(e, HTTPException)
-            else "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
-        )
-        try:  # the date asked, when it is one (2021-13-45 is not)
-            day: dt.date | None = dt.date.fromisoformat(form.get("as_of_date", ""))
-        except ValueError:
-            day = None
-        d = officer_detail(
-            db,
-            session.user,
-            f"/officers/{agency}/{officer_id}",
-            agency,
-            officer_id,
-            day,
-            settings.supervisors_see_all_scored,
-            home=settings.home,
-        )
-        return _officer(request, session, db, settings, d, code, error=str(message))
+        _, step = record_step(db, session.user, path, agency, officer_id, review, all_scored=wide)
+    except HTTPException as e:
+        return _review_error(request, session, db, settings, agency, officer_id, form, e)
     target = f"/officers/{agency}/{officer_id}?" + urlencode(
-        {"as_of": review.as_of_date.isoformat(), "done": "saved"}
+        {"as_of": review.as_of_date.isoformat(), "done": step["id"]}
     )
-    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(target + "#reviews", status.HTTP_303_SEE_OTHER)
+
+
+def _review_error(
+    request: Request,
+    session: Session,
+    db: AppDatabase,
+    settings: Any,
+    agency: str,
+    officer_id: str,
+    form: dict[str, str],
+    e: ValidationError | HTTPException,
+) -> HTMLResponse:
+    """The officer page again with why the step was not recorded (a 404 stays a 404)."""
+    code = e.status_code if isinstance(e, HTTPException) else 422
+    if code == status.HTTP_404_NOT_FOUND:
+        raise e
+    message = (
+        e.detail
+        if isinstance(e, HTTPException)
+        else "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+    )
+    try:
+        day: dt.date | None = dt.date.fromisoformat(form.get("as_of_date", "")[:10])
+    except ValueError:
+        day = None
+    d = officer_detail(
+        db,
+        session.user,
+        f"/officers/{agency}/{officer_id}",
+        agency,
+        officer_id,
+        day,
+        settings.supervisors_see_all_scored,
+        home=settings.home,
+    )
+    return _officer(request, session, db, settings, d, code, error=str(message))
 
 
 def _auditor(session: Session, db: AppDatabase, path: str) -> None:

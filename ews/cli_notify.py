@@ -47,7 +47,8 @@ def notify(
     pages only: no reason, event or score. Due dates: EWS_REVIEW_DAYS after a flag is raised
     (default 14), reminders and escalation days per agency (`ews notify-policy`).
 
-    Exit 0 all delivered, 1 a delivery failed, 2 bad input (no channel, a bad URL or key)."""
+    Exit 0 all delivered, 1 a delivery failed (or another run is going), 2 bad input (no
+    channel, a bad URL or key)."""
     from ews import notify as nt
     from ews.db import open_app_database
     from ews.settings import get_settings

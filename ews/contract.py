@@ -106,6 +106,10 @@ CATEGORY_GROUPS = (
 )
 # Attributes that are never model inputs: they serve the bias audit only.
 PROTECTED_ATTRIBUTES = ("race", "sex")
+# Optional officers columns kept as text: how a supervisor knows the officer. Shown only on
+# the pages of users who may see the officer; never a model input, an export or public data.
+DISPLAY_COLUMNS = ("name", "badge")
+DISPLAY_MAX_CHARS = 200
 
 
 class ContractError(ValueError):

@@ -148,7 +148,8 @@ class NotifySettings(BaseSettings):
     """Delivery settings, from the environment (prefix ``EWS_``).
 
     ``EWS_SMTP_URL``: ``smtp://user:password@host:port?starttls=1`` (``smtps://`` for TLS from
-    the first byte; ``from=ADDR`` sets the sender, default ``EWS_SMTP_FROM``).
+    the first byte; ``from=ADDR`` sets the sender, default ``EWS_SMTP_FROM``; ``cafile=PATH``
+    trusts an agency's own certificate authority besides the system's).
     ``EWS_WEBHOOK_URL`` and its HMAC key ``EWS_WEBHOOK_SECRET`` or ``EWS_WEBHOOK_SECRET_FILE``.
     ``EWS_PUBLIC_URL``: the address of ``ews serve`` that links in messages start with.
     ``EWS_NOTIFY_RETRIES`` and ``EWS_NOTIFY_BACKOFF``: attempts per delivery and the first wait
@@ -799,6 +800,7 @@ class SmtpSender:
         self.user = unquote(u.username) if u.username else None
         self.password = unquote(u.password) if u.password else None
         self.sender = q.get("from", [self.sender])[0]
+        self.cafile = q.get("cafile", [None])[0]  # an agency's own CA (PEM)
 
     def email(self, msg: Message) -> EmailMessage:
         if not msg.address:
@@ -814,7 +816,7 @@ class SmtpSender:
 
     def send(self, msg: Message) -> None:
         m = self.email(msg)
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.cafile)
         smtp: smtplib.SMTP
         if self.tls:
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)

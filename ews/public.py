@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ews.contract import FINDINGS, SEC3B_EVENT_TYPES
+from ews.contract import DISPLAY_COLUMNS, FINDINGS, SEC3B_EVENT_TYPES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -479,10 +479,12 @@ class Release:
 
 def identifiers(package: Package) -> set[str]:
     """Every identifier of a package that must never be published: officer, event and case
-    ids and assignment values (units, districts, ...), lower-cased."""
+    ids, officers' names and badges, and assignment values (units, districts, ...),
+    lower-cased."""
     values: set[str] = set()
     for series in (
         package.officers["officer_id"],
+        *(package.officers[c] for c in DISPLAY_COLUMNS if c in package.officers.columns),
         package.events["event_id"],
         package.events["officer_id"],
         package.events["case_id"],

@@ -21,7 +21,8 @@ Officers
     during the period. Each has a hidden propensity ``p``: ``log p`` is normal (sigma 0.5,
     mean -0.125 so E[p] = 1) in the first year and then takes a random walk (step sigma 0.15
     per year). Sex, race and birth year are drawn independently of everything else, so a
-    bias audit of a model that finds ``p`` should show near-parity.
+    bias audit of a model that finds ``p`` should show near-parity. A fake name and a
+    distinct badge number (for the demo's pages) follow from the officer's number and sex.
 Careers
     Separation hazard 3.5%/year x ``p0 ** 0.5`` (higher propensity, likelier to leave), from
     the later of appointment and period start. Transfers between units: Poisson, 0.15/year.
@@ -118,6 +119,27 @@ RACES = (
 )
 LOG_P_SIGMA = 0.5
 DRIFT_SIGMA = 0.15
+# Fake names and badge numbers, for the demo's pages only: a function of the officer's number
+# (and sex), drawn from no random stream, so every other column is as it was without them.
+# fmt: off
+FIRST_NAMES = {
+    "F": (
+        "Ana", "Beth", "Carmen", "Dana", "Erin", "Fatima", "Grace", "Hana", "Iris", "Joy", "Kara",
+        "Lena", "Maya", "Nora", "Olga", "Paula", "Rosa", "Sara", "Tanya", "Vera",
+    ),
+    "M": (
+        "Adam", "Ben", "Carlos", "Dev", "Eric", "Frank", "Gus", "Hugo", "Ivan", "Jon", "Karl",
+        "Luis", "Marc", "Nate", "Omar", "Paul", "Raj", "Sam", "Theo", "Victor", "Wes", "Yusuf",
+    ),
+}
+LAST_NAMES = (
+    "Abbott", "Baker", "Castillo", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ibarra",
+    "Jensen", "Kim", "Lopez", "Murphy", "Nguyen", "Okafor", "Patel", "Quinn", "Reyes", "Schultz",
+    "Torres", "Ueda", "Vasquez", "Walsh", "Xu", "Young", "Zielinski", "Brooks", "Carter", "Dunn",
+    "Ellis", "Flores", "Grant", "Holt", "Jackson", "Kowalski", "Lewis", "Morales", "Novak",
+    "Ortiz", "Price",
+)
+# fmt: on
 CHUNK_OFFICERS = 100_000  # officers generated and written at a time
 
 
@@ -210,15 +232,39 @@ def _labels(codes: np.ndarray, labels: tuple[str, ...] | list[str]) -> pa.Array:
 
 def _schema(table: str) -> pa.Schema:
     """The normalized schema (with pandas metadata) that ews.contract writes; events also
-    carry the optional ``category_group`` (the concept of each category, docs/contract.md)."""
+    carry the optional ``category_group`` (the concept of each category, docs/contract.md),
+    officers the optional name and badge columns."""
     import pandas as pd
 
-    from ews.contract import CATEGORY_GROUP, arrow_table, empty_table
+    from ews.contract import CATEGORY_GROUP, DISPLAY_COLUMNS, arrow_table, empty_table
 
     frame = empty_table(table)
     if table == "events":
         frame[CATEGORY_GROUP] = pd.Series([], dtype="string")
+    if table == "officers":
+        for col in DISPLAY_COLUMNS:
+            frame[col] = pd.Series([], dtype="string")
     return arrow_table(frame, table).schema
+
+
+def _names(numbers: np.ndarray, female: np.ndarray, digits: int) -> dict[str, pa.Array]:
+    """Plausible fake names and distinct badge numbers for officers numbered ``numbers``
+    (1-based): a badge is the number times a prime modulo a power of ten (a bijection)."""
+    import numpy as np
+    import pyarrow as pa
+
+    k = numbers.astype(np.int64)
+    firsts = np.where(
+        female,
+        np.array(FIRST_NAMES["F"])[(k * 7) % len(FIRST_NAMES["F"])],
+        np.array(FIRST_NAMES["M"])[(k * 7) % len(FIRST_NAMES["M"])],
+    )
+    lasts = np.array(LAST_NAMES)[(k * 13 + k // len(LAST_NAMES)) % len(LAST_NAMES)]
+    badges = np.char.zfill(((k * 7919) % 10**digits).astype(str), digits)
+    return {
+        "name": pa.array(np.char.add(np.char.add(firsts, " "), lasts)),
+        "badge": pa.array(badges),
+    }
 
 
 def _write(table: pa.Table, folder: Path, name: str, fmt: str) -> None:
@@ -286,6 +332,7 @@ class _Agency:
     unit_names: list[str]
     next_event: int = 1
     next_case: dict[str, int] = field(default_factory=lambda: {"CR": 0, "LS": 0})
+    badge_digits: int = 5  # digits of a badge number: more than the officers need
 
 
 def synthesize(
@@ -352,6 +399,7 @@ def synthesize(
         S=_days(start_year),
         E=_days(start_year + years),
         width=max(6, len(str(n))),
+        badge_digits=max(5, len(str(n)) + 1),
         unit_exposure=unit_exposure,
         unit_weight=unit_weight,
         unit_names=[f"{u + 1:03d}" for u in range(n_units)],
@@ -705,6 +753,7 @@ def _chunk(
             "birth_year": pa.array(birth_year.astype(np.int32)),
             "sex": _labels(female.astype(int), ["MALE", "FEMALE"]),
             "race": _labels(race, [r for r, _ in RACES]),
+            **_names(np.arange(i0 + 1, i1 + 1), female, agency.badge_digits),
         }
     )
 

@@ -21,6 +21,8 @@ from ews.contract import (
     CATEGORY_GROUP,
     CATEGORY_GROUPS,
     COLUMNS,
+    DISPLAY_COLUMNS,
+    DISPLAY_MAX_CHARS,
     FINDINGS,
     REQUIRED_COLUMNS,
     REQUIRED_TABLES,
@@ -566,6 +568,13 @@ class _Checker:
                 except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
                     self.whole(file, col, f"cannot be kept as text (type {raw.column(col).type})")
                     missing.append(col)
+        for col in DISPLAY_COLUMNS if name == "officers" else ():
+            if col in columns and col not in missing:
+                long = pc.fill_null(
+                    pc.greater(pc.utf8_length(columns[col]), DISPLAY_MAX_CHARS), False
+                )
+                if _any(long):
+                    self.add(file, col, f"at most {DISPLAY_MAX_CHARS} characters", long)
         if missing:
             return None
         return pa.table(columns)

@@ -73,6 +73,25 @@ class World:
     other_agency = ("x1",)  # agency 'other', unit 12, flagged
 
 
+# the optional name and badge columns of the demo snapshot's officers (fake, distinctive)
+NAMES = {
+    "a1": "Dana Whitlock",
+    "a2": "Abel Norquist",
+    "b1": "Brett Osgood",
+    "b2": "Bea Lindqvist",
+    "m1": "Mara Quillfeather",
+    "m2": "Milo Brandvold",
+}
+BADGES = {
+    "a1": "B-4411",
+    "a2": "B-4412",
+    "b1": "B-7701",
+    "b2": "B-7702",
+    "m1": "B-9901",
+    "m2": "B-9902",
+}
+
+
 def demo_snapshot(home: Path) -> str:
     """Ingest a small package of agency ``demo`` (the world's officers, a few events of a1)
     into ``home`` and return its snapshot id, so that pages show real events."""
@@ -82,9 +101,15 @@ def demo_snapshot(home: Path) -> str:
     pkg = home.parent / "demo-package"
     pkg.mkdir(parents=True, exist_ok=True)
     ids = ["a1", "a2", "b1", "b2", "m1", "m2"]
-    pd.DataFrame({"officer_id": ids, "appointed_date": ["2010-01-04"] * len(ids)}).to_csv(
-        pkg / "officers.csv", index=False
-    )
+    pd.DataFrame(
+        {
+            "officer_id": ids,
+            "appointed_date": ["2010-01-04"] * len(ids),
+            "birth_year": [1985] * len(ids),
+            "name": [NAMES[i] for i in ids],
+            "badge": [BADGES[i] for i in ids],
+        }
+    ).to_csv(pkg / "officers.csv", index=False)
     pd.DataFrame(
         [
             (

@@ -136,7 +136,7 @@ def race(base: str, token: str, officers: int, steps: int) -> dict[str, int]:
                 f"{base}/api/officers/demo/r{i % officers}/reviews",
                 json={"as_of_date": RACE_DATE, "status": "under_review", "note": f"step {i}"},
                 headers={**auth(token), "Idempotency-Key": f"race-{i}"},
-                timeout=120,
+                timeout=60,
             )
             return str(r.status_code)
         except httpx.HTTPError as e:
@@ -191,19 +191,20 @@ def serve_workers(w: World, workers: int) -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_workers_race_without_running_out_of_connections(tmp_path: Path, pg_url: str) -> None:
-    """`ews serve --workers 2` on PostgreSQL, 100 concurrent workflow steps on 25 flags: no
-    5xx and no dropped connection (one step per flag is recorded, the others are 409), and
-    the chain holds every recorded step."""
+    """`ews serve --workers 4` on PostgreSQL, 120 concurrent workflow steps on 30 flags: no
+    5xx and no dropped or stalled request (one step per flag is recorded, the others are
+    409), and the chain holds every recorded step. (Before the pools were sized, each worker
+    could open 120 connections against max_connections 100: 500s and stalls.)"""
     from sqlalchemy import func, select
 
     from ews.db import Review
 
-    w = race_world(tmp_path / "home", pg_url, officers=25)
-    with serve_workers(w, 2) as base:
-        outcomes = race(base, w.tokens["sgt12"], officers=25, steps=100)
-    assert outcomes == {"201": 25, "409": 75}, outcomes
+    w = race_world(tmp_path / "home", pg_url, officers=30)
+    with serve_workers(w, 4) as base:
+        outcomes = race(base, w.tokens["sgt12"], officers=30, steps=120)
+    assert outcomes == {"201": 30, "409": 90}, outcomes
     with w.db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Review)) == 25
+        assert s.scalar(select(func.count()).select_from(Review)) == 30
     assert verify(w.db).ok
     w.db.dispose()
 

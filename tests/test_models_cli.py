@@ -42,6 +42,9 @@ def test_train_without_data_says_ingest_first(workspace: Path) -> None:
 
 def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     pkg = make_agency(tmp_path / "pkg")
+    from test_supervisor_pages import with_names  # officers' names and badges: never exported
+
+    with_names(pkg)
     _ok(["ingest", str(pkg), "--agency", "clitest"])
     cfg = tmp_path / "experiment.yaml"
     config = small_config(rules=["cmpd", "best_single"])
@@ -184,6 +187,12 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert ev["metrics_table"] and ev["config_hash"] == results["config_hash"]
     _ok(["evaluate", "--run", run_id, "--out", str(tmp_path / "report2")])
     assert (tmp_path / "report2" / "evaluation.html").is_file()
+    # no name or badge in an export: the flags, the predictions, the evaluation
+    exported = [flags_csv, report / "evaluation.html", report / "evaluation.json"]
+    for path in exported:
+        assert "Zebulon" not in path.read_text() and "ZQ-" not in path.read_text(), path
+    assert not {"name", "badge"} & (set(flags.columns) | set(preds.columns))
+    assert not preds.astype(str).apply(lambda c: c.str.contains("Zebulon|ZQ-")).any().any()
 
     _ok(["models", "promote", name, version, "--alias", "challenger"])
     assert registry.resolve(f"{name}@challenger") == (name, version)

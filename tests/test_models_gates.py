@@ -282,3 +282,15 @@ def test_the_card_shows_the_registered_configs_own_rows(
 
     bias = held_out_audit(card, Workspace().snapshot("card"), min_group=5)
     assert set(bias["chosen"].values()) == {deployed}
+
+
+def test_the_chicago_table_prints_the_margin_of_every_choice() -> None:
+    from benchmarks.chicago import ChicagoResult, format_chicago
+
+    per_split = [{"hgb[d=5]": 0.6401, "hgb[d=3]": 0.6400}, {"hgb[d=5]": 0.6201, "hgb[d=3]": 0.62}]
+    d, _ = steps.decide(per_split, ["hgb[d=5]", "hgb[d=3]"], "auc", 0.5, ["hgb[d=3]", "hgb[d=5]"])
+    sel = [{"label": "sustained", "test_date": "2013-01-01", "chosen": d.chosen,
+            "decision": d.as_dict()}]  # fmt: skip
+    text = format_chicago(ChicagoResult([], [], sel, {}, {}))
+    line = next(x for x in text.splitlines() if "2013-01-01" in x)
+    assert "hgb[d=3]: the simplest of 2" in line and "margin 0.0001 over the next" in line

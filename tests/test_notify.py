@@ -409,3 +409,86 @@ def test_one_run_at_a_time(world: Any, smtp: tuple[Inbox, str]) -> None:
     assert not inbox.messages
     assert _run("notify", "--smtp", "--smtp-url", url)[0] == 0
     assert len(inbox.of("new_flags")) == 2
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = folder / "cert.pem", folder / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_pem, key_pem
+
+
+def test_starttls_and_credentials(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    monkeypatch.setenv("EWS_SMTP_TIMEOUT", "5")
+    from aiosmtpd.smtp import AuthResult
+
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        login, password = data.login.decode(), data.password.decode()
+        logins.append((login, password))
+        return AuthResult(success=(login, password) == ("ews", "s3cret/with:odd@chars"))
+
+    inbox, port = Inbox(), _free_port()
+    ctl = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    ctl.start()
+    try:
+        _emails()
+        base = f"127.0.0.1:{port}?starttls=1&cafile={cert}"
+        # no STARTTLS: the server refuses, nothing is marked sent
+        code, out = _run("notify", "--smtp", "--smtp-url", f"smtp://{base.split('?')[0]}")
+        assert code == 1 and "not marked sent" in out and not inbox.messages
+        password = "s3cret%2Fwith%3Aodd%40chars"  # percent-encoded in the URL
+        code, out = _run("notify", "--smtp", "--smtp-url", f"smtp://ews:{password}@{base}")
+        assert code == 0, out
+        assert len(inbox.of("new_flags")) == 2
+        assert logins[-1] == ("ews", "s3cret/with:odd@chars")
+    finally:
+        ctl.stop()

@@ -60,8 +60,12 @@ def test_supervisor_pages(world) -> None:  # type: ignore[no-untyped-def]
     assert "<svg" in officer.text and "unit median" in officer.text
     # the officer's behaviours over the scored dates against the unit and rank means
     assert "Behaviours over the scored dates, against peers" in officer.text
-    assert "<td>2023-01-01</td><td>7 / 2.5 / 1.5</td>" in officer.text
-    assert "<td>2024-01-01</td><td>9 / 2.5 / 1.5</td>" in officer.text
+    assert re.search(
+        r"2023-01-01</td><td><strong>7</strong> <[^>]+>\(unit 2.5, rank 1.5\)", officer.text
+    )
+    assert re.search(
+        r"2024-01-01</td><td><strong>9</strong> <[^>]+>\(unit 2.5, rank 1.5\)", officer.text
+    )
     assert "Record the next step" in officer.text and "under review" in officer.text
     missing = c.get("/officers/demo/ghost")
     moved = c.get("/officers/demo/m1", params={"as_of": OLD.isoformat()})
@@ -76,7 +80,7 @@ def test_supervisor_pages(world) -> None:  # type: ignore[no-untyped-def]
     }
     assert c.post("/officers/demo/a1/reviews", data={**form, "csrf": "x"}).status_code == 403
     done = c.post("/officers/demo/a1/reviews", data=form)
-    assert done.status_code == 200 and "Saved." in done.text
+    assert done.status_code == 200 and "Recorded: Under review, by sgt.lee" in done.text
     again = c.post(
         "/officers/demo/a1/reviews",
         data={**form, "status": "intervention_assigned", "intervention_type": "training"},
@@ -148,10 +152,19 @@ def test_reasons_name_rules_by_their_words_never_their_keys() -> None:
     ]
     assert reasons(factors, ["cmpd", "best_single"]) == [
         "3 use-of-force reports in 90 days",
-        "Also meets the Charlotte-Mecklenburg-style threshold rule: 3 or more use-of-force "
-        "reports in the last 90 days (this officer: 3)",
-        "Also meets the single-count rule learned from the training data",
+        "3 or more use-of-force reports in the last 90 days (this officer: 3) (a warning rule "
+        "used by the Charlotte-Mecklenburg police)",
+        "Also flagged by a warning rule learned from this agency's past records",
         "Context, not a reason: 12 years of service",
+    ]
+    top = {
+        "rule": "iapro_top_percentile",
+        "title": "top-5%-of-the-unit rule (IAPro style)",
+        "reason": "in the top 5% of unit 016 for complaints in the last year",
+    }
+    assert reasons([top], ["iapro_top_percentile"]) == [
+        "Among the top 5% of unit 016 for complaints in the last year (a top-5%-of-the-unit "
+        "warning rule)"
     ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from tests._service import World, build_world, demo_snapshot
+from tests._service import NAMES, World, build_world, demo_snapshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -123,25 +123,63 @@ def _step(page: Any, status: str, **fields: str) -> None:
     for label, value in fields.items():
         page.get_by_label(label.replace("_", " ")).fill(value)
     page.get_by_role("button", name="Save step").click()
-    page.wait_for_url("**done=saved**")
-    assert page.get_by_role("status").inner_text() == "Saved."
+    page.wait_for_url("**done=*#reviews")
+    # the confirmation names the step, at the review history, in view
+    saved = page.get_by_role("status")
+    words = status.replace("_", " ")
+    assert saved.inner_text().startswith(f"Recorded: {words[0].upper()}{words[1:]}, by sgt.lee")
+    assert saved.is_visible() and _in_view(page, saved)
+    assert page.locator("li.just-saved").count() == 1
+
+
+def _in_view(page: Any, locator: Any) -> bool:
+    box = locator.bounding_box()
+    return bool(box) and 0 <= box["y"] < page.viewport_size["height"]
+
+
+def _date_lines(page: Any) -> list[int]:
+    """The number of text lines of each date on the page."""
+    return list(
+        page.evaluate(
+            """[...document.querySelectorAll('.date')].map(e => {
+                const r = document.createRange(); r.selectNodeContents(e);
+                return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; })"""
+        )
+    )
+
+
+def _width(page: Any) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
 
 
 def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: ignore[no-untyped-def]
     base, w = served
     with _signed_in(base, w.tokens["sgt12"]) as page:
-        assert page.get_by_role("link", name="a1").is_visible()
-        assert page.get_by_role("link", name="m1").count() == 0  # moved out of unit 12
+        a1 = NAMES["a1"]  # the officer by the name his sergeant knows him by
+        assert page.get_by_role("link", name=a1).is_visible()
+        assert page.get_by_role("link", name=NAMES["m1"]).count() == 0  # moved out of unit 12
         assert page.get_by_role("link", name="Audit log").count() == 0  # not the role's
+        assert page.locator(".badge.st-new").first.inner_text() == "New: not reviewed yet"
+        assert "days left" in page.locator("td.dates").first.inner_text()
         _shot(page, "supervisor-flags")
+        page.set_viewport_size({"width": 800, "height": 900})
+        assert _width(page) <= 800
+        assert set(_date_lines(page)) == {1}
+        _shot(page, "supervisor-flags-800")
+        page.set_viewport_size({"width": 1280, "height": 900})
         # keyboard only: tab to the officer's link and open it
         for _ in range(40):
             page.keyboard.press("Tab")
-            if page.evaluate("document.activeElement.textContent") == "a1":
+            if page.evaluate("document.activeElement.textContent") == a1:
                 break
         page.keyboard.press("Enter")
         page.wait_for_url("**/officers/demo/a1**")
-        assert page.get_by_role("heading", name="Officer a1").is_visible()
+        assert page.get_by_role("heading", name=a1).is_visible()
+        # the reasons, the context, the history and the form first; dates never wrap
+        assert "13 years of service" in page.locator("aside.context").inner_text()
+        form_y = page.get_by_label("Next step").bounding_box()["y"]
+        assert form_y < page.locator("figure").first.bounding_box()["y"]
+        assert set(_date_lines(page)) == {1}
         # the charts: score against peers, behaviours against peers
         assert page.locator("figure svg").count() == 2
         assert page.get_by_role("heading", name="Behaviours over the scored dates").is_visible()
@@ -152,22 +190,27 @@ def test_supervisor_reviews_a_flag_with_the_keyboard(served) -> None:  # type: i
         assert "05A EXCESSIVE FORCE" in text and "sustained" in text and "TASER" in text
         assert "PHYSICAL FORCE" not in text
         _shot(page, "supervisor-officer")
+        page.set_viewport_size({"width": 800, "height": 900})
+        assert _width(page) <= 800
+        assert set(_date_lines(page)) == {1}
+        _shot(page, "supervisor-officer-800")
+        page.set_viewport_size({"width": 1280, "height": 900})
         # the workflow: review, assign an intervention, complete it
         _step(page, "under_review", Note="spoke with the officer")
         page.get_by_label("Intervention (with").select_option(index=1)
         page.get_by_label("Due date (with").fill("2024-03-01")
         _step(page, "intervention_assigned")
-        assert "intervention assigned" in page.locator("main").inner_text()
+        assert "Intervention assigned" in page.locator("main").inner_text()
         _step(page, "intervention_completed", Note="training done")
         assert page.get_by_label("Next step").count() == 0  # nothing follows a completion
         _shot(page, "supervisor-officer-after-review")
         page.get_by_role("link", name="Back to the flags").click()
-        row = page.get_by_role("row").filter(has=page.get_by_role("link", name="a1"))
-        assert "intervention completed" in row.inner_text()
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=a1))
+        assert "Intervention completed" in row.inner_text()
 
 
 @pytest.mark.parametrize("width", [1280, 800])
-def test_reviewer_opens_the_reviewers_pages(served, width: int) -> None:  # type: ignore[no-untyped-def]
+def test_reviewer_opens_the_reviewers_pages(served, width: int) -> None:
     from models.audit_report import building_since, refresh_report
 
     base, w = served

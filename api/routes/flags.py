@@ -109,6 +109,14 @@ class Row(NamedTuple):
     overdue: bool
     officer_id: str
     json: str
+    due: dt.date | None = None  # when the next step is due: first review or intervention
+
+
+def due_first(rows: list[Row]) -> list[Row]:
+    """Open flags by the date their next step is due (soonest, or most overdue, first), then
+    open flags with no date, then finished ones; rank order within each."""
+    done = ("intervention_completed", "dismissed")
+    return sorted(rows, key=lambda r: (r.status in done, r.due is None, r.due or dt.date.max))
 
 
 @dataclass
@@ -244,8 +252,18 @@ def prepare(s: Session | Connection, run: Any, today: dt.date, review_days: int)
             "overdue": bool(flagged) and overdue(st, run.scored_at, due, today, review_days),
             "due_date": due.isoformat() if due else None,
         }
+        due_at = run.scored_at.date() + dt.timedelta(days=review_days) if st == "new" else due
+        next_due = due_at if flagged and st in ("new", "intervention_assigned") else None
         rows.append(
-            Row(cur, st, rec["flagged"], rec["overdue"], oid, json.dumps(rec, ensure_ascii=False))
+            Row(
+                cur,
+                st,
+                rec["flagged"],
+                rec["overdue"],
+                oid,
+                json.dumps(rec, ensure_ascii=False),
+                next_due,
+            )
         )
     info = {
         "id": run.id,
@@ -328,9 +346,11 @@ def flag_page(
     offset: int = 0,
     review_days: int = 14,
     home: Path | None = None,
+    order: str = "rank",
 ) -> tuple[dict[str, Any], list[Row]]:
     """One page of the flags ``user`` may see (the envelope without data, and the rows),
-    logged as one audit entry naming the officers shown; raises the service's 403/404."""
+    logged as one audit entry naming the officers shown; raises the service's 403/404.
+    ``order``: "rank" (highest score first) or "due" (see :func:`due_first`)."""
     if all_scored and user.role not in ALL_SCORED_ROLES:
         forbidden(db, user, path, "all_scored is for reviewers, data scientists and admins")
     if not agency_in_scope(user, agency):
@@ -353,6 +373,8 @@ def flag_page(
             for r in rows
             if (status is None or r.status == status) and (not overdue_only or r.overdue)
         ]
+    if order == "due":
+        rows = due_first(rows)
     page = rows[offset : offset + limit]
     log_now(
         db,

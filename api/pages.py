@@ -132,11 +132,11 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
     """An error as a page (the API's answers stay JSON)."""
     text = {404: "Not found.", 403: detail, 422: f"Invalid request: {detail}"}.get(code, detail)
     session = None
-    if code != 401 and request.cookies.get(COOKIE):
-        try:  # the signed-in user keeps the site's header (navigation, sign-out)
-            session = page_session(request.app.state.db, request)
-        except (SignInRequired, HTTPException):
-            session = None
+    session_id = request.cookies.get(COOKIE)
+    if code != 401 and session_id:  # the signed-in user keeps the site's header
+        state = request.app.state
+        user, _ = session_user(state.db, session_id[:200], state.settings)
+        session = Session(user, session_id) if user is not None else None
     return render(
         request,
         "signin.html" if code == 401 else "error.html",

@@ -53,7 +53,9 @@ def _database() -> Iterator[AppDatabase]:
 def users_add(
     username: str = typer.Argument(..., help="A unique user name."),
     role: str = typer.Option(..., help="supervisor, commander, reviewer, data_scientist or admin."),
-    agency: str | None = typer.Option(None, help="Limit the user to one agency."),
+    agency: str | None = typer.Option(
+        None, help="Limit the user to one agency (one the workspace holds, once it holds any)."
+    ),
     unit: list[str] | None = typer.Option(None, help=UNIT_HELP),
     expires: str | None = typer.Option(None, help=EXPIRES_HELP),
     email: str | None = typer.Option(None, help="Where `ews notify` writes to."),
@@ -62,7 +64,11 @@ def users_add(
     """Create a user and print their token (shown once; only its hash is stored). A commander
     oversees the units given (none: the whole agency) and receives escalations."""
     from api.security import create_user
+    from ews.cli_style import check_agency
+    from ews.store import Workspace
 
+    if Workspace().agencies():  # users may be set up before the first ingest
+        check_agency(agency)
     with _database() as db:
         units = list(unit or [])
         if units_from:

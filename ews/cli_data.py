@@ -1,7 +1,8 @@
 """Data commands: validate, ingest, status.
 
-Exit codes: 0 ok, 2 the package breaks the contract (one line per problem on stdout),
-1 any other error (a clear message on stderr, no traceback).
+Exit codes: 0 ok, 2 the package breaks the contract (one line per problem on stdout) or
+cannot be read (no such folder, an unreadable file), 1 any other error (a clear message on
+stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def validate(
     try:
         with _Stages() as stages:
             result = validate_package(path, progress=stages)
-    except ContractError as e:
-        raise _fail(str(e)) from None
+    except ContractError as e:  # no such folder, a file that cannot be read: bad input
+        raise _fail(str(e), EXIT_INVALID) from None
     if not result.ok:
         _print_problems(result, cap)
         raise typer.Exit(EXIT_INVALID)
@@ -155,7 +156,9 @@ def ingest(
         _print_problems(e.validation, cap)
         _err().print("nothing was stored", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    except (ContractError, ValueError, OSError) as e:
+    except ContractError as e:  # no such folder, a file that cannot be read: bad input
+        raise _fail(str(e), EXIT_INVALID) from None
+    except (ValueError, OSError) as e:
         raise _fail(str(e)) from None
     if report is not None:
         summary = getattr(report, "summary", None)
@@ -187,19 +190,15 @@ def status(
     table and event type, date coverage and officer counts."""
     import json
 
-    from ews.cli_style import print_table
+    from ews.cli_style import check_agency, print_table
     from ews.store import Workspace
 
     ws = Workspace()
     home = ws.home.resolve()
-    agencies = [agency] if agency else ws.agencies()
+    agencies = [check_agency(agency, ws)] if agency else ws.agencies()
     data: dict[str, Any] = {"home": str(home), "agencies": {}}
     for name in agencies:
-        snaps = ws.snapshots(name)
-        if agency and not snaps:
-            known = ", ".join(ws.agencies()) or "nothing yet"
-            raise _fail(f"no snapshot of agency {agency!r} in {home} (it holds {known})", 2)
-        data["agencies"][name] = [s.manifest for s in snaps]
+        data["agencies"][name] = [s.manifest for s in ws.snapshots(name)]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from typing import Any
 
 import typer
 
-from ews.cli_style import AGENCY_HELP, fail, parse_date, usage_error
+from ews.cli_style import AGENCY_HELP, fail, parse_date, unknown_agency_message, usage_error
 
 
 def notify(
@@ -85,8 +86,8 @@ def notify(
 
             with db.session() as s:
                 unknown = [a for a in agency if s.get(Agency, a) is None]
-            if unknown:
-                raise usage_error(f"no agency {', '.join(map(repr, unknown))} in the database")
+            if unknown:  # the one answer (ews.cli_style) for an agency there is not
+                raise usage_error(unknown_agency_message(unknown[0], _known_agencies(db)))
         channels = [s.channel for s in senders] or ["smtp"]
         if not dry_run:
             try:
@@ -169,8 +170,8 @@ def notify_policy(
             if agency is None and len(known) != 1:
                 raise usage_error(f"name an agency with --agency (known: {', '.join(known)})")
             agency = agency or known[0]
-            if agency not in known:
-                raise usage_error(f"no agency {agency!r} in the database")
+            if agency not in known:  # the one answer (ews.cli_style) for an agency there is not
+                raise usage_error(unknown_agency_message(agency, _known_agencies(db)))
             pol = nt.get_policy(s, agency)
         if remind_days is not None or escalate_days is not None:
             try:
@@ -186,3 +187,15 @@ def notify_policy(
 def register(app: typer.Typer) -> None:
     app.command("notify")(notify)
     app.command("notify-policy")(notify_policy)
+
+
+def _known_agencies(db: Any) -> list[str]:
+    """The agencies of the application database and of the workspace, for the message."""
+    from sqlalchemy import select
+
+    from ews.db import Agency
+    from ews.store import Workspace
+
+    with db.session() as s:
+        names = set(s.scalars(select(Agency.name)))
+    return sorted(names | set(Workspace().agencies()))

@@ -10,7 +10,8 @@ tables. Each command module calls these instead of rolling its own, and
   options, an agency the workspace does not hold, a package that breaks the contract).
   :func:`fail` prints ``error: ...`` on stderr and returns the ``typer.Exit`` to raise.
 - Agency: ``--agency`` is optional everywhere; :func:`resolve_agency` defaults it to the only
-  agency of the workspace.
+  agency of the workspace, :func:`check_agency` checks one given; an agency the workspace
+  does not hold is exit 2 with one message, :func:`unknown_agency_message`, on every command.
 - Help: :func:`tidy_help` gives every command its docstring with each paragraph on one line,
   so the terminal wraps it once (no broken hard wraps).
 - Tables: :func:`print_table` fits :data:`TABLE_WIDTH` columns, headers unbroken, values
@@ -24,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import typer
 
@@ -87,22 +88,45 @@ AGENCY_HELP = "Agency of the workspace (default: the only one)."
 def resolve_agency(agency: str | None, workspace: Workspace | None = None) -> str:
     """``agency`` if the workspace holds it, else the workspace's only agency.
 
-    Raises ``typer.Exit``: 1 when the workspace holds no data yet, 2 when ``agency`` is
-    unknown or is omitted while several agencies are stored."""
+    Raises ``typer.Exit``: 2 when ``agency`` is one the workspace does not hold
+    (:func:`check_agency`) or is omitted while several agencies are stored; 1 when it is
+    omitted and the workspace holds no data yet."""
     from ews.store import Workspace
 
     ws = workspace or Workspace()
+    if agency is not None:
+        return check_agency(agency, ws)
     known = ws.agencies()
     if not known:
         raise fail(f"the workspace {ws.home.resolve()} holds no data yet: run `ews ingest PATH`")
+    if len(known) > 1:
+        raise usage_error(
+            f"the workspace holds several agencies ({', '.join(known)}): name one with --agency"
+        )
+    return known[0]
+
+
+def unknown_agency_message(agency: str, known: Sequence[str]) -> str:
+    """The one message, on every command, for an ``--agency`` the workspace does not hold."""
+    held = ", ".join(known) if known else "no agency yet (run `ews ingest PATH` first)"
+    return f"unknown agency {agency!r}: the workspace holds {held}"
+
+
+@overload
+def check_agency(agency: str, workspace: Workspace | None = None) -> str: ...
+@overload
+def check_agency(agency: None, workspace: Workspace | None = None) -> None: ...
+def check_agency(agency: str | None, workspace: Workspace | None = None) -> str | None:
+    """``agency`` unchanged once the workspace is known to hold it, else exit 2 with
+    :func:`unknown_agency_message`. ``None`` stays ``None``: for commands whose default is
+    not the workspace's only agency (a model's, a config's, every agency)."""
     if agency is None:
-        if len(known) > 1:
-            raise usage_error(
-                f"the workspace holds several agencies ({', '.join(known)}): name one with --agency"
-            )
-        return known[0]
+        return None
+    from ews.store import Workspace
+
+    known = (workspace or Workspace()).agencies()
     if agency not in known:
-        raise usage_error(f"no agency {agency!r} in the workspace (it holds {', '.join(known)})")
+        raise usage_error(unknown_agency_message(agency, known))
     return agency
 
 

@@ -21,6 +21,16 @@ models_app = typer.Typer(
 
 
 def _fail(exc: Exception, code: int = EXIT_FAILED) -> None:
+    from models.registry import AmbiguousModel
+
+    choice = exc if isinstance(exc, AmbiguousModel) else exc.__cause__
+    if isinstance(choice, AmbiguousModel):  # a champion per label: say which option chooses
+        names = "; ".join(
+            f"--model {n}" + (f" ({label})" if label else "") for n, label in choice.choices
+        )
+        raise fail(
+            f"several models have the alias {choice.alias!r}: choose one with {names}", EXIT_USAGE
+        )
     raise fail(str(exc), code)
 
 
@@ -218,15 +228,24 @@ def train(
     `ews models promote NAME VERSION --force --reason TEXT` overrides. Exit 0 (1 with
     --strict when a model is not promoted).
     """
+    from ews.cli_style import check_agency
     from ews.settings import get_settings
-    from models.experiment import load_config, run_experiment
+    from models.experiment import ExperimentError, load_config, run_experiment
     from models.report import text_table
+    from models.steps import ConfigProblems
 
+    check_agency(agency)
     try:
         cfg = load_config(config, agency=agency, snapshot=snapshot)
+    except ExperimentError as exc:  # no such file, not YAML, an invalid key: refused, exit 2
+        _fail(exc, EXIT_USAGE)
+        return
+    check_agency(cfg.agency)  # the config's own agency
+    try:
         result = run_experiment(cfg, tracking=register, progress=True)
     except _known_errors() as exc:
-        _fail(exc)
+        # a config the feature spec and the data refuse before any work is bad input too
+        _fail(exc, EXIT_USAGE if isinstance(exc.__cause__, ConfigProblems) else EXIT_FAILED)
         return
     folder = out or get_settings().home / "experiments" / result.config_hash
     path = result.save(folder / "results.json")
@@ -390,9 +409,11 @@ def score(
     model card (EWS_HOME/reports/<agency>/, a progress line on stderr) when the scoring runs
     changed; EWS_BUILD_REPORTS=false leaves that to the pages.
     """
+    from ews.cli_style import check_agency
     from models.scoring import StaleDateError
     from models.scoring import score as run_score
 
+    check_agency(agency)
     day = as_of
     try:
         flags = run_score(
@@ -555,10 +576,12 @@ def drift(
     Exit 0: no alert; 3: drift passes the threshold (--max-share, --score-psi; settings
     EWS_DRIFT__MAX_SHARE, EWS_DRIFT__SCORE_PSI), so a scheduler can alert; 2: a date outside
     the data; 1: the check could not be done."""
+    from ews.cli_style import check_agency
     from models.drift import DriftDateError
     from models.drift import drift as check
     from models.scoring import ScoringError
 
+    check_agency(agency)
     known: tuple[type[Exception], ...] = (ScoringError, ValueError, *_known_errors())
     try:
         report = check(

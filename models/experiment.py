@@ -321,6 +321,7 @@ class _Run:
         self.deployment: list[dict[str, Any]] = []
         self.fitted: list[Champion] = []
         self.notes: list[str] = []
+        self.rule_notes: dict[str, list[str]] = {}  # a rule's warning -> the test dates
         self.parts: list[pd.DataFrame] = []
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
         self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
@@ -426,10 +427,9 @@ class _Run:
             self.records += steps.split_records(
                 fit, evals, rules, cands, chosen, config, deployed=deployed
             )
-        for r in rules:
-            if r.error:
-                self.notes.append(f"{label} {sp.test_as_of}: rule {r.name} not fitted: {r.error}")
-        self.notes += steps.rule_notes(rules, f"{label} {sp.test_as_of}")
+        errors = [f"{label}: rule {r.name} not fitted: {r.error}" for r in rules if r.error]
+        for note in errors + steps.rule_notes(rules, label):  # said once, with its dates
+            self.rule_notes.setdefault(note, []).append(sp.test_as_of.isoformat())
         fitted_rules = {r.name: r.rule for r in rules if r.rule is not None}
         last = sp is self.plan.splits[label][-1]
         for cand in cands:
@@ -509,10 +509,8 @@ class _Run:
             "years; validation labels count only what was known at that split's test date."
             if plan.selects
             else "No selection (splitter.inner_splits: 0): every candidate evaluated, none chosen.",
-            f"labels built: {len(self.labels.calls)} calls",
         ]
-        if feats.left_out:
-            notes.append(f"left out (no value on any training date): {', '.join(feats.left_out)}")
+        notes += [f"{note} (test dates {', '.join(on)})" for note, on in self.rule_notes.items()]
         first = next(iter(self.checked.labels))
         return ExperimentResult(
             config=config.model_dump(mode="json"),

@@ -50,6 +50,16 @@ class RegistryError(LookupError):
     """No such registered model, version or alias."""
 
 
+class AmbiguousModel(RegistryError):
+    """Several registered models hold the alias asked for (say, a champion per label):
+    ``choices`` lists each one's ``(name, label)``, so a caller can say how to choose."""
+
+    def __init__(self, alias: str, choices: list[tuple[str, str]]) -> None:
+        self.alias, self.choices = alias, choices
+        names = ", ".join(f"{n} ({label})" if label else n for n, label in choices)
+        super().__init__(f"several models have the alias {alias!r}: {names}; name one")
+
+
 def tracking_uri(settings: Settings | None = None) -> str:
     """The MLflow URI used by ews (tracking and registry share it)."""
     from ews.settings import get_settings
@@ -775,8 +785,7 @@ def resolve(ref: str, agency: str | None = None, uri: str | None = None) -> tupl
                 )
             raise RegistryError(f"no model has the alias {alias!r}{where}: run `ews train` first")
         if len(found) > 1:
-            names = ", ".join(f"{r['name']}" for r in found)
-            raise RegistryError(f"several models have the alias {alias!r} ({names}): name one")
+            raise AmbiguousModel(alias, [(r["name"], str(r.get("label") or "")) for r in found])
         return found[0]["name"], found[0]["version"]
     try:
         if version is not None:

@@ -338,20 +338,19 @@ def text_table(records: list[dict[str, Any]], width: int = 100) -> str:
         for method, s in short.items():
             text = f"  {s:<4} {method}"
             lines.append(text if len(text) <= width else text[: width - 3] + "...")
-    # each rule in words, once; a rule that learns (best_single) per split, as learned there
-    seen: dict[str, set[str]] = {}
+    # each rule in words, once; a rule that learns (best_single) per label, with the test
+    # dates it was learned for
+    legend: dict[tuple[str, str, str], list[str]] = {}
     for r in records:
         if r["kind"] == "rule" and r.get("condition"):
-            seen.setdefault(r["method"], set()).add(r["condition"])
-    if seen:
+            learned = r["method"] == "best_single"
+            key = (r["method"], r["label"] if learned else "", r["condition"])
+            legend.setdefault(key, []).append(str(r["test_date"]) if learned else "")
+    if legend:
         lines += ["", "rules:"]
-        for r in records:
-            cond = r.get("condition")
-            if r["kind"] != "rule" or not cond or cond not in seen.get(r["method"], ()):
-                continue
-            seen[r["method"]].discard(cond)
-            when = f" (fitted for {r['test_date']})" if r["method"] == "best_single" else ""
+        for (method, label, cond), dates in legend.items():
+            when = f" (learned for {label}, test dates {', '.join(dates)})" if label else ""
             lines += textwrap.wrap(
-                f"{r['method']}{when}: {cond}", width, initial_indent="  ", subsequent_indent="    "
+                f"{method}{when}: {cond}", width, initial_indent="  ", subsequent_indent="    "
             )
     return "\n".join(line[:width] for line in lines).lstrip("\n")

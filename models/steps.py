@@ -353,7 +353,11 @@ def build_features(
 
     names = [c.name for c in spec.columns]
     # a spec concept no event matches, with its cause, then the columns without information
-    notes = concept_lines(source, spec) + degenerate_columns(frame, names).lines(len(names))
+    degenerate = degenerate_columns(frame, names)
+    notes = concept_lines(source, spec) + degenerate.lines(len(names))
+    also = [c for c in empty if c not in degenerate.empty]  # the others are named above
+    if also:
+        notes.append(f"left out (no value on any training date): {', '.join(also)}")
     return Features(frame=frame, columns=cols, left_out=empty, notes=notes)
 
 

@@ -13,6 +13,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # tests of that step ask for it (tests/test_audit_report.py)
 os.environ.setdefault("EWS_BUILD_REPORTS", "false")
 
+import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,6 +35,38 @@ def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["EWS_AUDIT_KEY_FILE"] = str(path)
     get_settings.cache_clear()
     return path
+
+
+# Whole files that `bash scripts/test.sh --quick` leaves to CI (CI runs everything): each
+# takes a minute or more of CPU (Spark's JVM, the browser, the notebooks' kernels, thousands of
+# generated API calls). Single slow tests elsewhere carry @pytest.mark.slow.
+SLOW_FILES = {
+    "test_features_spark.py",
+    "test_pages_browser.py",
+    "test_notebooks.py",
+    "test_api_schemathesis.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With EWS_TEST_CPU_LOG=FILE, append a line per test: its node id, the CPU seconds of
+    this process (every thread: DuckDB, the served app) and the wall seconds, set-up and
+    tear-down included; `scripts/test.sh` sums them per file. CPU time barely depends on how
+    busy the machine is, so runs on a shared machine compare."""
+    log = os.environ.get("EWS_TEST_CPU_LOG")
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    if log:
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        with open(log, "a") as f:
+            f.write(f"{item.nodeid}\t{cpu:.3f}\t{wall:.3f}\n")
 
 
 @pytest.fixture

@@ -177,3 +177,48 @@ def test_no_raw_python_reprs_in_command_output(ews_home: Path, tmp_path: Path) -
     for pattern in (r"\{'", r"\['", r"\{value", r"\{unit", r"<[a-zA-Z_.]+ object at 0x"):
         assert not re.search(pattern, text), pattern
     assert str(ews_home.resolve()) in text
+
+
+# What each command taking --agency needs besides it, to reach the agency check. `ingest`
+# names the agency it creates, so it has no unknown agency.
+AGENCY_ARGS: dict[str, list[str]] = {
+    "audit disparities": [],
+    "audit-report": ["--out", "{tmp}/report"],
+    "drift": ["--as-of", "2015-01-01"],
+    "export-public": ["--out", "{tmp}/public"],
+    "features build": ["--as-of", "2015-01-01", "--out", "{tmp}/features.parquet"],
+    "notify": ["--dry-run"],
+    "notify-policy": [],
+    "score": ["--as-of", "2015-01-01"],
+    "status": [],
+    "train": [],
+    "users add": ["lee", "--role", "reviewer"],
+}
+
+
+def test_every_agency_option_is_in_the_unknown_agency_walk() -> None:
+    takes = {" ".join(p) for p, cmd in COMMANDS if any(x.name == "agency" for x in cmd.params)}
+    assert takes - {"ingest"} == set(AGENCY_ARGS)
+
+
+def test_an_unknown_agency_gets_one_answer_everywhere(ews_home: Path, tmp_path: Path) -> None:
+    """Every command: exit 2 and the one message naming the agencies there are; nothing done."""
+    expected = cli_style.unknown_agency_message("nope", ["alpha"])
+    assert expected == "unknown agency 'nope': the workspace holds alpha"
+    _ingest(tmp_path / "pkg", "alpha")
+    for command, extra in AGENCY_ARGS.items():
+        outs = tmp_path / "out"
+        args = [*command.split(), *(a.format(tmp=outs) for a in extra), "--agency", "nope"]
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == EXIT_USAGE, (command, result.output)
+        assert f"error: {expected}" in result.output, (command, result.output)
+    assert not (tmp_path / "out").exists()  # nothing written
+    listed = runner.invoke(app, ["users", "list"])
+    assert "lee" not in listed.output  # nor a user created for an agency there is not
+
+
+def test_an_unknown_agency_in_an_empty_workspace_says_to_ingest(ews_home: Path) -> None:
+    result = runner.invoke(app, ["status", "--agency", "nope"])
+    assert result.exit_code == EXIT_USAGE
+    assert "unknown agency 'nope': the workspace holds no agency yet" in result.output
+    assert "ews ingest" in result.output

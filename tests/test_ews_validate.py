@@ -339,10 +339,11 @@ def test_truncated_gzip_is_a_clear_message(tmp_path: Path) -> None:
         assert f.readline().startswith('"officer_id"')
 
 
-def test_not_a_folder_is_exit_1(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["validate", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1
-    assert "not a folder" in result.output
+def test_not_a_folder_is_bad_input_exit_2(ews_home: Path, tmp_path: Path) -> None:
+    for command in ("validate", "ingest"):  # the README: 2 for bad input
+        result = runner.invoke(app, [command, str(tmp_path / "nowhere")])
+        assert result.exit_code == 2, (command, result.output)
+        assert "not a folder" in result.output
 
 
 def test_rows_numbered_across_parquet_row_groups(tmp_path: Path) -> None:

@@ -202,3 +202,45 @@ def test_train_score_evaluate_promote(workspace: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "exactly one of" in bad.output
     bad = runner.invoke(app, ["score", "--as-of", "2016-13-01"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_a_config_refused_before_any_work_is_bad_input(workspace: Path, tmp_path: Path) -> None:
+    _ok(["ingest", str(make_agency(tmp_path / "pkg", officers=30)), "--agency", "clitest"])
+    spec = Path(__file__).resolve().parents[1] / "models" / "specs" / "triage_peer.yaml"
+    cases = {
+        "is a YAML mapping": "- just a list\n",
+        "invalid experiment config": yaml.safe_dump(small_config(n_boot="many")),
+        # the rule needs columns the feature spec does not build: refused before any work
+        "refused before any work": yaml.safe_dump(
+            small_config(feature_spec=str(spec), rules=["cmpd"])
+        ),
+        "unknown agency 'elsewhere'": yaml.safe_dump(small_config(agency="elsewhere")),
+    }
+    for says, text in cases.items():
+        cfg = tmp_path / "experiment.yaml"
+        cfg.write_text(text)
+        result = runner.invoke(app, ["train", "--config", str(cfg), "--no-register"])
+        assert result.exit_code == 2, (says, result.output)
+        assert says in result.output, (says, result.output)
+        assert "building features" not in result.output
+
+
+def test_score_with_a_champion_per_label_names_the_option_that_chooses(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import registry
+
+    def two_champions(uri: str | None = None, **kw: object) -> list[dict[str, object]]:
+        return [
+            {"name": f"ews-a-{label}", "version": "1", "aliases": ["champion"], "agency": "a",
+             "label": label}
+            for label in ("sustained", "force")
+        ]  # fmt: skip
+
+    monkeypatch.setattr(registry, "list_models", two_champions)
+    for command in (["score"], ["drift"]):
+        result = runner.invoke(app, [*command, "--as-of", "2015-01-01"])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "several models have the alias 'champion': choose one with" in text
+        assert "--model ews-a-sustained (sustained); --model ews-a-force (force)" in text

@@ -296,10 +296,10 @@ def test_explain_is_fast_for_a_large_department(data: tuple[pd.DataFrame, np.nda
     big = pd.concat([X] * 22, ignore_index=True)  # 13,200 officers
     import time
 
-    t = time.perf_counter()
+    t = time.process_time()  # CPU seconds: the work done, not the other tests' load
     out = explain(model, big, DESCRIPTIONS, top_k=3)
     assert len(out) == len(big)
-    assert time.perf_counter() - t < 10
+    assert time.process_time() - t < 10
     assert all(len(e.factors) <= 3 for e in out)
     assert all(f["contribution"] > 0 for e in out for f in e.factors)
 

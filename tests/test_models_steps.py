@@ -4,6 +4,7 @@ no selection, every model registered, configs refused before any work."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,29 @@ def test_progress_lines_name_each_step_and_split(agency: Path) -> None:
     assert "6/6 fits" in text and lines[-1].endswith("done")
 
 
+def test_features_and_rule_warnings_are_said_once(agency: Path) -> None:
+    """Empty and constant features are named once, as progress; a rule's warning once with
+    its test dates, not per split; the count of label queries is progress, not a note."""
+    never = {"any": [{"column": "force_complaint_1y_count", "op": ">=", "value": 2}]}
+    cfg = _config(
+        grid=[{"estimator": "logistic_regression", "name": "lr", "params": {"C": [1.0]}}],
+        rules=["cmpd", {**never, "name": "never"}],
+        splitter={**small_config()["splitter"], "inner_splits": 0},  # type: ignore[dict-item]
+    )
+    lines: list[str] = []
+    result = run_experiment(cfg, agency, tracking=False, progress=lines.append)
+    said = "\n".join(lines + result.notes)
+    assert "features carry no information on this data" in said
+    for name in ("force_complaint_career_days_since", "force_complaint_1y_count"):
+        assert len(re.findall(rf"\b{name}\b", said)) == 1, name  # (the rule says it in words)
+    rule = [n for n in result.notes if "rule never" in n]
+    assert rule == [
+        "sustained: rule never cannot fire on these data for: 2 or more excessive-force "
+        "complaints in the last year (test dates 2014-01-01, 2015-01-01)"
+    ]
+    assert not any("labels built" in n or "left out" in n for n in result.notes)
+
+
 def test_registry_all_registers_every_model_with_its_cutoff(
     agency: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,27 +405,38 @@ def test_text_table_fits_100_columns() -> None:
     assert "*" in row and "0.800" in row
 
 
-def test_text_table_words_each_rule_once_and_the_learned_rule_per_split() -> None:
+def test_text_table_words_each_rule_once_and_the_learned_rule_per_label() -> None:
     from models.report import text_table
 
-    def rule(method: str, day: str, condition: str) -> dict[str, Any]:
-        return {"label": "sustained", "test_date": day, "method": method, "kind": "rule",
+    def rule(method: str, day: str, condition: str, label: str = "sustained") -> dict[str, Any]:
+        return {"label": label, "test_date": day, "method": method, "kind": "rule",
                 "selected": False, "condition": condition}  # fmt: skip
 
     cmpd = "3 or more complaints in the last 180 days or 3 or more use-of-force reports " * 2
+    four, five = (
+        "4 or more complaints in the last 3 years",
+        "5 or more complaints in the last 3 years",
+    )
     text = text_table(
         [
             rule("cmpd", "2013-01-01", cmpd),
             rule("cmpd", "2014-01-01", cmpd),
-            rule("best_single", "2013-01-01", "4 or more complaints in the last 3 years"),
-            rule("best_single", "2014-01-01", "5 or more complaints in the last 3 years"),
+            rule("best_single", "2013-01-01", four),
+            rule("best_single", "2014-01-01", five),
+            rule("best_single", "2015-01-01", five),
+            rule("cmpd", "2013-01-01", cmpd, "force"),
+            rule("best_single", "2013-01-01", four, "force"),  # the same rule, another label
         ],
         width=100,
     )
     legend = text.split("rules:")[1]
     assert legend.count("cmpd:") == 1 and max(len(line) for line in legend.splitlines()) <= 100
-    assert "best_single (fitted for 2013-01-01): 4 or more complaints" in legend
-    assert "best_single (fitted for 2014-01-01): 5 or more complaints" in legend
+    lines = [" ".join(line.split()) for line in re.split(r"\n  (?! )", legend.strip())]
+    assert f"best_single (learned for sustained, test dates 2013-01-01): {four}" in lines
+    both = "2014-01-01, 2015-01-01"
+    assert f"best_single (learned for sustained, test dates {both}): {five}" in lines
+    assert f"best_single (learned for force, test dates 2013-01-01): {four}" in lines
+    assert len(lines) == 4  # cmpd once, each learned rule once per label
 
 
 def test_registry_all_with_a_refit_champion_keeps_every_evaluated_model(

@@ -415,7 +415,7 @@ def test_the_command_refuses_bad_input(ews_home: Path, tmp_path: Path) -> None:
     _ingest_small(ews_home, tmp_path)
     unknown = runner.invoke(app, ["export-public", "--out", str(out), "--agency", "nope"])
     assert unknown.exit_code == 2
-    assert "no agency 'nope' in the workspace (it holds small)" in unknown.output
+    assert "unknown agency 'nope': the workspace holds small" in unknown.output
     assert not out.exists()
 
     out.mkdir()

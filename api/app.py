@@ -23,7 +23,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import pages, pages_drift, pages_report
+from api.hardening import RefusalAudit, SecurityHeaders
+from api.refusals import RefusalLog
 from api.routes import audit, drift, flags, officers
+from api.routes.audit import RebuildGate
 from api.routes.flags import RunCache
 from api.security import FailureLimiter
 from ews import __version__
@@ -54,7 +57,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Not allowed in the record's current state."},
     413: {"model": ErrorBody, "description": "The request body is over 1 MiB."},
     422: {"model": ErrorBody, "description": "Invalid input."},
-    429: {"model": ErrorBody, "description": "Too many failed sign-ins from this client."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed sign-ins from this client, or a rebuild asked too soon.",
+    },
 }
 
 
@@ -126,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = open_app_database(settings)  # pools sized by settings.workers
         yield
+        app.state.refusals.flush(app.state.db)
         app.state.db.dispose()
 
     app = FastAPIOffline(
@@ -140,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = FailureLimiter()
+    app.state.refusals = RefusalLog()
+    app.state.rebuilds = RebuildGate()
     app.state.run_cache = RunCache()
     for module in (flags, officers, audit, drift):
         app.include_router(module.router, responses=ERRORS)
@@ -163,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(pages.SignInRequired)
     async def sign_in(_: Request, __: Exception) -> Response:
         response = RedirectResponse("/signin", status_code=303)
-        response.delete_cookie(pages.COOKIE)
+        response.delete_cookie(pages.COOKIE, httponly=True, samesite="strict")
         return response
 
     @app.exception_handler(Exception)
@@ -172,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_middleware(BodyLimit)
+    app.add_middleware(RefusalAudit)
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(pages.router)
     app.include_router(pages_report.router)

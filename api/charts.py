@@ -1,18 +1,31 @@
-"""Charts drawn on the server as inline SVG (matplotlib), so pages need no script or CDN."""
+"""Charts drawn on the server as inline SVG (matplotlib), so pages need no script or CDN.
+The SVG carries no inline CSS (the pages' Content-Security-Policy allows none): matplotlib's
+style attributes become the SVG presentation attributes of the same names."""
 
 from __future__ import annotations
 
 import io
+import re
 import threading
 from typing import Any
 
 _LOCK = threading.Lock()  # pyplot's state is global: one figure at a time
+_STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>\s*", re.S)
+_STYLE_ATTRIBUTE = re.compile(r'style="([^"]*)"')
+
+
+def _presentation(m: re.Match[str]) -> str:
+    pairs = (p.split(":", 1) for p in m.group(1).split(";") if ":" in p)
+    return " ".join(f'{k.strip()}="{v.strip()}"' for k, v in pairs)
 
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     text = buf.getvalue()
+    text = _STYLE_ATTRIBUTE.sub(_presentation, _STYLE_ELEMENT.sub("", text))
+    # matplotlib's one style rule, *{stroke-linejoin: round; stroke-linecap: butt}, inherited
+    text = text.replace("<svg ", '<svg stroke-linejoin="round" stroke-linecap="butt" ', 1)
     return text[text.index("<svg") :]
 
 

@@ -169,17 +169,28 @@ def _enable(db: AppDatabase, username: str) -> None:
     set_active(db, username, True)
 
 
-_user_change("revoke", "Revoke the user's token for good (`rotate` issues a new one).", _revoke)
-_user_change("disable", "Disable the user: their token stops working until `enable`.", _disable)
+_user_change(
+    "revoke",
+    "Revoke the user's token for good (`rotate` issues a new one); their page sessions end.",
+    _revoke,
+)
+_user_change(
+    "disable",
+    "Disable the user: their token stops working until `enable`; their page sessions end.",
+    _disable,
+)
 _user_change("enable", "Enable a disabled user again.", _enable)
 
 
 @users.command("rotate")
 def users_rotate(
     username: str = typer.Argument(..., help="The user."),
-    expires: str | None = typer.Option(None, help=EXPIRES_HELP),
+    expires: str | None = typer.Option(
+        None, help="A new token lifetime: 90d, 12h, 4w or never (default: keep the expiry)."
+    ),
 ) -> None:
-    """Issue a new token for the user and print it (the old one stops working at once)."""
+    """Issue a new token for the user and print it (the old one and the user's page sessions
+    stop working at once; the user keeps their expiry unless --expires gives a new one)."""
     from api.security import rotate_token
 
     with _database() as db:
@@ -367,6 +378,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Worker processes (they share the database)."),
+    forwarded_allow_ips: str = typer.Option(
+        "",
+        "--forwarded-allow-ips",
+        envvar="EWS_FORWARDED_ALLOW_IPS",
+        help="Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses "
+        "or networks). Default: none; the address the server sees is the client's.",
+    ),
 ) -> None:
     """Serve the API and the pages (http://HOST:PORT/; API documentation at /docs).
 
@@ -389,7 +407,9 @@ def serve(
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from e
         typer.echo(f"PostgreSQL: {workers} worker(s) x {pools['total']} connections")
-    serve_or_exit(host=host, port=port, workers=workers)
+    from api.server import uvicorn_options
+
+    serve_or_exit(host=host, port=port, workers=workers, **uvicorn_options(forwarded_allow_ips))
 
 
 def serve_or_exit(**options: Any) -> None:

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, StringConstraints
 
+from api.refusals import mark_logged, note_user
 from api.scope import forbidden
 from api.security import FailureLimiter, user_for_token
 from ews.db import AGENCY_LEN, NAME_LEN, AppDatabase, User
@@ -75,29 +76,41 @@ def client_of(request: Request) -> str:
 def _check(
     db: AppDatabase, request: Request, token: str | None, why: str
 ) -> tuple[User | None, str]:
-    """(the user, '') of ``token``, or (None, why not); 429 when the client failed too often."""
+    """(the user, '') of ``token``, or (None, why not); 429 (logged) when the client's
+    address or the token's prefix failed too often and the prefix is no user's."""
+    _limit(db, request, token)
+    user, why = user_for_token(db, token) if token else (None, why)
+    if user is not None:
+        request.app.state.limiter.succeed(token or "")
+        note_user(user)
+    return user, why
+
+
+def _limit(db: AppDatabase, request: Request, token: str | None) -> None:
+    """Raise the logged 429 when the client must wait before ``token`` is looked up."""
     limiter: FailureLimiter = request.app.state.limiter
-    wait = limiter.retry_after(client_of(request))
+    wait = limiter.retry_after(client_of(request), token, db)
     if wait:
+        refusal(db, request, "refused", 429, why="too many failed sign-ins from this client")
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "too many failed sign-ins from this client; try again later",
             headers={"Retry-After": str(wait)},
         )
-    return user_for_token(db, token) if token else (None, why)
 
 
-def _refuse(db: AppDatabase, request: Request, why: str) -> NoReturn:
-    """Count and log a failed sign-in and raise the one 401."""
-    client = client_of(request)
-    request.app.state.limiter.fail(client)
-    db.audit(
-        "anonymous",
-        "none",
-        "sign_in_failed",
-        request.url.path[:500],
-        detail={"why": why, "client": client},
+def refusal(db: AppDatabase, request: Request, action: str, code: int, **detail: Any) -> None:
+    """Log a refusal of a client not signed in (repeated ones summarized: api.refusals)."""
+    mark_logged(action)
+    request.app.state.refusals.refusal(
+        db, client_of(request), "anonymous", "none", action, request.url.path, code, detail=detail
     )
+
+
+def _refuse(db: AppDatabase, request: Request, why: str, token: str | None = None) -> NoReturn:
+    """Count and log a failed sign-in and raise the one 401."""
+    request.app.state.limiter.fail(client_of(request), token)
+    refusal(db, request, "sign_in_failed", 401, why=why)
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
     )
@@ -109,7 +122,7 @@ def authenticate(db: AppDatabase, request: Request, token: str | None, why: str)
     a client with too many failures in a minute gets 429 until the minute has passed."""
     user, why = _check(db, request, token, why)
     if user is None:
-        _refuse(db, request, why)
+        _refuse(db, request, why, token)
     return user
 
 
@@ -128,9 +141,14 @@ async def current_user(db: DbDep, request: Request) -> User:
     Async: the token lookup is one indexed read, done in place rather than handed to the
     thread pool; a failure's audit entry is written from the pool (it waits for a commit)."""
     token, why = _bearer(request)
-    user, why = _check(db, request, token, why)
+    if request.app.state.limiter.retry_after(client_of(request), token):  # memory only
+        await run_in_threadpool(_limit, db, request, token)
+    user, why = user_for_token(db, token) if token else (None, why)
+    if user is not None:
+        request.app.state.limiter.succeed(token or "")
+        note_user(user)
     if user is None:
-        await run_in_threadpool(_refuse, db, request, why)
+        await run_in_threadpool(_refuse, db, request, why, token)
     assert user is not None
     return user
 

@@ -1,9 +1,12 @@
 """The pages people read: rendered on the server (Jinja2) over the same library functions as
 the API, with the same scope rule and the same audit entries. No script, no CDN.
 
-Signing in puts the user's token in an HttpOnly, SameSite=Strict cookie; every form that
-changes something carries a token derived from it (CSRF). A page never offers an action its
-user's role cannot take.
+Signing in with a token starts a session on the server (:mod:`api.sessions`): the browser's
+HttpOnly, SameSite=Strict cookie holds the session's random id, never the token, and opens
+the pages only. The sign-in form is refused when it comes from another site (login CSRF:
+Sec-Fetch-Site, else Origin, else Referer must name this site); every form that changes
+something carries a token derived from the session (CSRF). A page never offers an action
+its user's role cannot take.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.audit_words import describe
-from api.deps import DbDep, SettingsDep, authenticate
+from api.deps import DbDep, SettingsDep, authenticate, refusal
+from api.refusals import note_user
 from api.routes.audit import audit_entries, timeliness
 from api.routes.flags import current_runs, flag_page, visible_agencies
 from api.routes.officers import REVIEW_ROLES, ReviewIn, officer_detail, record_step
 from api.scope import agency_visible, log_now, not_found
+from api.sessions import end_session, session_user, start_session
 from ews.contract import ACTIVITY_EVENT_TYPES
 from ews.db import INTERVENTIONS, STATUSES, AppDatabase, Flag, User
 from ews.notify import notice_summary, queue_summary
@@ -55,7 +60,7 @@ def _short_hashes(value: Any) -> Any:
 templates.env.filters["rule_title"] = _rule_title
 templates.env.filters["audit_words"] = describe
 templates.env.filters["hashes"] = _short_hashes
-COOKIE = "ews_token"
+COOKIE = "ews_session"
 PAGE_SIZE = 50
 AUDITORS = ("reviewer", "admin")
 
@@ -64,25 +69,27 @@ class SignInRequired(Exception):
     """The page needs a signed-in user: the handler sends the browser to /signin."""
 
 
-def csrf_token(token: str) -> str:
-    return hmac.new(token.encode(), b"ews-csrf", hashlib.sha256).hexdigest()
+def csrf_token(session_id: str) -> str:
+    return hmac.new(session_id.encode(), b"ews-csrf", hashlib.sha256).hexdigest()
 
 
 class Session:
-    def __init__(self, user: User, token: str) -> None:
-        self.user, self.token, self.csrf = user, token, csrf_token(token)
+    """A signed-in page request: the user and the session's id (the cookie)."""
+
+    def __init__(self, user: User, session_id: str) -> None:
+        self.user, self.token, self.csrf = user, session_id, csrf_token(session_id)
 
 
-def page_session(db: DbDep, request: Request) -> Session:
-    token = request.cookies.get(COOKIE)
-    if not token:
+def page_session(db: DbDep, settings: SettingsDep, request: Request) -> Session:
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         raise SignInRequired
-    try:
-        return Session(authenticate(db, request, token[:200], ""), token)
-    except HTTPException as e:
-        if e.status_code == status.HTTP_401_UNAUTHORIZED:
-            raise SignInRequired from e
-        raise
+    user, why = session_user(db, session_id[:200], settings)
+    if user is None:
+        refusal(db, request, "sign_in_failed", status.HTTP_303_SEE_OTHER, why=why)
+        raise SignInRequired
+    note_user(user)
+    return Session(user, session_id)
 
 
 PageSession = Annotated[Session, Depends(page_session)]
@@ -125,11 +132,11 @@ def error_page(request: Request, code: int, detail: str) -> HTMLResponse:
     """An error as a page (the API's answers stay JSON)."""
     text = {404: "Not found.", 403: detail, 422: f"Invalid request: {detail}"}.get(code, detail)
     session = None
-    if code != 401 and request.cookies.get(COOKIE):
-        try:  # the signed-in user keeps the site's header (navigation, sign-out)
-            session = page_session(request.app.state.db, request)
-        except (SignInRequired, HTTPException):
-            session = None
+    session_id = request.cookies.get(COOKIE)
+    if code != 401 and session_id:  # the signed-in user keeps the site's header
+        state = request.app.state
+        user, _ = session_user(state.db, session_id[:200], state.settings)
+        session = Session(user, session_id) if user is not None else None
     return render(
         request,
         "signin.html" if code == 401 else "error.html",
@@ -163,8 +170,27 @@ def signin_page(request: Request) -> HTMLResponse:
     return render(request, "signin.html", None, title="Sign in")
 
 
+def same_site(request: Request) -> bool:
+    """The request comes from this site's own page: by the browser's Sec-Fetch-Site, else by
+    Origin, else by Referer (the pages send no referrer, so Origin or Sec-Fetch-Site it is)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        return origin == own
+    referer = request.headers.get("referer")
+    if referer:
+        return referer == own or referer.startswith(own + "/")
+    return False
+
+
 @router.post("/signin")
-def signin(db: DbDep, request: Request, form: Form) -> Response:
+def signin(db: DbDep, settings: SettingsDep, request: Request, form: Form) -> Response:
+    if not same_site(request):
+        refusal(db, request, "refused", 403, why="sign-in form from another site")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in from this site's own page")
     token = form.get("token", "").strip()[:200]
     try:
         user = authenticate(db, request, token, "no token")
@@ -175,24 +201,27 @@ def signin(db: DbDep, request: Request, form: Form) -> Response:
             else "That token does not work: it may be mistyped, expired or revoked."
         )
         return render(request, "signin.html", None, e.status_code, title="Sign in", error=error)
-    log_now(db, user, "sign_in", "/signin")
+    session_id = start_session(db, user, settings)
+    log_now(db, user, "sign_in", "/signin", session="started")
     response = RedirectResponse("/flags", status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        token,
+        session_id,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        max_age=int(settings.session_hours * 3600),
     )
     return response
 
 
 @router.post("/signout")
-def signout(session: PageSession, form: Form) -> Response:
+def signout(session: PageSession, db: DbDep, form: Form) -> Response:
     check_csrf(session, form)
+    end_session(db, session.token)
+    log_now(db, session.user, "sign_out", "/signout")
     response = RedirectResponse("/signin", status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(COOKIE)
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict")
     return response
 
 
@@ -388,8 +417,9 @@ def officer_page(
 ) -> HTMLResponse:
     if len(agency) > 64 or len(officer_id) > 200 or "\x00" in officer_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    wide = settings.supervisors_see_all_scored
     d = officer_detail(
-        db, session.user, request.url.path, agency, officer_id, as_of, home=settings.home
+        db, session.user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
     )
     saved = next((r for r in d["reviews"] if r["id"] == done), None)
     return _officer(request, session, db, settings, d, saved=saved)
@@ -533,7 +563,8 @@ def review_form(
     except ValidationError as e:
         return _review_error(request, session, db, settings, agency, officer_id, form, e)
     try:
-        _, step = record_step(db, session.user, path, agency, officer_id, review)
+        wide = settings.supervisors_see_all_scored
+        _, step = record_step(db, session.user, path, agency, officer_id, review, all_scored=wide)
     except HTTPException as e:
         return _review_error(request, session, db, settings, agency, officer_id, form, e)
     target = f"/officers/{agency}/{officer_id}?" + urlencode(
@@ -574,6 +605,7 @@ def _review_error(
         agency,
         officer_id,
         day,
+        settings.supervisors_see_all_scored,
         home=settings.home,
     )
     return _officer(request, session, db, settings, d, code, error=str(message))
@@ -599,7 +631,18 @@ def _activity_name(kind: str, n: int) -> str:
     return one if n == 1 else many
 
 
-ACTIONS = ("read", "write", "not_found", "denied", "refused", "sign_in", "sign_in_failed", "admin")
+ACTIONS = (
+    "read",
+    "write",
+    "not_found",
+    "denied",
+    "refused",
+    "sign_in",
+    "sign_in_failed",
+    "sign_out",
+    "refusals_summarized",
+    "admin",
+)
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -612,7 +655,7 @@ def audit_page(
     action: str | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> HTMLResponse:
-    from ews.audit import verify
+    from api.routes.audit import chain_view
 
     _auditor(session, db, "/audit")
     if action not in (None, "", *ACTIONS) or len(actor or "") > 200 or len(officer_id or "") > 200:
@@ -640,7 +683,7 @@ def audit_page(
         session,
         title="Audit log",
         nav="audit",
-        chain=verify(db),
+        chain=chain_view(db, session.user),
         entries=entries,
         actor=actor,
         officer_id=officer_id,

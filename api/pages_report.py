@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import DbDep, SettingsDep
+from api.hardening import REPORT_CSP
 from api.pages import Form, PageSession, Session, _agency, check_csrf, render, templates
 from api.scope import log_now, not_found
 from ews.db import AppDatabase
@@ -152,7 +153,10 @@ def audit_report_page(
     at = html.index(">", html.index("<body")) + 1
     head = html.index("</head>")
     link = '<link rel="stylesheet" href="/static/header.css">\n'
-    return HTMLResponse(html[:head] + link + html[head:at] + bar + html[at:])
+    return HTMLResponse(
+        html[:head] + link + html[head:at] + bar + html[at:],
+        headers={"Content-Security-Policy": REPORT_CSP},
+    )
 
 
 @router.get("/audit-report.pdf")
@@ -209,6 +213,16 @@ def rebuild_report(
     agencies, name = _agency(session, db, form.get("agency"))
     if name is None:
         not_found(db, session.user, "/audit-report/rebuild")
+    wait = request.app.state.rebuilds.claim(name)
+    if wait:  # at most one rebuild per few minutes per agency (api.routes.audit.RebuildGate)
+        log_now(
+            db, session.user, "refused", "/audit-report/rebuild", name, why="rebuilt moments ago"
+        )
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"the report was rebuilt moments ago: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     start_refresh(name, settings, db, force=True)
     log_now(db, session.user, "write", "/audit-report/rebuild", name, view="audit report")
     return RedirectResponse(f"/model-card?agency={name}", status.HTTP_303_SEE_OTHER)

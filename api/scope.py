@@ -6,6 +6,9 @@ The rule:
 - A supervisor sees an officer when the officer's CURRENT unit (the unit at the newest date
   the officer was scored, table ``officer_units``) is one of theirs, whatever date is asked:
   an officer who left the unit leaves the supervisor's view, with all their flags and reviews.
+  Of their units' officers, a supervisor sees those flagged at some scored date (flagged now
+  or before), not every officer's score; ``EWS_SUPERVISORS_SEE_ALL_SCORED=true`` (an admin's
+  setting) widens that to every scored officer of their units.
   A commander sees the same way the units they oversee (a commander with no unit: the whole
   of their agency).
 - Outside one's scope the answer is the 404 of a missing record, body included
@@ -21,8 +24,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from api.refusals import mark_logged
 from ews.audit import append
-from ews.db import Agency, AppDatabase, OfficerUnit, User
+from ews.db import Agency, AppDatabase, Flag, OfficerUnit, ScoringRun, User
 
 NOTICE = (
     "A flag is an invitation to support an officer, never a finding against one. "
@@ -36,6 +40,17 @@ def agency_in_scope(user: User, agency: str) -> bool:
 
 
 _AGENCY = select(Agency.name).where(Agency.name == bindparam("agency"))
+_FLAGGED_EVER = (
+    select(Flag.id)
+    .join(ScoringRun, ScoringRun.id == Flag.run_id)
+    .where(
+        Flag.agency == bindparam("agency"),
+        Flag.officer_id == bindparam("officer"),
+        Flag.flagged.is_(True),
+        ScoringRun.current.is_(True),
+    )
+    .limit(1)
+)
 _UNIT = select(OfficerUnit.unit).where(
     OfficerUnit.agency == bindparam("agency"), OfficerUnit.officer_id == bindparam("officer")
 )
@@ -48,15 +63,23 @@ def agency_visible(s: Session | Connection, user: User, agency: str) -> bool:
     )
 
 
-def officer_visible(s: Session | Connection, user: User, agency: str, officer_id: str) -> bool:
-    """The officer exists in the agency and the user may see them now."""
+def officer_visible(
+    s: Session | Connection, user: User, agency: str, officer_id: str, all_scored: bool = False
+) -> bool:
+    """The officer exists in the agency and the user may see them now (a supervisor: an
+    officer of their units flagged at some date, or any of them with ``all_scored``)."""
     if not agency_in_scope(user, agency):
         return False
-    unit = s.execute(_UNIT, {"agency": agency, "officer": officer_id}).first()
+    key = {"agency": agency, "officer": officer_id}
+    unit = s.execute(_UNIT, key).first()
     if unit is None:
         return False
     units = visible_units(user)
-    return units is None or (unit[0] is not None and unit[0] in units)
+    if units is None:
+        return True
+    if unit[0] is None or unit[0] not in units:
+        return False
+    return all_scored or s.execute(_FLAGGED_EVER, key).first() is not None
 
 
 def visible_units(user: User) -> list[str] | None:
@@ -104,6 +127,7 @@ def log(
     **detail: Any,
 ) -> None:
     """Append an audit entry for ``user`` in the open write transaction ``s``."""
+    mark_logged(action)
     append(s, **_entry(user, action, resource, agency, officer_id, detail))
 
 
@@ -118,6 +142,7 @@ def log_now(
 ) -> None:
     """Append an audit entry for a read or a refusal: the read is done, and the entry is
     committed (with those of concurrent requests) before the answer leaves."""
+    mark_logged(action)
     db.audit(**_entry(user, action, resource, agency, officer_id, detail))
 
 

@@ -2,8 +2,13 @@
 stored (tokens are 32 random bytes, so a plain hash is as strong as a slow one here).
 
 A token stops working when it expires (``--expires 90d``), is revoked (``ews users revoke``:
-for good, until ``rotate`` issues a new one), is replaced (``rotate``), or its user is
-disabled (``disable``; ``enable`` lets the same token work again).
+for good, until ``rotate`` issues a new one), is replaced (``rotate``, which keeps the
+user's expiry unless given a new one), or its user is disabled (``disable``; ``enable`` lets
+the same token work again). Revoke, rotate and disable also end the user's page sessions.
+
+The first :data:`PREFIX_LEN` characters of each token are stored beside its hash: the
+sign-in limiter (:class:`FailureLimiter`) lets a user's token through from an address that
+is refused for its failures, without a guess getting a token looked up.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy import bindparam, select
 from ews.db import ROLES, AppDatabase, User, utcnow
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+PREFIX_LEN = 8
 DURATION = re.compile(r"^(\d{1,5})([dhw])$")
 
 
@@ -30,6 +36,10 @@ class UserError(ValueError):
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_prefix(token: str | None) -> str:
+    return (token or "")[:PREFIX_LEN] if TOKEN.match(token or "") else ""
 
 
 def parse_expiry(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
@@ -79,6 +89,7 @@ def create_user(
                 agency=agency,
                 units=[str(u) for u in units or []],
                 token_sha256=hash_token(token),
+                token_prefix=token_prefix(token),
                 token_issued_at=utcnow(),
                 expires_at=expires_at,
                 email=email,
@@ -111,27 +122,47 @@ def _log_admin(s: object, what: str, username: str, **detail: object) -> None:
     )
 
 
-def _change(db: AppDatabase, username: str, what: str, **changes: object) -> None:
+_KEEP = object()
+
+
+def _change(
+    db: AppDatabase, username: str, what: str, end_sessions: bool = False, **changes: object
+) -> None:
+    from api.sessions import end_user_sessions
+
     with db.write() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None:
             raise UserError(f"no user {username!r}")
+        if changes.get("expires_at") is _KEEP:
+            del changes["expires_at"]
+            if user.expires_at is not None and user.expires_at <= utcnow():
+                raise UserError(
+                    f"{username}'s expiry has passed ({user.expires_at:%Y-%m-%d %H:%M}): "
+                    "give a new one with --expires (or --expires never)"
+                )
         for k, v in changes.items():
             setattr(user, k, v)
+        if end_sessions:
+            end_user_sessions(s, user.id, f"user {what}")
         _log_admin(s, f"user {what}", username)
 
 
 def rotate_token(db: AppDatabase, username: str, expires: str | None = None) -> str:
-    """Give a user a new token (the old one stops working at once) and return it."""
+    """Give a user a new token (the old one and the user's page sessions stop working at
+    once) and return it. The user keeps their expiry unless ``expires`` gives a new one
+    ('90d', or 'never')."""
     token = secrets.token_urlsafe(32)
     _change(
         db,
         username,
         "rotate",
+        end_sessions=True,
         token_sha256=hash_token(token),
+        token_prefix=token_prefix(token),
         token_issued_at=utcnow(),
         revoked_at=None,
-        expires_at=parse_expiry(expires),
+        expires_at=_KEEP if expires is None else parse_expiry(expires),
     )
     return token
 
@@ -145,13 +176,16 @@ def revoke_token(db: AppDatabase, username: str) -> None:
         db,
         username,
         "revoke",
+        end_sessions=True,
         token_sha256=hash_token(secrets.token_urlsafe(32)),  # nobody holds this token
+        token_prefix=None,
         revoked_at=utcnow(),
     )
 
 
 def set_active(db: AppDatabase, username: str, active: bool) -> None:
-    _change(db, username, "enable" if active else "disable", active=active)
+    """Disable (page sessions end) or enable a user."""
+    _change(db, username, "enable" if active else "disable", not active, active=active)
 
 
 _USER_COLUMNS = ("id", "username", "role", "agency", "units", "active", "expires_at")
@@ -181,37 +215,73 @@ def list_users(db: AppDatabase) -> list[User]:
         return list(s.scalars(select(User).order_by(User.username)))
 
 
+_KNOWN_PREFIX = (
+    select(User.id).where(User.token_prefix == bindparam("p"), User.active.is_(True)).limit(1)
+)
+
+
 class FailureLimiter:
-    """Slows guessing: after ``limit`` failed sign-ins from one client within ``window``
-    seconds, that client is refused (429) until the window has passed. In process memory:
-    each worker counts its own failures."""
+    """Slows guessing, not users. Failed sign-ins are counted per client address (the one
+    the server sees: X-Forwarded-For counts only from the proxies given to ``ews serve
+    --forwarded-allow-ips``) and per token prefix. After ``limit`` failures within ``window``
+    seconds, a request from that address, or presenting that prefix, is refused (429)
+    without its token being looked up, unless the token's prefix is a user's (a user's
+    valid token is never refused for others' failures). In process memory: each worker
+    counts its own failures."""
 
     def __init__(self, limit: int = 10, window: float = 60.0) -> None:
         self.limit, self.window = limit, window
-        self._fails: dict[str, deque[float]] = {}
+        self._fails: dict[tuple[str, str], deque[float]] = {}
+        self._good: set[str] = set()
         self._lock = threading.Lock()
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(client, deque())
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
         while q and q[0] <= now - self.window:
             q.popleft()
         return q
 
-    def retry_after(self, client: str) -> int:
-        """Seconds the client must wait (0: may try)."""
+    def _wait(self, key: tuple[str, str], now: float) -> int:
+        if key not in self._fails:
+            return 0
+        q = self._recent(key, now)
+        if not q:
+            del self._fails[key]
+            return 0
+        return int(q[0] + self.window - now) + 1 if len(q) >= self.limit else 0
+
+    def retry_after(
+        self, client: str, token: str | None = None, db: AppDatabase | None = None
+    ) -> int:
+        """Seconds the client must wait before this token is looked up (0: look it up)."""
+        prefix = token_prefix(token)
         now = time.monotonic()
         with self._lock:
-            if client not in self._fails:
-                return 0
-            q = self._recent(client, now)
-            if not q:
-                del self._fails[client]
-                return 0
-            return int(q[0] + self.window - now) + 1 if len(q) >= self.limit else 0
+            wait = max(self._wait(("client", client), now), self._wait(("prefix", prefix), now))
+            known = prefix in self._good
+        if not wait or known:
+            return 0
+        if prefix and db is not None:
+            with db.read_conn() as c:
+                if c.execute(_KNOWN_PREFIX, {"p": prefix}).first() is not None:
+                    return 0
+        return wait
 
-    def fail(self, client: str) -> None:
+    def fail(self, client: str, token: str | None = None) -> None:
         now = time.monotonic()
+        prefix = token_prefix(token)
         with self._lock:
             if len(self._fails) > 100_000:  # bounded memory under a flood of clients
                 self._fails.clear()
-            self._recent(client, now).append(now)
+            self._recent(("client", client), now).append(now)
+            if prefix:
+                self._recent(("prefix", prefix), now).append(now)
+
+    def succeed(self, token: str) -> None:
+        """A token worked: its prefix is a user's."""
+        if token_prefix(token) in self._good:
+            return
+        with self._lock:
+            if len(self._good) > 100_000:
+                self._good.clear()
+            self._good.add(token_prefix(token))

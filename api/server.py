@@ -17,7 +17,20 @@ from typing import Any
 APP = "api.app:create_app"
 # uvicorn settings of `ews serve` (benchmarks/bench_api.py serves its bare endpoint with them).
 # No access log: every access to an officer's record is in the audit log already.
-UVICORN: dict[str, Any] = {"log_level": "warning"}
+# No X-Forwarded-For unless `--forwarded-allow-ips` names the proxies (uvicorn would believe
+# it from 127.0.0.1, and the sign-in limiter keys on the client's address).
+UVICORN: dict[str, Any] = {"log_level": "warning", "proxy_headers": False}
+
+
+def uvicorn_options(forwarded_allow_ips: str = "") -> dict[str, Any]:
+    """The uvicorn settings of `ews serve`: forwarded headers believed only from the proxies
+    listed (comma-separated addresses or networks; empty: none)."""
+    ips = forwarded_allow_ips.strip()
+    if not ips:
+        return dict(UVICORN)
+    return {**UVICORN, "proxy_headers": True, "forwarded_allow_ips": ips}
+
+
 BACKLOG = 2048
 
 

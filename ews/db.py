@@ -16,6 +16,8 @@ Tables:
 - ``officer_units``: each officer's current unit (the unit at the newest scored date), the
   one fact a supervisor's scope is decided on.
 - ``users``: roles, scopes, token hashes, expiry, e-mail address (``ews notify``).
+- ``web_sessions``: the pages' sign-in sessions (the SHA-256 of the cookie's random id, the
+  user, the idle and absolute expiry, when and why it ended).
 - ``notices``, ``notice_items`` and ``notify_policy``: what ``ews notify`` sent, to whom,
   about which flags, and each agency's reminder and escalation days (:mod:`ews.notify`).
 - ``reviews`` and ``flag_status``: the review workflow of each flag (every step, and the
@@ -262,6 +264,24 @@ class User(Base):
     token_issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     email: Mapped[str | None] = mapped_column(String(EMAIL_LEN), nullable=True)  # ews notify
+    # the first characters of the current token: lets the sign-in limiter tell a user's
+    # token from a guess without looking the token up (api.security)
+    token_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+
+
+class WebSession(Base):
+    """A sign-in on the pages: the cookie holds a random id, this row its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
 
 class Review(Base):

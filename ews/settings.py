@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # reviewers' pages when the model or the runs change (EWS_BUILD_REPORTS=false: on view)
     build_reports: bool = True
     drift: DriftSettings = Field(default_factory=DriftSettings)  # when `ews drift` alerts
+    # page sessions (`ews serve`): ended after this many idle minutes, and this many hours
+    # after sign-in whatever happens
+    session_idle_minutes: float = Field(default=30, gt=0)
+    session_hours: float = Field(default=12, gt=0)
+    # supervisors see the flagged and previously flagged officers of their units; an admin
+    # may widen that to every scored officer of their units
+    supervisors_see_all_scored: bool = False
     # the key of the audit chain's HMACs (EWS_AUDIT_KEY_FILE): a file outside the database,
     # created with mode 0600 when the database is first migrated (default EWS_HOME/audit.key)
     audit_key_file: Path | None = None

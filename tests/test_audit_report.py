@@ -447,14 +447,18 @@ def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
         "supervisor": create_user(db, "page.sgt", "supervisor", AGENCY, ["u1"]),
     }
     with TestClient(create_app(get_settings())) as c:
-        c.post("/signin", data={"token": tokens["supervisor"]})
+        c.post(
+            "/signin", data={"token": tokens["supervisor"]}, headers={"Origin": "http://testserver"}
+        )
         assert "Audit report" not in c.get("/flags").text  # no link to what is not theirs
         audit_log = c.get("/audit")
         assert audit_log.status_code == 403
         for url in ("/model-card", "/audit-report", "/audit-report.pdf"):
             r = c.get(url)
             assert r.status_code == 403 and r.text == audit_log.text, url
-        c.post("/signin", data={"token": tokens["reviewer"]})
+        c.post(
+            "/signin", data={"token": tokens["reviewer"]}, headers={"Origin": "http://testserver"}
+        )
         card = c.get("/model-card")
         assert card.status_code == 200 and "The champion" in card.text
         assert "Audit report" in card.text and "/audit-report.pdf" in card.text

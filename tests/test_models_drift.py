@@ -252,7 +252,9 @@ def test_api_and_page(world: dict[str, Any]) -> None:
         assert get("sgt", f"/api/drift/{run['id']}/report").status_code == 403
 
         # the page: signed in by cookie, a table with a caption and headers, links by id
-        c.post("/signin", data={"token": tokens["reviewer"]})
+        c.post(
+            "/signin", data={"token": tokens["reviewer"]}, headers={"Origin": "http://testserver"}
+        )
         page = c.get("/drift")
         assert page.status_code == 200
         assert f"<caption>Drift checks of {AGENCY}, newest first</caption>" in page.text
@@ -263,7 +265,7 @@ def test_api_and_page(world: dict[str, Any]) -> None:
         linked = c.get(f"/drift/{run['id']}/report")
         assert linked.status_code == 200 and "<title>ews drift report" in linked.text
         c.cookies.clear()
-        c.post("/signin", data={"token": tokens["sgt"]})
+        c.post("/signin", data={"token": tokens["sgt"]}, headers={"Origin": "http://testserver"})
         assert c.get("/drift").status_code == 403
         assert 'href="/drift"' not in c.get("/flags").text
 

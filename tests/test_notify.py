@@ -318,7 +318,11 @@ def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) 
     token = create_user(world.db, "cmdr.7", "commander", "demo", ["7"], email="c7@agency.test")
     with TestClient(create_app(world.settings)) as c:
         # the supervisor's queue today: 3 flags of unit 12, all new, due in 14 days
-        c.post("/signin", data={"token": world.tokens["sgt12"]})
+        c.post(
+            "/signin",
+            data={"token": world.tokens["sgt12"]},
+            headers={"Origin": "http://testserver"},
+        )
         page = c.get("/flags", params={"agency": "demo"}).text
         assert "Your review queue in demo" in page
         assert (
@@ -335,21 +339,29 @@ def test_pages_queue_commander_and_notices(world: Any, smtp: tuple[Inbox, str]) 
     assert _run("notify", "--smtp", "--smtp-url", url)[0] == 0
     assert len(inbox.of("escalation")) == 1
     with TestClient(create_app(world.settings)) as c:
-        c.post("/signin", data={"token": world.tokens["sgt12"]})
+        c.post(
+            "/signin",
+            data={"token": world.tokens["sgt12"]},
+            headers={"Origin": "http://testserver"},
+        )
         page = c.get("/flags", params={"agency": "demo"}).text
         # unit 12: a1 and m2 at OLD overdue, a1 at NEW due soon
         assert (
             "0 new, due later</a> · <strong>1 due soon</strong>" in page and ">2 overdue<" in page
         )
         c.cookies.clear()
-        c.post("/signin", data={"token": token})
+        c.post("/signin", data={"token": token}, headers={"Origin": "http://testserver"})
         page = c.get("/flags", params={"agency": "demo"}).text
         assert "Queues of the supervisors of your units" in page
         assert '<td>sgt.ray</td><td>7</td><td>0</td><td>2</td><td><strong class="overdue">2' in page
         assert "2 flags escalated to you so far" in page
         assert "sgt.lee" not in page  # unit 12 is not the commander's
         c.cookies.clear()
-        c.post("/signin", data={"token": world.tokens["reviewer"]})
+        c.post(
+            "/signin",
+            data={"token": world.tokens["reviewer"]},
+            headers={"Origin": "http://testserver"},
+        )
         page = c.get("/timeliness", params={"agency": "demo"}).text
         assert "Notices sent (ews notify)" in page
         assert "escalations: 1 (naming 2 overdue flags)" in page

@@ -25,8 +25,11 @@ def world(tmp_path: Path) -> Iterator[tuple[TestClient, World]]:
     w.db.dispose()
 
 
+SAME_SITE = {"Origin": "http://testserver"}  # what a browser sends from the sign-in page
+
+
 def _signin(c: TestClient, w: World, who: str) -> str:
-    r = c.post("/signin", data={"token": w.tokens[who]})
+    r = c.post("/signin", data={"token": w.tokens[who]}, headers=SAME_SITE)
     assert r.status_code == 200 and r.url.path == "/flags", r.text
     return re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)  # type: ignore[union-attr]
 
@@ -34,11 +37,11 @@ def _signin(c: TestClient, w: World, who: str) -> str:
 def test_sign_in_and_out(world) -> None:  # type: ignore[no-untyped-def]
     c, w = world
     assert c.get("/flags").url.path == "/signin"
-    bad = c.post("/signin", data={"token": "not-a-working-token-at-all"})
+    bad = c.post("/signin", data={"token": "not-a-working-token-at-all"}, headers=SAME_SITE)
     assert bad.status_code == 401 and "does not work" in bad.text
     csrf = _signin(c, w, "sgt12")
-    cookie = c.cookies.get("ews_token")
-    assert cookie == w.tokens["sgt12"]
+    cookie = c.cookies.get("ews_session")
+    assert cookie and cookie != w.tokens["sgt12"]  # a session's id, never the token
     assert c.post("/signout", data={"csrf": "forged"}).status_code == 403
     assert c.post("/signout", data={"csrf": csrf}).url.path == "/signin"
     assert c.get("/flags").url.path == "/signin"

@@ -79,18 +79,43 @@ def _sign_in(page: Any, base: str, token: str) -> None:
 
 
 @contextmanager
-def _signed_in(base: str, token: str, width: int = 1280) -> Iterator[Any]:
-    """A page of Debian's chromium ``width`` px wide, signed in with ``token``."""
+def _browser_page(width: int = 1280) -> Iterator[Any]:
+    """A page of Debian's chromium ``width`` px wide; on leaving, no Content-Security-Policy
+    of the service was violated (the console names every blocked script, style or image)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
-            _sign_in(page, base, token)
+            blocked: list[str] = []
+            page.on(
+                "console",
+                lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             yield page
+            assert blocked == []
         finally:
             browser.close()
+
+
+@contextmanager
+def _signed_in(base: str, token: str, width: int = 1280) -> Iterator[Any]:
+    """A page of Debian's chromium ``width`` px wide, signed in with ``token`` (a session)."""
+    with _browser_page(width) as page:
+        _sign_in(page, base, token)
+        yield page
+
+
+def test_api_docs_work_offline_under_their_csp(served) -> None:  # type: ignore[no-untyped-def]
+    base, _ = served
+    with _browser_page() as page:
+        page.goto(base + "/docs")
+        page.locator(".swagger-ui .info .title").wait_for()
+        assert "ews: early-intervention system" in page.locator(".swagger-ui .info").inner_text()
+        page.locator(".opblock-summary").first.click()  # an operation opens
+        page.locator(".opblock-body").first.wait_for()
+        _shot(page, "api-docs")
 
 
 def _step(page: Any, status: str, **fields: str) -> None:

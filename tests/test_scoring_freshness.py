@@ -67,7 +67,9 @@ def test_a_stored_run_past_the_data_is_marked_stale(client) -> None:  # type: ig
     officer = c.get("/api/officers/demo/a1", params={"as_of": STALE_DAY.isoformat()}, headers=head)
     assert officer.json()["flag"]["stale"] is True
 
-    r = c.post("/signin", data={"token": w.tokens["sgt12"]})
+    r = c.post(
+        "/signin", data={"token": w.tokens["sgt12"]}, headers={"Origin": "http://testserver"}
+    )
     assert r.status_code == 200
     page = c.get("/flags", params={"agency": "demo", "as_of": STALE_DAY.isoformat()}).text
     assert re.search(r"Stale: these flags were scored on data that end 2023-11-21", page)

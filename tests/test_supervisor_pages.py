@@ -123,7 +123,7 @@ def world(tmp_path: Path) -> Iterator[tuple[TestClient, World]]:
 
 
 def _signin(c: TestClient, w: World, who: str) -> str:
-    r = c.post("/signin", data={"token": w.tokens[who]})
+    r = c.post("/signin", data={"token": w.tokens[who]}, headers={"Origin": "http://testserver"})
     assert r.status_code == 200 and r.url.path == "/flags", r.text
     return re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)  # type: ignore[union-attr]
 

@@ -4,11 +4,15 @@ the disparities of the flags. Each is limited to the reviewer's agency."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.deps import AgencyQuery, DbDep, NameQuery, SettingsDep, require_roles
 from api.routes.flags import json_response
@@ -142,12 +146,64 @@ def audit_entries(
     return data
 
 
-@router.get("/audit/verify", response_model=ChainOut)
-def audit_verify(db: DbDep, request: Request, user: User = Auditor) -> Response:
-    """Walk the whole audit chain and say whether it is intact (or where it breaks)."""
+@dataclass
+class ChainView:
+    """What ``user`` may know of the chain: whether it is intact and, for a user limited to
+    an agency, the count and newest entry of that agency's entries only."""
+
+    ok: bool
+    entries: int
+    head_id: int
+    head_hash: str
+    first_bad_id: int | None
+    problem: str | None
+    agency: str | None
+
+    def summary(self) -> str:
+        whose = f"{self.agency}'s entries: " if self.agency else ""
+        if self.ok:
+            return (
+                f"audit chain intact: {whose}{self.entries} entries, newest entry "
+                f"{self.head_id} hash {self.head_hash}"
+            )
+        at = f" at entry {self.first_bad_id}" if self.first_bad_id is not None else ""
+        return f"audit chain BROKEN{at}: {self.problem}"
+
+
+def chain_view(db: AppDatabase, user: User) -> ChainView:
+    """Walk the whole chain (:func:`ews.audit.verify`); tell an agency-limited user only
+    their agency's count and head, and where it breaks only when that entry is theirs."""
     from ews.audit import verify
 
     v = verify(db)
+    if user.agency is None:
+        return ChainView(v.ok, v.entries, v.head_id, v.head_hash, v.first_bad_id, v.problem, None)
+    with db.read_conn() as c:
+        mine = AuditLog.agency == user.agency
+        n = c.execute(select(func.count()).select_from(AuditLog).where(mine)).scalar() or 0
+        head = c.execute(
+            select(AuditLog.id, AuditLog.entry_hash).where(mine).order_by(AuditLog.id.desc())
+        ).first()
+        bad = None
+        if v.first_bad_id is not None:
+            bad = c.execute(select(AuditLog.agency).where(AuditLog.id == v.first_bad_id)).first()
+    ours = bad is not None and bad[0] == user.agency
+    return ChainView(
+        v.ok,
+        int(n),
+        int(head[0]) if head else 0,
+        str(head[1]) if head else "",
+        v.first_bad_id if ours else None,
+        (v.problem if ours else "the break is outside your agency's entries") if not v.ok else None,
+        user.agency,
+    )
+
+
+@router.get("/audit/verify", response_model=ChainOut)
+def audit_verify(db: DbDep, request: Request, user: User = Auditor) -> Response:
+    """Walk the whole audit chain and say whether it is intact (or where it breaks). A user
+    limited to an agency gets the count and newest entry of their agency's entries only."""
+    v = chain_view(db, user)
     log_now(db, user, "read", request.url.path, user.agency, view="audit verify", ok=v.ok)
     return json_response(
         {
@@ -203,6 +259,66 @@ def audit_disparities(
     return json_response(report)
 
 
+T = TypeVar("T")
+
+
+class TooSoon(Exception):
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"the report was rebuilt moments ago: try again in {wait} s")
+        self.wait = wait
+
+
+class RebuildGate:
+    """Builds of an agency's audit report (tens of seconds each): one at a time per agency (a
+    request that finds one running waits for it and serves what it built), and a rebuild at
+    most once per ``interval`` seconds per agency (:class:`TooSoon` otherwise)."""
+
+    def __init__(self, interval: float = 300.0) -> None:
+        self.interval = interval
+        self._locks: dict[str, threading.Lock] = {}
+        self._built: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def run(self, agency: str, rebuild: bool, build: Callable[[bool], T]) -> T:
+        """``build(rebuild)`` under the agency's lock; a caller that had to wait for another
+        build serves its result (``build(False)``)."""
+        with self._lock:
+            lock = self._locks.setdefault(agency, threading.Lock())
+        if not lock.acquire(blocking=False):
+            with lock:  # another build is running: wait for it and use what it wrote
+                return build(False)
+        try:
+            if rebuild:
+                wait = self.claim(agency)
+                if wait:
+                    raise TooSoon(wait)
+            return build(rebuild)
+        finally:
+            lock.release()
+
+    def claim(self, agency: str) -> int:
+        """Count a rebuild of ``agency`` now and return 0, or the seconds until one may be
+        (the last was less than ``interval`` ago)."""
+        with self._lock:
+            since = time.monotonic() - self._built.get(agency, -1e12)
+            if since < self.interval:
+                return int(self.interval - since) + 1
+            self._built[agency] = time.monotonic()
+            return 0
+
+
+def gated_report(
+    gate: RebuildGate, agency: str, settings: Any, db: AppDatabase, rebuild: bool
+) -> dict[str, Any]:
+    """:func:`models.audit_report.report_figures` through the gate (single flight, and
+    rebuilds limited)."""
+    from models import audit_report
+
+    return gate.run(
+        agency, rebuild, lambda again: audit_report.report_figures(agency, settings, db, again)
+    )
+
+
 @router.get("/audit/report")
 def audit_report(
     db: DbDep,
@@ -215,7 +331,7 @@ def audit_report(
     """The figures of the agency's audit report (reviewers and admins): the newest written by
     `ews audit-report` or the pages, or built now when none was (or ``rebuild``). The same
     report as HTML and PDF is on the reviewers' page /audit-report."""
-    from models.audit_report import ReportError, report_figures
+    from models.audit_report import ReportError
 
     path = request.url.path
     with db.session() as s:
@@ -223,7 +339,12 @@ def audit_report(
     if not visible:
         not_found(db, user, path, agency)
     try:
-        data = report_figures(agency, settings, db, rebuild)
+        data = gated_report(request.app.state.rebuilds, agency, settings, db, rebuild)
+    except TooSoon as e:
+        log_now(db, user, "refused", path, agency, why="report rebuilt moments ago")
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, str(e), headers={"Retry-After": str(e.wait)}
+        ) from e
     except ReportError as e:
         log_now(db, user, "not_found", path, agency, why=str(e))
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, Text
+from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, SettingsDep, Text
 from api.routes.flags import freshness, json_response
 from api.scope import NOT_FOUND, NOTICE, forbidden, log, log_now, not_found, officer_visible
 from ews.audit import append
@@ -196,6 +196,7 @@ def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatu
 def officer(
     user: CurrentUser,
     db: DbDep,
+    settings: SettingsDep,
     request: Request,
     agency: AgencyPath,
     officer_id: OfficerPath,
@@ -203,9 +204,11 @@ def officer(
 ) -> Response:
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
-    home = request.app.state.settings.home
+    wide = settings.supervisors_see_all_scored
     return json_response(
-        officer_detail(db, user, request.url.path, agency, officer_id, as_of, home=home)
+        officer_detail(
+            db, user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
+        )
     )
 
 
@@ -216,13 +219,15 @@ def officer_detail(
     agency: str,
     officer_id: str,
     as_of: dt.date | None = None,
+    all_scored: bool = False,
     home: Path | None = None,
 ) -> dict[str, Any]:
-    """What ``user`` may read of one officer (raises the service's 404 otherwise), logged;
-    ``home`` (the workspace) tells the data end of a flag scored before it was recorded."""
+    """What ``user`` may read of one officer (raises the service's 404 otherwise), logged.
+    ``all_scored``: supervisors see unflagged officers of their units too; ``home`` (the
+    workspace) tells the data end of a flag scored before it was recorded."""
     key = {"agency": agency, "officer": officer_id}
     with db.read_conn() as c:
-        visible = officer_visible(c, user, agency, officer_id)
+        visible = officer_visible(c, user, agency, officer_id, all_scored)
         flags = list(c.execute(_FLAGS_OF, key)) if visible else []
         chosen = [f for f in flags if as_of is None or f.as_of_date == as_of]
         if chosen:
@@ -292,6 +297,7 @@ def _check_fields(review: ReviewIn) -> str | None:
 def add_review(
     user: CurrentUser,
     db: DbDep,
+    settings: SettingsDep,
     request: Request,
     agency: AgencyPath,
     officer_id: OfficerPath,
@@ -304,7 +310,14 @@ def add_review(
     """Record one step of the review workflow of a flag (supervisors of the officer's current
     unit, and admins). The step and its audit entry are written in one transaction."""
     code, payload = record_step(
-        db, user, request.url.path, agency, officer_id, review, idempotency_key
+        db,
+        user,
+        request.url.path,
+        agency,
+        officer_id,
+        review,
+        idempotency_key,
+        all_scored=settings.supervisors_see_all_scored,
     )
     return json_response(payload, code)
 
@@ -317,6 +330,7 @@ def record_step(
     officer_id: str,
     review: ReviewIn,
     idempotency_key: str | None = None,
+    all_scored: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Check and write one workflow step (raises the service's 403/404/409/422); returns
     (201 or 200 for a repeated step, the step recorded)."""
@@ -331,7 +345,7 @@ def record_step(
     outcome: tuple[int, Any]
     with db.write() as s:
         flag = None
-        if officer_visible(s, user, agency, officer_id):
+        if officer_visible(s, user, agency, officer_id, all_scored):
             flag = s.execute(
                 select(Flag, ScoringRun)
                 .join(ScoringRun, ScoringRun.id == Flag.run_id)

@@ -72,6 +72,40 @@ def _waiting(
     )
 
 
+def _stored_file(
+    request: Request,
+    session: Session,
+    db: AppDatabase,
+    settings: Any,
+    agency: str | None,
+    title: str,
+    ext: str,
+) -> tuple[HTMLResponse | None, Any]:
+    """The agency's stored report file (``json``: the model card's figures, ``html``: the
+    report) as ``(None, (agency, path, context, state))``, or the page to answer instead:
+    no agency, a report that cannot be built, or the notice while the first one is built."""
+    from models.audit_report import ReportError, stored_report
+
+    agencies, name = _agency(session, db, agency)
+    context: dict[str, Any] = {
+        "title": title,
+        "nav": title.lower().replace(" ", "_"),
+        "agencies": [a["agency"] for a in agencies],
+        "agency": name,
+        "data": None,
+    }
+    if name is None:
+        return render(request, "model_card.html", session, error="No agency yet.", **context), None
+    try:
+        state = _status(db, settings, name)
+    except (ReportError, LookupError, ValueError) as e:
+        return render(request, "model_card.html", session, error=str(e), **context), None
+    path = stored_report(name, ext, settings.home)
+    if path is None:
+        return _waiting(request, session, context, state), None
+    return None, (name, path, context, state)
+
+
 @router.get("/model-card", response_class=HTMLResponse)
 def model_card_page(
     session: PageSession,
@@ -80,26 +114,12 @@ def model_card_page(
     request: Request,
     agency: str | None = None,
 ) -> HTMLResponse:
-    from models.audit_report import ReportError, stored_report
 
     _reviewer(session, db, "/model-card")
-    agencies, name = _agency(session, db, agency)
-    context: dict[str, Any] = {
-        "title": "Model card",
-        "nav": "model_card",
-        "agencies": [a["agency"] for a in agencies],
-        "agency": name,
-        "data": None,
-    }
-    if name is None:
-        return render(request, "model_card.html", session, error="No agency yet.", **context)
-    try:
-        state = _status(db, settings, name)
-    except (ReportError, LookupError, ValueError) as e:
-        return render(request, "model_card.html", session, error=str(e), **context)
-    path = stored_report(name, "json", settings.home)
-    if path is None:
-        return _waiting(request, session, context, state)
+    page, found = _stored_file(request, session, db, settings, agency, "Model card", "json")
+    if page is not None:
+        return page
+    name, path, context, state = found
     data = json.loads(path.read_text())
     log_now(db, session.user, "read", "/model-card", name, view="model card")
     return render(
@@ -121,26 +141,12 @@ def audit_report_page(
 ) -> Response:
     """The audit report of the agency as `ews audit-report` writes it, under the site's
     header (navigation, sign-out) and a bar with its PDF link."""
-    from models.audit_report import ReportError, stored_report
 
     _reviewer(session, db, "/audit-report")
-    agencies, name = _agency(session, db, agency)
-    context: dict[str, Any] = {
-        "title": "Audit report",
-        "nav": "audit_report",
-        "agencies": [a["agency"] for a in agencies],
-        "agency": name,
-        "data": None,
-    }
-    if name is None:
-        return render(request, "model_card.html", session, error="No agency yet.", **context)
-    try:
-        state = _status(db, settings, name)
-    except (ReportError, LookupError, ValueError) as e:
-        return render(request, "model_card.html", session, error=str(e), **context)
-    path = stored_report(name, "html", settings.home)
-    if path is None:
-        return _waiting(request, session, context, state)
+    page, found = _stored_file(request, session, db, settings, agency, "Audit report", "html")
+    if page is not None:
+        return page
+    name, path, context, state = found
     log_now(db, session.user, "read", "/audit-report", name, view="audit report")
     bar = templates.get_template("_report_bar.html").render(
         user=session.user,

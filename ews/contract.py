@@ -170,7 +170,9 @@ def normalize(df: pd.DataFrame, table: str) -> pd.DataFrame:
         out["reported_date"] = out["reported_date"].fillna(out["event_date"])
     for col in df.columns:
         if col not in COLUMNS[table]:
-            out[col] = df[col].astype("string")
+            s = df[col].astype("string")
+            # an empty category_group is no group (the spec's fallback applies), as in Parquet
+            out[col] = s.mask(s.str.len() == 0) if col == CATEGORY_GROUP else s
     return out.reset_index(drop=True)
 
 

@@ -585,6 +585,21 @@ class _Ctx:
         return f.due is not None and (self.today - f.due).days > self.escalate_days
 
 
+def _to(
+    user: User, kind: str, ctx: _Ctx, subject: str, body: str, flags: list[OpenFlag]
+) -> Message:
+    """One message of ``kind`` to ``user`` about ``flags``."""
+    return Message(
+        kind,
+        ctx.agency,
+        user.username,
+        user.email,
+        subject,
+        body,
+        [(f.officer_id, f.as_of) for f in flags],
+    )
+
+
 def _new_flags(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
     fresh = ctx.fresh("new_flags", user, [f for f in mine if f.status == "new"])
     if not fresh:
@@ -607,17 +622,7 @@ def _new_flags(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
             FOOTER,
         ]
     )
-    return [
-        Message(
-            "new_flags",
-            ctx.agency,
-            user.username,
-            user.email,
-            subject,
-            body,
-            [(f.officer_id, f.as_of) for f in fresh],
-        )
-    ]
+    return [_to(user, "new_flags", ctx, subject, body, fresh)]
 
 
 def _reminders(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
@@ -639,17 +644,7 @@ def _reminders(ctx: _Ctx, user: User, mine: list[OpenFlag]) -> list[Message]:
             FOOTER,
         ]
     )
-    return [
-        Message(
-            "reminder",
-            ctx.agency,
-            user.username,
-            user.email,
-            subject,
-            body,
-            [(f.officer_id, f.as_of) for f in fresh],
-        )
-    ]
+    return [_to(user, "reminder", ctx, subject, body, fresh)]
 
 
 def _escalations(ctx: _Ctx, user: User, mine: list[OpenFlag], people: list[User]) -> list[Message]:
@@ -682,17 +677,7 @@ def _escalations(ctx: _Ctx, user: User, mine: list[OpenFlag], people: list[User]
             FOOTER,
         ]
     )
-    return [
-        Message(
-            "escalation",
-            ctx.agency,
-            user.username,
-            user.email,
-            subject,
-            body,
-            [(f.officer_id, f.as_of) for f in fresh],
-        )
-    ]
+    return [_to(user, "escalation", ctx, subject, body, fresh)]
 
 
 def unit_table(flags: list[OpenFlag], today: dt.date, review_days: int) -> list[dict[str, Any]]:

@@ -440,7 +440,6 @@ def test_pages_for_reviewers_only(world: dict[str, Any]) -> None:
     from api.app import create_app
     from api.security import create_user
     from ews.settings import get_settings
-
     from models.audit_report import refresh_report
 
     db = world["db"]

@@ -48,10 +48,29 @@ SLOW_FILES = {
 }
 
 
+# The longest files start first, so that across the xdist workers (scripts/test.sh runs one
+# per core, a file per worker) no long file is left to run alone at the end; the others keep
+# their order.
+LONGEST_FIRST = (
+    "test_readme_commands.py",
+    "test_features_build.py",
+    "test_features_spark.py",
+    "test_audit_report.py",
+    "test_benchmarks.py",
+    "test_flag_reasons.py",
+    "test_code_quality.py",
+    "test_notebooks.py",
+    "test_models_cli.py",
+    "test_pages_browser.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order
 
 
 @pytest.hookimpl(hookwrapper=True)

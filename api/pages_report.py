@@ -114,7 +114,6 @@ def model_card_page(
     request: Request,
     agency: str | None = None,
 ) -> HTMLResponse:
-
     _reviewer(session, db, "/model-card")
     page, found = _stored_file(request, session, db, settings, agency, "Model card", "json")
     if page is not None:

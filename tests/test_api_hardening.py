@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from api.app import create_app
 from ews.db import AuditLog, User
-from tests._service import NEW, World, auth, build_world
+from tests._service import NEW, World, auth, build_world, served_in_thread
 
 SAME_SITE = {"Origin": "http://testserver"}
 
@@ -172,22 +171,6 @@ def test_sessions_expired_long_ago_are_deleted(sqlite_world) -> None:  # type: i
 # -- 4. the limiter --------------------------------------------------------------------------
 
 
-def _serve(app: Any, options: dict[str, Any]) -> tuple[Any, threading.Thread, str]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("proxies", ["", "127.0.0.1"])
 def test_forwarded_for_gives_no_extra_guesses(tmp_path: Path, proxies: str) -> None:
     """Served as `ews serve` serves (api.server.uvicorn_options): from 127.0.0.1, rotating
@@ -196,37 +179,33 @@ def test_forwarded_for_gives_no_extra_guesses(tmp_path: Path, proxies: str) -> N
     from api.server import uvicorn_options
 
     w = build_world(tmp_path / "home", f"sqlite:///{tmp_path / 'app.db'}")
-    server, thread, base = _serve(create_app(w.settings), uvicorn_options(proxies))
-    try:
-        with httpx.Client(base_url=base) as h:
-            codes = [
-                h.get(
-                    "/api/me",
-                    headers={
-                        "Authorization": f"Bearer g{i:04d}-guess-xxxxxxxxxxxxxxxxx",
-                        "X-Forwarded-For": f"10.9.{i // 250}.{i % 250}",
-                    },
-                ).status_code
-                for i in range(30)
-            ]
-            valid = h.get(
-                "/api/me", headers=auth(w.tokens["sgt12"]) | {"X-Forwarded-For": "10.9.0.1"}
-            )
-            if proxies:  # a listed proxy: each forwarded address is a client of its own
-                assert codes == [401] * 30
-            else:  # the address the server sees: ten guesses, then refused
-                assert codes == [401] * 10 + [429] * 20
-            assert valid.status_code == 200, valid.text
-            # the same guesses under one forwarded address are limited behind the proxy too
-            spoof = {"X-Forwarded-For": "10.8.8.8"}
-            more = [
-                h.get("/api/me", headers=auth(f"other-guess-{i:04d}-xxxxxxxxxxx") | spoof)
-                for i in range(12)
-            ]
-            assert more[-1].status_code == 429
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        served_in_thread(create_app(w.settings), **uvicorn_options(proxies)) as base,
+        httpx.Client(base_url=base) as h,
+    ):
+        codes = [
+            h.get(
+                "/api/me",
+                headers={
+                    "Authorization": f"Bearer g{i:04d}-guess-xxxxxxxxxxxxxxxxx",
+                    "X-Forwarded-For": f"10.9.{i // 250}.{i % 250}",
+                },
+            ).status_code
+            for i in range(30)
+        ]
+        valid = h.get("/api/me", headers=auth(w.tokens["sgt12"]) | {"X-Forwarded-For": "10.9.0.1"})
+        if proxies:  # a listed proxy: each forwarded address is a client of its own
+            assert codes == [401] * 30
+        else:  # the address the server sees: ten guesses, then refused
+            assert codes == [401] * 10 + [429] * 20
+        assert valid.status_code == 200, valid.text
+        # the same guesses under one forwarded address are limited behind the proxy too
+        spoof = {"X-Forwarded-For": "10.8.8.8"}
+        more = [
+            h.get("/api/me", headers=auth(f"other-guess-{i:04d}-xxxxxxxxxxx") | spoof)
+            for i in range(12)
+        ]
+        assert more[-1].status_code == 429
     try:
         failed = _count(w, action="sign_in_failed")
         assert failed == (10 if not proxies else 30 + 10)

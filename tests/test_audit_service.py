@@ -5,11 +5,10 @@ service's pools fit the server's max_connections (item 5)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,32 +16,12 @@ import pytest
 
 from api.app import create_app
 from ews.audit import verify
-from tests._service import World, auth, build_world
+from tests._service import World, auth, build_world, served_in_thread
 
 
-@contextmanager
-def serve(w: World) -> Iterator[str]:
+def serve(w: World) -> AbstractContextManager[str]:
     """The app of ``w`` served by uvicorn in a thread; its base URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(w.settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    return served_in_thread(create_app(w.settings))
 
 
 def _status(call: object, i: int) -> int | str:

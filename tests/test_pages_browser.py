@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from tests._service import NAMES, World, build_world, demo_snapshot
+from tests._service import NAMES, World, build_world, demo_snapshot, served_in_thread
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -29,25 +27,11 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, World]]:
-    import uvicorn
 
     home = tmp_path / "home"
     w = build_world(home, f"sqlite:///{tmp_path / 'app.db'}", demo_snapshot(home))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(w.settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", w
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(create_app(w.settings)) as base:
+        yield base, w
     w.db.dispose()
 
 

@@ -16,19 +16,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The rules of models.rules (by key) as a sergeant would say them.
-RULE_WORDS = {
-    "iapro_top_percentile": "a top-5%-of-the-unit warning rule",
-    "cmpd": "a warning rule used by the Charlotte-Mecklenburg police",
-    "miami_dade": "a warning rule used by the Miami-Dade police",
-    "best_single": "a warning rule learned from this agency's past records",
-}
-
 
 def rule_words(rule: Mapping[str, Any]) -> str:
+    from models.rules import RULE_PLAIN_WORDS
+
     key = str(rule.get("name") or rule.get("rule") or "")
-    if key in RULE_WORDS:
-        return RULE_WORDS[key]
+    if key in RULE_PLAIN_WORDS:
+        return RULE_PLAIN_WORDS[key]
     title = str(rule.get("title") or key.replace("_", " ") or "rule")
     return f"the {title}" if "rule" in title else f"the {title} rule"
 

@@ -53,15 +53,6 @@ def note_user(user: User) -> None:
         box["user"] = user
 
 
-def storable(text: str, limit: int = 500) -> str:
-    """``text`` cut to ``limit`` with control characters and lone surrogates written as
-    escapes, so that any database can store it."""
-    return "".join(
-        c if 32 <= ord(c) != 127 and not 0xD800 <= ord(c) <= 0xDFFF else f"\\x{ord(c):02x}"
-        for c in text[:limit]
-    )
-
-
 @dataclass
 class _Window:
     start: float
@@ -147,10 +138,10 @@ class RefusalLog:
                 actor=actor,
                 role=role,
                 action=action,
-                resource=storable(resource),
+                resource=resource,  # made storable by the audit writer
                 agency=agency,
                 officer_id=officer_id,
-                detail={**(detail or {}), "status": status, "client": storable(client, 100)},
+                detail={**(detail or {}), "status": status, "client": client[:100]},
             )
 
     def flush(self, db: AppDatabase) -> None:

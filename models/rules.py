@@ -69,6 +69,13 @@ RULE_TITLES = {
     "iapro_top_percentile": "top-5%-of-the-unit rule (IAPro style)",
     "best_single": "single-count rule learned from the training data",
 }
+# The same rules as a sergeant would say them on the supervisors' pages (no vendor jargon).
+RULE_PLAIN_WORDS = {
+    "iapro_top_percentile": "a top-5%-of-the-unit warning rule",
+    "cmpd": "a warning rule used by the Charlotte-Mecklenburg police",
+    "miami_dade": "a warning rule used by the Miami-Dade police",
+    "best_single": "a warning rule learned from this agency's past records",
+}
 
 
 def rule_title(name: str) -> str:

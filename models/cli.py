@@ -474,6 +474,8 @@ def list_models() -> None:
         ["model", "aliases", "label", "candidate", "trained on"],
         f"{len(rows)} registered model version(s)",
         left=("model", "aliases", "label", "candidate", "trained on"),
+        # a name is copied into `ews models promote NAME VERSION`: never folded mid-word
+        min_widths={"model": min(48, max(len(r["model"]) for r in rows))},
     )
 
 

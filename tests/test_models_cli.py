@@ -244,3 +244,31 @@ def test_score_with_a_champion_per_label_names_the_option_that_chooses(
         text = " ".join(result.output.split())
         assert "several models have the alias 'champion': choose one with" in text
         assert "--model ews-a-sustained (sustained); --model ews-a-force (force)" in text
+
+
+def test_models_list_never_folds_a_name_however_many_versions(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is what `ews models promote NAME VERSION` takes: a crowded registry (CI's
+    shared one held 19 versions) must not break it over two lines of the table."""
+    from models import registry
+
+    rows = [
+        {
+            "name": f"ews-agency{i:02d}-sustained_or_force",
+            "version": str(v),
+            "aliases": ["champion"] if v == 1 else [],
+            "label": "sustained_or_force",
+            "candidate": "hgb[learning_rate=0.05,max_iter=200,max_leaf_nodes=15]",
+            "snapshot_id": "s" * 16,
+            "spec_hash": "h" * 12,
+            "config_hash": "c" * 12,
+            "seed": 0,
+        }
+        for i in range(10)
+        for v in (1, 2)
+    ]
+    monkeypatch.setattr(registry, "list_models", lambda *a, **k: [dict(r) for r in rows])
+    listing = _ok(["models", "list"])
+    for r in rows:
+        assert f"{r['name']} v{r['version']}" in listing

@@ -41,7 +41,15 @@ from models.config import ExperimentError, _json_safe
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Checkpoint", "CheckpointError", "Unit", "code_version", "fingerprint", "summary"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "Unit",
+    "code_version",
+    "fingerprint",
+    "remove",
+    "summary",
+]
 
 FORMAT = 1  # the layout of the files; a checkpoint of another layout is refused
 MANIFEST = "manifest.json"
@@ -165,6 +173,11 @@ def summary(folder: Path) -> int:
     return len(_units(folder)) if (folder / MANIFEST).is_file() else 0
 
 
+def remove(folder: Path) -> None:
+    """Remove the checkpoint in ``folder`` (the run's results are written)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass
 class Checkpoint:
     """The finished units of one run under ``folder`` (see the module docstring); open one
@@ -275,4 +288,4 @@ class Checkpoint:
 
     def clear(self) -> None:
         """Remove the checkpoint (the run's results are written: nothing is left to resume)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove(self.folder)

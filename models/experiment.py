@@ -243,8 +243,11 @@ class Clock:
         if message is not None:
             self.note(message)
         t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            with self.doing(message or name):
+        try:  # the heartbeat names a step by its message (without one: the enclosing work)
+            if message is not None:
+                with self.doing(message):
+                    yield
+            else:
                 yield
         finally:
             key = f"{name.replace(' ', '_')}_s"

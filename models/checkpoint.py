@@ -202,12 +202,6 @@ class Checkpoint:
                 stray.unlink(missing_ok=True)
             return cls(folder, fp)
         n = summary(folder)
-        if not resume:
-            raise CheckpointError(
-                f"{folder} holds the checkpoint of an unfinished run ({n} unit(s) of work "
-                "done): add --resume to continue it, or give a new --out (or delete that "
-                "folder to start over)"
-            )
         try:
             theirs = json.loads(manifest.read_text())["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -218,8 +212,15 @@ class Checkpoint:
         if differ:
             what = "; ".join(f"{PARTS[k]} {theirs.get(k)} there, {fp.get(k)} here" for k in differ)
             raise CheckpointError(
-                f"the checkpoint in {folder} belongs to another run ({what}): resuming would "
-                "mix their results; give a new --out, or delete that folder to start over"
+                f"{folder} holds the checkpoint of another run ({what}): "
+                + ("resuming would mix their results; " if resume else "")
+                + "give a new --out, or delete that folder to start over"
+            )
+        if not resume:
+            raise CheckpointError(
+                f"{folder} holds the checkpoint of an unfinished run of this experiment ({n} "
+                "unit(s) of work done): add --resume to continue it, or give a new --out (or "
+                "delete that folder to start over)"
             )
         return cls(folder, fp, found=n, _manifest_written=True)
 

@@ -178,6 +178,8 @@ def test_a_checkpoint_is_not_reused_without_resume_or_by_another_run(
     with pytest.raises(CheckpointError, match="add --resume to continue it, or give a new --out"):
         _run(agency, features, monkeypatch, progress=False, checkpoint=folder)
     other = _config(seed=_config().seed + 1)
+    with pytest.raises(CheckpointError, match="holds the checkpoint of another run .config hash"):
+        run_experiment(other, agency, tracking=False, progress=False, checkpoint=folder)
     with pytest.raises(CheckpointError, match=f"config hash {_config().hash} there, {other.hash}"):
         run_experiment(
             other,
@@ -244,6 +246,7 @@ def test_checkpoint_files_are_whole_or_absent(tmp_path: Path) -> None:
     again = Checkpoint.open(tmp_path, fp, resume=True)
     unit = again.load("split", "l", "d")
     assert unit is not None and unit.data == {"n": None} and unit.objects == [1, 2]
+    assert unit.frame is not None
     pd.testing.assert_frame_equal(unit.frame, frame)
     assert again.found == 1 and again.loaded == 1
 

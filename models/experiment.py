@@ -426,8 +426,8 @@ class _Run:
         self.rule_notes: dict[str, list[str]] = {}  # a rule's warning -> the test dates
         self.parts: list[pd.DataFrame] = []
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
-        # label -> the deployment's choice: chosen, decision (as a dict), scores, splits used
-        self.deploy_choice: dict[str, tuple[str, dict[str, Any], Any, list[Any]]] = {}
+        # label -> the deployment's choice: the decision, the scores, the splits used
+        self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
         self.deployed: dict[str, str | None] = {}  # label -> the config registered
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
@@ -549,6 +549,8 @@ class _Run:
         """Every choice of ``label``: one per evaluated split, on its validation splits, and
         the deployment's, on the deployment split's; the deployed config is the deployment's
         choice (without a deployment split, the latest split's)."""
+        from models import steps
+
         config = self.config
         n_cands = len(self.checked.candidates)
         self.choices[label] = {}
@@ -586,7 +588,8 @@ class _Run:
         if deploy is not None:
             done = self._load("deploy-choice", label)
             if done is not None:
-                chosen, as_dict = done.data["chosen"], done.data["decision"]
+                kept = {k: v for k, v in done.data["decision"].items() if k != "rule"}
+                decision = steps.Decision(chosen=done.data["chosen"], **kept)
                 scores, used = done.data["scores"], done.data["inner_splits"]
             else:
                 d_inner = self.plan.deploy_inner[label]
@@ -596,12 +599,13 @@ class _Run:
                     f"on {len(d_inner)} validation split(s)"
                 ):
                     decision, scores, used = self.select(label, d_inner)
-                chosen, as_dict = decision.chosen, decision.as_dict()
-                data = {"chosen": chosen, "decision": as_dict, "scores": scores}
-                self._save("deploy-choice", label, data={**data, "inner_splits": used})
-            if chosen is not None:
-                self.deploy_choice[label] = (chosen, as_dict, scores, used)
-                self.deployed[label] = chosen
+                data = {"chosen": decision.chosen, "decision": decision.as_dict()}
+                self._save(
+                    "deploy-choice", label, data={**data, "scores": scores, "inner_splits": used}
+                )
+            if decision.chosen is not None:
+                self.deploy_choice[label] = (decision, scores, used)
+                self.deployed[label] = decision.chosen
                 return
             self._skip(("refit", label))  # nothing to refit
             self.notes.append(f"{label}: no validation split to choose the deployed config on")
@@ -728,7 +732,8 @@ class _Run:
 
         deploy = self.plan.deploy[label]
         self.clock.note(f"{label}: refitting the champion as of {deploy.test_as_of}")
-        chosen, as_dict, scores, used = self.deploy_choice[label]
+        decision, scores, used = self.deploy_choice[label]
+        chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
         self.tick_weight = float(self._rows(label, deploy))
         with (
@@ -759,7 +764,7 @@ class _Run:
             "as_of": deploy.test_as_of.isoformat(),
             "chosen": chosen,
             "scores": scores,
-            "decision": as_dict,
+            "decision": decision.as_dict(),
             "inner_splits": used,
             "train_as_of": [d.isoformat() for d in deploy.train_as_of],
             "train_labels_known_by": deploy.label_known_by.isoformat()

@@ -86,7 +86,11 @@ class Fits:
 
 
 def _run(
-    agency: Path, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, **kw: Any
+    agency: Path,
+    features: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    cfg: ExperimentConfig | None = None,
+    **kw: Any,
 ) -> exp.ExperimentResult:
     """The experiment with a deployment refit (tracking on), its registration left out
     (the CLI test registers for real): what is registered is ``result.champions``."""
@@ -94,7 +98,7 @@ def _run(
 
     monkeypatch.setattr(exp, "register", lambda result: {})
     monkeypatch.setattr(registry, "warm_up", lambda: None)
-    return run_experiment(_config(), agency, tracking=True, features=features, **kw)
+    return run_experiment(cfg or _config(), agency, tracking=True, features=features, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -408,3 +412,32 @@ def test_train_interrupted_then_resumed(
     assert loaded.background is not None
     pd.testing.assert_frame_equal(loaded.background, x, check_dtype=False)
     np.testing.assert_array_equal(loaded.model.predict_proba(x), champ.model.predict_proba(x))
+
+
+def test_with_registry_all_every_fitted_model_survives_a_resume(
+    agency: Path, features: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`registry: all` registers every model fitted at every split: those of the splits read
+    back come from the checkpoint, fitted as the uninterrupted run fitted them."""
+    cfg = _config(registry="all")
+
+    def run(**kw: Any) -> exp.ExperimentResult:
+        return _run(agency, features, monkeypatch, cfg, progress=False, **kw)
+
+    whole = run()
+    folder = tmp_path / "checkpoint"
+    stop = Stop(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=folder)
+    stop.after = None
+    resumed = run(checkpoint=folder, resume=True)
+    _same(resumed, whole)
+
+    def models(r: exp.ExperimentResult) -> list[tuple[str, str, str]]:
+        return [(c.label, c.candidate["name"], str(c.as_of)) for c in r.fitted]
+
+    # 2 splits x 3 candidates, the evaluated champion among them (the refit replaced it)
+    assert models(resumed) == models(whole) and len(whole.fitted) == 6
+    for a, b in zip(resumed.fitted, whole.fitted, strict=True):
+        x = b.background
+        np.testing.assert_array_equal(a.model.predict_proba(x), b.model.predict_proba(x))

@@ -402,7 +402,7 @@ class _Run:
     deployment refit) is written to the checkpoint, when there is one, as it completes, and
     read back instead of done again when a resumed run finds it there. Progress counts work
     in fits weighted by their training rows, so the time left includes the deployment refit
-    (one fit on the most rows) and leaves out what a resumed run skips."""
+    (one fit, weighed by its own training rows) and leaves out what a resumed run skips."""
 
     def __init__(
         self,
@@ -438,7 +438,6 @@ class _Run:
         self.done = 0  # fits done by this process
         self.done_weight = 0.0
         self.tick_weight = 0.0  # the weight of each fit of the current unit
-        self.last_fitted = ""
         clock.estimate = self.remaining
         self.fits_started = clock.elapsed()
 
@@ -478,7 +477,6 @@ class _Run:
     def tick(self, name: str = "") -> None:
         self.done += 1
         self.done_weight += self.tick_weight
-        self.last_fitted = name
 
     def remaining(self) -> str:
         if not self.done:

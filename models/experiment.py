@@ -273,7 +273,10 @@ def run_experiment(
     if say is not None:  # features that carry no information on this agency's data
         for line in feats.notes:
             say(line)
-    with clock.step("build labels", f"building labels ({len(plan.label_requests())} queries)"):
+    n_labels = len({label for label, _ in plan.label_requests()})
+    message = f"building labels ({len(plan.label_requests())} knowledge cutoffs, "
+    message += f"{n_labels} {'query' if n_labels == 1 else 'queries'})"
+    with clock.step("build labels", message):
         labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
     run = _Run(config, checked, plan, feats, labels, clock)
     for label in checked.labels:

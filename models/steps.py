@@ -85,6 +85,7 @@ def rule_columns(rule: Any, columns: Sequence[str]) -> list[str]:
 
 def _data_values(source: Snapshot | Path, table: str, column: str) -> set[str] | None:
     """The distinct values of one column of the package (None when the table is absent)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -92,7 +93,15 @@ def _data_values(source: Snapshot | Path, table: str, column: str) -> set[str] |
     path = Path(folder) / f"{table}.parquet"
     if not path.is_file():
         return None
-    values = pc.unique(pq.read_table(path, columns=[column]).column(column)).to_pylist()
+    # read as a dictionary column: the distinct values are the dictionary entries the indices
+    # use (a few) rather than a million strings (4x less time on triage-peer's events)
+    col = pq.read_table(path, columns=[column], read_dictionary=[column]).column(column)
+    values: list[Any] = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values += chunk.dictionary.take(pc.unique(chunk.indices).drop_null()).to_pylist()
+        else:
+            values += pc.unique(chunk).to_pylist()
     return {str(v) for v in values if v is not None}
 
 

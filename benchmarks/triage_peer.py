@@ -32,6 +32,14 @@ same machine ran triage's README profile 1.7x slower than the 89.7 s of its refe
 fit is 11.8 s (4 forests of 200 trees at depth 10 on 7k-51k rows on 2 cores; the depth-5
 forests are cut from them); registering 16 models went from 15.4 s to 4.7 s by saving them in
 forked workers, one signature per model kind and skops' schema written without indentation.
+
+Measured 2026-12-07 00:35-00:42, same run, on a machine shared with other work (load average
+11.3-12.2 throughout): ``ews train`` 62.3 s (CPU 28.3 s; steps, wall s: check config 6.2,
+features 6.6, labels 1.0, fit 27.8, evaluate 2.1, rules 0.7, register 11.4), triage 145.0 s
+test predictions only (2.3x, target 5x: not met) and 169.7 s README profile (2.7x, target
+10x: not met); precision@10% ews 0.701-0.704, triage 0.701-0.705. The labels now take one
+query for their five knowledge cutoffs (2.6 CPU-s before, 0.8), the registry's workers 2 CPU-s
+less (gc.freeze before the fork). The fit (13.6 CPU-s) is half of what remains.
 """
 
 from __future__ import annotations

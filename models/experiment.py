@@ -13,7 +13,7 @@ try and which rules to beat. :func:`run_experiment` chains the named steps of
    splits (``splitter.inner_splits``; 0 = no selection) and the deployment split;
 3. ``build_features`` ONCE for every as-of date any split needs, with
    :func:`features.build.build_features`, the same code path scoring uses;
-4. ``build_labels``: one query per label and knowledge cutoff;
+4. ``build_labels``: one query per label, for all its knowledge cutoffs;
 5. for each label and split: ``select`` a candidate on the inner validation splits inside the
    training years (each fitted and evaluated like the split itself; mean metric minus a
    variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
@@ -365,8 +365,10 @@ def run_experiment(
         if say is not None:  # features that carry no information on this agency's data
             for line in feats.notes:
                 say(line)
-        n_queries = len(plan.label_requests())
-        with clock.step("build labels", f"building labels ({n_queries} queries)"):
+        n_labels = len({label for label, _ in plan.label_requests()})
+        message = f"building labels ({len(plan.label_requests())} knowledge cutoffs, "
+        message += f"{n_labels} {'query' if n_labels == 1 else 'queries'})"
+        with clock.step("build labels", message):
             labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
         run = _Run(config, checked, plan, feats, labels, clock, ckpt)
         run.say_resumed()

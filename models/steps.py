@@ -6,7 +6,7 @@ Each step is a function of plain inputs with its own tests (tests/test_models_st
 ``plan_splits``       the outer splits per label, their inner validation splits, the
                       deployment split, and every as-of date and label request they need
 ``build_features``    the feature rows of every as-of date, once, and the model inputs
-``build_labels``      every label the plan needs, one query per (label, knowledge cutoff)
+``build_labels``      every label the plan needs per knowledge cutoff, one query per label
 ``fit_candidates``    every grid candidate fitted on one split's training dates
 ``evaluate``          each fitted candidate's scores and metrics on the split's test date
 ``select``            the choice among candidates from their validation metrics
@@ -85,6 +85,7 @@ def rule_columns(rule: Any, columns: Sequence[str]) -> list[str]:
 
 def _data_values(source: Snapshot | Path, table: str, column: str) -> set[str] | None:
     """The distinct values of one column of the package (None when the table is absent)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -92,7 +93,15 @@ def _data_values(source: Snapshot | Path, table: str, column: str) -> set[str] |
     path = Path(folder) / f"{table}.parquet"
     if not path.is_file():
         return None
-    values = pc.unique(pq.read_table(path, columns=[column]).column(column)).to_pylist()
+    # read as a dictionary column: the distinct values are the dictionary entries the indices
+    # use (a few) rather than a million strings (4x less time on triage-peer's events)
+    col = pq.read_table(path, columns=[column], read_dictionary=[column]).column(column)
+    values: list[Any] = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            values += chunk.dictionary.take(pc.unique(chunk.indices).drop_null()).to_pylist()
+        else:
+            values += pc.unique(chunk).to_pylist()
     return {str(v) for v in values if v is not None}
 
 
@@ -381,31 +390,33 @@ class Labels:
 
 
 def build_labels(source: Snapshot | Path, plan: Plan, specs: dict[str, Any], cohort: Any) -> Labels:
-    """Every label the plan needs, one query per (label, knowledge cutoff): training labels
-    count only what was known at their split's cutoff (label maturity), validation labels
-    what was known at the outer test date, outer test labels everything in the data."""
+    """Every label the plan needs, per (label, knowledge cutoff): training labels count only
+    what was known at their split's cutoff (label maturity), validation labels what was known
+    at the outer test date, outer test labels everything in the data. One query per label
+    computes all its cutoffs (:func:`features.labels.build_label_sets`)."""
     import features.labels
 
     frames: dict[tuple[str, date | None], pd.DataFrame] = {}
     calls: list[dict[str, Any]] = []
+    by_label: dict[str, dict[date | None, list[date]]] = {}
     for (label, known_by), dates in sorted(
         plan.label_requests().items(), key=lambda kv: (kv[0][0], kv[0][1] or date.max)
     ):
-        ordered = sorted(dates)
-        new = features.labels.build_labels(
-            source, ordered, specs[label], known_by=known_by, cohort=cohort
-        )
-        new = new[["officer_id", "as_of_date", "label"]].copy()
-        new["as_of_date"] = _day(new["as_of_date"])
-        new["officer_id"] = new["officer_id"].astype(str)
-        frames[(label, known_by)] = new
-        calls.append(
-            {
-                "label": label,
-                "known_by": known_by.isoformat() if known_by else None,
-                "as_of": [d.isoformat() for d in ordered],
-            }
-        )
+        by_label.setdefault(label, {})[known_by] = sorted(dates)
+    for label, requests in by_label.items():
+        built = features.labels.build_label_sets(source, requests, specs[label], cohort=cohort)
+        for known_by, ordered in requests.items():
+            new = built[known_by][["officer_id", "as_of_date", "label"]].copy()
+            new["as_of_date"] = _day(new["as_of_date"])
+            new["officer_id"] = new["officer_id"].astype(str)
+            frames[(label, known_by)] = new
+            calls.append(
+                {
+                    "label": label,
+                    "known_by": known_by.isoformat() if known_by else None,
+                    "as_of": [d.isoformat() for d in ordered],
+                }
+            )
     return Labels(frames=frames, calls=calls)
 
 

@@ -36,7 +36,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,9 +264,14 @@ class GroupWriter:
         self._thread.start()
 
     def write(self, timeout: float = 60.0, **fields: Any) -> int:
+        return self.submit(**fields).result(timeout)
+
+    def submit(self, **fields: Any) -> Future[int]:
+        """Queue an entry; the future is done (its id) once the entry is committed. An async
+        caller awaits it (``asyncio.wrap_future``) without holding a thread meanwhile."""
         done: Future[int] = Future()
         self._queue.put((_entry(**fields), done))
-        return done.result(timeout)
+        return done
 
     def close(self) -> None:
         self._queue.put(None)
@@ -297,13 +302,27 @@ class GroupWriter:
                 ids = _chain(c, [e for e, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+                _settle(batch[0][1], exception=exc)
                 return
             for item in batch:
                 self._commit([item])
             return
         for (_, done), i in zip(batch, ids, strict=True):
-            done.set_result(i)
+            _settle(done, i)
+
+
+def _settle(done: Future[int], result: int = 0, exception: BaseException | None = None) -> None:
+    """Resolve a caller's future; one its caller gave up on (an awaiting request cancelled)
+    is left as it is: the entry is stored all the same, and the writer thread must go on."""
+    if done.cancelled():
+        return
+    try:
+        if exception is not None:
+            done.set_exception(exception)
+        else:
+            done.set_result(result)
+    except InvalidStateError:  # cancelled meanwhile
+        pass
 
 
 @dataclass

@@ -35,6 +35,7 @@ import queue
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass
@@ -255,8 +256,8 @@ class GroupWriter:
     that arrived meanwhile. Writes that must commit with their entry (reviews) use
     :func:`append` in their own transaction instead; both take the same writer lock."""
 
-    def __init__(self, db: AppDatabase, max_batch: int = 1000) -> None:
-        self.db, self.max_batch = db, max_batch
+    def __init__(self, db: AppDatabase, max_batch: int = 1000, linger: float = 0.001) -> None:
+        self.db, self.max_batch, self.linger = db, max_batch, linger
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[int]] | None] = (
             queue.SimpleQueue()
         )
@@ -282,6 +283,8 @@ class GroupWriter:
             item = self._queue.get()
             if item is None:
                 return
+            if self.linger > 0 and self._queue.empty():
+                time.sleep(self.linger)  # let the entries of requests in flight join
             batch = [item]
             while len(batch) < self.max_batch:
                 try:

@@ -410,12 +410,22 @@ class Server:
         return str(self.log_path)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process (Linux /proc), nan elsewhere."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid if self.proc else 0}/stat").read_text().split()
-            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
+        """User + system CPU time of the server's processes (its process group: the worker
+        processes of ``ews serve --workers`` too; Linux /proc), nan elsewhere."""
+        if self.proc is None:
             return math.nan
+        total, found = 0.0, False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # fields after the command (which may hold spaces): state, ppid, pgrp, ...
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != self.proc.pid:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                found = True
+            except (OSError, ValueError, IndexError):
+                continue
+        return total if found else math.nan
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -678,7 +688,11 @@ def measure(
     load0, cpu0, wall0 = loadavg(), server.cpu_seconds(), time.perf_counter()
     result = load_in_subprocess(spec)
     wall = time.perf_counter() - wall0
-    result["server_cpu_pct"] = round(100 * (server.cpu_seconds() - cpu0) / wall, 1)
+    cpu = server.cpu_seconds() - cpu0
+    result["server_cpu_pct"] = round(100 * cpu / wall, 1)
+    # CPU per request (warm-up and window): steadier than req/s on a shared machine
+    sent = result.get("sent_total") or 0
+    result["server_cpu_ms_per_request"] = round(1000 * cpu / sent, 3) if sent else None
     result["loadavg_start_end"] = [load0, loadavg()]
     return result
 
@@ -686,7 +700,7 @@ def measure(
 def print_table(results: dict[str, dict[str, Any]], ratios: dict[str, float | None]) -> None:
     head = (
         f"{'':28} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'max ms':>8} {'srv cpu':>8} {'gen cpu':>8}"
+        f"{'p99 ms':>8} {'max ms':>8} {'srv cpu':>8} {'gen cpu':>8} {'cpu/req':>8}"
     )
     print(head)
     for key, label in PHASES:
@@ -699,7 +713,7 @@ def print_table(results: dict[str, dict[str, Any]], ratios: dict[str, float | No
             f"({key}) {label:24} {f(r['requests']):>9} {f(r['errors']):>7} "
             f"{f(r['req_per_s']):>8} {f(r['p50_ms']):>8} {f(r['p95_ms']):>8} "
             f"{f(r['p99_ms']):>8} {f(r['max_ms']):>8} {f(r['server_cpu_pct']):>7}% "
-            f"{f(r['client_cpu_pct']):>7}%"
+            f"{f(r['client_cpu_pct']):>7}% {f(r.get('server_cpu_ms_per_request')):>5} ms"
         )
     for key, _ in PHASES:
         bad = {o: n for o, n in results[key]["outcomes"].items() if not o.startswith("2")}
@@ -742,6 +756,28 @@ def verdicts(results: dict[str, dict[str, Any]], ratios: dict[str, float | None]
             f"(target < {TARGET_P99_MS:.0f} ms: {_met(p99_ok)}); "
             f"errors {r['errors']} ({_met(r['errors'] == 0)}); "
             f"load average {' -> '.join(r['loadavg_start_end'])}"
+        )
+    return lines
+
+
+def median_verdicts(
+    rounds: list[dict[str, dict[str, Any]]], ratios: dict[str, float | None]
+) -> list[str]:
+    """The targets over several rounds: the median ratio, and p99 and errors in each round."""
+    lines = []
+    for key, label in PHASES[:2]:
+        ratio = ratios[f"{key}/c"]
+        ratio_ok = ratio is not None and ratio >= TARGET_RATIO
+        p99s = [r[key]["p99_ms"] for r in rounds]
+        under = sum(p is not None and p < TARGET_P99_MS for p in p99s)
+        errors = sum(r[key]["errors"] for r in rounds)
+        shown = "-" if ratio is None else f"{100 * ratio:.1f}%"
+        lines.append(
+            f"({key}) {label}, {len(rounds)} rounds: median {shown} of the baseline "
+            f"(target >= {100 * TARGET_RATIO:.0f}%: {_met(ratio_ok)}); p99 "
+            f"{', '.join(_num(p) for p in p99s)} ms (target < {TARGET_P99_MS:.0f} ms: "
+            f"{_met(under == len(rounds))} in {under} of {len(rounds)}); errors {errors} "
+            f"({_met(errors == 0)})"
         )
     return lines
 
@@ -888,8 +924,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             each = ", ".join("-" if (v := r[k]) is None else f"{100 * v:.1f}%" for r in per_round)
             shown = "-" if median is None else f"{100 * median:.1f}%"
             print(f"throughput {k}, median of {len(rounds)} rounds: {shown} ({each})")
-        print("targets on the median ratios and the last round's latencies:")
-        for line in verdicts(rounds[-1], ratios)[1:]:
+        for line in median_verdicts(rounds, ratios):
             print(line)
     print(f"load before: {load_before}\nload after:  {load_after}")
     report = {

@@ -17,14 +17,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, SettingsDep, Text
-from api.routes.flags import NotCached, RunCache, data_version, freshness, json_response
+from api.routes.flags import (
+    NotCached,
+    RunCache,
+    cached_read,
+    data_version,
+    freshness,
+    json_response,
+)
 from api.scope import (
     NOT_FOUND,
     NOTICE,
@@ -235,10 +241,7 @@ async def officer(
         request.app.state.officer_cache,
     )
     try:
-        try:  # on the event loop when the record is cached: one small indexed read
-            _, raw, access = read(build=False)
-        except NotCached:  # else read it in the thread pool
-            _, raw, access = await run_in_threadpool(read)
+        _, raw, access = await cached_read(db, read)
     except Refused as r:
         await record_async(db, user, r.access)
         raise r.error from None

@@ -326,7 +326,8 @@ def officer_read(
                 if not build:
                     raise NotCached
                 rec = load_officer(c, agency, officer_id)
-                cache.put(ckey, rec)
+                if rec.unit is not None:  # probes of made-up ids do not crowd real records out
+                    cache.put(ckey, rec)
     flagged_ever = functools.partial(any, (f.flagged for f in rec.flags))
     if not sees(user, agency, rec.unit, flagged_ever, all_scored):
         raise refusal

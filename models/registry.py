@@ -147,9 +147,10 @@ class _Registrar:
         if self.conn.closed and not self.process.is_alive():
             return
         self.conn.close()
-        self.process.join(timeout=5)
-        if self.process.is_alive():  # pragma: no cover - it answers, then returns
+        self.process.join(timeout=5)  # after an answer it returns at once; unasked, it
+        if self.process.is_alive():  # returns when its warm-up is done (or is stopped)
             self.process.terminate()
+            self.process.join()
 
 
 def _registrar_main(conn: Any, uri: str) -> None:

@@ -326,16 +326,42 @@ class _Run:
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
         self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
         self.deployed: dict[str, str | None] = {}  # label -> the config registered
-        self.total = plan.n_fits(len(checked.candidates))
+        from models.fitting import Fitter
+
+        # each (training set, candidate) fitted once per run, EWS_THREADS at a time
+        self.fitter = Fitter(
+            features,
+            labels,
+            checked.candidates,
+            uses=Fitter.plan_uses(plan),
+            on_fit=self.tick,
+            cache=_fit_cache_on(),
+        )
+        self.total = self.fitter.planned_fits(plan)  # distinct fits, the final refits too
         self.done = 0
+        self.last_note = clock.elapsed()
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
         self.fits_started = clock.elapsed()
 
     def tick(self, _name: str = "") -> None:
         self.done += 1
+        if self.clock.elapsed() - self.last_note >= 30:  # never silent for long
+            self.clock.note(f"fitting{self.remaining()}")
+
+    def prefit(self, label: str) -> None:
+        """Fit the candidates on every training set ``label``'s splits need (inner,
+        deployment inner and outer; each once) in one parallel batch, so the cores stay busy
+        across splits; the steps then find them fitted."""
+        plan = self.plan
+        jobs = [(label, sp) for sp in plan.deploy_inner.get(label, [])]
+        for sp in plan.splits[label]:
+            jobs += [(label, i) for i in plan.inner[label][sp.test_as_of]] + [(label, sp)]
+        with self.clock.step("fit candidates"):
+            self.fitter.prefit(jobs)
 
     def remaining(self) -> str:
+        self.last_note = self.clock.elapsed()
         if not self.done:
             return ""
         per_fit = (self.clock.elapsed() - self.fits_started) / self.done
@@ -351,7 +377,14 @@ class _Run:
         cands = self.checked.candidates
         with self.clock.step("select"):
             per_split, used = steps.validation_metrics(
-                inner, label, self.features, self.labels, cands, self.config, self.tick
+                inner,
+                label,
+                self.features,
+                self.labels,
+                cands,
+                self.config,
+                self.tick,
+                fitter=self.fitter,
             )
             decision, scores = steps.decide(
                 per_split,
@@ -368,6 +401,7 @@ class _Run:
         choice (without a deployment split, the latest split's)."""
         config = self.config
         self.choices[label] = {}
+        self.prefit(label)
         for sp in self.plan.splits[label]:
             inner = self.plan.inner[label][sp.test_as_of]
             if not inner:
@@ -417,7 +451,9 @@ class _Run:
             + (f", deployed {deployed}" if deployed and deployed != chosen else "")
         )
         with self.clock.step("fit candidates"):
-            fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
+            fit = steps.fit_candidates(
+                sp, label, self.features, self.labels, cands, self.tick, fitter=self.fitter
+            )
         with self.clock.step("evaluate"):
             evals = steps.evaluate(fit, config.ks, config.seed)
             self.parts.append(steps.predictions(fit, evals))
@@ -459,8 +495,7 @@ class _Run:
         chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
         with self.clock.step("refit"):
-            rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
-            train = steps.join(self.features.frame, rows, deploy.train_as_of)
+            train = self.fitter.training_rows(label, deploy)
             fit = steps.SplitFit(
                 deploy,
                 label,
@@ -469,14 +504,14 @@ class _Run:
                 steps.fit_columns(train, self.features.columns),
                 {},
             )
-            self.tick()
             if fit.single_class:
+                self.fitter.skip(label, deploy, [cand])
                 self.notes.append(f"{label}: too few outcomes to refit; champion = latest split's")
                 return
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                model = cand.build().fit(fit.X_train, fit.y_train)
+            _, fitted = self.fitter.models(label, deploy, [cand], train=train)
+            model = fitted[cand.name]
             rules = _fit_rules_on(fit, self.checked.rules)
+        self.clock.note(f"{label}: refitted {chosen}{self.remaining()}")
         champ = _champion(label, cand, model, fit, deploy, rules, self.config)
         if label in self.champions:
             evaluated = self.champions[label]
@@ -538,6 +573,14 @@ class _Run:
 
         parts = [p for p in self.parts if len(p)]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _fit_cache_on() -> bool:
+    """Whether a run reuses a training set's fits (default; ``EWS_FIT_CACHE=0`` refits every
+    split, only to measure what the cache saves or to check that it changes nothing)."""
+    import os
+
+    return os.environ.get("EWS_FIT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _fit_rules_on(fit: Any, rules: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -75,6 +75,16 @@ _COST = {
 }
 
 
+#: the training rows (summed over a batch's fits) from which fits run in worker processes
+PARALLEL_MIN_ROWS = 200_000
+
+
+def _day(d: date) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(d)
+
+
 def default_threads() -> int:
     """``EWS_THREADS`` (settings), at least one."""
     from ews.settings import get_settings
@@ -326,6 +336,8 @@ class Fitter:
         order = sorted(need, key=lambda k: -len(k[1]))
         n_tasks = sum(len(need[k][2]) for k in order)
         workers = min(self.threads, n_tasks)
+        if self._small(need):  # starting workers would cost more than the fits
+            workers = 1
         if workers <= 1:
             for key in order:
                 label, sp, groups, train = need[key]
@@ -339,6 +351,18 @@ class Fitter:
                     self._store(store[key], group, models, time.perf_counter() - t0)
             return
         self._fit_parallel(order, need, store, workers)
+
+    def _small(self, need: dict[TrainKey, Any]) -> bool:
+        """Whether a batch is too small to be worth worker processes (their start, a second
+        or two each, and writing the matrices): under about ``PARALLEL_MIN_ROWS`` training
+        rows over all its fits, counted from the feature rows of each set's dates."""
+        frame = self.features.frame
+        per_date = frame.groupby("as_of_date", sort=False).size()
+        rows = 0
+        for key, (_, _, groups, _) in need.items():
+            days = [_day(d) for d in key[1]]
+            rows += int(per_date.reindex(days).fillna(0).sum()) * len(groups)
+        return rows < PARALLEL_MIN_ROWS
 
     def _train_set(
         self,

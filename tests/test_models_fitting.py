@@ -165,6 +165,10 @@ def _run(agency: Path, monkeypatch: pytest.MonkeyPatch, threads: str, cache: str
 def test_figures_are_the_same_with_the_cache_off_and_with_two_threads(
     agency: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import models.fitting
+
+    # this agency is small enough to fit in-process; workers all the same, to compare
+    monkeypatch.setattr(models.fitting, "PARALLEL_MIN_ROWS", 0)
     base, lines = _run(agency, monkeypatch, "1", "1")
     assert any(r["selected"] for r in base.records)
     # every fit counted once: the progress reaches its total exactly
@@ -181,6 +185,23 @@ def test_figures_are_the_same_with_the_cache_off_and_with_two_threads(
         assert n[0] == n[1]
         if cache == "0":  # without the cache every split is fitted
             assert int(n[1]) > int(total)
+
+
+def test_a_small_batch_is_fitted_in_process(built: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import fitting
+
+    checked, plan, feats, labels = built
+    fitter = Fitter(feats, labels, checked.candidates, threads=2)
+    need = {
+        train_key("sustained", sp): ("sustained", sp, [[]], None)
+        for sp in plan.all_splits("sustained")
+    }
+    assert fitter._small(need)  # 160 officers: far under the rows that pay for workers
+    rows = sum(len(feats.frame[feats.frame["as_of_date"].isin(k[1])]) for k in need)
+    monkeypatch.setattr(fitting, "PARALLEL_MIN_ROWS", rows)
+    assert not fitter._small(need)
+    monkeypatch.setattr(fitting, "PARALLEL_MIN_ROWS", rows + 1)
+    assert fitter._small(need)
 
 
 def test_the_refit_is_counted_in_the_progress(

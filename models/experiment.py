@@ -17,7 +17,9 @@ try and which rules to beat. :func:`run_experiment` chains the named steps of
 5. for each label and split: ``select`` a candidate on the inner validation splits inside the
    training years (each fitted and evaluated like the split itself; mean metric minus a
    variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
-   date (every prediction kept), ``compare_with_rules`` at the rules' volume;
+   date (every prediction kept), ``compare_with_rules`` at the rules' volume; each label's
+   fits run first as one batch on every core, and a training set shared by several splits is
+   fitted once (:mod:`models.fitting`);
 6. with ``refit_champion`` (default) when registering, the same choice on a deployment split
    as of the day after the data end, fitted on the newest training dates whose label windows
    have ended; otherwise the candidate chosen at the latest split;

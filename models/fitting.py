@@ -138,6 +138,8 @@ def _fit_group(
 
     from models.forest import fit_candidates
 
+    for cand in group:  # loads the estimator's compiled modules (and their OpenMP) first,
+        cand.build(n_jobs=1)  # so that the limit below reaches them
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         return fit_candidates(group, X, y, n_jobs=n_jobs)

@@ -214,6 +214,7 @@ class Fitter:
         self.n_fitted = 0  # candidates actually fitted (a group counts each member)
         self.n_reused = 0  # candidates taken from the cache
         self.fit_seconds = 0.0  # summed over the fits (CPU-bound: about their CPU time)
+        self.rows_done = 0  # training rows summed over the fits done (the progress weight)
 
     # ------------------------------------------------------------------ planning
 
@@ -227,19 +228,6 @@ class Fitter:
                 key = train_key(label, sp)
                 uses[key] = uses.get(key, 0) + 1
         return uses
-
-    def planned_fits(self, plan: Any) -> int:
-        """How many candidate fits ``plan`` makes with this fitter: every candidate on each
-        distinct training set (each split's when the cache is off), plus one refit per
-        deployment split (the chosen candidate only)."""
-        n = len(self.candidates)
-        total = 0
-        for label in plan.splits:
-            deploy = plan.deploy.get(label)
-            keys = [train_key(label, sp) for sp in plan.all_splits(label) if sp is not deploy]
-            total += n * (len(set(keys)) if self.cache else len(keys))
-            total += int(deploy is not None)
-        return total
 
     # ------------------------------------------------------------------ fitting
 
@@ -388,6 +376,7 @@ class Fitter:
             entry = store[key] = Fitted(columns=columns, single_class=single, rows=len(frame))
         if single:
             for cand in self.candidates:
+                self.rows_done += len(frame)
                 if self.on_fit:
                     self.on_fit(cand.name)
             return None
@@ -399,6 +388,7 @@ class Fitter:
         for cand in group:
             entry.models[_model_key(group, cand)] = models[cand.name]
             self.n_fitted += 1
+            self.rows_done += entry.rows
             if self.on_fit:
                 self.on_fit(cand.name)
         self.fit_seconds += seconds

@@ -197,7 +197,8 @@ def test_a_small_batch_is_fitted_in_process(built: Any, monkeypatch: pytest.Monk
         for sp in plan.all_splits("sustained")
     }
     assert fitter._small(need)  # 160 officers: far under the rows that pay for workers
-    rows = sum(len(feats.frame[feats.frame["as_of_date"].isin(k[1])]) for k in need)
+    days = [[pd.Timestamp(d) for d in k[1]] for k in need]
+    rows = sum(len(feats.frame[feats.frame["as_of_date"].isin(ds)]) for ds in days)
     monkeypatch.setattr(fitting, "PARALLEL_MIN_ROWS", rows)
     assert not fitter._small(need)
     monkeypatch.setattr(fitting, "PARALLEL_MIN_ROWS", rows + 1)

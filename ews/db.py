@@ -40,10 +40,12 @@ order and a review and its audit entry commit together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import getpass
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,9 +75,12 @@ from ews.settings import Settings, get_settings
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from ews.audit import GroupWriter
+    from ews.audit import GroupWriter, LoopWriter
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Seconds the event loop waits for SQLite's write lock before it hands its batch of audit
+# entries to the writer thread (ews.audit.LoopWriter): the loop serves every request.
+LOOP_BUSY = 0.002
 
 # Lengths shared by the columns and the API's input limits.
 NAME_LEN = 200  # user names, officer ids, units, agencies (agencies are also <= 64 at ingest)
@@ -389,27 +394,36 @@ def migrate(url: str, key_file: Path | None = None) -> None:
         raise
 
 
-def _sqlite_engine(url: str, begin: str | None) -> Engine:
+def _sqlite_pragmas(dbapi_conn: Any) -> None:
+    """The settings of every connection to the SQLite database (WAL, NORMAL sync, foreign
+    keys), in autocommit mode (the engines' events issue BEGIN)."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_engine(
+    url: str, begin: str | None, timeout: float = 30.0, pool_size: int = 40
+) -> Engine:
     """A SQLite engine in WAL mode whose transactions begin with ``begin``: 'BEGIN' (readers
     of several statements), 'BEGIN IMMEDIATE' (writers: they take the write lock at BEGIN, so
     two writers never deadlock on an upgrade from a read lock, and wait for each other up to
-    the busy timeout) or None (single-statement reads: no transaction around them). The pool
-    holds as many connections as the service has threads, so none is opened per request."""
+    the busy timeout, ``timeout`` seconds) or None (single-statement reads: no transaction
+    around them). The pool holds as many connections as the service has threads, so none is
+    opened per request."""
     engine = create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
-        pool_size=40,
-        max_overflow=40,
+        connect_args={"timeout": timeout, "check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=pool_size,
     )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let the events below issue BEGIN
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        _sqlite_pragmas(dbapi_conn)
 
     if begin is not None:
 
@@ -443,6 +457,16 @@ class AppDatabase:
             self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self.read_engine: Engine = _sqlite_engine(url, None)
             self.audit_engine: Engine = self.write_engine
+            # the event loop's group commit (ews.audit.LoopWriter): one connection that waits
+            # at most LOOP_BUSY seconds for the write lock and leaves checkpoints to threads
+            self.loop_write_engine: Engine = _sqlite_engine(
+                url, "BEGIN IMMEDIATE", timeout=LOOP_BUSY, pool_size=1
+            )
+            event.listen(
+                self.loop_write_engine,
+                "connect",
+                lambda c, _r: c.execute("PRAGMA wal_autocheckpoint=0"),
+            )
         else:
             self.pools = pg_pools(url, workers or settings.workers, pool or settings.db_pool)
             # no pre-ping (a round trip per checkout): connections are recycled instead;
@@ -460,6 +484,8 @@ class AppDatabase:
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
+        self._loop_writer: LoopWriter | None = None
+        self._loop_reader: sqlite3.Connection | None = None
 
     @property
     def audit_key(self) -> bytes:
@@ -497,13 +523,26 @@ class AppDatabase:
         with self.read_engine.connect() as c:
             yield c
 
+    def loop_reader(self) -> sqlite3.Connection:
+        """The event loop's own connection to the SQLite database, for the reads of one
+        statement an async request makes on the loop (no pool checkout, no SQLAlchemy
+        execution: these reads run on every request). Only the loop's thread uses it."""
+        if not self.sqlite:
+            raise RuntimeError("the loop's reader is SQLite's only")
+        if self._loop_reader is None:
+            path = self.url.split("///", 1)[1]
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            _sqlite_pragmas(conn)
+            self._loop_reader = conn
+        return self._loop_reader
+
     @contextmanager
-    def write_conn(self) -> Iterator[Connection]:
-        """:meth:`write` on a plain connection (the group writer's own)."""
+    def write_conn(self, engine: Engine | None = None) -> Iterator[Connection]:
+        """:meth:`write` on a plain connection (the group writer's own, or ``engine``'s)."""
         from ews.audit import KEY_INFO
 
         key = self.audit_key
-        with self.audit_engine.begin() as c:
+        with (engine or self.audit_engine).begin() as c:
             c.info[KEY_INFO] = key
             if not self.sqlite:
                 c.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
@@ -552,13 +591,7 @@ class AppDatabase:
     ) -> Future[int]:
         """:meth:`audit` without waiting: the future is done (the entry's id) once the entry
         is committed; an async request awaits it before it answers."""
-        from ews.audit import GroupWriter
-
-        if self._writer is None:
-            with self._writer_lock:
-                if self._writer is None:
-                    self._writer = GroupWriter(self)
-        return self._writer.submit(
+        return self.group_writer().submit(
             actor=actor,
             role=role,
             action=action,
@@ -567,6 +600,52 @@ class AppDatabase:
             officer_id=officer_id,
             detail=detail,
         )
+
+    def group_writer(self) -> GroupWriter:
+        """The writer thread of audit entries (started on first use)."""
+        from ews.audit import GroupWriter
+
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = GroupWriter(self)
+        return self._writer
+
+    def audit_submit_async(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        resource: str,
+        agency: str | None = None,
+        officer_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Awaitable[int]:
+        """:meth:`audit_submit` for a caller on the event loop: done once the entry is
+        committed. On SQLite the loop commits the entries itself (:class:`ews.audit.
+        LoopWriter`); on PostgreSQL (a commit is network round trips) the writer thread
+        does, and the loop awaits its future."""
+        fields = {
+            "actor": actor,
+            "role": role,
+            "action": action,
+            "resource": resource,
+            "agency": agency,
+            "officer_id": officer_id,
+            "detail": detail,
+        }
+        if not self.sqlite:
+            return asyncio.wrap_future(self.group_writer().submit(**fields))
+        if self._loop_writer is None:
+            from ews.audit import LoopWriter
+
+            self._loop_writer = LoopWriter(self)
+        return self._loop_writer.submit(**fields)
+
+    def checkpoint(self) -> None:
+        """A passive checkpoint of SQLite's write-ahead log (it waits for no one)."""
+        with self.read_engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def ingests(self, agency: str | None = None) -> list[IngestLog]:
         with self.session() as s:
@@ -590,8 +669,14 @@ class AppDatabase:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        for engine in {self.engine, self.write_engine, self.read_engine, self.audit_engine}:
+        engines = {self.engine, self.write_engine, self.read_engine, self.audit_engine}
+        if self.sqlite:
+            engines.add(self.loop_write_engine)
+        for engine in engines:
             engine.dispose()
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+            self._loop_reader = None
 
 
 def ensure_agency(s: Session, name: str) -> None:

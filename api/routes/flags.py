@@ -23,10 +23,11 @@ from fastapi import status as status_codes
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
+from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery
 from api.scope import (
     NOTICE,
     Access,
@@ -49,6 +50,7 @@ from ews.db import (
     User,
 )
 from ews.reviews import overdue
+from ews.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["flags"])
 ALL_SCORED_ROLES = ("reviewer", "data_scientist", "admin")
@@ -235,6 +237,16 @@ _VERSION = select(
 )
 
 
+_VERSION_SQLITE = str(_VERSION.compile(dialect=sqlite_dialect()))  # its two "?" are agency
+
+
+def loop_data_version(db: AppDatabase, agency: str) -> tuple[int | None, int | None]:
+    """:func:`data_version` on the event loop's own SQLite connection (the one read of a
+    cached answer: no pool checkout, no SQLAlchemy execution)."""
+    run, review = db.loop_reader().execute(_VERSION_SQLITE, (agency, agency)).fetchone()
+    return run, review
+
+
 def data_version(s: Session | Connection, agency: str) -> tuple[int | None, int | None]:
     """(newest scoring run, newest review) of the agency: one indexed read that names
     everything the flag list and the officer page show. Every change to them adds a row
@@ -365,9 +377,12 @@ def run_rows(
 ) -> tuple[dt.date, Prepared] | None:
     """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
     when the agency has no run; LookupError names the scored dates when the date has none.
-    One read (:func:`data_version`) when the rows are cached; without ``build``, a cache miss
-    raises :class:`NotCached` instead of reading and preparing."""
+    One read (:func:`data_version`) when the rows are cached; without ``build`` (on the event
+    loop, SQLite only: :func:`cached_read`), that read is :func:`loop_data_version` and a
+    cache miss raises :class:`NotCached` instead of reading and preparing."""
     today = dt.date.today()
+    if not build:
+        return _cached_rows(db, cache, agency, as_of, today)
     with db.read_conn() as s:
         newest_run, newest_review = data_version(s, agency)
         if newest_run is None:
@@ -375,8 +390,6 @@ def run_rows(
         runs_key = ("runs", agency, newest_run)
         runs = cache.get(runs_key)
         if runs is None:
-            if not build:
-                raise NotCached
             runs = current_runs(s, agency)
             cache.put(runs_key, runs)
         if not runs:
@@ -388,9 +401,27 @@ def run_rows(
         key = (agency, runs[day].id, newest_run, newest_review, today)
         prepared = cache.get(key)
         if prepared is None:
-            if not build:
-                raise NotCached
             prepared = cache.get_or_build(key, lambda: prepare(s, runs[day], today, review_days))
+    return day, prepared
+
+
+def _cached_rows(
+    db: AppDatabase, cache: RunCache, agency: str, as_of: dt.date | None, today: dt.date
+) -> tuple[dt.date, Prepared] | None:
+    """:func:`run_rows` from the cache only, after one :func:`loop_data_version` read;
+    :class:`NotCached` when the answer needs more reads."""
+    newest_run, newest_review = loop_data_version(db, agency)
+    if newest_run is None:
+        raise NotCached  # (rare: an agency with no run) decided by the full read
+    runs = cache.get(("runs", agency, newest_run))
+    if not runs:
+        raise NotCached
+    day = as_of or max(runs)
+    if day not in runs:
+        raise NotCached
+    prepared = cache.get((agency, runs[day].id, newest_run, newest_review, today))
+    if prepared is None:
+        raise NotCached
     return day, prepared
 
 
@@ -511,8 +542,6 @@ def visible_agencies(db: AppDatabase, user: User) -> list[dict[str, Any]]:
 @router.get("/flags", response_model=FlagList)
 async def list_flags(
     user: CurrentUser,
-    db: DbDep,
-    settings: SettingsDep,
     request: Request,
     agency: AgencyQuery,
     as_of: dt.date | None = None,
@@ -529,6 +558,10 @@ async def list_flags(
     """Flagged officers of an agency at an as-of date (default: newest), best first, with
     their review status. Supervisors see only officers whose current unit is theirs.
     ``all_scored`` (reviewers, data scientists, admins) includes officers not flagged."""
+    # the database and settings from the app's state, not as dependencies (a hot route:
+    # each dependency costs FastAPI's resolution per request)
+    db: AppDatabase = request.app.state.db
+    settings: Settings = request.app.state.settings
     read = functools.partial(
         flag_page_read,
         db,

@@ -30,6 +30,7 @@ from api.routes.flags import (
     data_version,
     freshness,
     json_response,
+    loop_data_version,
 )
 from api.scope import (
     NOT_FOUND,
@@ -62,6 +63,7 @@ from ews.db import (
     User,
     utcnow,
 )
+from ews.settings import Settings
 
 router = APIRouter(prefix="/api/officers", tags=["officers"])
 REVIEW_ROLES = ("supervisor", "admin")
@@ -219,8 +221,6 @@ def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatu
 @router.get("/{agency}/{officer_id}", response_model=OfficerOut)
 async def officer(
     user: CurrentUser,
-    db: DbDep,
-    settings: SettingsDep,
     request: Request,
     agency: AgencyPath,
     officer_id: OfficerPath,
@@ -228,6 +228,10 @@ async def officer(
 ) -> Response:
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
+    # the database and settings from the app's state, not as dependencies: this route is
+    # one of the two hot ones, and each dependency costs FastAPI's resolution per request
+    db: AppDatabase = request.app.state.db
+    settings: Settings = request.app.state.settings
     read = functools.partial(
         officer_read,
         db,
@@ -316,15 +320,18 @@ def officer_read(
     )
     if not agency_in_scope(user, agency):
         raise refusal
-    with db.read_conn() as c:
-        if cache is None:
+    if cache is not None and not build:  # on the event loop (SQLite): the cache or nothing
+        rec = cache.get(("officer", agency, officer_id, *loop_data_version(db, agency)))
+        if rec is None:
+            raise NotCached
+    elif cache is None:
+        with db.read_conn() as c:
             rec = load_officer(c, agency, officer_id)
-        else:
+    else:
+        with db.read_conn() as c:
             ckey = ("officer", agency, officer_id, *data_version(c, agency))
             rec = cache.get(ckey)
             if rec is None:
-                if not build:
-                    raise NotCached
                 rec = load_officer(c, agency, officer_id)
                 if rec.unit is not None:  # probes of made-up ids do not crowd real records out
                     cache.put(ckey, rec)

@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = open_app_database(settings)  # pools sized by settings.workers
         yield
         app.state.refusals.flush(app.state.db)
+        await app.state.db.aclose()
         app.state.db.dispose()
 
     app = FastAPIOffline(

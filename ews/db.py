@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import getpass
+import logging
 import sqlite3
 import threading
 from collections.abc import Awaitable, Iterator
@@ -66,7 +67,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -75,9 +76,12 @@ from ews.settings import Settings, get_settings
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    import psycopg
+
     from ews.audit import GroupWriter, LoopWriter
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("ews.db")
 # Seconds the event loop waits for SQLite's write lock before it hands its batch of audit
 # entries to the writer thread (ews.audit.LoopWriter): the loop serves every request.
 LOOP_BUSY = 0.002
@@ -486,6 +490,10 @@ class AppDatabase:
         self._writer_lock = threading.Lock()
         self._loop_writer: LoopWriter | None = None
         self._loop_reader: sqlite3.Connection | None = None
+        self._loop_pg: psycopg.AsyncConnection[Any] | None = None
+        self._loop_pg_lock = asyncio.Lock()
+        self._pg_waiting: dict[tuple[Any, ...], asyncio.Future[tuple[Any, ...] | None]] = {}
+        self._pg_tasks: set[asyncio.Future[None]] = set()
 
     @property
     def audit_key(self) -> bytes:
@@ -535,6 +543,67 @@ class AppDatabase:
             _sqlite_pragmas(conn)
             self._loop_reader = conn
         return self._loop_reader
+
+    async def loop_pg_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` (psycopg's ``%(name)s`` parameters) on the event loop's
+        own async PostgreSQL connection (autocommit; opened on first use, one per process
+        beyond the pools), or None when that connection cannot be had or fails: the caller
+        then reads through the pools in a thread.
+
+        Callers asking the same query while it has not been sent yet share it: the one
+        query, sent after every one of them asked, sees every commit each of them could
+        have seen, and a hundred requests a second of one agency cost a few round trips
+        instead of a hundred in turn on the one connection. Once it is sent, a new caller
+        waits for the next."""
+        key = (sql, tuple(sorted(params.items())))
+        waiting = self._pg_waiting.get(key)
+        if waiting is None:
+            waiting = asyncio.get_running_loop().create_future()
+            self._pg_waiting[key] = waiting
+            task = asyncio.ensure_future(self._pg_query(key, sql, params, waiting))
+            self._pg_tasks.add(task)
+            task.add_done_callback(self._pg_tasks.discard)
+        # shielded: a caller that gives up does not cancel the others' answer
+        row: tuple[Any, ...] | None = await asyncio.shield(waiting)
+        return row
+
+    async def _pg_query(
+        self,
+        key: tuple[Any, ...],
+        sql: str,
+        params: dict[str, Any],
+        done: asyncio.Future[tuple[Any, ...] | None],
+    ) -> None:
+        import psycopg
+
+        row = None
+        async with self._loop_pg_lock:  # one query at a time on the connection
+            if self._pg_waiting.get(key) is done:
+                del self._pg_waiting[key]  # from here on, new callers wait for the next
+            try:
+                if self._loop_pg is None or self._loop_pg.closed:
+                    url = make_url(self.url).set(drivername="postgresql")
+                    self._loop_pg = await psycopg.AsyncConnection.connect(
+                        url.render_as_string(hide_password=False), autocommit=True
+                    )
+                cur = await self._loop_pg.execute(sql, params)
+                row = await cur.fetchone()
+            except psycopg.Error:
+                log.warning("the event loop's PostgreSQL connection failed", exc_info=True)
+                conn, self._loop_pg = self._loop_pg, None
+                if conn is not None:
+                    await conn.close()
+            finally:
+                if self._pg_waiting.get(key) is done:  # (cancelled before it was sent)
+                    del self._pg_waiting[key]
+                if not done.done():
+                    done.set_result(row)
+
+    async def aclose(self) -> None:
+        """Close the event loop's own connections (before :meth:`dispose`)."""
+        if self._loop_pg is not None:
+            await self._loop_pg.close()
+            self._loop_pg = None
 
     @contextmanager
     def write_conn(self, engine: Engine | None = None) -> Iterator[Connection]:

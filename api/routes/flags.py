@@ -23,6 +23,7 @@ from fastapi import status as status_codes
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import dialect as pg_dialect
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -164,14 +165,20 @@ class NotCached(Exception):  # noqa: N818 (a signal, not a failure)
     the caller does the read again in the thread pool."""
 
 
-async def cached_read(db: AppDatabase, read: Callable[..., Any]) -> Any:
-    """``read()`` for an async route: on the event loop with ``build=False`` when the
-    database is SQLite (a cached answer then costs one local indexed read of microseconds,
-    less than a hop to the thread pool), else (a cache miss, or PostgreSQL, where a read is
-    a network round trip that would hold every other request) in the thread pool."""
+async def cached_read(db: AppDatabase, read: Callable[..., Any], agency: str) -> Any:
+    """``read()`` for an async route. First on the event loop from the cache alone: the
+    agency's data version (:func:`data_version`) is read on the loop's own connection (SQLite:
+    a local indexed read of microseconds; PostgreSQL: an async round trip that holds no other
+    request) and ``read(version=...)`` answers from the entries cached under it; a cache
+    miss (:class:`NotCached`), or a PostgreSQL connection that failed, does the full read in
+    the thread pool."""
     if db.sqlite:
+        version: Any = loop_data_version(db, agency)
+    else:
+        version = await db.loop_pg_row(_VERSION_PG, {"agency": agency})
+    if version is not None:
         try:
-            return read(build=False)
+            return read(version=tuple(version))
         except NotCached:
             pass
     return await run_in_threadpool(read)
@@ -238,6 +245,7 @@ _VERSION = select(
 
 
 _VERSION_SQLITE = str(_VERSION.compile(dialect=sqlite_dialect()))  # its two "?" are agency
+_VERSION_PG = str(_VERSION.compile(dialect=pg_dialect()))  # %(agency)s
 
 
 def loop_data_version(db: AppDatabase, agency: str) -> tuple[int | None, int | None]:
@@ -373,16 +381,16 @@ def run_rows(
     agency: str,
     as_of: dt.date | None,
     review_days: int,
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dt.date, Prepared] | None:
     """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
     when the agency has no run; LookupError names the scored dates when the date has none.
-    One read (:func:`data_version`) when the rows are cached; without ``build`` (on the event
-    loop, SQLite only: :func:`cached_read`), that read is :func:`loop_data_version` and a
-    cache miss raises :class:`NotCached` instead of reading and preparing."""
+    One read (:func:`data_version`) when the rows are cached; with ``version`` (that read,
+    done on the event loop: :func:`cached_read`), none, and a cache miss raises
+    :class:`NotCached` instead of reading and preparing."""
     today = dt.date.today()
-    if not build:
-        return _cached_rows(db, cache, agency, as_of, today)
+    if version is not None:
+        return _cached_rows(cache, agency, as_of, today, version)
     with db.read_conn() as s:
         newest_run, newest_review = data_version(s, agency)
         if newest_run is None:
@@ -406,11 +414,15 @@ def run_rows(
 
 
 def _cached_rows(
-    db: AppDatabase, cache: RunCache, agency: str, as_of: dt.date | None, today: dt.date
+    cache: RunCache,
+    agency: str,
+    as_of: dt.date | None,
+    today: dt.date,
+    version: tuple[int | None, int | None],
 ) -> tuple[dt.date, Prepared] | None:
-    """:func:`run_rows` from the cache only, after one :func:`loop_data_version` read;
+    """:func:`run_rows` from the cache only, under the data ``version`` already read;
     :class:`NotCached` when the answer needs more reads."""
-    newest_run, newest_review = loop_data_version(db, agency)
+    newest_run, newest_review = version
     if newest_run is None:
         raise NotCached  # (rare: an agency with no run) decided by the full read
     runs = cache.get(("runs", agency, newest_run))
@@ -463,12 +475,12 @@ def flag_page_read(
     review_days: int = 14,
     home: Path | None = None,
     order: str = "rank",
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dict[str, Any], list[Row], Access]:
     """:func:`flag_page` without its audit entry: the envelope, the rows and the access to
     log, or :class:`Refused` (the 403/404 and its entry). ``order``: "rank" (highest score
-    first) or "due" (see :func:`due_first`); without ``build``, :class:`NotCached` when the
-    run's rows are not prepared yet."""
+    first) or "due" (see :func:`due_first`); with ``version`` (the agency's data version, read
+    on the event loop), :class:`NotCached` when the run's rows are not prepared yet."""
     if all_scored and user.role not in ALL_SCORED_ROLES:
         message = "all_scored is for reviewers, data scientists and admins"
         access = Access("denied", path, None, None, {"why": message})
@@ -476,7 +488,7 @@ def flag_page_read(
     if not agency_in_scope(user, agency):
         raise refused_not_found(path, agency)
     try:
-        found = run_rows(db, cache, agency, as_of, review_days, build)
+        found = run_rows(db, cache, agency, as_of, review_days, version)
     except LookupError as e:
         access = Access("not_found", path, agency, None, {"why": str(e)})
         raise Refused(access, HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e))) from e
@@ -580,7 +592,7 @@ async def list_flags(
         home=settings.home,
     )
     try:
-        head, page, access = await cached_read(db, read)
+        head, page, access = await cached_read(db, read, agency)
     except Refused as r:
         await record_async(db, user, r.access)
         raise r.error from None

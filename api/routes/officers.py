@@ -30,7 +30,6 @@ from api.routes.flags import (
     data_version,
     freshness,
     json_response,
-    loop_data_version,
 )
 from api.scope import (
     NOT_FOUND,
@@ -245,7 +244,7 @@ async def officer(
         request.app.state.officer_cache,
     )
     try:
-        _, raw, access = await cached_read(db, read)
+        _, raw, access = await cached_read(db, read, agency)
     except Refused as r:
         await record_async(db, user, r.access)
         raise r.error from None
@@ -307,21 +306,22 @@ def officer_read(
     all_scored: bool = False,
     home: Path | None = None,
     cache: RunCache | None = None,
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dict[str, Any], bytes, Access]:
     """:func:`officer_detail` without its audit entry: (the body, as JSON, the access to
     log), or :class:`Refused`. With ``cache``, the officer's record is kept by the agency's
     newest scoring run and review (:func:`api.routes.flags.data_version`: one read per
     request); who may see it is decided on every request (:func:`api.scope.sees`), so a
-    record cached for one user is refused to another exactly as a missing one. Without
-    ``build``, a record not cached raises :class:`NotCached`."""
+    record cached for one user is refused to another exactly as a missing one. With
+    ``version`` (that read, done on the event loop), a record not cached raises
+    :class:`NotCached`."""
     refusal = refused_not_found(
         path, agency, officer_id, as_of=as_of.isoformat() if as_of else None
     )
     if not agency_in_scope(user, agency):
         raise refusal
-    if cache is not None and not build:  # on the event loop (SQLite): the cache or nothing
-        rec = cache.get(("officer", agency, officer_id, *loop_data_version(db, agency)))
+    if cache is not None and version is not None:  # on the event loop: the cache or nothing
+        rec = cache.get(("officer", agency, officer_id, *version))
         if rec is None:
             raise NotCached
     elif cache is None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,6 +225,25 @@ class RunCache:
             self._items[key] = value
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+        freeze_long_lived()
+
+
+_FROZEN_AT = [0.0]
+FREEZE_EVERY = 1.0  # seconds between two gc.freeze() calls
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``),
+    at most once a second. A cached run or officer record is tens of thousands of objects
+    that live until the data changes; left to the collector, each full collection walks all
+    of them (hundreds of milliseconds under load: the service's slowest answers). Frozen
+    objects are still freed by reference counting when the cache drops them (they hold no
+    cycles); only cyclic garbage alive at the moment of a freeze is never collected, a few
+    objects of the requests in flight."""
+    now = time.monotonic()
+    if now - _FROZEN_AT[0] >= FREEZE_EVERY:
+        _FROZEN_AT[0] = now
+        gc.freeze()
 
 
 _RUNS = select(

@@ -338,7 +338,10 @@ class LoopWriter:
 
     def __init__(self, db: AppDatabase, checkpoint_every: int = 500) -> None:
         self.db, self.checkpoint_every = db, checkpoint_every
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        # by loop: a test may drive the app from more than one loop (each flushes its own)
+        self._pending: dict[
+            asyncio.AbstractEventLoop, list[tuple[dict[str, Any], asyncio.Future[int]]]
+        ] = {}
         self._commits = 0
         self.batches = 0  # commits on the loop, and entries handed to the thread (tests)
         self.handed_over = 0
@@ -348,13 +351,15 @@ class LoopWriter:
         is committed."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
-        self._pending.append((_entry(**fields), done))
-        if len(self._pending) == 1:
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
+        pending.append((_entry(**fields), done))
         return done
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._pending = self._pending, []
+        batch = self._pending.pop(loop)
         try:
             with self.db.write_conn(self.db.loop_write_engine) as c:
                 ids = _chain(c, [e for e, _ in batch])

@@ -489,7 +489,8 @@ class AppDatabase:
         self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
         self._loop_writer: LoopWriter | None = None
-        self._loop_reader: sqlite3.Connection | None = None
+        self._loop_reader = threading.local()
+        self._loop_readers: list[sqlite3.Connection] = []
         self._loop_pg: psycopg.AsyncConnection[Any] | None = None
         self._loop_pg_lock = asyncio.Lock()
         self._pg_waiting: dict[tuple[Any, ...], asyncio.Future[tuple[Any, ...] | None]] = {}
@@ -537,12 +538,16 @@ class AppDatabase:
         execution: these reads run on every request). Only the loop's thread uses it."""
         if not self.sqlite:
             raise RuntimeError("the loop's reader is SQLite's only")
-        if self._loop_reader is None:
-            path = self.url.split("///", 1)[1]
-            conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        conn: sqlite3.Connection | None = getattr(self._loop_reader, "conn", None)
+        if conn is None:  # one per thread (a test may run loops in several)
+            conn = sqlite3.connect(  # used by its thread only; closed by dispose()
+                self.url.split("///", 1)[1], timeout=30, check_same_thread=False
+            )
             _sqlite_pragmas(conn)
-            self._loop_reader = conn
-        return self._loop_reader
+            self._loop_reader.conn = conn
+            with self._writer_lock:
+                self._loop_readers.append(conn)
+        return conn
 
     async def loop_pg_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of ``sql`` (psycopg's ``%(name)s`` parameters) on the event loop's
@@ -743,9 +748,11 @@ class AppDatabase:
             engines.add(self.loop_write_engine)
         for engine in engines:
             engine.dispose()
-        if self._loop_reader is not None:
-            self._loop_reader.close()
-            self._loop_reader = None
+        with self._writer_lock:
+            readers, self._loop_readers = self._loop_readers, []
+            self._loop_reader = threading.local()
+        for conn in readers:
+            conn.close()
 
 
 def ensure_agency(s: Session, name: str) -> None:

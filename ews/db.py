@@ -784,7 +784,7 @@ class PoolTooSmall(RuntimeError):
     """The PostgreSQL server has too few connections for the workers' pools."""
 
 
-MIN_POOL = 4  # per process: the group writer, a write, a session and a read connection
+MIN_POOL = 5  # per process: the group writer, the event loop's reads, a write, a session, a read
 MAX_POOL = 48  # per process: more than the service's threads would never be used
 SPARE = 5  # connections left for the CLI, migrations and an administrator
 
@@ -822,12 +822,14 @@ def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
             f"PostgreSQL allows {most} connections ({reserved} reserved, {in_use} in use, "
             f"{SPARE} kept spare): {free} for {workers} worker(s) is {max(each, 0)} each, "
             f"fewer than the {pool or MIN_POOL} each needs. Use fewer workers (--workers), "
-            "a smaller EWS_DB_POOL (at least 4), or raise max_connections."
+            "a smaller EWS_DB_POOL (at least 5), or raise max_connections."
         )
     total = pool or min(each, MAX_POOL)
     write = max(1, total // 6)
     session = max(1, total // 6)
-    return {"total": total, "write": write, "session": session, "read": total - 1 - write - session}
+    # the other two: the group writer's connection and the event loop's (AppDatabase.loop_pg_row)
+    read = total - 2 - write - session
+    return {"total": total, "write": write, "session": session, "read": read}
 
 
 # PostgreSQL roles: migrations run as an owner role, the service as a role that may only

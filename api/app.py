@@ -28,13 +28,14 @@ from api.refusals import RefusalLog
 from api.routes import audit, drift, flags, officers
 from api.routes.audit import RebuildGate
 from api.routes.flags import RunCache
-from api.security import FailureLimiter
+from api.security import FailureLimiter, TokenCache
 from ews import __version__
 from ews.db import open_app_database
 from ews.settings import Settings, get_settings
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY = 1024 * 1024  # bytes
+OFFICER_CACHE = 5000  # officers' records kept by the officer page (api.routes.officers)
 log = logging.getLogger("ews.api")
 
 Scope = MutableMapping[str, Any]
@@ -147,9 +148,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = FailureLimiter()
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     app.state.refusals = RefusalLog()
     app.state.rebuilds = RebuildGate()
     app.state.run_cache = RunCache()
+    app.state.officer_cache = RunCache(OFFICER_CACHE)
     for module in (flags, officers, audit, drift):
         app.include_router(module.router, responses=ERRORS)
 

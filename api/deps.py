@@ -139,11 +139,13 @@ def _bearer(request: Request) -> tuple[str | None, str]:
 async def current_user(db: DbDep, request: Request) -> User:
     """The user of the request's 'Authorization: Bearer <token>' header (:func:`authenticate`).
     Async: the token lookup is one indexed read, done in place rather than handed to the
-    thread pool; a failure's audit entry is written from the pool (it waits for a commit)."""
+    thread pool, and a token that worked in the last few seconds is not looked up again
+    (:class:`api.security.TokenCache`); a failure's audit entry is written from the pool."""
     token, why = _bearer(request)
     if request.app.state.limiter.retry_after(client_of(request), token):  # memory only
         await run_in_threadpool(_limit, db, request, token)
-    user, why = user_for_token(db, token) if token else (None, why)
+    cache = request.app.state.token_cache
+    user, why = user_for_token(db, token, cache) if token else (None, why)
     if user is not None:
         request.app.state.limiter.succeed(token or "")
         note_user(user)

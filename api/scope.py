@@ -17,6 +17,9 @@ The rule:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from fastapi import HTTPException, status
@@ -51,7 +54,7 @@ _FLAGGED_EVER = (
     )
     .limit(1)
 )
-_UNIT = select(OfficerUnit.unit).where(
+UNIT = select(OfficerUnit.unit).where(
     OfficerUnit.agency == bindparam("agency"), OfficerUnit.officer_id == bindparam("officer")
 )
 
@@ -71,15 +74,35 @@ def officer_visible(
     if not agency_in_scope(user, agency):
         return False
     key = {"agency": agency, "officer": officer_id}
-    unit = s.execute(_UNIT, key).first()
-    if unit is None:
+    unit = s.execute(UNIT, key).first()
+    return sees(
+        user,
+        agency,
+        None if unit is None else (unit[0],),
+        lambda: s.execute(_FLAGGED_EVER, key).first() is not None,
+        all_scored,
+    )
+
+
+def sees(
+    user: User,
+    agency: str,
+    unit: tuple[str | None] | None,
+    flagged_ever: Callable[[], bool],
+    all_scored: bool = False,
+) -> bool:
+    """The rule of :func:`officer_visible` on facts already read: ``unit`` is the officer's
+    row of ``officer_units`` (None: no such officer in the agency), ``flagged_ever`` tells
+    (when asked) whether a current run flagged them. Cached reads decide with it, so a
+    cached record is shown to exactly the users who would see it read afresh."""
+    if not agency_in_scope(user, agency) or unit is None:
         return False
     units = visible_units(user)
     if units is None:
         return True
     if unit[0] is None or unit[0] not in units:
         return False
-    return all_scored or s.execute(_FLAGGED_EVER, key).first() is not None
+    return all_scored or flagged_ever()
 
 
 def visible_units(user: User) -> list[str] | None:
@@ -144,6 +167,59 @@ def log_now(
     committed (with those of concurrent requests) before the answer leaves."""
     mark_logged(action)
     db.audit(**_entry(user, action, resource, agency, officer_id, detail))
+
+
+@dataclass
+class Access:
+    """An access to write to the audit log (the arguments of :func:`log_now`)."""
+
+    action: str
+    resource: str
+    agency: str | None = None
+    officer_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Refused(Exception):  # noqa: N818 (a decision, not a failure)
+    """A read decided to refuse: its audit entry is written first, then ``error`` raised."""
+
+    def __init__(self, access: Access, error: HTTPException) -> None:
+        super().__init__(error.detail)
+        self.access, self.error = access, error
+
+
+def refused_not_found(
+    resource: str,
+    agency: str | None = None,
+    officer_id: str | None = None,
+    why: str = "missing or outside scope",
+    **detail: Any,
+) -> Refused:
+    """The one 404 of the service (see :func:`not_found`), as a decision to log and raise."""
+    access = Access("not_found", resource, agency, officer_id, {"why": why, **detail})
+    return Refused(access, HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND))
+
+
+def record(db: AppDatabase, user: User, access: Access) -> None:
+    """:func:`log_now` of an :class:`Access`."""
+    log_now(
+        db, user, access.action, access.resource, access.agency, access.officer_id, **access.detail
+    )
+
+
+AUDIT_WAIT = 60.0  # seconds a request waits for its audit entry's commit before failing
+
+
+async def record_async(db: AppDatabase, user: User, access: Access) -> None:
+    """:func:`record` for an async request: the entry joins the group writer's next commit
+    and the request awaits that commit (holding no thread meanwhile), so its answer still
+    never leaves before its audit entry is stored."""
+    mark_logged(access.action)
+    entry = _entry(
+        user, access.action, access.resource, access.agency, access.officer_id, access.detail
+    )
+    async with asyncio.timeout(AUDIT_WAIT):
+        await asyncio.wrap_future(db.audit_submit(**entry))
 
 
 def not_found(

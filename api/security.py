@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from sqlalchemy import bindparam, select
 
@@ -188,21 +189,62 @@ def set_active(db: AppDatabase, username: str, active: bool) -> None:
     _change(db, username, "enable" if active else "disable", not active, active=active)
 
 
+class TokenCache:
+    """The users of working tokens seen in the last ``ttl`` seconds, by the token's SHA-256,
+    so that a client's requests do not each look its token up. The price is a bound: a token
+    revoked or rotated, or a user disabled, still works for at most ``ttl`` seconds in each
+    process that saw it (``EWS_TOKEN_CACHE_SECONDS``, 0: no cache). An expiry is checked on
+    every request; unknown, disabled and expired tokens are never kept."""
+
+    def __init__(
+        self, ttl: float = 5.0, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._items: dict[str, tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> User | None:
+        item = self._items.get(digest)
+        if item is None:
+            return None
+        if self.clock() - item[0] >= self.ttl:
+            with self._lock:
+                self._items.pop(digest, None)
+            return None
+        return item[1]
+
+    def put(self, digest: str, user: User) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._items) >= self.size:  # bounded memory: start afresh
+                self._items.clear()
+            self._items[digest] = (self.clock(), user)
+
+
 _USER_COLUMNS = ("id", "username", "role", "agency", "units", "active", "expires_at")
 _BY_TOKEN = select(*(getattr(User, c) for c in _USER_COLUMNS)).where(
     User.token_sha256 == bindparam("h")
 )
 
 
-def user_for_token(db: AppDatabase, token: str) -> tuple[User | None, str]:
-    """(the user, '') for a working token, else (None, why it does not work)."""
+def user_for_token(
+    db: AppDatabase, token: str, cache: TokenCache | None = None
+) -> tuple[User | None, str]:
+    """(the user, '') for a working token, else (None, why it does not work). With
+    ``cache``, a token that worked less than ``cache.ttl`` seconds ago is not looked up."""
     if not TOKEN.match(token):
         return None, "malformed token"
-    with db.read_conn() as c:
-        row = c.execute(_BY_TOKEN, {"h": hash_token(token)}).first()
-    if row is None:
-        return None, "unknown token"
-    user = User(**dict(zip(_USER_COLUMNS, row, strict=True)))
+    digest = hash_token(token)
+    user = cache.get(digest) if cache is not None else None
+    if user is None:
+        with db.read_conn() as c:
+            row = c.execute(_BY_TOKEN, {"h": digest}).first()
+        if row is None:
+            return None, "unknown token"
+        user = User(**dict(zip(_USER_COLUMNS, row, strict=True)))
+        if cache is not None and user.active:
+            cache.put(digest, user)
     if not user.active:
         return None, "user disabled"
     if user.expires_at is not None and user.expires_at <= utcnow():

@@ -23,7 +23,12 @@ What it does, in one run:
    per status), req/s, p50/p95/p99/max latency in ms, the CPU share of the server and of
    the load generator, and the throughput ratios (a)/(c) and (b)/(c); ``--json FILE`` also
    writes them. Targets (reported, not asserted): p99 < 100 ms for (a) and (b), 0 errors,
-   (a) and (b) each >= 50% of (c)'s req/s.
+   (a) and (b) each >= 50% of (c)'s req/s. Each figure is shown with the load average at
+   the start and the end of its measurement, and the run ends with a line of its baseline
+   (the bare endpoint) and, for (a) and (b), each target "met" or "NOT met" as the figures
+   of the same run say (the machine may be shared: compare ratios within one run).
+   ``--workers N`` serves with ``ews serve --workers N`` (the bare endpoint stays one
+   process).
 
 ``--database-url`` runs the service on PostgreSQL: a fresh database is created on that
 server for the run (``CREATE DATABASE``, from the database named in the URL), the flags and
@@ -405,12 +410,22 @@ class Server:
         return str(self.log_path)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process (Linux /proc), nan elsewhere."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid if self.proc else 0}/stat").read_text().split()
-            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
+        """User + system CPU time of the server's processes (its process group: the worker
+        processes of ``ews serve --workers`` too; Linux /proc), nan elsewhere."""
+        if self.proc is None:
             return math.nan
+        total, found = 0.0, False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # fields after the command (which may hold spaces): state, ppid, pgrp, ...
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != self.proc.pid:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                found = True
+            except (OSError, ValueError, IndexError):
+                continue
+        return total if found else math.nan
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -673,7 +688,11 @@ def measure(
     load0, cpu0, wall0 = loadavg(), server.cpu_seconds(), time.perf_counter()
     result = load_in_subprocess(spec)
     wall = time.perf_counter() - wall0
-    result["server_cpu_pct"] = round(100 * (server.cpu_seconds() - cpu0) / wall, 1)
+    cpu = server.cpu_seconds() - cpu0
+    result["server_cpu_pct"] = round(100 * cpu / wall, 1)
+    # CPU per request (warm-up and window): steadier than req/s on a shared machine
+    sent = result.get("sent_total") or 0
+    result["server_cpu_ms_per_request"] = round(1000 * cpu / sent, 3) if sent else None
     result["loadavg_start_end"] = [load0, loadavg()]
     return result
 
@@ -681,7 +700,7 @@ def measure(
 def print_table(results: dict[str, dict[str, Any]], ratios: dict[str, float | None]) -> None:
     head = (
         f"{'':28} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'max ms':>8} {'srv cpu':>8} {'gen cpu':>8}"
+        f"{'p99 ms':>8} {'max ms':>8} {'srv cpu':>8} {'gen cpu':>8} {'cpu/req':>8}"
     )
     print(head)
     for key, label in PHASES:
@@ -694,7 +713,7 @@ def print_table(results: dict[str, dict[str, Any]], ratios: dict[str, float | No
             f"({key}) {label:24} {f(r['requests']):>9} {f(r['errors']):>7} "
             f"{f(r['req_per_s']):>8} {f(r['p50_ms']):>8} {f(r['p95_ms']):>8} "
             f"{f(r['p99_ms']):>8} {f(r['max_ms']):>8} {f(r['server_cpu_pct']):>7}% "
-            f"{f(r['client_cpu_pct']):>7}%"
+            f"{f(r['client_cpu_pct']):>7}% {f(r.get('server_cpu_ms_per_request')):>5} ms"
         )
     for key, _ in PHASES:
         bad = {o: n for o, n in results[key]["outcomes"].items() if not o.startswith("2")}
@@ -706,6 +725,65 @@ def print_table(results: dict[str, dict[str, Any]], ratios: dict[str, float | No
     for name, ratio in ratios.items():
         shown = "-" if ratio is None else f"{100 * ratio:.1f}%"
         print(f"throughput {name}: {shown}  (target >= {100 * TARGET_RATIO:.0f}%)")
+    for line in verdicts(results, ratios):
+        print(line)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def verdicts(results: dict[str, dict[str, Any]], ratios: dict[str, float | None]) -> list[str]:
+    """The targets read off the measured figures of one run: a line for the baseline (the
+    bare endpoint, measured in the same run) and, for (a) and (b), req/s as a share of it
+    (>= 50%), p99 (< 100 ms) and errors (none), each "met" or "NOT met", every figure with
+    the load average at the start and the end of its measurement."""
+    c = results["c"]
+    c_load = " -> ".join(c["loadavg_start_end"])
+    lines = [
+        f"baseline, same run: (c) bare FastAPI endpoint {_num(c['req_per_s'])} req/s, "
+        f"p50 {_num(c['p50_ms'])} ms, p99 {_num(c['p99_ms'])} ms (load average {c_load})"
+    ]
+    for key, label in PHASES[:2]:
+        r, ratio = results[key], ratios[f"{key}/c"]
+        ratio_ok = ratio is not None and ratio >= TARGET_RATIO
+        p99_ok = r["p99_ms"] is not None and r["p99_ms"] < TARGET_P99_MS
+        shown = "-" if ratio is None else f"{100 * ratio:.1f}%"
+        lines.append(
+            f"({key}) {label}: {_num(r['req_per_s'])} req/s = {shown} of the baseline "
+            f"(target >= {100 * TARGET_RATIO:.0f}%: {_met(ratio_ok)}); "
+            f"p50 {_num(r['p50_ms'])} ms, p99 {_num(r['p99_ms'])} ms "
+            f"(target < {TARGET_P99_MS:.0f} ms: {_met(p99_ok)}); "
+            f"errors {r['errors']} ({_met(r['errors'] == 0)}); "
+            f"load average {' -> '.join(r['loadavg_start_end'])}"
+        )
+    return lines
+
+
+def median_verdicts(
+    rounds: list[dict[str, dict[str, Any]]], ratios: dict[str, float | None]
+) -> list[str]:
+    """The targets over several rounds: the median ratio, and p99 and errors in each round."""
+    lines = []
+    for key, label in PHASES[:2]:
+        ratio = ratios[f"{key}/c"]
+        ratio_ok = ratio is not None and ratio >= TARGET_RATIO
+        p99s = [r[key]["p99_ms"] for r in rounds]
+        under = sum(p is not None and p < TARGET_P99_MS for p in p99s)
+        errors = sum(r[key]["errors"] for r in rounds)
+        shown = "-" if ratio is None else f"{100 * ratio:.1f}%"
+        lines.append(
+            f"({key}) {label}, {len(rounds)} rounds: median {shown} of the baseline "
+            f"(target >= {100 * TARGET_RATIO:.0f}%: {_met(ratio_ok)}); p99 "
+            f"{', '.join(_num(p) for p in p99s)} ms (target < {TARGET_P99_MS:.0f} ms: "
+            f"{_met(under == len(rounds))} in {under} of {len(rounds)}); errors {errors} "
+            f"({_met(errors == 0)})"
+        )
+    return lines
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:,.1f}"
 
 
 def targets(results: dict[str, dict[str, Any]], ratios: dict[str, float | None]) -> dict[str, Any]:
@@ -754,7 +832,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             db_label = "postgresql"
         api = Server(
             "ews serve",
-            [setup.ews, "serve", "--host", HOST, "--port", "{port}"],
+            [
+                setup.ews,
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                "{port}",
+                "--workers",
+                str(args.workers),
+            ],
             setup.env(),
             work / "logs" / "ews-serve.log",
         )
@@ -781,7 +868,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 write_state(work, state)
             officer_ids = supervisor_officers(api.port, sup_token)
-        print(f"ews serve on {HOST}:{api.port} ({db_label})")
+        print(
+            f"ews serve on {HOST}:{api.port} ({db_label}), {args.workers} worker process(es); "
+            "the bare endpoint: one process"
+        )
         if not officer_ids:
             raise RuntimeError(f"the supervisor of unit {unit} sees no flagged officer")
         auth = {"Authorization": f"Bearer {sup_token}"}
@@ -834,6 +924,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             each = ", ".join("-" if (v := r[k]) is None else f"{100 * v:.1f}%" for r in per_round)
             shown = "-" if median is None else f"{100 * median:.1f}%"
             print(f"throughput {k}, median of {len(rounds)} rounds: {shown} ({each})")
+        for line in median_verdicts(rounds, ratios):
+            print(line)
     print(f"load before: {load_before}\nload after:  {load_after}")
     report = {
         "benchmark": "bench_api",
@@ -855,6 +947,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "timeout": args.timeout,
             "cpus": os.cpu_count(),
+            "workers": args.workers,
         },
         "load_before": load_before,
         "load_after": load_after,
@@ -917,13 +1010,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the run creates a fresh database on that server, serves from it "
         "(EWS_DATABASE_URL) and drops it at the end",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of `ews serve --workers` (default 1); the bare endpoint is "
+        "always one process, so a ratio with more workers says what the service gains from "
+        "the machine's other cores",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the figures to FILE")
     p.add_argument("--ews", default=None, help="the ews command (default: next to this python)")
     p.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.load_worker and args.bare_server is None:
-        for name in ("clients", "seconds", "officers", "years"):
+        for name in ("clients", "seconds", "officers", "years", "workers"):
             if getattr(args, name) <= 0:
                 p.error(f"--{name} must be positive")
         if args.warmup < 0 or args.timeout <= 0:

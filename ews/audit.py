@@ -35,8 +35,9 @@ import queue
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -255,8 +256,8 @@ class GroupWriter:
     that arrived meanwhile. Writes that must commit with their entry (reviews) use
     :func:`append` in their own transaction instead; both take the same writer lock."""
 
-    def __init__(self, db: AppDatabase, max_batch: int = 1000) -> None:
-        self.db, self.max_batch = db, max_batch
+    def __init__(self, db: AppDatabase, max_batch: int = 1000, linger: float = 0.001) -> None:
+        self.db, self.max_batch, self.linger = db, max_batch, linger
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[int]] | None] = (
             queue.SimpleQueue()
         )
@@ -264,9 +265,14 @@ class GroupWriter:
         self._thread.start()
 
     def write(self, timeout: float = 60.0, **fields: Any) -> int:
+        return self.submit(**fields).result(timeout)
+
+    def submit(self, **fields: Any) -> Future[int]:
+        """Queue an entry; the future is done (its id) once the entry is committed. An async
+        caller awaits it (``asyncio.wrap_future``) without holding a thread meanwhile."""
         done: Future[int] = Future()
         self._queue.put((_entry(**fields), done))
-        return done.result(timeout)
+        return done
 
     def close(self) -> None:
         self._queue.put(None)
@@ -277,6 +283,8 @@ class GroupWriter:
             item = self._queue.get()
             if item is None:
                 return
+            if self.linger > 0 and self._queue.empty():
+                time.sleep(self.linger)  # let the entries of requests in flight join
             batch = [item]
             while len(batch) < self.max_batch:
                 try:
@@ -297,13 +305,27 @@ class GroupWriter:
                 ids = _chain(c, [e for e, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+                _settle(batch[0][1], exception=exc)
                 return
             for item in batch:
                 self._commit([item])
             return
         for (_, done), i in zip(batch, ids, strict=True):
-            done.set_result(i)
+            _settle(done, i)
+
+
+def _settle(done: Future[int], result: int = 0, exception: BaseException | None = None) -> None:
+    """Resolve a caller's future; one its caller gave up on (an awaiting request cancelled)
+    is left as it is: the entry is stored all the same, and the writer thread must go on."""
+    if done.cancelled():
+        return
+    try:
+        if exception is not None:
+            done.set_exception(exception)
+        else:
+            done.set_result(result)
+    except InvalidStateError:  # cancelled meanwhile
+        pass
 
 
 @dataclass

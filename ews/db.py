@@ -71,6 +71,8 @@ from sqlalchemy.pool import NullPool
 from ews.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ews.audit import GroupWriter
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -535,12 +537,28 @@ class AppDatabase:
     ) -> int:
         """Append one entry to the audit chain; its id, once the entry is committed. Entries
         of concurrent callers share a transaction (:class:`ews.audit.GroupWriter`)."""
+        future = self.audit_submit(actor, role, action, resource, agency, officer_id, detail)
+        return future.result(60.0)
+
+    def audit_submit(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        resource: str,
+        agency: str | None = None,
+        officer_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Future[int]:
+        """:meth:`audit` without waiting: the future is done (the entry's id) once the entry
+        is committed; an async request awaits it before it answers."""
         from ews.audit import GroupWriter
 
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = GroupWriter(self)
-        return self._writer.write(
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = GroupWriter(self)
+        return self._writer.submit(
             actor=actor,
             role=role,
             action=action,

@@ -212,13 +212,14 @@ class FeatureBatches:
             for dates in self.batches:
                 yield dates, _finished(run_plan(con, plan, self.spec, dates, CHUNK_ROWS), schema)
             return
-        for dates in self.batches:
+        for i, dates in enumerate(self.batches):
             expr = features_expr(tables, dates, self.spec, self.cohort)
             expr = expr.order_by(["as_of_date", "officer_id"])
             reader = expr.to_pyarrow_batches(chunk_size=CHUNK_ROWS)
             yield dates, _finished(reader, schema)
             del expr, reader
-            gc.collect()  # drops the batch's cached tables (ibis finalizers) before the next
+            if i + 1 < len(self.batches):  # after the last, the connection goes with them
+                gc.collect()  # drops the batch's cached tables (ibis finalizers) before the next
 
 
 def _finished(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.Table]:

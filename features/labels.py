@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,49 +118,110 @@ def build_labels(
 ) -> pd.DataFrame:
     """DataFrame[officer_id, as_of_date, label (int 0/1)] for the cohort rows at each date.
     ``label`` may be a LabelSpec or a preset name."""
+    return build_label_sets(source, {known_by: as_of_dates}, label, engine, cohort)[known_by]
+
+
+# the knowledge cutoff standing for "no cutoff" inside the one query (every date in a package
+# is before it; 9999-12-31 is the last date DuckDB and Spark both hold)
+_NO_CUTOFF = dt.date(9999, 12, 31)
+
+
+def build_label_sets(
+    source: Snapshot | str | Path,
+    requests: Mapping[dt.date | None, Iterable[Any]],
+    label: LabelSpec | str,
+    engine: str | BaseBackend = "duckdb",
+    cohort: CohortSpec | None = None,
+) -> dict[dt.date | None, pd.DataFrame]:
+    """The labels of several knowledge cutoffs in ONE query: ``requests`` maps a cutoff
+    (``known_by``, None for everything in the package) to its as-of dates; returns, per
+    cutoff, the frame :func:`build_labels` gives for it (the same rows, the same values).
+
+    An experiment needs one cutoff per split (label maturity); a query each meant as many
+    connections, compilations and scans of the events. Here the dates table holds one row per
+    (as-of date, cutoff), and each matching event carries the dates it became known for the
+    clause it matches: reported (``reported_date``) and, for a clause asking for a finding,
+    found (``finding_date``); it counts at a cutoff when both are before it."""
     import ibis
+    import pyarrow as pa
 
     from features.cohort import finish_keys
-    from features.compile import KEYS, as_dates, cohort_expr, dates_table
-    from features.engines import connect, execute, load_tables, package_folder
+    from features.compile import KEYS, as_dates, cohort_expr
+    from features.engines import connect, execute, load_tables, package_folder, temp_table
 
     spec = LabelSpec.preset(label) if isinstance(label, str) else label
-    dates = as_dates(as_of_dates)
-    kb = as_dates([known_by])[0] if known_by is not None else None
+    wanted = {
+        (as_dates([kb])[0] if kb is not None else None): as_dates(dates)
+        for kb, dates in requests.items()
+    }
+    if not wanted:
+        return {}
+    window = parse_duration(spec.window)
+    cutoffs = list(wanted)  # a request is told apart by its index here (_req)
+    rows = [
+        (t, window.after(t), kb or _NO_CUTOFF, i)
+        for i, kb in enumerate(cutoffs)
+        for t in wanted[kb]
+    ]
     con = connect(engine)
     tables = load_tables(con, package_folder(source))
-    dtab = dates_table(con, dates, upper={"_hi": parse_duration(spec.window)})
+    columns = {
+        "as_of_date": pa.date32(),
+        "_hi": pa.date32(),
+        "_kb": pa.date32(),
+        "_req": pa.int32(),
+    }
+    dtab = temp_table(
+        con,
+        pa.table(
+            {
+                name: pa.array([r[i] for r in rows], typ)
+                for i, (name, typ) in enumerate(columns.items())
+            }
+        ),
+    )
     c = cohort_expr(tables, dtab, cohort)
     ev = tables.events
-    match = None
+    parts = []
     for cl in spec.any_of:
         cond = ev.event_type == cl.event_type
         if cl.category_prefix:
             cond = cond & ev.category.fill_null("").startswith(cl.category_prefix)
+        found = ev.reported_date
         if cl.finding:
             cond = cond & (ev.finding.fill_null("") == cl.finding) & ev.finding_date.notnull()
-            if kb is not None:
-                cond = cond & (ev.finding_date < kb)
-        match = cond if match is None else (match | cond)
-    assert match is not None
-    if kb is not None:
-        match = match & (ev.reported_date < kb)
-    ev = ev.filter(match).select(e_officer_id="officer_id", reported_date="reported_date")
-    keys = c.select(*KEYS, "_hi")
+            found = ev.finding_date
+        parts.append(
+            ev.filter(cond).select(
+                e_officer_id=ev.officer_id,
+                reported_date=ev.reported_date,
+                found_date=found.cast("date"),
+            )
+        )
+    hits_ev = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+    keys = c.select(*KEYS, "_hi", "_kb", "_req")
     j = keys.join(
-        ev,
+        hits_ev,
         [
-            keys.officer_id == ev.e_officer_id,
-            ev.reported_date >= keys.as_of_date,
-            ev.reported_date < keys._hi,
+            keys.officer_id == hits_ev.e_officer_id,
+            hits_ev.reported_date >= keys.as_of_date,
+            hits_ev.reported_date < keys._hi,
+            hits_ev.reported_date < keys._kb,
+            hits_ev.found_date < keys._kb,
         ],
     )
-    hits = j.group_by(KEYS).aggregate(_n=j.officer_id.count())
-    hits = hits.rename(_h_officer_id="officer_id", _h_as_of_date="as_of_date")
+    hits = j.group_by([*KEYS, "_req"]).aggregate(_n=j.officer_id.count())
+    hits = hits.rename(_h_officer_id="officer_id", _h_as_of_date="as_of_date", _h_req="_req")
     out = keys.left_join(
-        hits, [keys.officer_id == hits._h_officer_id, keys.as_of_date == hits._h_as_of_date]
+        hits,
+        [
+            keys.officer_id == hits._h_officer_id,
+            keys.as_of_date == hits._h_as_of_date,
+            keys._req == hits._h_req,
+        ],
     )
-    out = out.select(*KEYS, label=ibis.ifelse(out._n.fill_null(0) > 0, 1, 0))
-    df = finish_keys(execute(out))
+    out = out.select(*KEYS, "_req", label=ibis.ifelse(out._n.fill_null(0) > 0, 1, 0))
+    df = execute(out)
+    req = df.pop("_req").to_numpy()
     df["label"] = df["label"].astype("int64")
-    return df
+    return {kb: finish_keys(df[req == i].reset_index(drop=True)) for i, kb in enumerate(cutoffs)}

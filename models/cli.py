@@ -188,7 +188,20 @@ def train(
     ),
     snapshot: str = typer.Option(None, help="Snapshot id (default: the agency's current one)."),
     out: Path = typer.Option(
-        None, help="Folder for results.json (default: EWS_HOME/experiments/<config hash>)."
+        None,
+        help="Folder for results.json and predictions.parquet (default: "
+        "EWS_HOME/experiments/<config hash>). While the run works, each finished unit "
+        "(a choice, a split, the deployment refit) is kept in OUT/checkpoint/ so that a "
+        "stopped run can be continued with --resume.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue a stopped run from OUT/checkpoint/ (same --out, or the same default "
+        "folder): the finished choices, splits and refit are read back and their work "
+        "skipped, and the results equal an uninterrupted run's. Refused (exit 2) when the "
+        "checkpoint belongs to another config, data snapshot, feature spec or code version. "
+        "Without --resume, a folder holding a checkpoint is refused rather than reused.",
     ),
     register: bool = typer.Option(
         True, "--register/--no-register", help="Register each label's champion in MLflow."
@@ -227,9 +240,17 @@ def train(
     is registered without the alias and a paragraph says why and what the rules achieve;
     `ews models promote NAME VERSION --force --reason TEXT` overrides. Exit 0 (1 with
     --strict when a model is not promoted).
+
+    A long run says at least every 30 seconds what it is doing and how long the rest should
+    take (the deployment refit included). Each finished unit of work is kept in
+    OUT/checkpoint/ as it completes; stopped (Ctrl-C: exit 130) or failed, the run is
+    continued by the same command with --resume, which skips what is done. The checkpoint
+    is removed once results.json is written.
     """
     from ews.cli_style import check_agency
     from ews.settings import get_settings
+    from models.checkpoint import CheckpointError, summary
+    from models.checkpoint import remove as remove_checkpoint
     from models.experiment import ExperimentError, load_config, run_experiment
     from models.report import text_table
     from models.steps import ConfigProblems
@@ -241,15 +262,41 @@ def train(
         _fail(exc, EXIT_USAGE)
         return
     check_agency(cfg.agency)  # the config's own agency
+    folder = out or get_settings().home / "experiments" / cfg.hash
+    kept = folder / "checkpoint"
+    again = _resume_command(config, agency, snapshot, out, register)
     try:
-        result = run_experiment(cfg, tracking=register, progress=True)
+        result = run_experiment(
+            cfg, tracking=register, progress=True, checkpoint=kept, resume=resume
+        )
+    except KeyboardInterrupt:
+        n = summary(kept)
+        where = (
+            f"{n} finished unit(s) of work are kept in {kept}; continue with: {again}"
+            if n
+            else "no unit of work had finished, nothing is kept"
+        )
+        typer.secho(f"interrupted: {where}", fg="yellow", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except CheckpointError as exc:  # another run's checkpoint, or one without --resume
+        _fail(exc, EXIT_USAGE)
+        return
     except _known_errors() as exc:
         # a config the feature spec and the data refuse before any work is bad input too
+        n = summary(kept)
+        if n:
+            typer.echo(f"{n} finished unit(s) of work are kept in {kept}: {again}", err=True)
         _fail(exc, EXIT_USAGE if isinstance(exc.__cause__, ConfigProblems) else EXIT_FAILED)
         return
-    folder = out or get_settings().home / "experiments" / result.config_hash
     path = result.save(folder / "results.json")
     preds = result.save_predictions(folder / "predictions.parquet")
+    remove_checkpoint(kept)  # the results are written: nothing is left to resume
+    if result.resumed:
+        typer.echo(
+            f"resumed: {result.resumed['units_read_back']} finished unit(s) read back from "
+            f"{kept} (removed now); the timings cover this run's own work",
+            err=True,
+        )
     if as_json:
         import json
 
@@ -301,6 +348,26 @@ def train(
             raise typer.Exit(EXIT_FAILED)
     if any(c.registered for c in result.champions.values()):
         _keep_report(result.agency)
+
+
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
+def _resume_command(
+    config: Path | None, agency: str | None, snapshot: str | None, out: Path | None, register: bool
+) -> str:
+    """The `ews train` command that continues this run from its checkpoint."""
+    import shlex
+
+    words = ["ews", "train"]
+    for option, value in (("--config", config), ("--agency", agency), ("--snapshot", snapshot)):
+        if value is not None:
+            words += [option, str(value)]
+    if out is not None:
+        words += ["--out", str(out)]
+    if not register:
+        words.append("--no-register")
+    return shlex.join([*words, "--resume"])
 
 
 def _report_key(agency: str) -> dict[str, Any]:

@@ -13,11 +13,13 @@ try and which rules to beat. :func:`run_experiment` chains the named steps of
    splits (``splitter.inner_splits``; 0 = no selection) and the deployment split;
 3. ``build_features`` ONCE for every as-of date any split needs, with
    :func:`features.build.build_features`, the same code path scoring uses;
-4. ``build_labels``: one query per label and knowledge cutoff;
+4. ``build_labels``: one query per label, for all its knowledge cutoffs;
 5. for each label and split: ``select`` a candidate on the inner validation splits inside the
    training years (each fitted and evaluated like the split itself; mean metric minus a
    variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
-   date (every prediction kept), ``compare_with_rules`` at the rules' volume;
+   date (every prediction kept), ``compare_with_rules`` at the rules' volume; each label's
+   fits run first as one batch on every core, and a training set shared by several splits is
+   fitted once (:mod:`models.fitting`);
 6. with ``refit_champion`` (default) when registering, the same choice on a deployment split
    as of the day after the data end, fitted on the newest training dates whose label windows
    have ended; otherwise the candidate chosen at the latest split;
@@ -32,6 +34,7 @@ metrics, vs_rules``; and ``selection`` says, for every choice, which dates it wa
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -134,6 +137,8 @@ class ExperimentResult:
     predictions: pd.DataFrame | None = None  # every test row's score per model
     fitted: list[Champion] = field(default_factory=list)  # the others, with register: all
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> promotion gate
+    # a resumed run: where its checkpoint was and how many units it read back (not redone)
+    resumed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +170,8 @@ class ExperimentResult:
             "timings": self.timings,
             "cpu_timings": self.cpu_timings,
             "notes": self.notes,
+            # only a resumed run says so (its timings cover the work it did itself)
+            **({"resumed": self.resumed} if self.resumed else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -198,7 +205,12 @@ class ExperimentResult:
 
 class Clock:
     """Times the named steps of a run (seconds per step, summed) and reports progress lines
-    (``say``) with the time elapsed since the start."""
+    (``say``) with the time elapsed since the start.
+
+    While a long step runs, :meth:`heartbeat` keeps the log alive: when no line has been said
+    for ``interval`` seconds, a line says what is still being done, for how long, and (from
+    ``estimate``) how long the rest should take, so that a fit of many minutes never looks
+    like a hang."""
 
     def __init__(self, say: Callable[[str], None] | None = None) -> None:
         self.say = say or (lambda _line: None)
@@ -206,24 +218,78 @@ class Clock:
         self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
+        self.last_line = self.started  # when the last progress line was said
+        self.activities: list[tuple[str, float]] = []  # what is being done, since when
+        self.estimate: Callable[[], str] = lambda: ""  # "; about N s left", or ""
+        self._lock = threading.Lock()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
     def note(self, message: str) -> None:
-        self.say(f"[{self.elapsed():6.1f} s] {message}")
+        with self._lock:
+            self.last_line = time.perf_counter()
+            self.say(f"[{self.elapsed():6.1f} s] {message}")
+
+    @contextmanager
+    def doing(self, activity: str) -> Iterator[None]:
+        """What the heartbeat names while the block runs (``fitting 3 candidates on ...``)."""
+        self.activities.append((activity, time.perf_counter()))
+        try:
+            yield
+        finally:
+            self.activities.pop()
 
     @contextmanager
     def step(self, name: str, message: str | None = None) -> Iterator[None]:
         if message is not None:
             self.note(message)
         t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            yield
+        try:  # the heartbeat names a step by its message (without one: the enclosing work)
+            if message is not None:
+                with self.doing(message):
+                    yield
+            else:
+                yield
         finally:
             key = f"{name.replace(' ', '_')}_s"
             self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - t0, 3)
             self.cpu[key] = round(self.cpu.get(key, 0.0) + time.process_time() - c0, 3)
+
+    def beat(self, interval: float) -> bool:
+        """Say a heartbeat line if nothing was said for ``interval`` seconds while something
+        is being done; whether one was said."""
+        now = time.perf_counter()
+        if not self.activities or now - self.last_line < interval:
+            return False
+        activity, since = self.activities[-1]
+        try:
+            left = self.estimate()
+        except Exception:  # noqa: BLE001 (a racing estimate must never stop the heartbeat)
+            left = ""
+        self.note(f"still {activity}, {now - since:.0f} s so far{left}")
+        return True
+
+    @contextmanager
+    def heartbeat(self, interval: float | None) -> Iterator[None]:
+        """A background thread that calls :meth:`beat` while the block runs (``interval``
+        None or 0: none)."""
+        if not interval or interval <= 0:
+            yield
+            return
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(min(1.0, interval / 4)):
+                self.beat(interval)
+
+        thread = threading.Thread(target=run, name="ews-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
 
 def progress_printer() -> Callable[[str], None]:
@@ -236,18 +302,33 @@ def progress_printer() -> Callable[[str], None]:
     return say
 
 
+#: at most this many seconds pass without a progress line while a run works (the heartbeat)
+HEARTBEAT_S = 30.0
+
+
 def run_experiment(
     config: ExperimentConfig | str | Path,
     source: Snapshot | Path | str | None = None,
     tracking: bool = True,
     progress: bool | Callable[[str], None] = True,
     features: pd.DataFrame | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    heartbeat: float | None = HEARTBEAT_S,
 ) -> ExperimentResult:
     """Run an experiment (see the module docstring) and, if ``tracking``, register its models
     in MLflow. ``progress`` prints a line per step and split to standard error (or passes
-    each line to a function). ``features`` may pass a prebuilt feature frame covering every
-    needed as-of date; otherwise they are built once here."""
+    each line to a function), and, while a step works, a heartbeat line whenever
+    ``heartbeat`` seconds passed without one. ``features`` may pass a prebuilt feature frame
+    covering every needed as-of date; otherwise they are built once here.
+
+    ``checkpoint``: a folder where each finished unit of work (a choice, an outer split, the
+    deployment refit) is written as it completes (:mod:`models.checkpoint`); with ``resume``
+    the units already there are reused, their work skipped, and the result is that of an
+    uninterrupted run. An existing checkpoint without ``resume``, or one of another config,
+    data or code, raises :class:`models.checkpoint.CheckpointError` before any work."""
     from models import steps
+    from models.checkpoint import Checkpoint, fingerprint, frame_hash
     from models.gates import promotion_gate
 
     if not isinstance(config, ExperimentConfig):
@@ -260,40 +341,57 @@ def run_experiment(
             checked = steps.check_config(config, source)
         except steps.ConfigProblems as exc:
             raise ExperimentError(f"refused before any work:\n{exc}") from exc
+    deploy = tracking and config.refit_champion
+    ckpt = None
+    if checkpoint is not None:  # refused here, before any work, if it is not this run's
+        fp = fingerprint(
+            config.hash,
+            snapshot_id,
+            str(checked.spec.hash),
+            deploy,
+            "built" if features is None else frame_hash(features),
+        )
+        ckpt = Checkpoint.open(Path(checkpoint), fp, resume)
+        if resume and not ckpt.found:
+            clock.note(f"resuming: no checkpoint in {checkpoint} yet, starting from the start")
     if tracking:  # MLflow's imports and store open meanwhile, on the idle core (2-3 s less)
         from models import registry
 
         registry.warm_up()
-    deploy = tracking and config.refit_champion
-    with clock.step("plan splits"):
-        plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)
-    dates = plan.feature_dates()
-    with clock.step("build features", f"building features for {len(dates)} as-of dates"):
-        feats = steps.build_features(source, plan, checked.spec, checked.cohort, features)
-    if say is not None:  # features that carry no information on this agency's data
-        for line in feats.notes:
-            say(line)
-    with clock.step("build labels", f"building labels ({len(plan.label_requests())} queries)"):
-        labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
-    run = _Run(config, checked, plan, feats, labels, clock)
-    for label in checked.labels:
-        # every choice first (each on its own validation splits, by the same rule), so that
-        # each test date evaluates both its own choice and the config that is deployed
-        run.choose(label)
-        for sp in plan.splits[label]:
-            run.outer_split(label, sp)
-    for label in checked.labels:
-        if plan.deploy.get(label) is not None:
-            run.refit(label)
-    result = run.result(agency, snapshot_id)
-    for label, champ in result.champions.items():
-        result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
-    n = len(result.champions) + len(result.fitted)
-    if tracking and n:
-        with clock.step("register", f"registering {n} models in MLflow"):
-            register(result)
-    elif tracking:
-        result.notes.append("nothing registered: no model was chosen (use registry: all)")
+    with clock.heartbeat(heartbeat if say is not None else None):
+        with clock.step("plan splits"):
+            plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)
+        dates = plan.feature_dates()
+        with clock.step("build features", f"building features for {len(dates)} as-of dates"):
+            feats = steps.build_features(source, plan, checked.spec, checked.cohort, features)
+        if say is not None:  # features that carry no information on this agency's data
+            for line in feats.notes:
+                say(line)
+        n_labels = len({label for label, _ in plan.label_requests()})
+        message = f"building labels ({len(plan.label_requests())} knowledge cutoffs, "
+        message += f"{n_labels} {'query' if n_labels == 1 else 'queries'})"
+        with clock.step("build labels", message):
+            labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
+        run = _Run(config, checked, plan, feats, labels, clock, ckpt)
+        run.say_resumed()
+        for label in checked.labels:
+            # every choice first (each on its own validation splits, by the same rule), so
+            # that each test date evaluates both its own choice and the config deployed
+            run.choose(label)
+            for sp in plan.splits[label]:
+                run.outer_split(label, sp)
+        for label in checked.labels:
+            if plan.deploy.get(label) is not None:
+                run.refit(label)
+        result = run.result(agency, snapshot_id)
+        for label, champ in result.champions.items():
+            result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
+        n = len(result.champions) + len(result.fitted)
+        if tracking and n:
+            with clock.step("register", f"registering {n} models in MLflow"):
+                register(result)
+        elif tracking:
+            result.notes.append("nothing registered: no model was chosen (use registry: all)")
     clock.note("done")
     result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
     result.cpu_timings = {**clock.cpu, "total_s": round(time.process_time() - clock.cpu_started, 3)}
@@ -302,7 +400,13 @@ def run_experiment(
 
 class _Run:
     """The loop over splits: for each, select on its validation splits, fit the candidates,
-    evaluate them, compare them with the rules; keeps what the result needs."""
+    evaluate them, compare them with the rules; keeps what the result needs.
+
+    Each unit of work (a choice per test date, the deployment's choice, an outer split, the
+    deployment refit) is written to the checkpoint, when there is one, as it completes, and
+    read back instead of done again when a resumed run finds it there. Progress counts work
+    in fits weighted by their training rows, so the time left includes the deployment refit
+    (one fit, weighed by its own training rows) and leaves out what a resumed run skips."""
 
     def __init__(
         self,
@@ -312,9 +416,11 @@ class _Run:
         features: Any,
         labels: Any,
         clock: Clock,
+        checkpoint: Any = None,
     ) -> None:
         self.config, self.checked, self.plan = config, checked, plan
         self.features, self.labels, self.clock = features, labels, clock
+        self.checkpoint = checkpoint
         self.records: list[dict[str, Any]] = []
         self.selection: list[dict[str, Any]] = []
         self.champions: dict[str, Champion] = {}
@@ -324,23 +430,162 @@ class _Run:
         self.rule_notes: dict[str, list[str]] = {}  # a rule's warning -> the test dates
         self.parts: list[pd.DataFrame] = []
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
+        # label -> the deployment's choice: the decision, the scores, the splits used
         self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
         self.deployed: dict[str, str | None] = {}  # label -> the config registered
-        self.total = plan.n_fits(len(checked.candidates))
-        self.done = 0
+        from models.fitting import Fitter
+
+        # each (training set, candidate) fitted once per run, EWS_THREADS at a time
+        self.fitter = Fitter(
+            features,
+            labels,
+            checked.candidates,
+            uses=Fitter.plan_uses(plan),
+            on_fit=self.tick,
+            cache=_fit_cache_on(),
+        )
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
+        # the work of the plan, unit by unit: (fits, weight = fits x training rows)
+        self.work = self._plan_work()
+        self.total = sum(f for f, _ in self.work.values())
+        self.total_weight = sum(w for _, w in self.work.values())
+        self.done = 0  # fits done by this process
+        self.done_weight = 0.0
+        clock.estimate = self.remaining
         self.fits_started = clock.elapsed()
 
-    def tick(self, _name: str = "") -> None:
+    # -- progress
+
+    def _rows(self, label: str, sp: Any) -> int:
+        """Training rows of a split (its labelled rows: the cost of a fit grows with them)."""
+        return max(1, len(self.labels.get(label, sp.train_as_of, sp.label_known_by)))
+
+    def _plan_work(self) -> dict[tuple[str, ...], tuple[int, float]]:
+        """Per unit of work (in run order: a label's choices, its deployment's choice, its
+        splits; the refits last), the fits it makes and their weight (fits x training rows).
+        A training set shared by several units is fitted once (:mod:`models.fitting`): its
+        fits count in the first unit that needs it (every time with the cache off)."""
+        from models.fitting import train_key
+
+        n = len(self.checked.candidates)
+        plan = self.plan
+        seen: set[Any] = set()
+
+        def cost(label: str, splits: list[Any]) -> tuple[int, float]:
+            fits, weight = 0, 0.0
+            for sp in splits:
+                key = train_key(label, sp)
+                if self.fitter.cache and key in seen:
+                    continue
+                seen.add(key)
+                fits += n
+                weight += n * self._rows(label, sp)
+            return fits, weight
+
+        work: dict[tuple[str, ...], tuple[int, float]] = {}
+        for label, splits in plan.splits.items():
+            for sp in splits:
+                inner = plan.inner[label][sp.test_as_of]
+                if inner:
+                    work[("choice", label, sp.test_as_of.isoformat())] = cost(label, inner)
+            deploy = plan.deploy.get(label)
+            d_inner = plan.deploy_inner.get(label, [])
+            if deploy is not None and d_inner:
+                work[("deploy-choice", label)] = cost(label, d_inner)
+            for sp in splits:
+                work[("split", label, sp.test_as_of.isoformat())] = cost(label, [sp])
+        for label in plan.splits:
+            deploy = plan.deploy.get(label)
+            if deploy is not None:
+                work[("refit", label)] = (1, float(self._rows(label, deploy)))
+        return work
+
+    def _skip(self, unit: tuple[str, ...]) -> None:
+        """Leave a unit out of the work still to do (read back, or not needed)."""
+        fits, weight = self.work.pop(unit, (0, 0.0))
+        self.total -= fits
+        self.total_weight -= weight
+
+    def tick(self, name: str = "") -> None:
         self.done += 1
+        # the training rows of the fits done (the fitter fits a label's sets in one batch)
+        self.done_weight = float(self.fitter.rows_done)
+
+    def prefit(self, label: str) -> None:
+        """Fit the candidates on every training set that ``label``'s units still to do need
+        (inner, deployment inner and outer splits; each set once) in one parallel batch, so
+        the cores stay busy across splits; the units then find them fitted. Units a resumed
+        run reads back are left out."""
+        plan, ckpt = self.plan, self.checkpoint
+
+        def todo(*unit: str) -> bool:
+            return ckpt is None or not ckpt.has(*unit)
+
+        jobs = []
+        if plan.deploy.get(label) is not None and todo("deploy-choice", label):
+            jobs += [(label, sp) for sp in plan.deploy_inner.get(label, [])]
+        for sp in plan.splits[label]:
+            day = sp.test_as_of.isoformat()
+            if todo("choice", label, day):
+                jobs += [(label, i) for i in plan.inner[label][sp.test_as_of]]
+            if todo("split", label, day):
+                jobs.append((label, sp))
+        if not jobs:
+            return
+        n = len(self.checked.candidates)
+        with (
+            self.clock.step("fit candidates"),
+            self.clock.doing(
+                f"fitting {n} candidates on the training sets of {label} ({len(jobs)} splits, "
+                "each set once)"
+            ),
+        ):
+            self.fitter.prefit(jobs)
 
     def remaining(self) -> str:
         if not self.done:
             return ""
-        per_fit = (self.clock.elapsed() - self.fits_started) / self.done
-        left = per_fit * (self.total - self.done)
+        per_unit = (self.clock.elapsed() - self.fits_started) / max(self.done_weight, 1e-9)
+        left = per_unit * max(0.0, self.total_weight - self.done_weight)
         return f"; {self.done}/{self.total} fits, about {left:.0f} s left"
+
+    def say_resumed(self) -> None:
+        """Say what a resumed run finds done, before it skips it."""
+        ckpt = self.checkpoint
+        if ckpt is None or not ckpt.found:
+            return
+        have = {unit for unit in self.work if ckpt.has(*unit)}
+
+        def count(kinds: tuple[str, ...], noun: str) -> str:
+            units = [u for u in self.work if u[0] in kinds]
+            return f"{sum(u in have for u in units)} of {len(units)} {noun}"
+
+        parts = [count(("split",), "splits"), count(("choice", "deploy-choice"), "choices")]
+        if any(u[0] == "refit" for u in self.work):
+            parts.append(count(("refit",), "deployment refits"))
+        fits = sum(self.work[u][0] for u in have)
+        self.clock.note(
+            f"resuming from {ckpt.folder}: {', '.join(parts)} done, skipping them "
+            f"({fits} of {self.total} fits)"
+        )
+
+    def _load(self, *unit: str) -> Any:
+        """A finished unit from the checkpoint (None: to be done); its work is skipped."""
+        if self.checkpoint is None:
+            return None
+        found = self.checkpoint.load(*unit)
+        if found is not None:
+            self._skip(tuple(unit))
+        elif self.checkpoint.has(*unit):
+            self.clock.note(f"checkpoint: {' '.join(unit)} cannot be read back, doing it again")
+        return found
+
+    def _save(self, *unit: str, **parts: Any) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.save(*unit, **parts)
+
+    # -- the units
 
     def select(self, label: str, inner: list[Any]) -> tuple[Any, dict[str, Any], list[Any]]:
         """The decision among the grid on ``inner`` validation splits (see
@@ -351,7 +596,14 @@ class _Run:
         cands = self.checked.candidates
         with self.clock.step("select"):
             per_split, used = steps.validation_metrics(
-                inner, label, self.features, self.labels, cands, self.config, self.tick
+                inner,
+                label,
+                self.features,
+                self.labels,
+                cands,
+                self.config,
+                self.tick,
+                fitter=self.fitter,
             )
             decision, scores = steps.decide(
                 per_split,
@@ -366,21 +618,30 @@ class _Run:
         """Every choice of ``label``: one per evaluated split, on its validation splits, and
         the deployment's, on the deployment split's; the deployed config is the deployment's
         choice (without a deployment split, the latest split's)."""
+        from models import steps
+
         config = self.config
+        n_cands = len(self.checked.candidates)
         self.choices[label] = {}
+        self.prefit(label)
         for sp in self.plan.splits[label]:
             inner = self.plan.inner[label][sp.test_as_of]
             if not inner:
                 continue
-            self.clock.note(
-                f"{label} {sp.test_as_of}: choosing on {len(inner)} validation split(s)"
-            )
-            decision, scores, used = self.select(label, inner)
-            self.choices[label][sp.test_as_of] = decision.chosen
-            self.selection.append(
-                {
+            day = sp.test_as_of.isoformat()
+            done = self._load("choice", label, day)
+            if done is not None:
+                entry = done.data
+            else:
+                self.clock.note(f"{label} {day}: choosing on {len(inner)} validation split(s)")
+                with self.clock.doing(
+                    f"choosing for {label} {day}: fitting {n_cands} candidates on "
+                    f"{len(inner)} validation split(s)"
+                ):
+                    decision, scores, used = self.select(label, inner)
+                entry = {
                     "label": label,
-                    "test_date": sp.test_as_of.isoformat(),
+                    "test_date": day,
                     "chosen": decision.chosen,
                     "metric": config.selection_metric,
                     "penalty": config.selection_penalty,
@@ -390,77 +651,166 @@ class _Run:
                     "inner_splits": used,
                     "made_on": "training years only",
                 }
-            )
+                self._save("choice", label, day, data=entry)
+            self.choices[label][sp.test_as_of] = entry["chosen"]
+            self.selection.append(entry)
         deploy = self.plan.deploy.get(label)
         if deploy is not None:
-            self.clock.note(f"{label}: choosing the config to deploy as of {deploy.test_as_of}")
-            decision, scores, used = self.select(label, self.plan.deploy_inner[label])
+            done = self._load("deploy-choice", label)
+            if done is not None:
+                kept = {k: v for k, v in done.data["decision"].items() if k != "rule"}
+                decision = steps.Decision(chosen=done.data["chosen"], **kept)
+                scores, used = done.data["scores"], done.data["inner_splits"]
+            else:
+                d_inner = self.plan.deploy_inner[label]
+                self.clock.note(f"{label}: choosing the config to deploy as of {deploy.test_as_of}")
+                with self.clock.doing(
+                    f"choosing the config to deploy for {label}: fitting {n_cands} candidates "
+                    f"on {len(d_inner)} validation split(s)"
+                ):
+                    decision, scores, used = self.select(label, d_inner)
+                data = {"chosen": decision.chosen, "decision": decision.as_dict()}
+                self._save(
+                    "deploy-choice", label, data={**data, "scores": scores, "inner_splits": used}
+                )
             if decision.chosen is not None:
                 self.deploy_choice[label] = (decision, scores, used)
                 self.deployed[label] = decision.chosen
                 return
+            self._skip(("refit", label))  # nothing to refit
             self.notes.append(f"{label}: no validation split to choose the deployed config on")
         if self.plan.splits[label]:
             self.deployed[label] = self.choices[label].get(self.plan.splits[label][-1].test_as_of)
 
     def outer_split(self, label: str, sp: Any) -> None:
-        from models import steps
-
-        config, cands = self.config, self.checked.candidates
+        """Fit, evaluate and compare with the rules one outer split (or read it back)."""
+        cands = self.checked.candidates
         self.split_no += 1
         chosen = self.choices[label].get(sp.test_as_of)
         deployed = self.deployed.get(label)
-        self.clock.note(
-            f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
-            f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
-            + (f"; chosen {chosen}" if chosen else "")
-            + (f", deployed {deployed}" if deployed and deployed != chosen else "")
-        )
-        with self.clock.step("fit candidates"):
-            fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
-        with self.clock.step("evaluate"):
+        day = sp.test_as_of.isoformat()
+        done = self._load("split", label, day)
+        if done is not None:
+            records, notes = done.data["records"], done.data["notes"]
+            part = done.frame if done.frame is not None else _empty_frame()
+            champion, others = done.objects or (None, [])
+        else:
+            self.clock.note(
+                f"{label} {sp.test_as_of} (split {self.split_no}/{self.n_splits}): "
+                f"{len(cands)} candidates, {len(sp.train_as_of)} training dates"
+                + (f"; chosen {chosen}" if chosen else "")
+                + (f", deployed {deployed}" if deployed and deployed != chosen else "")
+            )
+            records, notes, part, champion, others = self._split_work(label, sp, chosen, deployed)
+            objects = (champion, others) if champion is not None or others else None
+            data = {"records": records, "notes": notes}
+            frame = part if len(part) else None
+            self._save("split", label, day, data=data, frame=frame, objects=objects)
+        self.parts.append(part)
+        self.records += records
+        for note in notes:  # said once, with its dates
+            self.rule_notes.setdefault(note, []).append(day)
+        if champion is not None:
+            self.champions[label] = champion
+        self.fitted += others
+        if done is not None:
+            self.clock.note(
+                f"{label} {day} (split {self.split_no}/{self.n_splits}): read back from the "
+                "checkpoint"
+            )
+        else:
+            self.clock.note(f"{label} {sp.test_as_of}: evaluated{self.remaining()}")
+
+    def _split_work(
+        self, label: str, sp: Any, chosen: str | None, deployed: str | None
+    ) -> tuple[list[dict[str, Any]], list[str], pd.DataFrame, Champion | None, list[Champion]]:
+        """The work of one outer split: its records, its rules' warnings, its predictions,
+        the champion it fits (at the label's last split) and the other fitted models kept."""
+        from models import steps
+
+        config, cands = self.config, self.checked.candidates
+        where = f"{label} {sp.test_as_of.isoformat()}"
+        with (
+            self.clock.step("fit candidates"),
+            self.clock.doing(f"fitting {len(cands)} candidates on {where}"),
+        ):
+            fit = steps.fit_candidates(
+                sp, label, self.features, self.labels, cands, self.tick, fitter=self.fitter
+            )
+        with self.clock.step("evaluate"), self.clock.doing(f"evaluating on {where}"):
             evals = steps.evaluate(fit, config.ks, config.seed)
-            self.parts.append(steps.predictions(fit, evals))
-        with self.clock.step("compare with rules"):
+            part = steps.predictions(fit, evals)
+        with (
+            self.clock.step("compare with rules"),
+            self.clock.doing(f"comparing with the rules on {where}"),
+        ):
             descriptions = {c.name: c.description_template for c in self.checked.spec.columns}
             rules = steps.fit_rules(fit, self.checked.rules, config.ks, descriptions)
-            self.records += steps.split_records(
+            records = steps.split_records(
                 fit, evals, rules, cands, chosen, config, deployed=deployed
             )
         errors = [f"{label}: rule {r.name} not fitted: {r.error}" for r in rules if r.error]
-        for note in errors + steps.rule_notes(rules, label):  # said once, with its dates
-            self.rule_notes.setdefault(note, []).append(sp.test_as_of.isoformat())
+        notes = errors + steps.rule_notes(rules, label)
         fitted_rules = {r.name: r.rule for r in rules if r.rule is not None}
         last = sp is self.plan.splits[label][-1]
+        champion: Champion | None = None
+        others: list[Champion] = []
         for cand in cands:
             model = fit.models.get(cand.name)
             if model is None:
                 continue
             if cand.name == deployed and last:
-                champ = _champion(label, cand, model, fit, sp, fitted_rules, config)
-                champ.test_metrics = evals[cand.name].metrics
-                self.champions[label] = champ
+                champion = _champion(label, cand, model, fit, sp, fitted_rules, config)
+                champion.test_metrics = evals[cand.name].metrics
             elif config.registry == "all":
                 other = _champion(label, cand, model, fit, sp, fitted_rules, config)
                 other.test_metrics = evals[cand.name].metrics
-                self.fitted.append(other)
-        self.clock.note(f"{label} {sp.test_as_of}: evaluated{self.remaining()}")
+                others.append(other)
+        return records, notes, part, champion, others
 
     def refit(self, label: str) -> None:
         """Choose among the grid on the deployment split's inner validation splits, exactly
         as for every evaluated split, and fit the choice on the deployment training dates."""
+        if label not in self.deploy_choice:  # nothing chosen for deployment: the latest split's
+            return
+        done = self._load("refit", label)
+        if done is not None:
+            champ, entry = done.objects, done.data.get("deployment")
+            if champ is None:  # too few outcomes: the latest split's champion stays
+                self.notes.append(done.data["note"])
+                return
+            self.clock.note(f"{label}: the deployment refit read back from the checkpoint")
+        else:
+            found = self._refit_work(label)
+            if isinstance(found, str):
+                self._save("refit", label, data={"note": found})
+                self.notes.append(found)
+                return
+            champ, entry = found
+            self._save("refit", label, data={"deployment": entry}, objects=champ)
+        if label in self.champions:
+            evaluated = self.champions[label]
+            champ.test_metrics = evaluated.test_metrics
+            if self.config.registry == "all":  # the evaluated choice is registered too
+                self.fitted.append(evaluated)
+        self.champions[label] = champ
+        self.deployment.append(entry)
+
+    def _refit_work(self, label: str) -> tuple[Champion, dict[str, Any]] | str:
+        """The deployment refit: the champion and its deployment entry (or, when the
+        training labels have a single class, the note that says so)."""
         from models import steps
 
         deploy = self.plan.deploy[label]
-        if label not in self.deploy_choice:  # nothing chosen for deployment: the latest split's
-            return
         self.clock.note(f"{label}: refitting the champion as of {deploy.test_as_of}")
         decision, scores, used = self.deploy_choice[label]
         chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
-        with self.clock.step("refit"):
-            rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
-            train = steps.join(self.features.frame, rows, deploy.train_as_of)
+        with (
+            self.clock.step("refit"),
+            self.clock.doing(f"refitting {chosen} for {label} on the deployment split"),
+        ):
+            train = self.fitter.training_rows(label, deploy)
             fit = steps.SplitFit(
                 deploy,
                 label,
@@ -469,37 +819,29 @@ class _Run:
                 steps.fit_columns(train, self.features.columns),
                 {},
             )
-            self.tick()
             if fit.single_class:
-                self.notes.append(f"{label}: too few outcomes to refit; champion = latest split's")
-                return
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                model = cand.build().fit(fit.X_train, fit.y_train)
+                self.fitter.skip(label, deploy, [cand])
+                return f"{label}: too few outcomes to refit; champion = latest split's"
+            _, fitted = self.fitter.models(label, deploy, [cand], train=train)
+            model = fitted[cand.name]
             rules = _fit_rules_on(fit, self.checked.rules)
+        self.clock.note(f"{label}: refitted {chosen}{self.remaining()}")
         champ = _champion(label, cand, model, fit, deploy, rules, self.config)
-        if label in self.champions:
-            evaluated = self.champions[label]
-            champ.test_metrics = evaluated.test_metrics
-            if self.config.registry == "all":  # the evaluated choice is registered too
-                self.fitted.append(evaluated)
-        self.champions[label] = champ
-        self.deployment.append(
-            {
-                "label": label,
-                "as_of": deploy.test_as_of.isoformat(),
-                "chosen": chosen,
-                "scores": scores,
-                "decision": decision.as_dict(),
-                "inner_splits": used,
-                "train_as_of": [d.isoformat() for d in deploy.train_as_of],
-                "train_labels_known_by": deploy.label_known_by.isoformat()
-                if deploy.label_known_by
-                else None,
-                "n_train": len(train),
-                "made_on": "training years only (no evaluation happens at this date)",
-            }
-        )
+        entry = {
+            "label": label,
+            "as_of": deploy.test_as_of.isoformat(),
+            "chosen": chosen,
+            "scores": scores,
+            "decision": decision.as_dict(),
+            "inner_splits": used,
+            "train_as_of": [d.isoformat() for d in deploy.train_as_of],
+            "train_labels_known_by": deploy.label_known_by.isoformat()
+            if deploy.label_known_by
+            else None,
+            "n_train": len(train),
+            "made_on": "training years only (no evaluation happens at this date)",
+        }
+        return champ, entry
 
     def result(self, agency: str, snapshot_id: str) -> ExperimentResult:
         """What the run found, as an :class:`ExperimentResult`."""
@@ -531,13 +873,35 @@ class _Run:
             notes=notes + self.notes,
             predictions=self.predictions(),
             fitted=self.fitted if config.registry == "all" else [],
+            resumed=self.resumed(),
         )
+
+    def resumed(self) -> dict[str, Any] | None:
+        """Where a resumed run's checkpoint is and how many units it read back."""
+        ckpt = self.checkpoint
+        if ckpt is None or not ckpt.loaded:
+            return None
+        return {"checkpoint": str(ckpt.folder), "units_read_back": ckpt.loaded}
 
     def predictions(self) -> pd.DataFrame:
         import pandas as pd
 
         parts = [p for p in self.parts if len(p)]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _fit_cache_on() -> bool:
+    """Whether a run reuses a training set's fits (default; ``EWS_FIT_CACHE=0`` refits every
+    split, only to measure what the cache saves or to check that it changes nothing)."""
+    import os
+
+    return os.environ.get("EWS_FIT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _empty_frame() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame()
 
 
 def _fit_rules_on(fit: Any, rules: list[tuple[str, Any]]) -> dict[str, Any]:

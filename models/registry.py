@@ -97,6 +97,11 @@ def warm_up(uri: str | None = None) -> None:
 
     def work() -> None:
         try:
+            # skops first: importing it walks every loaded module once per NumPy and SciPy
+            # ufunc (its trusted-type names), and modules MLflow brings in make that walk
+            # dearer (measured 3.3 CPU-s for both imports in this order, 4.1 in the other)
+            import skops.io  # noqa: F401
+
             client(uri).get_experiment_by_name(EXPERIMENT_NAME)
             _warm_save()
         except Exception:  # noqa: BLE001 - retried and reported by the caller
@@ -455,12 +460,20 @@ def _save_all(jobs: list[_SaveJob]) -> None:
         for job in jobs:
             _save_job(job)
         return
+    import gc
+
     global _JOBS
     _JOBS = jobs
+    # Objects alive at the fork are moved out of the collector's reach until the workers are
+    # done: a worker's collections would otherwise visit (and so copy, page by page) the
+    # parent's whole heap; measured on triage-peer's 16 models, the workers' CPU time went
+    # from 7.1-7.4 s to 5.1-5.4 s. The parent's own collections resume after (unfreeze).
+    gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             pool.map(_save_job_at, range(len(jobs)), chunksize=1)
     finally:
+        gc.unfreeze()
         _JOBS = []
 
 

@@ -71,6 +71,57 @@ def test_filters_and_paging(world) -> None:  # type: ignore[no-untyped-def]
     assert _get(c, w, "reviewer", "/api/flags", agency="demo", limit=0).status_code == 422
 
 
+def _cached(c: TestClient, officer: str) -> bool:
+    """Whether the officer page's cache holds the record of ``officer`` of agency demo."""
+    return any(k[:3] == ("officer", "demo", officer) for k in c.app.state.officer_cache._items)  # type: ignore[attr-defined]
+
+
+def test_a_cached_record_is_refused_like_a_missing_one(world) -> None:  # type: ignore[no-untyped-def]
+    """The attack on the officer page's cache: what supervisor A's request left in it,
+    supervisor B (another unit) and another agency's reviewer ask for, and each gets the
+    404 of an officer that does not exist, with the same audit entry; a review step or a
+    new scoring run shows at once."""
+    from ews.flagstore import save_flags
+    from tests._service import flags_frame
+
+    c, w = world
+    url = "/api/officers/demo/a1"
+    first = _get(c, w, "sgt12", url)
+    assert first.status_code == 200 and _cached(c, "a1")
+    assert _get(c, w, "sgt12", url).content == first.content  # served from the cache
+    for who in ("sgt7", "reviewer_other"):
+        for params in ({}, {"as_of": NEW.isoformat()}, {"as_of": OLD.isoformat()}):
+            cached = _get(c, w, who, url, **params)
+            missing = _get(c, w, who, "/api/officers/demo/nobody", **params)
+            assert cached.status_code == missing.status_code == 404
+            assert cached.content == missing.content == b'{"detail":"not found"}'
+            assert cached.headers == missing.headers
+    assert _cached(c, "a1")  # the refusals above were decided on the cached record
+    for actor in ("sgt.ray", "auditor.other"):
+        refused = _entries(w, actor=actor)
+        assert len(refused) == 6 and {e.action for e in refused} == {"not_found"}
+        pairs = [(refused[i], refused[i + 1]) for i in range(0, 6, 2)]
+        assert all(a.detail == b.detail and a.agency == b.agency for a, b in pairs)
+    # a review step by A is on the page at once
+    step = c.post(
+        url + "/reviews",
+        json={"as_of_date": NEW.isoformat(), "status": "under_review"},
+        headers=auth(w.tokens["sgt12"]),
+    )
+    assert step.status_code == 201, step.text
+    assert _get(c, w, "sgt12", url).json()["status"] == "under_review"
+    # a new run that moves a1 to unit 7: A loses the officer at once, B sees them
+    save_flags(
+        "demo",
+        dt.date(2024, 6, 1),
+        flags_frame([("a1", "7", 0.9, True), ("b1", "7", 0.7, True)]),
+        home=w.settings.home,
+        db=w.db,
+    )
+    assert _get(c, w, "sgt12", url).status_code == 404
+    assert _get(c, w, "sgt7", url).json()["as_of"] == "2024-06-01"
+
+
 def test_moved_officer_leaves_the_old_supervisors_view(world) -> None:  # type: ignore[no-untyped-def]
     c, w = world
     missing = _get(c, w, "sgt12", "/api/officers/demo/nobody")
@@ -146,25 +197,39 @@ def test_sign_in_failures_are_one_401_logged_and_slowed(world) -> None:  # type:
 
 
 def test_token_revoke_disable_rotate_expire(world) -> None:  # type: ignore[no-untyped-def]
+    """Each change takes effect once the token cache's bound (EWS_TOKEN_CACHE_SECONDS) has
+    passed, on a clock the test moves; an expiry takes effect at once."""
     from api.security import create_user, revoke_token, rotate_token, set_active
 
     c, w = world
+    cache, now = c.app.state.token_cache, [0.0]
+    cache.clock = lambda: now[0]
+    bound = w.settings.token_cache_seconds
+    assert 0 < bound <= 5
+
+    def later() -> None:
+        now[0] += bound
+
     ok = auth(w.tokens["ds"])
     assert c.get("/api/me", headers=ok).status_code == 200
     set_active(w.db, "ds", False)
+    later()
     assert c.get("/api/me", headers=ok).status_code == 401
     set_active(w.db, "ds", True)
     assert c.get("/api/me", headers=ok).status_code == 200
     revoke_token(w.db, "ds")
+    later()
     assert c.get("/api/me", headers=ok).status_code == 401
     new = rotate_token(w.db, "ds", expires="1h")
     me = c.get("/api/me", headers=auth(new)).json()
     assert me["username"] == "ds" and me["expires_at"] is not None
     gone = create_user(w.db, "short", "reviewer", "demo", expires="1h")
+    assert c.get("/api/me", headers=auth(gone)).status_code == 200  # now cached
     with w.db.write() as s:
         from ews.db import User
 
         s.scalar(select(User).where(User.username == "short")).expires_at = OLD  # type: ignore[union-attr]
+    later()
     assert c.get("/api/me", headers=auth(gone)).status_code == 401
     why = [e.detail["why"] for e in _entries(w, actor="anonymous")]
     assert why == ["user disabled", "unknown token", "token expired"]

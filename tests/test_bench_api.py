@@ -156,3 +156,30 @@ def test_load_against_the_bare_uvicorn_app(tmp_path: Path) -> None:
     _consistent(summary)
     assert summary["outcomes"] == {"200": summary["requests"]}
     assert summary["errors"] == 0
+
+
+def _figures(rate: float, p99: float, errors: int = 0) -> dict[str, Any]:
+    return {
+        "req_per_s": rate,
+        "p50_ms": p99 / 2,
+        "p99_ms": p99,
+        "errors": errors,
+        "loadavg_start_end": ["0.50 0.40 0.30", "0.70 0.45 0.31"],
+    }
+
+
+def test_verdicts_read_the_targets_off_the_figures_of_the_same_run() -> None:
+    results = {
+        "a": _figures(1_600.0, 80.0),  # 53% of the baseline, p99 under 100 ms
+        "b": _figures(1_400.0, 120.0, errors=2),  # 47%, p99 over 100 ms, errors
+        "c": _figures(3_000.0, 20.0),
+    }
+    lines = bench_api.verdicts(results, bench_api.round_ratios(results))
+    assert lines[0].startswith("baseline, same run: (c) bare FastAPI endpoint 3,000.0 req/s")
+    assert "load average 0.50 0.40 0.30 -> 0.70 0.45 0.31" in lines[0]
+    a, b = lines[1], lines[2]
+    assert "= 53.3% of the baseline (target >= 50%: met)" in a
+    assert "p99 80.0 ms (target < 100 ms: met)" in a and "errors 0 (met)" in a
+    assert "= 46.7% of the baseline (target >= 50%: NOT met)" in b
+    assert "p99 120.0 ms (target < 100 ms: NOT met)" in b and "errors 2 (NOT met)" in b
+    assert all("load average 0.50 0.40 0.30 -> 0.70 0.45 0.31" in line for line in lines)

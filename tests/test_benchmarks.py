@@ -157,7 +157,11 @@ def test_cli_lists_both_benchmarks(csv_agency: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["benchmark", "--help"])
     assert res.exit_code == 0, res.output
-    assert "triage-peer" in res.output and "chicago" in res.output
+    assert "triage-peer" in res.output and "chicago" in res.output and "train" in res.output
+    res = runner.invoke(app, ["benchmark", "train", "--help"])
+    assert res.exit_code == 0 and "--officers" in res.output and "baseline" in res.output
+    res = runner.invoke(app, ["benchmark", "train", "--test-years", "0"])
+    assert res.exit_code != 0
     res = runner.invoke(app, ["benchmark", "triage-peer", "--data", str(tmp_path / "none")])
     assert res.exit_code != 0
 
@@ -272,7 +276,13 @@ def test_triage_runs_are_read_and_reported_beside_ews() -> None:
         train_cpu_seconds=30.0,
         steps={"fit_candidates_s": 10.0},
         cpu_steps={"fit_candidates_s": 18.0},
-        records=[],
+        records=[
+            {"kind": "model", "test_date": d, "method": "lr", "n_test": 5, "auc": 0.7, "metrics": m}
+            for d, m in [
+                ("2019-01-01", {"precision@10%": 0.69}),
+                ("2020-01-01", {"precision@10%": 0.71}),
+            ]
+        ],
         predictions=10,
         registered=16,
         threads=2,
@@ -282,7 +292,87 @@ def test_triage_runs_are_read_and_reported_beside_ews() -> None:
         tp.TriageRun(replace=False, seconds=100.0, precision=precision, phases="PHASES x=1s"),
         tp.TriageRun(replace=True, seconds=150.0, precision=precision, phases=""),
     ]
+    run.load_after = (0.4, 0.5, 0.6)
+    triage[0].load_before, triage[0].load_after = (1.5, 1.0, 0.5), (2.0, 1.2, 0.6)
     text = tp.format_triage_peer(run, triage)
-    assert "without its training-set predictions:  100.0 s -> ews is 5.0x faster" in text
-    assert "with its training-set predictions:  150.0 s -> ews is 7.5x faster" in text
+    assert "ews train, end to end from the command line:   20.0 s; load average 0.1, 0.2, " in text
+    assert "0.3 before, 0.4, 0.5, 0.6 after" in text
+    assert "test predictions only:  100.0 s; load average 1.5, 1, 0.5 before, 2, 1.2, 0.6" in text
+    assert "README profile (training-set predictions too):  150.0 s; load average ?" in text
+    assert (
+        "baseline (this run): triage 6.0.0 README profile (training-set predictions too) 150.0"
+        in text
+    )
+    assert "threads: ews EWS_THREADS=2, triage's forests n_jobs=1" in text
+    # the targets are judged on the measured figures: 150/20 = 7.5x misses 10x, 100/20 = 5x
+    # meets 5x
+    assert (
+        "at least 10x faster than triage's README profile (training-set predictions too): "
+        "150.0 s / 20.0 s = 7.5x -> NOT MET" in text
+    )
+    assert (
+        "at least 5x faster than triage's test predictions only: 100.0 s / 20.0 s = 5.0x "
+        "-> met" in text
+    )
+    assert [(t.ratio, t.met) for t in tp.speed_targets(run, triage)] == [(7.5, False), (5.0, True)]
+    run.train_seconds = 14.0
+    assert all(t.met for t in tp.speed_targets(run, triage))
     assert "RandomForestClassifier" in text and "0.703" in text
+    assert "accuracy: ews precision@10% 0.700-0.700 over its 1 models (best 0.700, -0.005 " in text
+    assert "triage in this run 0.703-0.705 (best 0.705)" in text
+    # without triage in the run no target is judged
+    alone = tp.format_triage_peer(run)
+    assert "target:" not in alone and "not timed in this run" in alone
+
+
+def test_triage_forest_jobs_come_from_its_grid(tmp_path: Path) -> None:
+    """The thread count printed for triage is its grid's n_jobs, else scikit-learn's one."""
+    assert tp.triage_forest_jobs() == 1  # the shipped experiment sets none
+    grid = "grid_config:\n  'sklearn.ensemble.RandomForestClassifier':\n    n_jobs: [%s]\n"
+    (tmp_path / "a.yaml").write_text(grid % "2")
+    assert tp.triage_forest_jobs(tmp_path / "a.yaml") == 2
+    (tmp_path / "b.yaml").write_text(grid % "null")
+    assert tp.triage_forest_jobs(tmp_path / "b.yaml") == 1
+
+
+@pytest.mark.slow
+def test_bench_train_times_ews_train_against_its_same_run_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench_train.py` on a tiny agency: `ews synth`, `ews ingest`, `ews train` as a user runs
+    it, then the baseline (one thread, no fit cache): both timed with their steps and the load
+    average, and the two runs' figures compared."""
+    from benchmarks import bench_train
+
+    runs = bench_train.run(
+        officers=120,
+        test_years=1,
+        inner=1,
+        labels=["sustained_or_force"],
+        threads=2,
+        data=tmp_path,
+        n_boot=20,
+    )
+    out = capsys.readouterr().out
+    assert [(r.name, r.threads, r.cache) for r in runs] == [
+        ("ews train", 2, True),
+        ("baseline", 1, False),
+    ]
+    for r in runs:
+        assert r.seconds > 0 and r.cpu_seconds > 0 and len(r.load_before) == 3
+        assert {"fit_candidates_s", "select_s", "refit_s", "total_s"} <= set(r.steps)
+        assert any(rec["kind"] == "model" and rec["selected"] for rec in r.records)
+    assert runs[0].records == runs[1].records
+    assert "records (every accuracy figure) identical" in out
+    assert "load average before" in out and "steps, wall s: check config" in out
+    # the agency is kept and reused
+    bench_train.run(
+        officers=120,
+        test_years=1,
+        inner=0,
+        labels=["sustained_or_force"],
+        data=tmp_path,
+        baseline=False,
+        n_boot=0,
+    )
+    assert "generated before" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from features.build import build_features
 from features.cohort import CohortSpec, build_cohort
-from features.labels import LABEL_PRESETS, LabelSpec, build_labels
+from features.labels import LABEL_PRESETS, LabelSpec, build_label_sets, build_labels
 from features.spec import default_spec, spec_from_dict
 
 SPEC = spec_from_dict(TEST_SPEC)
@@ -104,6 +104,32 @@ def test_labels_equal_the_reference(tables, dates, preset, known_by) -> None:
         want = ref_labels(read(folder), dates, label, known_by)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     assert got["label"].dtype == "int64"
+
+
+@settings(SETTINGS, max_examples=6)
+@given(
+    tables=packages(),
+    requests=st.dictionaries(
+        st.sampled_from([None, *ANCHORS, dt.date(2020, 7, 1)]), as_of_lists, min_size=1, max_size=3
+    ),
+    preset=st.sampled_from(sorted(LABEL_PRESETS)),
+    require=st.sampled_from([None, "rank"]),
+)
+def test_label_sets_in_one_query_equal_the_reference(tables, requests, preset, require) -> None:
+    """Several knowledge cutoffs in one query give, per cutoff, the reference's labels."""
+    label = LABEL_PRESETS[preset]
+    cohort = CohortSpec(require_assignment=require) if require else None
+    with tempfile.TemporaryDirectory() as d:
+        folder = write_package(Path(d), tables)
+        got = build_label_sets(folder, requests, label, cohort=cohort)
+        pkg = read(folder)
+        assert list(got) == list(requests)
+        for known_by, dates in requests.items():
+            want = build_labels(folder, dates, label, known_by=known_by, cohort=cohort)
+            if cohort is None:
+                ref = ref_labels(pkg, dates, label, known_by)
+                pd.testing.assert_frame_equal(want, ref, check_dtype=False)
+            pd.testing.assert_frame_equal(got[known_by], want)
 
 
 @pytest.mark.parametrize("seed, require", [(4, None), (27, None), (29, None), (24, "rank")])

@@ -20,13 +20,23 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import status as status_codes
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
-from api.scope import NOTICE, agency_in_scope, forbidden, log_now, not_found, visible_units
+from api.scope import (
+    NOTICE,
+    Access,
+    Refused,
+    agency_in_scope,
+    record,
+    record_async,
+    refused_not_found,
+    visible_units,
+)
 from ews.db import (
     STATUSES,
     Agency,
@@ -147,17 +157,37 @@ class Prepared:
         return sorted(picked, key=lambda r: rank[id(r)])
 
 
+class NotCached(Exception):  # noqa: N818 (a signal, not a failure)
+    """A read asked not to build (the async path, on the event loop) found no cached entry:
+    the caller does the read again in the thread pool."""
+
+
+async def cached_read(db: AppDatabase, read: Callable[..., Any]) -> Any:
+    """``read()`` for an async route: on the event loop with ``build=False`` when the
+    database is SQLite (a cached answer then costs one local indexed read of microseconds,
+    less than a hop to the thread pool), else (a cache miss, or PostgreSQL, where a read is
+    a network round trip that would hold every other request) in the thread pool."""
+    if db.sqlite:
+        try:
+            return read(build=False)
+        except NotCached:
+            pass
+    return await run_in_threadpool(read)
+
+
 class RunCache:
-    """Prepared rows of recent runs, by (run, newest run and review of the agency, day).
+    """What a request would otherwise read and prepare again, by a key that names the data
+    it was read from (the agency's newest scoring run and review, and the day where it
+    matters): prepared rows of recent runs, an agency's current runs, officers' records.
     A missing entry is built once: concurrent requests for it wait for that one build."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
-    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Prepared]) -> Prepared:
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         item = self.get(key)
         if item is not None:
             return item
@@ -172,14 +202,14 @@ class RunCache:
             self._building.pop(key, None)
         return item
 
-    def get(self, key: tuple[Any, ...]) -> Prepared | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: tuple[Any, ...], value: Prepared) -> None:
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
             self._items[key] = value
             while len(self._items) > self.size:
@@ -197,7 +227,22 @@ _RUNS = select(
     ScoringRun.provenance,
     ScoringRun.agency,
 ).where(ScoringRun.agency == bindparam("agency"), ScoringRun.current.is_(True))
-_NEWEST_REVIEW = select(func.max(Review.id)).where(Review.agency == bindparam("agency"))
+_VERSION = select(
+    select(func.max(ScoringRun.id))
+    .where(ScoringRun.agency == bindparam("agency"))
+    .scalar_subquery(),
+    select(func.max(Review.id)).where(Review.agency == bindparam("agency")).scalar_subquery(),
+)
+
+
+def data_version(s: Session | Connection, agency: str) -> tuple[int | None, int | None]:
+    """(newest scoring run, newest review) of the agency: one indexed read that names
+    everything the flag list and the officer page show. Every change to them adds a row
+    to one of these tables (a new run replaces the current one and moves officers' units;
+    a review step changes a flag's state), in a transaction holding the one writer lock,
+    so ids grow in commit order and a cache keyed on both is never stale."""
+    run, review = s.execute(_VERSION, {"agency": agency}).one()
+    return run, review
 
 
 def current_runs(s: Session | Connection, agency: str) -> dict[dt.date, Any]:
@@ -311,26 +356,66 @@ def freshness(
 
 
 def run_rows(
-    db: AppDatabase, cache: RunCache, agency: str, as_of: dt.date | None, review_days: int
+    db: AppDatabase,
+    cache: RunCache,
+    agency: str,
+    as_of: dt.date | None,
+    review_days: int,
+    build: bool = True,
 ) -> tuple[dt.date, Prepared] | None:
     """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
-    when the agency has no run; LookupError names the scored dates when the date has none."""
+    when the agency has no run; LookupError names the scored dates when the date has none.
+    One read (:func:`data_version`) when the rows are cached; without ``build``, a cache miss
+    raises :class:`NotCached` instead of reading and preparing."""
     today = dt.date.today()
     with db.read_conn() as s:
-        runs = current_runs(s, agency)
+        newest_run, newest_review = data_version(s, agency)
+        if newest_run is None:
+            return None
+        runs_key = ("runs", agency, newest_run)
+        runs = cache.get(runs_key)
+        if runs is None:
+            if not build:
+                raise NotCached
+            runs = current_runs(s, agency)
+            cache.put(runs_key, runs)
         if not runs:
             return None
         day = as_of or max(runs)
         if day not in runs:
             have = ", ".join(d.isoformat() for d in sorted(runs))
             raise LookupError(f"agency {agency!r} has no flags for {day}; scored dates: {have}")
-        newest_review = s.execute(_NEWEST_REVIEW, {"agency": agency}).scalar()
-        key = (agency, runs[day].id, max(r.id for r in runs.values()), newest_review, today)
-        prepared = cache.get_or_build(key, lambda: prepare(s, runs[day], today, review_days))
+        key = (agency, runs[day].id, newest_run, newest_review, today)
+        prepared = cache.get(key)
+        if prepared is None:
+            if not build:
+                raise NotCached
+            prepared = cache.get_or_build(key, lambda: prepare(s, runs[day], today, review_days))
     return day, prepared
 
 
 def flag_page(
+    db: AppDatabase,
+    cache: RunCache,
+    user: User,
+    path: str,
+    agency: str,
+    as_of: dt.date | None,
+    **options: Any,
+) -> tuple[dict[str, Any], list[Row]]:
+    """One page of the flags ``user`` may see (the envelope without data, and the rows),
+    logged as one audit entry naming the officers shown; raises the service's 403/404.
+    ``options``: those of :func:`flag_page_read`."""
+    try:
+        head, page, access = flag_page_read(db, cache, user, path, agency, as_of, **options)
+    except Refused as r:
+        record(db, user, r.access)
+        raise r.error from None
+    record(db, user, access)
+    return head, page
+
+
+def flag_page_read(
     db: AppDatabase,
     cache: RunCache,
     user: User,
@@ -347,21 +432,25 @@ def flag_page(
     review_days: int = 14,
     home: Path | None = None,
     order: str = "rank",
-) -> tuple[dict[str, Any], list[Row]]:
-    """One page of the flags ``user`` may see (the envelope without data, and the rows),
-    logged as one audit entry naming the officers shown; raises the service's 403/404.
-    ``order``: "rank" (highest score first) or "due" (see :func:`due_first`)."""
+    build: bool = True,
+) -> tuple[dict[str, Any], list[Row], Access]:
+    """:func:`flag_page` without its audit entry: the envelope, the rows and the access to
+    log, or :class:`Refused` (the 403/404 and its entry). ``order``: "rank" (highest score
+    first) or "due" (see :func:`due_first`); without ``build``, :class:`NotCached` when the
+    run's rows are not prepared yet."""
     if all_scored and user.role not in ALL_SCORED_ROLES:
-        forbidden(db, user, path, "all_scored is for reviewers, data scientists and admins")
+        message = "all_scored is for reviewers, data scientists and admins"
+        access = Access("denied", path, None, None, {"why": message})
+        raise Refused(access, HTTPException(status_codes.HTTP_403_FORBIDDEN, message))
     if not agency_in_scope(user, agency):
-        not_found(db, user, path, agency)
+        raise refused_not_found(path, agency)
     try:
-        found = run_rows(db, cache, agency, as_of, review_days)
+        found = run_rows(db, cache, agency, as_of, review_days, build)
     except LookupError as e:
-        log_now(db, user, "not_found", path, agency, why=str(e))
-        raise HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e)) from e
+        access = Access("not_found", path, agency, None, {"why": str(e)})
+        raise Refused(access, HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e))) from e
     if found is None:
-        not_found(db, user, path, agency)
+        raise refused_not_found(path, agency)
     day, prepared = found
     units = visible_units(user)
     if unit is not None:
@@ -376,15 +465,12 @@ def flag_page(
     if order == "due":
         rows = due_first(rows)
     page = rows[offset : offset + limit]
-    log_now(
-        db,
-        user,
+    access = Access(
         "read",
         path,
         agency,
-        as_of=day.isoformat(),
-        view="flag list",
-        officers=[r.officer_id for r in page],
+        None,
+        {"as_of": day.isoformat(), "view": "flag list", "officers": [r.officer_id for r in page]},
     )
     head = {
         "count": len(page),
@@ -399,7 +485,7 @@ def flag_page(
     if prepared.run.get("stale") is None and home is not None:  # data end not recorded
         run = prepared.run
         head["run"] = {**run, **freshness(day, None, home, agency, run["snapshot_id"])}
-    return head, page
+    return head, page, access
 
 
 @router.get("/agencies", response_model=AgencyList)
@@ -423,7 +509,7 @@ def visible_agencies(db: AppDatabase, user: User) -> list[dict[str, Any]]:
 
 
 @router.get("/flags", response_model=FlagList)
-def list_flags(
+async def list_flags(
     user: CurrentUser,
     db: DbDep,
     settings: SettingsDep,
@@ -443,7 +529,8 @@ def list_flags(
     """Flagged officers of an agency at an as-of date (default: newest), best first, with
     their review status. Supervisors see only officers whose current unit is theirs.
     ``all_scored`` (reviewers, data scientists, admins) includes officers not flagged."""
-    head, page = flag_page(
+    read = functools.partial(
+        flag_page_read,
         db,
         request.app.state.run_cache,
         user,
@@ -459,5 +546,11 @@ def list_flags(
         review_days=settings.review_days,
         home=settings.home,
     )
+    try:
+        head, page, access = await cached_read(db, read)
+    except Refused as r:
+        await record_async(db, user, r.access)
+        raise r.error from None
+    await record_async(db, user, access)
     body = json.dumps(head, ensure_ascii=False)[:-1] + ',"data":[' + ",".join(r.json for r in page)
     return Response(body + "]}", media_type="application/json")

@@ -10,18 +10,42 @@ state) answers the step already recorded instead of writing it twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import AgencyPath, CurrentUser, DbDep, OfficerPath, SettingsDep, Text
-from api.routes.flags import freshness, json_response
-from api.scope import NOT_FOUND, NOTICE, forbidden, log, log_now, not_found, officer_visible
+from api.routes.flags import (
+    NotCached,
+    RunCache,
+    cached_read,
+    data_version,
+    freshness,
+    json_response,
+)
+from api.scope import (
+    NOT_FOUND,
+    NOTICE,
+    UNIT,
+    Access,
+    Refused,
+    agency_in_scope,
+    forbidden,
+    log,
+    officer_visible,
+    record,
+    record_async,
+    refused_not_found,
+    sees,
+)
 from ews.audit import append
 from ews.db import (
     INTERVENTIONS,
@@ -193,7 +217,7 @@ def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatu
 
 
 @router.get("/{agency}/{officer_id}", response_model=OfficerOut)
-def officer(
+async def officer(
     user: CurrentUser,
     db: DbDep,
     settings: SettingsDep,
@@ -204,12 +228,25 @@ def officer(
 ) -> Response:
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
-    wide = settings.supervisors_see_all_scored
-    return json_response(
-        officer_detail(
-            db, user, request.url.path, agency, officer_id, as_of, wide, home=settings.home
-        )
+    read = functools.partial(
+        officer_read,
+        db,
+        user,
+        request.url.path,
+        agency,
+        officer_id,
+        as_of,
+        settings.supervisors_see_all_scored,
+        settings.home,
+        request.app.state.officer_cache,
     )
+    try:
+        _, raw, access = await cached_read(db, read)
+    except Refused as r:
+        await record_async(db, user, r.access)
+        raise r.error from None
+    await record_async(db, user, access)
+    return Response(raw, media_type="application/json")
 
 
 def officer_detail(
@@ -225,20 +262,96 @@ def officer_detail(
     """What ``user`` may read of one officer (raises the service's 404 otherwise), logged.
     ``all_scored``: supervisors see unflagged officers of their units too; ``home`` (the
     workspace) tells the data end of a flag scored before it was recorded."""
+    try:
+        body, _, access = officer_read(db, user, path, agency, officer_id, as_of, all_scored, home)
+    except Refused as r:
+        record(db, user, r.access)
+        raise r.error from None
+    record(db, user, access)
+    return body
+
+
+@dataclass
+class OfficerRecord:
+    """What the service holds of one officer: the row of their current unit (None: not in
+    ``officer_units``), their flags in current runs (oldest first) and the review steps of
+    their flags; and the answers built from them, by the as-of date asked (None: newest)."""
+
+    unit: tuple[str | None] | None
+    flags: list[Any]
+    reviews: list[Any]
+    bodies: dict[dt.date | None, tuple[dict[str, Any], bytes, dt.date]] = field(
+        default_factory=dict
+    )
+
+
+def load_officer(c: Connection, agency: str, officer_id: str) -> OfficerRecord:
     key = {"agency": agency, "officer": officer_id}
+    unit = c.execute(UNIT, key).first()
+    flags = list(c.execute(_FLAGS_OF, key)) if unit is not None else []
+    reviews = list(c.execute(_REVIEWS, key)) if flags else []
+    return OfficerRecord(None if unit is None else (unit[0],), flags, reviews)
+
+
+def officer_read(
+    db: AppDatabase,
+    user: User,
+    path: str,
+    agency: str,
+    officer_id: str,
+    as_of: dt.date | None = None,
+    all_scored: bool = False,
+    home: Path | None = None,
+    cache: RunCache | None = None,
+    build: bool = True,
+) -> tuple[dict[str, Any], bytes, Access]:
+    """:func:`officer_detail` without its audit entry: (the body, as JSON, the access to
+    log), or :class:`Refused`. With ``cache``, the officer's record is kept by the agency's
+    newest scoring run and review (:func:`api.routes.flags.data_version`: one read per
+    request); who may see it is decided on every request (:func:`api.scope.sees`), so a
+    record cached for one user is refused to another exactly as a missing one. Without
+    ``build``, a record not cached raises :class:`NotCached`."""
+    refusal = refused_not_found(
+        path, agency, officer_id, as_of=as_of.isoformat() if as_of else None
+    )
+    if not agency_in_scope(user, agency):
+        raise refusal
     with db.read_conn() as c:
-        visible = officer_visible(c, user, agency, officer_id, all_scored)
-        flags = list(c.execute(_FLAGS_OF, key)) if visible else []
-        chosen = [f for f in flags if as_of is None or f.as_of_date == as_of]
-        if chosen:
-            flag = chosen[-1]
-            reviews = list(c.execute(_REVIEWS, key))
-    if not chosen:
-        not_found(db, user, path, agency, officer_id, as_of=as_of.isoformat() if as_of else None)
+        if cache is None:
+            rec = load_officer(c, agency, officer_id)
+        else:
+            ckey = ("officer", agency, officer_id, *data_version(c, agency))
+            rec = cache.get(ckey)
+            if rec is None:
+                if not build:
+                    raise NotCached
+                rec = load_officer(c, agency, officer_id)
+                if rec.unit is not None:  # probes of made-up ids do not crowd real records out
+                    cache.put(ckey, rec)
+    flagged_ever = functools.partial(any, (f.flagged for f in rec.flags))
+    if not sees(user, agency, rec.unit, flagged_ever, all_scored):
+        raise refusal
+    built = rec.bodies.get(as_of)
+    if built is None:
+        chosen = [f for f in rec.flags if as_of is None or f.as_of_date == as_of]
+        if not chosen:
+            raise refusal
+        body = _officer_body(agency, officer_id, chosen[-1], rec, home)
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        built = (body, raw, chosen[-1].as_of_date)
+        if cache is not None:
+            rec.bodies[as_of] = built
+    body, raw, day = built
+    return body, raw, Access("read", path, agency, officer_id, {"as_of": day.isoformat()})
+
+
+def _officer_body(
+    agency: str, officer_id: str, flag: Any, rec: OfficerRecord, home: Path | None
+) -> dict[str, Any]:
     # the flag's state is the one its newest review step left it in
-    steps = [r.status for r in reviews if r.as_of_date == flag.as_of_date]
+    steps = [r.status for r in rec.reviews if r.as_of_date == flag.as_of_date]
     state = steps[-1] if steps else "new"
-    body = {
+    return {
         "agency": agency,
         "officer_id": officer_id,
         "as_of": flag.as_of_date.isoformat(),
@@ -255,13 +368,11 @@ def officer_detail(
                 "flagged": f.flagged,
                 "indicators": _indicators(f.extra),
             }
-            for f in flags
+            for f in rec.flags
         ],
-        "reviews": [review_dict(r) for r in reviews],
+        "reviews": [review_dict(r) for r in rec.reviews],
         "notice": NOTICE,
     }
-    log_now(db, user, "read", path, agency, officer_id, as_of=flag.as_of_date.isoformat())
-    return body
 
 
 def _same(r: Review, review: ReviewIn) -> bool:

@@ -51,7 +51,8 @@ SLOW_FILES = {
 
 # The longest files start first, so that across the xdist workers (scripts/test.sh runs one
 # per core, a file per worker) no long file is left to run alone at the end; the others keep
-# their order.
+# their order. xdist keeps this order only with --no-loadscope-reorder (scripts/test.sh passes
+# it): by default it hands out the files with the most tests first.
 LONGEST_FIRST = (
     "test_readme_commands.py",
     "test_features_build.py",

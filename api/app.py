@@ -27,7 +27,7 @@ from api.hardening import RefusalAudit, SecurityHeaders
 from api.refusals import RefusalLog
 from api.routes import audit, drift, flags, officers
 from api.routes.audit import RebuildGate
-from api.routes.flags import RunCache
+from api.routes.flags import RunCache, freeze_long_lived
 from api.security import FailureLimiter, TokenCache
 from ews import __version__
 from ews.db import open_app_database
@@ -132,8 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = open_app_database(settings)  # pools sized by settings.workers
+        freeze_long_lived()  # the modules and the app: never garbage (see there)
         yield
         app.state.refusals.flush(app.state.db)
+        await app.state.db.aclose()
         app.state.db.dispose()
 
     app = FastAPIOffline(

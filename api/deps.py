@@ -136,11 +136,13 @@ def _bearer(request: Request) -> tuple[str | None, str]:
     return token.strip(), ""
 
 
-async def current_user(db: DbDep, request: Request) -> User:
+async def current_user(request: Request) -> User:
     """The user of the request's 'Authorization: Bearer <token>' header (:func:`authenticate`).
     Async: the token lookup is one indexed read, done in place rather than handed to the
     thread pool, and a token that worked in the last few seconds is not looked up again
-    (:class:`api.security.TokenCache`); a failure's audit entry is written from the pool."""
+    (:class:`api.security.TokenCache`); a failure's audit entry is written from the pool.
+    The database is the app's (not a dependency: one fewer to resolve on every request)."""
+    db: AppDatabase = request.app.state.db
     token, why = _bearer(request)
     if request.app.state.limiter.retry_after(client_of(request), token):  # memory only
         await run_in_threadpool(_limit, db, request, token)

@@ -1,4 +1,5 @@
-"""``ews benchmark chicago`` and ``ews benchmark triage-peer`` (registered by ews.cli)."""
+"""``ews benchmark chicago``, ``ews benchmark triage-peer`` and ``ews benchmark train``
+(registered by ews.cli)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ def _one_line(func: Any) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``ews benchmark triage-peer`` and ``ews benchmark chicago`` to the ``ews`` app."""
+    """Add ``ews benchmark triage-peer``, ``chicago`` and ``train`` to the ``ews`` app."""
     bench = typer.Typer(
         help=(
-            "Measured benchmarks: the triage-peer speed experiment and the Chicago (CPDP) "
-            "benchmark. They print measured figures; nothing is tuned on test dates."
+            "Measured benchmarks: the triage-peer speed experiment, the Chicago (CPDP) "
+            "benchmark and training time on a Chicago-sized synthetic agency. They print "
+            "measured figures; nothing is tuned on test dates."
         ),
         no_args_is_help=True,
     )
@@ -158,5 +160,45 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(format_chicago(result))
         typer.echo(f"\nwrote {Path(out) / 'results.json'}")
+
+    @bench.command("train")
+    @_one_line
+    def train_cmd(
+        officers: int = typer.Option(
+            13_000, "--officers", min=1, help="Officers of the synthetic agency."
+        ),
+        test_years: int = typer.Option(
+            7, "--test-years", min=1, max=8, help="Yearly test dates, ending 2016-01-01."
+        ),
+        inner: int = typer.Option(
+            2, "--inner", min=0, help="Inner validation splits per split (0: no selection)."
+        ),
+        threads: int | None = typer.Option(
+            None, "--threads", min=1, help="EWS_THREADS for the timed run (default: cores)."
+        ),
+        data: Path | None = typer.Option(
+            None,
+            "--data",
+            help="Folder where the synthetic agency is kept and reused (default: a temp one).",
+            file_okay=False,
+        ),
+        baseline: bool = typer.Option(
+            True,
+            "--baseline/--no-baseline",
+            help="Also time the same train on one thread without the fit cache.",
+        ),
+    ) -> None:
+        """Time `ews train` on a synthetic agency shaped like Chicago (`ews synth`, records
+        from 2004, training dates every January 1 from 2005, Chicago's grid and rules), with
+        the load average around it and a same-run baseline (EWS_THREADS=1, EWS_FIT_CACHE=0);
+        prints the time per step and whether the two runs' figures are identical."""
+        from benchmarks.bench_train import run
+        from benchmarks.common import BenchmarkError
+
+        try:
+            run(officers, test_years, inner, None, threads, data, baseline=baseline)
+        except BenchmarkError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
 
     app.add_typer(bench, name="benchmark")

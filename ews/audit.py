@@ -25,6 +25,7 @@ it with ``ews audit verify --expect``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -270,8 +271,12 @@ class GroupWriter:
     def submit(self, **fields: Any) -> Future[int]:
         """Queue an entry; the future is done (its id) once the entry is committed. An async
         caller awaits it (``asyncio.wrap_future``) without holding a thread meanwhile."""
+        return self.submit_entry(_entry(**fields))
+
+    def submit_entry(self, entry: dict[str, Any]) -> Future[int]:
+        """:meth:`submit` of an entry already made storable (:func:`_entry`)."""
         done: Future[int] = Future()
-        self._queue.put((_entry(**fields), done))
+        self._queue.put((entry, done))
         return done
 
     def close(self) -> None:
@@ -312,6 +317,84 @@ class GroupWriter:
             return
         for (_, done), i in zip(batch, ids, strict=True):
             _settle(done, i)
+
+
+class LoopWriter:
+    """Group commit on the event loop, for SQLite: the entries of the requests that reached
+    their audit entry in one turn of the loop are committed at the start of its next turn,
+    in one transaction on the loop's own connection, and each request's future is then
+    resolved on the loop. No thread is involved, so the loop does not hand the GIL to a
+    writer thread and wait to get it back (what made :class:`GroupWriter` slow under load).
+
+    The loop must never wait long for SQLite's one write lock (held meanwhile by a review
+    in the thread pool, another worker process or a command): its connection's busy timeout
+    is a few milliseconds (``db.loop_write_engine``), and a batch that could not be
+    committed for any reason goes, unchanged, to the :class:`GroupWriter` thread, which
+    waits for the lock and stores entry by entry; its requests still await that commit.
+    The loop's connection does not checkpoint the write-ahead log itself (a checkpoint
+    writes the database file and may sync it); every ``checkpoint_every`` commits a passive
+    checkpoint runs in the thread pool instead.
+    """
+
+    def __init__(self, db: AppDatabase, checkpoint_every: int = 500) -> None:
+        self.db, self.checkpoint_every = db, checkpoint_every
+        # by loop: a test may drive the app from more than one loop (each flushes its own)
+        self._pending: dict[
+            asyncio.AbstractEventLoop, list[tuple[dict[str, Any], asyncio.Future[int]]]
+        ] = {}
+        self._commits = 0
+        self.batches = 0  # commits on the loop, and entries handed to the thread (tests)
+        self.handed_over = 0
+
+    def submit(self, **fields: Any) -> asyncio.Future[int]:
+        """Queue an entry (from the event loop); the future is done (its id) once the entry
+        is committed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((_entry(**fields), done))
+        return done
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop)
+        try:
+            with self.db.write_conn(self.db.loop_write_engine) as c:
+                ids = _chain(c, [e for e, _ in batch])
+        except Exception:  # busy (or any failure): nothing was committed; the thread stores it
+            self.handed_over += len(batch)
+            for entry, done in batch:
+                _forward(self.db.group_writer().submit_entry(entry), done, loop)
+            return
+        self.batches += 1
+        for (_, done), i in zip(batch, ids, strict=True):
+            if not done.done():  # a request that gave up: its entry is stored all the same
+                done.set_result(i)
+        self._commits += 1
+        if self._commits % self.checkpoint_every == 0:
+            loop.run_in_executor(None, self.db.checkpoint)
+
+
+def _forward(
+    source: Future[int], target: asyncio.Future[int], loop: asyncio.AbstractEventLoop
+) -> None:
+    """Resolve the loop's ``target`` with the outcome of the thread's ``source``."""
+
+    def copy(f: Future[int]) -> None:
+        def settle() -> None:
+            if target.done():
+                return
+            exc = f.exception()
+            if exc is not None:
+                target.set_exception(exc)
+            else:
+                target.set_result(f.result())
+
+        loop.call_soon_threadsafe(settle)
+
+    source.add_done_callback(copy)
 
 
 def _settle(done: Future[int], result: int = 0, exception: BaseException | None = None) -> None:

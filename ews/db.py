@@ -40,10 +40,13 @@ order and a review and its audit entry commit together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import getpass
+import logging
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +67,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -73,9 +76,15 @@ from ews.settings import Settings, get_settings
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from ews.audit import GroupWriter
+    import psycopg
+
+    from ews.audit import GroupWriter, LoopWriter
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("ews.db")
+# Seconds the event loop waits for SQLite's write lock before it hands its batch of audit
+# entries to the writer thread (ews.audit.LoopWriter): the loop serves every request.
+LOOP_BUSY = 0.002
 
 # Lengths shared by the columns and the API's input limits.
 NAME_LEN = 200  # user names, officer ids, units, agencies (agencies are also <= 64 at ingest)
@@ -389,27 +398,36 @@ def migrate(url: str, key_file: Path | None = None) -> None:
         raise
 
 
-def _sqlite_engine(url: str, begin: str | None) -> Engine:
+def _sqlite_pragmas(dbapi_conn: Any) -> None:
+    """The settings of every connection to the SQLite database (WAL, NORMAL sync, foreign
+    keys), in autocommit mode (the engines' events issue BEGIN)."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_engine(
+    url: str, begin: str | None, timeout: float = 30.0, pool_size: int = 40
+) -> Engine:
     """A SQLite engine in WAL mode whose transactions begin with ``begin``: 'BEGIN' (readers
     of several statements), 'BEGIN IMMEDIATE' (writers: they take the write lock at BEGIN, so
     two writers never deadlock on an upgrade from a read lock, and wait for each other up to
-    the busy timeout) or None (single-statement reads: no transaction around them). The pool
-    holds as many connections as the service has threads, so none is opened per request."""
+    the busy timeout, ``timeout`` seconds) or None (single-statement reads: no transaction
+    around them). The pool holds as many connections as the service has threads, so none is
+    opened per request."""
     engine = create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
-        pool_size=40,
-        max_overflow=40,
+        connect_args={"timeout": timeout, "check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=pool_size,
     )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let the events below issue BEGIN
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        _sqlite_pragmas(dbapi_conn)
 
     if begin is not None:
 
@@ -443,6 +461,16 @@ class AppDatabase:
             self.write_engine: Engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self.read_engine: Engine = _sqlite_engine(url, None)
             self.audit_engine: Engine = self.write_engine
+            # the event loop's group commit (ews.audit.LoopWriter): one connection that waits
+            # at most LOOP_BUSY seconds for the write lock and leaves checkpoints to threads
+            self.loop_write_engine: Engine = _sqlite_engine(
+                url, "BEGIN IMMEDIATE", timeout=LOOP_BUSY, pool_size=1
+            )
+            event.listen(
+                self.loop_write_engine,
+                "connect",
+                lambda c, _r: c.execute("PRAGMA wal_autocheckpoint=0"),
+            )
         else:
             self.pools = pg_pools(url, workers or settings.workers, pool or settings.db_pool)
             # no pre-ping (a round trip per checkout): connections are recycled instead;
@@ -460,6 +488,13 @@ class AppDatabase:
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
+        self._loop_writer: LoopWriter | None = None
+        self._loop_reader = threading.local()
+        self._loop_readers: list[sqlite3.Connection] = []
+        self._loop_pg: psycopg.AsyncConnection[Any] | None = None
+        self._loop_pg_lock = asyncio.Lock()
+        self._pg_waiting: dict[tuple[Any, ...], asyncio.Future[tuple[Any, ...] | None]] = {}
+        self._pg_tasks: set[asyncio.Future[None]] = set()
 
     @property
     def audit_key(self) -> bytes:
@@ -497,13 +532,91 @@ class AppDatabase:
         with self.read_engine.connect() as c:
             yield c
 
+    def loop_reader(self) -> sqlite3.Connection:
+        """The event loop's own connection to the SQLite database, for the reads of one
+        statement an async request makes on the loop (no pool checkout, no SQLAlchemy
+        execution: these reads run on every request). Only the loop's thread uses it."""
+        if not self.sqlite:
+            raise RuntimeError("the loop's reader is SQLite's only")
+        conn: sqlite3.Connection | None = getattr(self._loop_reader, "conn", None)
+        if conn is None:  # one per thread (a test may run loops in several)
+            conn = sqlite3.connect(  # used by its thread only; closed by dispose()
+                self.url.split("///", 1)[1], timeout=30, check_same_thread=False
+            )
+            _sqlite_pragmas(conn)
+            self._loop_reader.conn = conn
+            with self._writer_lock:
+                self._loop_readers.append(conn)
+        return conn
+
+    async def loop_pg_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` (psycopg's ``%(name)s`` parameters) on the event loop's
+        own async PostgreSQL connection (autocommit; opened on first use, one per process
+        beyond the pools), or None when that connection cannot be had or fails: the caller
+        then reads through the pools in a thread.
+
+        Callers asking the same query while it has not been sent yet share it: the one
+        query, sent after every one of them asked, sees every commit each of them could
+        have seen, and a hundred requests a second of one agency cost a few round trips
+        instead of a hundred in turn on the one connection. Once it is sent, a new caller
+        waits for the next."""
+        key = (sql, tuple(sorted(params.items())))
+        waiting = self._pg_waiting.get(key)
+        if waiting is None:
+            waiting = asyncio.get_running_loop().create_future()
+            self._pg_waiting[key] = waiting
+            task = asyncio.ensure_future(self._pg_query(key, sql, params, waiting))
+            self._pg_tasks.add(task)
+            task.add_done_callback(self._pg_tasks.discard)
+        # shielded: a caller that gives up does not cancel the others' answer
+        row: tuple[Any, ...] | None = await asyncio.shield(waiting)
+        return row
+
+    async def _pg_query(
+        self,
+        key: tuple[Any, ...],
+        sql: str,
+        params: dict[str, Any],
+        done: asyncio.Future[tuple[Any, ...] | None],
+    ) -> None:
+        import psycopg
+
+        row = None
+        async with self._loop_pg_lock:  # one query at a time on the connection
+            if self._pg_waiting.get(key) is done:
+                del self._pg_waiting[key]  # from here on, new callers wait for the next
+            try:
+                if self._loop_pg is None or self._loop_pg.closed:
+                    url = make_url(self.url).set(drivername="postgresql")
+                    self._loop_pg = await psycopg.AsyncConnection.connect(
+                        url.render_as_string(hide_password=False), autocommit=True
+                    )
+                cur = await self._loop_pg.execute(sql, params)
+                row = await cur.fetchone()
+            except psycopg.Error:
+                log.warning("the event loop's PostgreSQL connection failed", exc_info=True)
+                conn, self._loop_pg = self._loop_pg, None
+                if conn is not None:
+                    await conn.close()
+            finally:
+                if self._pg_waiting.get(key) is done:  # (cancelled before it was sent)
+                    del self._pg_waiting[key]
+                if not done.done():
+                    done.set_result(row)
+
+    async def aclose(self) -> None:
+        """Close the event loop's own connections (before :meth:`dispose`)."""
+        if self._loop_pg is not None:
+            await self._loop_pg.close()
+            self._loop_pg = None
+
     @contextmanager
-    def write_conn(self) -> Iterator[Connection]:
-        """:meth:`write` on a plain connection (the group writer's own)."""
+    def write_conn(self, engine: Engine | None = None) -> Iterator[Connection]:
+        """:meth:`write` on a plain connection (the group writer's own, or ``engine``'s)."""
         from ews.audit import KEY_INFO
 
         key = self.audit_key
-        with self.audit_engine.begin() as c:
+        with (engine or self.audit_engine).begin() as c:
             c.info[KEY_INFO] = key
             if not self.sqlite:
                 c.execute(_PG_LOCK, {"k": WRITE_LOCK_KEY})
@@ -552,13 +665,7 @@ class AppDatabase:
     ) -> Future[int]:
         """:meth:`audit` without waiting: the future is done (the entry's id) once the entry
         is committed; an async request awaits it before it answers."""
-        from ews.audit import GroupWriter
-
-        if self._writer is None:
-            with self._writer_lock:
-                if self._writer is None:
-                    self._writer = GroupWriter(self)
-        return self._writer.submit(
+        return self.group_writer().submit(
             actor=actor,
             role=role,
             action=action,
@@ -567,6 +674,52 @@ class AppDatabase:
             officer_id=officer_id,
             detail=detail,
         )
+
+    def group_writer(self) -> GroupWriter:
+        """The writer thread of audit entries (started on first use)."""
+        from ews.audit import GroupWriter
+
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = GroupWriter(self)
+        return self._writer
+
+    def audit_submit_async(
+        self,
+        actor: str,
+        role: str,
+        action: str,
+        resource: str,
+        agency: str | None = None,
+        officer_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Awaitable[int]:
+        """:meth:`audit_submit` for a caller on the event loop: done once the entry is
+        committed. On SQLite the loop commits the entries itself (:class:`ews.audit.
+        LoopWriter`); on PostgreSQL (a commit is network round trips) the writer thread
+        does, and the loop awaits its future."""
+        fields = {
+            "actor": actor,
+            "role": role,
+            "action": action,
+            "resource": resource,
+            "agency": agency,
+            "officer_id": officer_id,
+            "detail": detail,
+        }
+        if not self.sqlite:
+            return asyncio.wrap_future(self.group_writer().submit(**fields))
+        if self._loop_writer is None:
+            from ews.audit import LoopWriter
+
+            self._loop_writer = LoopWriter(self)
+        return self._loop_writer.submit(**fields)
+
+    def checkpoint(self) -> None:
+        """A passive checkpoint of SQLite's write-ahead log (it waits for no one)."""
+        with self.read_engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def ingests(self, agency: str | None = None) -> list[IngestLog]:
         with self.session() as s:
@@ -590,8 +743,16 @@ class AppDatabase:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        for engine in {self.engine, self.write_engine, self.read_engine, self.audit_engine}:
+        engines = {self.engine, self.write_engine, self.read_engine, self.audit_engine}
+        if self.sqlite:
+            engines.add(self.loop_write_engine)
+        for engine in engines:
             engine.dispose()
+        with self._writer_lock:
+            readers, self._loop_readers = self._loop_readers, []
+            self._loop_reader = threading.local()
+        for conn in readers:
+            conn.close()
 
 
 def ensure_agency(s: Session, name: str) -> None:
@@ -623,7 +784,7 @@ class PoolTooSmall(RuntimeError):
     """The PostgreSQL server has too few connections for the workers' pools."""
 
 
-MIN_POOL = 4  # per process: the group writer, a write, a session and a read connection
+MIN_POOL = 5  # per process: the group writer, the event loop's reads, a write, a session, a read
 MAX_POOL = 48  # per process: more than the service's threads would never be used
 SPARE = 5  # connections left for the CLI, migrations and an administrator
 
@@ -661,12 +822,14 @@ def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
             f"PostgreSQL allows {most} connections ({reserved} reserved, {in_use} in use, "
             f"{SPARE} kept spare): {free} for {workers} worker(s) is {max(each, 0)} each, "
             f"fewer than the {pool or MIN_POOL} each needs. Use fewer workers (--workers), "
-            "a smaller EWS_DB_POOL (at least 4), or raise max_connections."
+            "a smaller EWS_DB_POOL (at least 5), or raise max_connections."
         )
     total = pool or min(each, MAX_POOL)
     write = max(1, total // 6)
     session = max(1, total // 6)
-    return {"total": total, "write": write, "session": session, "read": total - 1 - write - session}
+    # the other two: the group writer's connection and the event loop's (AppDatabase.loop_pg_row)
+    read = total - 2 - write - session
+    return {"total": total, "write": write, "session": session, "read": read}
 
 
 # PostgreSQL roles: migrations run as an owner role, the service as a role that may only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     home: Path = Path("ews-home")
     database_url: str | None = None
     mlflow_uri: str | None = None
-    threads: int = 1
+    # threads for training (fits side by side, models.fitting), DuckDB and the registry's
+    # writers: every core unless set (EWS_THREADS=1: one)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # DuckDB (the feature engine): the most memory it may hold (e.g. "8GB"; default DuckDB's
     # own, 80% of RAM) and the folder it spills to beyond that (default a folder of this
     # process under the system temp folder, removed when the connection closes)
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     # PostgreSQL connections: the worker processes sharing the server's max_connections
     # (`ews serve --workers` sets it) and, if set, the connections of each process
     workers: int = Field(default=1, ge=1)
-    db_pool: int | None = Field(default=None, ge=4)
+    db_pool: int | None = Field(default=None, ge=5)
     # the service remembers a working bearer token's user this many seconds (0: looks it up
     # on every request), so a revoked or rotated token, or a disabled user, is refused at
     # most this long after the change (an expiry is checked on every request)

@@ -168,7 +168,9 @@ def write_features(
 class FeatureBatches:
     """The feature table in batches of dates: iterating gives, per batch, its dates and an
     iterator of its finished Arrow chunks (read them all before the next batch). One engine
-    connection serves every batch; each batch's cached tables are dropped after it."""
+    connection serves every batch. On DuckDB the build is compiled once per process and
+    spec (features.plan) and each batch only runs its SQL; on Spark each batch builds the
+    Ibis expression and its cached tables are dropped after it."""
 
     def __init__(
         self,
@@ -202,6 +204,14 @@ class FeatureBatches:
         con = connect(self.engine)
         tables = load_tables(con, self.folder)
         schema = arrow_schema(self.spec)
+        if self.engine == "duckdb":  # a connection of our own: the compiled plan (features.plan)
+            from features.plan import bind, plan_for, run_plan
+
+            tables = bind(con, tables)
+            plan = plan_for(con, tables, self.spec, self.cohort)
+            for dates in self.batches:
+                yield dates, _finished(run_plan(con, plan, self.spec, dates, CHUNK_ROWS), schema)
+            return
         for i, dates in enumerate(self.batches):
             expr = features_expr(tables, dates, self.spec, self.cohort)
             expr = expr.order_by(["as_of_date", "officer_id"])

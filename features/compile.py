@@ -19,7 +19,7 @@ Shape of the computation (no per-row Python, no query per date or window):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from features.durations import CAREER, Duration, parse_window
@@ -27,12 +27,15 @@ from features.spec import FINDING_METRICS, RATE_PREFIX, FeatureSpec
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    import pyarrow as pa
     from ibis.backends import BaseBackend
 
     from features.cohort import CohortSpec
     from features.engines import Tables
 
 KEYS = ["officer_id", "as_of_date"]
+# what to do with an intermediate table read more than once (see features_over)
+Stage = Callable[["ir.Table"], "ir.Table"]
 
 
 def as_dates(values: Iterable[Any]) -> list[dt.date]:
@@ -66,17 +69,25 @@ def dates_table(
 
     It is created as a temporary table on the backend (not an Ibis memtable, which cached
     Spark expressions would not see)."""
-    import pyarrow as pa
-
     from features.engines import temp_table
+
+    return temp_table(con, dates_arrow(as_of_dates, lower, upper))
+
+
+def dates_arrow(
+    as_of_dates: Sequence[dt.date],
+    lower: dict[str, tuple[Duration, int]] | None = None,
+    upper: dict[str, Duration] | None = None,
+) -> pa.Table:
+    """The rows of :func:`dates_table` as an Arrow table (calendar arithmetic in Python)."""
+    import pyarrow as pa
 
     cols: dict[str, list[dt.date]] = {"as_of_date": list(as_of_dates)}
     for name, (d, k) in (lower or {}).items():
         cols[name] = [d.before(t, k) for t in as_of_dates]
     for name, d in (upper or {}).items():
         cols[name] = [d.after(t) for t in as_of_dates]
-    table = pa.table({k: pa.array(v, pa.date32()) for k, v in cols.items()})
-    return temp_table(con, table)
+    return pa.table({k: pa.array(v, pa.date32()) for k, v in cols.items()})
 
 
 def current_assignment(keys: ir.Table, assignments: ir.Table, kind: str) -> ir.Table:
@@ -128,7 +139,9 @@ def cohort_expr(
     return c
 
 
-def _bounds(spec: FeatureSpec) -> dict[str, tuple[Duration, int]]:
+def date_bounds(spec: FeatureSpec) -> dict[str, tuple[Duration, int]]:
+    """The lower bound columns the dates table needs for ``spec`` (``_lo_<window>``, and
+    ``_lo2_<window>`` for trends), as :func:`dates_table` takes them."""
     lower: dict[str, tuple[Duration, int]] = {}
     for col in spec.columns:
         if col.family == "peer" or col.window is None:
@@ -154,10 +167,31 @@ def features_expr(
     With ``cache`` (the default) the per-officer columns are materialized once on the
     backend (a temporary table in DuckDB, a cached DataFrame in Spark) before the peer
     statistics read them; without it the expression stays lazy (and computes them twice)."""
+    backend = con or tables.con
+    assert backend is not None, "tables bound to no backend: pass con"
+    dates = dates_table(backend, as_of_dates, date_bounds(spec))
+    stage: Stage = (lambda t: t.cache()) if cache else (lambda t: t)
+    return features_over(tables, dates, spec, cohort, stage)
+
+
+def dates_schema(spec: FeatureSpec) -> dict[str, str]:
+    """The Ibis schema of the dates table :func:`features_expr` builds for ``spec``."""
+    return {"as_of_date": "date", **dict.fromkeys(date_bounds(spec), "date")}
+
+
+def features_over(
+    tables: Tables,
+    dates: ir.Table,
+    spec: FeatureSpec,
+    cohort: CohortSpec | None,
+    stage: Stage,
+) -> ir.Table:
+    """The feature table over a dates table (columns :func:`dates_schema`), with ``stage``
+    applied to each intermediate table read more than once (``t.cache()`` materializes it;
+    features.plan names it instead, so the whole build compiles to reusable SQL)."""
     import ibis
 
     f64 = "float64"
-    dates = dates_table(con or tables.con, as_of_dates, _bounds(spec))
     kinds = spec.peer_kinds()
     c = cohort_expr(tables, dates, cohort, kinds)
 
@@ -189,8 +223,8 @@ def features_expr(
         if m.startswith(RATE_PREFIX):
             need("n", m[len(RATE_PREFIX) :], w)
 
-    if needed and cache:
-        c = c.cache()  # the cohort is read once per event type and once by the result
+    if needed:
+        c = stage(c)  # the cohort is read once per event type and once by the result
     base = c
     if needed:
         bound_cols = [n for n in dates.columns if n != "as_of_date"]
@@ -245,7 +279,7 @@ def features_expr(
     for i in range(len(spec.networks)):
         net_cols = spec.network_columns(i)
         bounds = [n for n in dates.columns if n != "as_of_date"]
-        stats = network_expr(tables, c.select(*KEYS, *bounds), dates, spec, i, cache)
+        stats = network_expr(tables, c.select(*KEYS, *bounds), dates, spec, i, stage)
         feats = feats.left_join(
             stats,
             [feats.officer_id == stats._n_officer_id, feats.as_of_date == stats._n_as_of_date],
@@ -258,8 +292,8 @@ def features_expr(
     # --- peers: window functions over (as_of_date, group), on a narrow table per group kind
     #     (keys, group, base columns) joined back, so the sorts never carry the wide rows
     peer_cols = [c for c in spec.columns if c.family == "peer"]
-    if peer_cols and cache:
-        feats = feats.cache()  # computed once, read by each peer kind and the join back
+    if peer_cols:
+        feats = stage(feats)  # computed once, read by each peer kind and the join back
     for kind in dict.fromkeys(c.peer for c in peer_cols):
         cols = [c for c in peer_cols if c.peer == kind]
         bases = list(dict.fromkeys(c.base for c in cols if c.base is not None))
@@ -308,7 +342,7 @@ def category_match(ev: ir.Table, src: Any) -> Any:
 
 
 def network_expr(
-    tables: Tables, keys: ir.Table, dates: ir.Table, spec: FeatureSpec, i: int, cache: bool
+    tables: Tables, keys: ir.Table, dates: ir.Table, spec: FeatureSpec, i: int, stage: Stage
 ) -> ir.Table:
     """The columns of ``spec.networks[i]`` per (``_n_officer_id``, ``_n_as_of_date``) of
     ``keys`` (cohort keys with the dates' bound columns) that have at least one tie known at
@@ -346,8 +380,7 @@ def network_expr(
     j = k.join(pairs, preds)
     j = j.join(o, [j.peer_id == o.q_id, o.q_appointed < j.as_of_date])
     tied = j.group_by([*KEYS, "peer_id", *lows.values()]).aggregate(last_tie=j.tie_date.max())
-    if cache:
-        tied = tied.cache()
+    tied = stage(tied)
 
     # the tied officers' histories at t: the aggregates of base_join on (peer, t) keys
     hist_cols = [spec_col for spec_col in spec.columns if spec_col.name in net.histories]

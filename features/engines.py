@@ -110,12 +110,13 @@ def duckdb_config() -> dict[str, Any]:
 
 @dataclass
 class Tables:
-    """The package's tables as Ibis expressions (only the columns features read)."""
+    """The package's tables as Ibis expressions (only the columns features read); ``con`` is
+    None for tables bound to no backend (features.plan compiles over those)."""
 
     officers: ir.Table
     events: ir.Table
     assignments: ir.Table
-    con: BaseBackend
+    con: BaseBackend | None = None
 
 
 def load_tables(con: BaseBackend, folder: Path) -> Tables:

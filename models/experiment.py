@@ -17,7 +17,9 @@ try and which rules to beat. :func:`run_experiment` chains the named steps of
 5. for each label and split: ``select`` a candidate on the inner validation splits inside the
    training years (each fitted and evaluated like the split itself; mean metric minus a
    variance penalty), ``fit_candidates`` on the training dates, ``evaluate`` them on the test
-   date (every prediction kept), ``compare_with_rules`` at the rules' volume;
+   date (every prediction kept), ``compare_with_rules`` at the rules' volume; each label's
+   fits run first as one batch on every core, and a training set shared by several splits is
+   fitted once (:mod:`models.fitting`);
 6. with ``refit_champion`` (default) when registering, the same choice on a deployment split
    as of the day after the data end, fitted on the newest training dates whose label windows
    have ended; otherwise the candidate chosen at the latest split;
@@ -431,6 +433,17 @@ class _Run:
         # label -> the deployment's choice: the decision, the scores, the splits used
         self.deploy_choice: dict[str, tuple[Any, dict[str, Any], list[Any]]] = {}
         self.deployed: dict[str, str | None] = {}  # label -> the config registered
+        from models.fitting import Fitter
+
+        # each (training set, candidate) fitted once per run, EWS_THREADS at a time
+        self.fitter = Fitter(
+            features,
+            labels,
+            checked.candidates,
+            uses=Fitter.plan_uses(plan),
+            on_fit=self.tick,
+            cache=_fit_cache_on(),
+        )
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
         # the work of the plan, unit by unit: (fits, weight = fits x training rows)
@@ -439,7 +452,6 @@ class _Run:
         self.total_weight = sum(w for _, w in self.work.values())
         self.done = 0  # fits done by this process
         self.done_weight = 0.0
-        self.tick_weight = 0.0  # the weight of each fit of the current unit
         clock.estimate = self.remaining
         self.fits_started = clock.elapsed()
 
@@ -450,23 +462,42 @@ class _Run:
         return max(1, len(self.labels.get(label, sp.train_as_of, sp.label_known_by)))
 
     def _plan_work(self) -> dict[tuple[str, ...], tuple[int, float]]:
+        """Per unit of work (in run order: a label's choices, its deployment's choice, its
+        splits; the refits last), the fits it makes and their weight (fits x training rows).
+        A training set shared by several units is fitted once (:mod:`models.fitting`): its
+        fits count in the first unit that needs it (every time with the cache off)."""
+        from models.fitting import train_key
+
         n = len(self.checked.candidates)
         plan = self.plan
+        seen: set[Any] = set()
+
+        def cost(label: str, splits: list[Any]) -> tuple[int, float]:
+            fits, weight = 0, 0.0
+            for sp in splits:
+                key = train_key(label, sp)
+                if self.fitter.cache and key in seen:
+                    continue
+                seen.add(key)
+                fits += n
+                weight += n * self._rows(label, sp)
+            return fits, weight
+
         work: dict[tuple[str, ...], tuple[int, float]] = {}
         for label, splits in plan.splits.items():
             for sp in splits:
-                day = sp.test_as_of.isoformat()
                 inner = plan.inner[label][sp.test_as_of]
                 if inner:
-                    rows = sum(self._rows(label, i) for i in inner)
-                    work[("choice", label, day)] = (n * len(inner), float(n * rows))
-                work[("split", label, day)] = (n, float(n * self._rows(label, sp)))
+                    work[("choice", label, sp.test_as_of.isoformat())] = cost(label, inner)
+            deploy = plan.deploy.get(label)
+            d_inner = plan.deploy_inner.get(label, [])
+            if deploy is not None and d_inner:
+                work[("deploy-choice", label)] = cost(label, d_inner)
+            for sp in splits:
+                work[("split", label, sp.test_as_of.isoformat())] = cost(label, [sp])
+        for label in plan.splits:
             deploy = plan.deploy.get(label)
             if deploy is not None:
-                d_inner = plan.deploy_inner.get(label, [])
-                if d_inner:
-                    rows = sum(self._rows(label, i) for i in d_inner)
-                    work[("deploy-choice", label)] = (n * len(d_inner), float(n * rows))
                 work[("refit", label)] = (1, float(self._rows(label, deploy)))
         return work
 
@@ -478,7 +509,39 @@ class _Run:
 
     def tick(self, name: str = "") -> None:
         self.done += 1
-        self.done_weight += self.tick_weight
+        # the training rows of the fits done (the fitter fits a label's sets in one batch)
+        self.done_weight = float(self.fitter.rows_done)
+
+    def prefit(self, label: str) -> None:
+        """Fit the candidates on every training set that ``label``'s units still to do need
+        (inner, deployment inner and outer splits; each set once) in one parallel batch, so
+        the cores stay busy across splits; the units then find them fitted. Units a resumed
+        run reads back are left out."""
+        plan, ckpt = self.plan, self.checkpoint
+
+        def todo(*unit: str) -> bool:
+            return ckpt is None or not ckpt.has(*unit)
+
+        jobs = []
+        if plan.deploy.get(label) is not None and todo("deploy-choice", label):
+            jobs += [(label, sp) for sp in plan.deploy_inner.get(label, [])]
+        for sp in plan.splits[label]:
+            day = sp.test_as_of.isoformat()
+            if todo("choice", label, day):
+                jobs += [(label, i) for i in plan.inner[label][sp.test_as_of]]
+            if todo("split", label, day):
+                jobs.append((label, sp))
+        if not jobs:
+            return
+        n = len(self.checked.candidates)
+        with (
+            self.clock.step("fit candidates"),
+            self.clock.doing(
+                f"fitting {n} candidates on the training sets of {label} ({len(jobs)} splits, "
+                "each set once)"
+            ),
+        ):
+            self.fitter.prefit(jobs)
 
     def remaining(self) -> str:
         if not self.done:
@@ -531,10 +594,16 @@ class _Run:
         from models.grid import simplicity_key
 
         cands = self.checked.candidates
-        self.tick_weight = sum(self._rows(label, sp) for sp in inner) / max(1, len(inner))
         with self.clock.step("select"):
             per_split, used = steps.validation_metrics(
-                inner, label, self.features, self.labels, cands, self.config, self.tick
+                inner,
+                label,
+                self.features,
+                self.labels,
+                cands,
+                self.config,
+                self.tick,
+                fitter=self.fitter,
             )
             decision, scores = steps.decide(
                 per_split,
@@ -554,6 +623,7 @@ class _Run:
         config = self.config
         n_cands = len(self.checked.candidates)
         self.choices[label] = {}
+        self.prefit(label)
         for sp in self.plan.splits[label]:
             inner = self.plan.inner[label][sp.test_as_of]
             if not inner:
@@ -660,12 +730,13 @@ class _Run:
 
         config, cands = self.config, self.checked.candidates
         where = f"{label} {sp.test_as_of.isoformat()}"
-        self.tick_weight = float(self._rows(label, sp))
         with (
             self.clock.step("fit candidates"),
             self.clock.doing(f"fitting {len(cands)} candidates on {where}"),
         ):
-            fit = steps.fit_candidates(sp, label, self.features, self.labels, cands, self.tick)
+            fit = steps.fit_candidates(
+                sp, label, self.features, self.labels, cands, self.tick, fitter=self.fitter
+            )
         with self.clock.step("evaluate"), self.clock.doing(f"evaluating on {where}"):
             evals = steps.evaluate(fit, config.ks, config.seed)
             part = steps.predictions(fit, evals)
@@ -735,13 +806,11 @@ class _Run:
         decision, scores, used = self.deploy_choice[label]
         chosen = decision.chosen
         cand = next(c for c in self.checked.candidates if c.name == chosen)
-        self.tick_weight = float(self._rows(label, deploy))
         with (
             self.clock.step("refit"),
             self.clock.doing(f"refitting {chosen} for {label} on the deployment split"),
         ):
-            rows = self.labels.get(label, deploy.train_as_of, deploy.label_known_by)
-            train = steps.join(self.features.frame, rows, deploy.train_as_of)
+            train = self.fitter.training_rows(label, deploy)
             fit = steps.SplitFit(
                 deploy,
                 label,
@@ -751,13 +820,12 @@ class _Run:
                 {},
             )
             if fit.single_class:
-                self.tick()
+                self.fitter.skip(label, deploy, [cand])
                 return f"{label}: too few outcomes to refit; champion = latest split's"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                model = cand.build().fit(fit.X_train, fit.y_train)
-            self.tick(chosen)
+            _, fitted = self.fitter.models(label, deploy, [cand], train=train)
+            model = fitted[cand.name]
             rules = _fit_rules_on(fit, self.checked.rules)
+        self.clock.note(f"{label}: refitted {chosen}{self.remaining()}")
         champ = _champion(label, cand, model, fit, deploy, rules, self.config)
         entry = {
             "label": label,
@@ -820,6 +888,14 @@ class _Run:
 
         parts = [p for p in self.parts if len(p)]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _fit_cache_on() -> bool:
+    """Whether a run reuses a training set's fits (default; ``EWS_FIT_CACHE=0`` refits every
+    split, only to measure what the cache saves or to check that it changes nothing)."""
+    import os
+
+    return os.environ.get("EWS_FIT_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _empty_frame() -> pd.DataFrame:

@@ -14,10 +14,11 @@ A grid is plain data (YAML or a dict, validated by pydantic before anything runs
 each with a stable name such as ``lr[C=0.1]``), and :meth:`Candidate.build` makes a fresh,
 unfitted estimator. Every candidate is a scikit-learn estimator, seeded through
 ``random_state`` (the seed is recorded on the candidate), fitted with ``n_jobs`` threads
-(``EWS_THREADS``, default one: HistGradientBoosting on two OpenMP threads is dramatically
-slower on small shared machines). ``lr_hgb_vote`` is one candidate made of both: the mean of
-a logistic regression's and a gradient boosting's probabilities (soft voting). Logistic
-regression always sits in a Pipeline that
+(``EWS_THREADS``, default every core; an experiment runs its fits side by side instead,
+each on one thread, :mod:`models.fitting`: HistGradientBoosting on two OpenMP threads is
+dramatically slower on small shared machines). ``lr_hgb_vote`` is one candidate made of
+both: the mean of a logistic regression's and a gradient boosting's probabilities (soft
+voting). Logistic regression always sits in a Pipeline that
 imputes missing values (mean: the median imputer sorts masked arrays and took 4 s per fit
 on Chicago-sized data) and scales, so its coefficients are comparable and it never
 sees a NaN; the tree models handle missing values natively.
@@ -255,7 +256,7 @@ def make_estimator(
 ) -> BaseEstimator:
     """An unfitted estimator of ``kind`` with ``params``, seeded, with ``n_jobs`` threads.
 
-    ``n_jobs`` defaults to ``EWS_THREADS`` (settings, default 1). Logistic regression comes
+    ``n_jobs`` defaults to ``EWS_THREADS`` (settings, default every core). Logistic regression comes
     as ``Pipeline(impute mean, scale, LogisticRegression)``; ``lr_hgb_vote`` is a soft-voting
     ``VotingClassifier`` of that pipeline (``lr``) and a HistGradientBoostingClassifier
     (``hgb``), its parameters named through the members (``lr__model__C``,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from ews.store import Snapshot
     from models.config import ExperimentConfig
+    from models.fitting import Fitter
     from models.grid import Candidate
     from models.splitter import Split
 
@@ -489,10 +490,13 @@ def fit_candidates(
     labels: Labels,
     candidates: Sequence[Candidate],
     on_fit: Callable[[str], None] | None = None,
+    fitter: Fitter | None = None,
 ) -> SplitFit:
     """Fit every candidate on the split's training dates, labels as known at its cutoff; the
-    test rows carry the labels as known at ``split.test_label_known_by``."""
-    from models.forest import fit_candidates as fit_all
+    test rows carry the labels as known at ``split.test_label_known_by``. With a ``fitter``
+    (:class:`models.fitting.Fitter`, one per run) a training set fitted before in the run is
+    not fitted again; without one, every candidate is fitted here, on ``EWS_THREADS``."""
+    from models.fitting import Fitter
 
     frame = features.frame
     train = join(
@@ -502,14 +506,12 @@ def fit_candidates(
         frame, labels.get(label, [split.test_as_of], split.test_label_known_by), [split.test_as_of]
     )
     fit = SplitFit(split, label, train, test, fit_columns(train, features.columns), {})
+    if fitter is None:
+        fitter = Fitter(features, labels, candidates, cache=False, on_fit=on_fit)
     if fit.single_class or len(test) == 0:
-        for cand in candidates:
-            if on_fit:
-                on_fit(cand.name)
+        fitter.skip(label, split, candidates)
         return fit
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        fit.models = fit_all(candidates, fit.X_train, fit.y_train, on_fit=on_fit)
+    _, fit.models = fitter.models(label, split, candidates, train=train)
     return fit
 
 
@@ -717,13 +719,32 @@ def validation_metrics(
     candidates: Sequence[Candidate],
     config: ExperimentConfig,
     on_fit: Callable[[str], None] | None = None,
+    fitter: Fitter | None = None,
 ) -> tuple[list[dict[str, Any | None]], list[dict[str, Any]]]:
     """Fit and evaluate every candidate on each inner validation split (training years only);
-    per split, name -> the selection metric, and a description of the splits used."""
+    per split, name -> the selection metric, and a description of the splits used. The
+    splits' fits run as one parallel batch (``fitter``: see :func:`fit_candidates`); only the
+    validation rows are built here, the training rows only where something is fitted."""
+    from models.fitting import Fitter
+
+    if fitter is None:
+        fitter = Fitter(features, labels, candidates, cache=False, on_fit=on_fit)
+    else:
+        fitter.prefit([(label, sp) for sp in inner])
     per_split: list[dict[str, Any | None]] = []
     used: list[dict[str, Any]] = []
     for sp in inner:
-        fit = fit_candidates(sp, label, features, labels, candidates, on_fit)
+        test = join(
+            features.frame,
+            labels.get(label, [sp.test_as_of], sp.test_label_known_by),
+            [sp.test_as_of],
+        )
+        fit = SplitFit(sp, label, test.iloc[:0], test, [], {})
+        if len(test) == 0:
+            fitter.skip(label, sp, candidates)
+        else:
+            entry, fit.models = fitter.models(label, sp, candidates)
+            fit.columns = entry.columns
         evals = evaluate(fit, config.ks, config.seed)
         per_split.append(
             {

@@ -37,7 +37,11 @@ fi
 pytest_log="$(mktemp)"
 trap 'rm -f "$cpu_log" "$pytest_log"' EXIT
 set +e
-.venv/bin/python -m pytest -q -n "${EWS_TEST_WORKERS:-auto}" --dist loadfile --durations=15 \
+# --no-loadscope-reorder: xdist would otherwise hand out the files with the most tests first
+# (the many quick ones), undoing the longest-first order of tests/conftest.py and leaving the
+# README's end-to-end run to start near the end, alone
+.venv/bin/python -m pytest -q -n "${EWS_TEST_WORKERS:-auto}" --dist loadfile --no-loadscope-reorder \
+  --durations=15 \
   ${marks[@]+"${marks[@]}"} "$@" 2>&1 | tee "$pytest_log"
 status=${PIPESTATUS[0]}
 set -e

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("EWS_THREADS", "1")  # fits, DuckDB and registry writers: one each
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # the audit report is built after every `ews train`/`ews score` (half a minute): only the
@@ -50,7 +51,8 @@ SLOW_FILES = {
 
 # The longest files start first, so that across the xdist workers (scripts/test.sh runs one
 # per core, a file per worker) no long file is left to run alone at the end; the others keep
-# their order.
+# their order. xdist keeps this order only with --no-loadscope-reorder (scripts/test.sh passes
+# it): by default it hands out the files with the most tests first.
 LONGEST_FIRST = (
     "test_readme_commands.py",
     "test_features_build.py",

@@ -251,3 +251,77 @@ def test_client_values_are_stored_escaped(db: AppDatabase) -> None:
         assert len(e.resource) == 500
         assert e.detail == {"q\\x00": ["v\\x07", "nan"], "client": "1.2.3.4"}
     assert verify(db).ok
+
+
+def test_async_reads_commit_their_entries_before_they_are_done(db: AppDatabase) -> None:
+    """Entries submitted from the event loop (on SQLite committed by the loop itself, on
+    PostgreSQL by the writer thread): each awaited id is stored when the await returns, the
+    entries of one turn of the loop share a commit, and the chain verifies."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from ews.db import AuditLog
+
+    async def main() -> list[int]:
+        async def one(i: int) -> int:
+            entry_id = await db.audit_submit_async("sgt", "supervisor", "read", f"/a/{i}", "demo")
+            with db.read_conn() as c:  # stored by now, not only queued
+                assert c.execute(select(AuditLog.id).where(AuditLog.id == entry_id)).first()
+            return entry_id
+
+        return await asyncio.gather(*(one(i) for i in range(40)))
+
+    ids = asyncio.run(main())
+    assert sorted(ids) == list(range(6, 46))
+    if db.sqlite:
+        writer = db._loop_writer
+        assert writer is not None and writer.handed_over == 0
+        assert writer.batches < 40  # grouped, not one commit per entry
+    with db.read_conn() as c:
+        assert c.execute(select(func.count()).select_from(AuditLog)).scalar() == 45
+    v = verify(db)
+    assert v.ok and v.entries == 45
+
+
+def test_the_loop_hands_a_batch_to_the_thread_while_the_write_lock_is_held(
+    db: AppDatabase,
+) -> None:
+    """SQLite: while another connection holds the write lock, the loop does not wait for it
+    (a few milliseconds at most): its batch goes to the writer thread, whose commit waits
+    for the lock; the requests' awaits end only once their entries are stored."""
+    import asyncio
+    import sqlite3
+    import time
+
+    if not db.sqlite:
+        pytest.skip("the loop commits audit entries itself only on SQLite")
+    holder = sqlite3.connect(db.url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def main() -> tuple[list[int], float]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, holder.execute, "COMMIT")  # let go of the lock in 0.3 s
+        t0 = time.perf_counter()
+        tasks = [
+            asyncio.ensure_future(
+                db.audit_submit_async("sgt", "supervisor", "read", f"/b/{i}", "demo")
+            )
+            for i in range(5)
+        ]
+        ticks = 0
+        while not all(t.done() for t in tasks):  # the loop keeps turning meanwhile
+            ticks += 1
+            await asyncio.sleep(0.01)
+        assert ticks >= 10
+        return [t.result() for t in tasks], time.perf_counter() - t0
+
+    try:
+        ids, waited = asyncio.run(main())
+    finally:
+        holder.close()
+    assert sorted(ids) == [6, 7, 8, 9, 10]
+    assert waited >= 0.25  # stored only after the lock was let go
+    assert db._loop_writer is not None and db._loop_writer.handed_over == 5
+    v = verify(db)
+    assert v.ok and v.entries == 10

@@ -157,7 +157,11 @@ def test_cli_lists_both_benchmarks(csv_agency: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["benchmark", "--help"])
     assert res.exit_code == 0, res.output
-    assert "triage-peer" in res.output and "chicago" in res.output
+    assert "triage-peer" in res.output and "chicago" in res.output and "train" in res.output
+    res = runner.invoke(app, ["benchmark", "train", "--help"])
+    assert res.exit_code == 0 and "--officers" in res.output and "baseline" in res.output
+    res = runner.invoke(app, ["benchmark", "train", "--test-years", "0"])
+    assert res.exit_code != 0
     res = runner.invoke(app, ["benchmark", "triage-peer", "--data", str(tmp_path / "none")])
     assert res.exit_code != 0
 
@@ -329,3 +333,46 @@ def test_triage_forest_jobs_come_from_its_grid(tmp_path: Path) -> None:
     assert tp.triage_forest_jobs(tmp_path / "a.yaml") == 2
     (tmp_path / "b.yaml").write_text(grid % "null")
     assert tp.triage_forest_jobs(tmp_path / "b.yaml") == 1
+
+
+@pytest.mark.slow
+def test_bench_train_times_ews_train_against_its_same_run_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench_train.py` on a tiny agency: `ews synth`, `ews ingest`, `ews train` as a user runs
+    it, then the baseline (one thread, no fit cache): both timed with their steps and the load
+    average, and the two runs' figures compared."""
+    from benchmarks import bench_train
+
+    runs = bench_train.run(
+        officers=120,
+        test_years=1,
+        inner=1,
+        labels=["sustained_or_force"],
+        threads=2,
+        data=tmp_path,
+        n_boot=20,
+    )
+    out = capsys.readouterr().out
+    assert [(r.name, r.threads, r.cache) for r in runs] == [
+        ("ews train", 2, True),
+        ("baseline", 1, False),
+    ]
+    for r in runs:
+        assert r.seconds > 0 and r.cpu_seconds > 0 and len(r.load_before) == 3
+        assert {"fit_candidates_s", "select_s", "refit_s", "total_s"} <= set(r.steps)
+        assert any(rec["kind"] == "model" and rec["selected"] for rec in r.records)
+    assert runs[0].records == runs[1].records
+    assert "records (every accuracy figure) identical" in out
+    assert "load average before" in out and "steps, wall s: check config" in out
+    # the agency is kept and reused
+    bench_train.run(
+        officers=120,
+        test_years=1,
+        inner=0,
+        labels=["sustained_or_force"],
+        data=tmp_path,
+        baseline=False,
+        n_boot=0,
+    )
+    assert "generated before" in capsys.readouterr().out

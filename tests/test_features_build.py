@@ -201,6 +201,25 @@ def test_batched_build_equals_the_one_query_build(
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
 
+def test_a_spec_is_compiled_once_per_process(
+    synth_agency: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds with the spec and cohort rule of an earlier build, batches, dates and package
+    all different, run the plan compiled then (features.plan); another rule compiles anew."""
+    from features import plan
+
+    compiled = []
+    real = plan.compile_plan
+    monkeypatch.setattr(plan, "_plans", type(plan._plans)())
+    monkeypatch.setattr(plan, "compile_plan", lambda *a: compiled.append(a[3]) or real(*a))
+    other = write_package(tmp_path, random_package(24))
+    build_features(synth_agency, [dt.date(2012, 1, 1)], SPEC)
+    build_features(other, ANCHORS, SPEC, dates_per_batch=1)
+    assert compiled == [None]
+    build_features(other, ANCHORS, SPEC, cohort=CohortSpec(require_assignment="rank"))
+    assert compiled == [None, CohortSpec(require_assignment="rank")]
+
+
 def test_batches_follow_the_size_of_the_agency(synth_agency: Path, tmp_path: Path) -> None:
     from features.build import FeatureBatches, auto_dates_per_batch, write_features
 

@@ -284,10 +284,20 @@ def test_a_long_fit_is_never_silent_and_time_left_counts_the_refit(
         return real(*args, **kw)
 
     monkeypatch.setattr(steps, "fit_candidates", slow)
+    import models.fitting
+
+    real_group = models.fitting._fit_group
+
+    def slow_group(*args: Any, **kw: Any) -> Any:  # each fit of a label's batch (a choice's)
+        time.sleep(0.4)
+        return real_group(*args, **kw)
+
+    monkeypatch.setattr(models.fitting, "_fit_group", slow_group)
     lines: list[str] = []
     _run(agency, features, monkeypatch, progress=lines.append, heartbeat=0.15)
     text = "\n".join(lines)
-    assert "still choosing for sustained 2014-01-01: fitting 3 candidates on 1 validation" in text
+    # a label's fits run first, in one batch (models.fitting), then each split's work
+    assert "still fitting 3 candidates on the training sets of sustained (5 splits" in text
     assert "still fitting 3 candidates on sustained 2015-01-01, " in text
     # 3 candidates x (2 splits x (1 outer + 1 inner) + 1 deployment inner) + 1 refit = 16: after
     # the last split, the refit is still to do, and the time left counts it

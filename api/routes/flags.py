@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +25,12 @@ from fastapi import status as status_codes
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import dialect as pg_dialect
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery, SettingsDep
+from api.deps import AgencyQuery, CurrentUser, DbDep, NameQuery
 from api.scope import (
     NOTICE,
     Access,
@@ -49,6 +53,7 @@ from ews.db import (
     User,
 )
 from ews.reviews import overdue
+from ews.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["flags"])
 ALL_SCORED_ROLES = ("reviewer", "data_scientist", "admin")
@@ -162,14 +167,20 @@ class NotCached(Exception):  # noqa: N818 (a signal, not a failure)
     the caller does the read again in the thread pool."""
 
 
-async def cached_read(db: AppDatabase, read: Callable[..., Any]) -> Any:
-    """``read()`` for an async route: on the event loop with ``build=False`` when the
-    database is SQLite (a cached answer then costs one local indexed read of microseconds,
-    less than a hop to the thread pool), else (a cache miss, or PostgreSQL, where a read is
-    a network round trip that would hold every other request) in the thread pool."""
+async def cached_read(db: AppDatabase, read: Callable[..., Any], agency: str) -> Any:
+    """``read()`` for an async route. First on the event loop from the cache alone: the
+    agency's data version (:func:`data_version`) is read on the loop's own connection (SQLite:
+    a local indexed read of microseconds; PostgreSQL: an async round trip that holds no other
+    request) and ``read(version=...)`` answers from the entries cached under it; a cache
+    miss (:class:`NotCached`), or a PostgreSQL connection that failed, does the full read in
+    the thread pool."""
     if db.sqlite:
+        version: Any = loop_data_version(db, agency)
+    else:
+        version = await db.loop_pg_row(_VERSION_PG, {"agency": agency})
+    if version is not None:
         try:
-            return read(build=False)
+            return read(version=tuple(version))
         except NotCached:
             pass
     return await run_in_threadpool(read)
@@ -214,6 +225,25 @@ class RunCache:
             self._items[key] = value
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+        freeze_long_lived()
+
+
+_FROZEN_AT = [0.0]
+FREEZE_EVERY = 1.0  # seconds between two gc.freeze() calls
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``),
+    at most once a second. A cached run or officer record is tens of thousands of objects
+    that live until the data changes; left to the collector, each full collection walks all
+    of them (hundreds of milliseconds under load: the service's slowest answers). Frozen
+    objects are still freed by reference counting when the cache drops them (they hold no
+    cycles); only cyclic garbage alive at the moment of a freeze is never collected, a few
+    objects of the requests in flight."""
+    now = time.monotonic()
+    if now - _FROZEN_AT[0] >= FREEZE_EVERY:
+        _FROZEN_AT[0] = now
+        gc.freeze()
 
 
 _RUNS = select(
@@ -233,6 +263,17 @@ _VERSION = select(
     .scalar_subquery(),
     select(func.max(Review.id)).where(Review.agency == bindparam("agency")).scalar_subquery(),
 )
+
+
+_VERSION_SQLITE = str(_VERSION.compile(dialect=sqlite_dialect()))  # its two "?" are agency
+_VERSION_PG = str(_VERSION.compile(dialect=pg_dialect()))  # %(agency)s
+
+
+def loop_data_version(db: AppDatabase, agency: str) -> tuple[int | None, int | None]:
+    """:func:`data_version` on the event loop's own SQLite connection (the one read of a
+    cached answer: no pool checkout, no SQLAlchemy execution)."""
+    run, review = db.loop_reader().execute(_VERSION_SQLITE, (agency, agency)).fetchone()
+    return run, review
 
 
 def data_version(s: Session | Connection, agency: str) -> tuple[int | None, int | None]:
@@ -361,13 +402,16 @@ def run_rows(
     agency: str,
     as_of: dt.date | None,
     review_days: int,
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dt.date, Prepared] | None:
     """The prepared rows of the agency's current run at ``as_of`` (default newest), or None
     when the agency has no run; LookupError names the scored dates when the date has none.
-    One read (:func:`data_version`) when the rows are cached; without ``build``, a cache miss
-    raises :class:`NotCached` instead of reading and preparing."""
+    One read (:func:`data_version`) when the rows are cached; with ``version`` (that read,
+    done on the event loop: :func:`cached_read`), none, and a cache miss raises
+    :class:`NotCached` instead of reading and preparing."""
     today = dt.date.today()
+    if version is not None:
+        return _cached_rows(cache, agency, as_of, today, version)
     with db.read_conn() as s:
         newest_run, newest_review = data_version(s, agency)
         if newest_run is None:
@@ -375,8 +419,6 @@ def run_rows(
         runs_key = ("runs", agency, newest_run)
         runs = cache.get(runs_key)
         if runs is None:
-            if not build:
-                raise NotCached
             runs = current_runs(s, agency)
             cache.put(runs_key, runs)
         if not runs:
@@ -388,9 +430,31 @@ def run_rows(
         key = (agency, runs[day].id, newest_run, newest_review, today)
         prepared = cache.get(key)
         if prepared is None:
-            if not build:
-                raise NotCached
             prepared = cache.get_or_build(key, lambda: prepare(s, runs[day], today, review_days))
+    return day, prepared
+
+
+def _cached_rows(
+    cache: RunCache,
+    agency: str,
+    as_of: dt.date | None,
+    today: dt.date,
+    version: tuple[int | None, int | None],
+) -> tuple[dt.date, Prepared] | None:
+    """:func:`run_rows` from the cache only, under the data ``version`` already read;
+    :class:`NotCached` when the answer needs more reads."""
+    newest_run, newest_review = version
+    if newest_run is None:
+        raise NotCached  # (rare: an agency with no run) decided by the full read
+    runs = cache.get(("runs", agency, newest_run))
+    if not runs:
+        raise NotCached
+    day = as_of or max(runs)
+    if day not in runs:
+        raise NotCached
+    prepared = cache.get((agency, runs[day].id, newest_run, newest_review, today))
+    if prepared is None:
+        raise NotCached
     return day, prepared
 
 
@@ -432,12 +496,12 @@ def flag_page_read(
     review_days: int = 14,
     home: Path | None = None,
     order: str = "rank",
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dict[str, Any], list[Row], Access]:
     """:func:`flag_page` without its audit entry: the envelope, the rows and the access to
     log, or :class:`Refused` (the 403/404 and its entry). ``order``: "rank" (highest score
-    first) or "due" (see :func:`due_first`); without ``build``, :class:`NotCached` when the
-    run's rows are not prepared yet."""
+    first) or "due" (see :func:`due_first`); with ``version`` (the agency's data version, read
+    on the event loop), :class:`NotCached` when the run's rows are not prepared yet."""
     if all_scored and user.role not in ALL_SCORED_ROLES:
         message = "all_scored is for reviewers, data scientists and admins"
         access = Access("denied", path, None, None, {"why": message})
@@ -445,7 +509,7 @@ def flag_page_read(
     if not agency_in_scope(user, agency):
         raise refused_not_found(path, agency)
     try:
-        found = run_rows(db, cache, agency, as_of, review_days, build)
+        found = run_rows(db, cache, agency, as_of, review_days, version)
     except LookupError as e:
         access = Access("not_found", path, agency, None, {"why": str(e)})
         raise Refused(access, HTTPException(status_codes.HTTP_404_NOT_FOUND, str(e))) from e
@@ -511,8 +575,6 @@ def visible_agencies(db: AppDatabase, user: User) -> list[dict[str, Any]]:
 @router.get("/flags", response_model=FlagList)
 async def list_flags(
     user: CurrentUser,
-    db: DbDep,
-    settings: SettingsDep,
     request: Request,
     agency: AgencyQuery,
     as_of: dt.date | None = None,
@@ -529,6 +591,10 @@ async def list_flags(
     """Flagged officers of an agency at an as-of date (default: newest), best first, with
     their review status. Supervisors see only officers whose current unit is theirs.
     ``all_scored`` (reviewers, data scientists, admins) includes officers not flagged."""
+    # the database and settings from the app's state, not as dependencies (a hot route:
+    # each dependency costs FastAPI's resolution per request)
+    db: AppDatabase = request.app.state.db
+    settings: Settings = request.app.state.settings
     read = functools.partial(
         flag_page_read,
         db,
@@ -547,7 +613,7 @@ async def list_flags(
         home=settings.home,
     )
     try:
-        head, page, access = await cached_read(db, read)
+        head, page, access = await cached_read(db, read, agency)
     except Refused as r:
         await record_async(db, user, r.access)
         raise r.error from None

@@ -62,6 +62,7 @@ from ews.db import (
     User,
     utcnow,
 )
+from ews.settings import Settings
 
 router = APIRouter(prefix="/api/officers", tags=["officers"])
 REVIEW_ROLES = ("supervisor", "admin")
@@ -219,8 +220,6 @@ def _status(s: Session, agency: str, officer_id: str, day: dt.date) -> FlagStatu
 @router.get("/{agency}/{officer_id}", response_model=OfficerOut)
 async def officer(
     user: CurrentUser,
-    db: DbDep,
-    settings: SettingsDep,
     request: Request,
     agency: AgencyPath,
     officer_id: OfficerPath,
@@ -228,6 +227,10 @@ async def officer(
 ) -> Response:
     """The officer's flag at an as-of date (default: the newest date they were scored), why,
     their scores over every scored date, and every review step recorded."""
+    # the database and settings from the app's state, not as dependencies: this route is
+    # one of the two hot ones, and each dependency costs FastAPI's resolution per request
+    db: AppDatabase = request.app.state.db
+    settings: Settings = request.app.state.settings
     read = functools.partial(
         officer_read,
         db,
@@ -241,7 +244,7 @@ async def officer(
         request.app.state.officer_cache,
     )
     try:
-        _, raw, access = await cached_read(db, read)
+        _, raw, access = await cached_read(db, read, agency)
     except Refused as r:
         await record_async(db, user, r.access)
         raise r.error from None
@@ -303,28 +306,32 @@ def officer_read(
     all_scored: bool = False,
     home: Path | None = None,
     cache: RunCache | None = None,
-    build: bool = True,
+    version: tuple[int | None, int | None] | None = None,
 ) -> tuple[dict[str, Any], bytes, Access]:
     """:func:`officer_detail` without its audit entry: (the body, as JSON, the access to
     log), or :class:`Refused`. With ``cache``, the officer's record is kept by the agency's
     newest scoring run and review (:func:`api.routes.flags.data_version`: one read per
     request); who may see it is decided on every request (:func:`api.scope.sees`), so a
-    record cached for one user is refused to another exactly as a missing one. Without
-    ``build``, a record not cached raises :class:`NotCached`."""
+    record cached for one user is refused to another exactly as a missing one. With
+    ``version`` (that read, done on the event loop), a record not cached raises
+    :class:`NotCached`."""
     refusal = refused_not_found(
         path, agency, officer_id, as_of=as_of.isoformat() if as_of else None
     )
     if not agency_in_scope(user, agency):
         raise refusal
-    with db.read_conn() as c:
-        if cache is None:
+    if cache is not None and version is not None:  # on the event loop: the cache or nothing
+        rec = cache.get(("officer", agency, officer_id, *version))
+        if rec is None:
+            raise NotCached
+    elif cache is None:
+        with db.read_conn() as c:
             rec = load_officer(c, agency, officer_id)
-        else:
+    else:
+        with db.read_conn() as c:
             ckey = ("officer", agency, officer_id, *data_version(c, agency))
             rec = cache.get(ckey)
             if rec is None:
-                if not build:
-                    raise NotCached
                 rec = load_officer(c, agency, officer_id)
                 if rec.unit is not None:  # probes of made-up ids do not crowd real records out
                     cache.put(ckey, rec)

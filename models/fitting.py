@@ -1,0 +1,459 @@
+"""Fitting the grid for one experiment run: each (training set, candidate) fitted once, the
+fits spread over the machine's cores.
+
+Why a cache: the splits of a run overlap. The inner validation split "train on the dates up
+to 2011 with labels known by 2012, validate on 2012" belongs to the test date 2013 and again
+to 2014, and the inner split of 2014 that validates on 2013 trains on exactly the rows of the
+outer split tested at 2013. Fitting each of them again gives the same model (every
+candidate is seeded), so a run fits each distinct training set once.
+
+What defines a fit, and so the key it is cached under (:func:`train_key`,
+:func:`candidate_key`): the label, the training as-of dates and the date the training labels
+are known by (together they decide the training rows and their labels: within one run the
+feature rows and the label frames are fixed), the columns (decided by those rows), the
+candidate (name, estimator, parameters, seed, calibration) and the group it is fitted with
+(random forests that differ only in ``max_depth`` are cut from one forest,
+:mod:`models.forest`, which is a different model from a forest grown to that depth alone).
+Nothing about the test or validation date is in the key: a fitted model does not depend on
+what it is evaluated on. A :class:`Fitter` lives for one run and is dropped with it; a
+model leaves the cache after its last planned use (``uses``), so memory holds only fits
+still to be reused.
+
+Why processes: each fit runs on one core with one BLAS/OpenMP thread
+(:func:`threadpoolctl.threadpool_limits`), and ``threads`` fits run at once in joblib's loky
+worker processes (``EWS_THREADS``, default every core). A fit never depends on how many
+run beside it: it sees the same rows, in the same memory layout (the training matrix is
+handed to the workers as a float64 ``.npy`` file they map read-only), the same seed and one
+thread, so the models, and every figure, are the same for 1 or N threads and with the cache
+on or off (tests/test_models_fitting.py checks both). HistGradientBoosting on several
+OpenMP threads would also sum its gradients in another order; one thread per fit avoids
+that and the oversubscription of N workers x N OpenMP threads on N cores.
+
+Float64 stays: both learners of the shipped grids convert their input to float64 anyway
+(scikit-learn's HistGradientBoosting bins float64 values, lbfgs logistic regression works in
+float64), so float32 matrices would only round the features first (and change the bins of
+ratio features) for no speed, and a float32 background sample would change the registered
+model's input signature.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from models.grid import Candidate
+    from models.splitter import Split
+    from models.steps import Features, Labels
+
+__all__ = ["Fitter", "TrainKey", "candidate_key", "default_threads", "train_key"]
+
+#: (label, training as-of dates, training labels known by): what decides a training set
+TrainKey = tuple[str, tuple[date, ...], date | None]
+
+# Rough relative cost of one fit per training row, to start the longest fits first (so no
+# long fit is left to run alone at the end of a batch); measured on Chicago's 150k rows.
+_COST = {
+    "logistic_regression": 1.0,
+    "hist_gradient_boosting": 3.0,
+    "lr_hgb_vote": 4.0,
+    "extra_trees": 6.0,
+    "random_forest": 10.0,
+    "gradient_boosting": 20.0,
+}
+
+
+#: the training rows (summed over a batch's fits) from which fits run in worker processes
+PARALLEL_MIN_ROWS = 200_000
+
+
+def _day(d: date) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(d)
+
+
+def default_threads() -> int:
+    """``EWS_THREADS`` (settings), at least one."""
+    from ews.settings import get_settings
+
+    return max(1, int(get_settings().threads))
+
+
+def train_key(label: str, split: Split) -> TrainKey:
+    """What decides a split's training rows and labels within one run (see the module
+    docstring): the label, the training as-of dates and the training labels' cutoff."""
+    return (label, tuple(split.train_as_of), split.label_known_by)
+
+
+def candidate_key(cand: Candidate) -> str:
+    """Everything that defines a candidate's estimator: name, kind, parameters, seed and
+    calibration (the name alone does not hold the seed or the calibration)."""
+    return json.dumps(
+        {**cand.describe(), "calibration_cv": cand.calibration_cv}, sort_keys=True, default=repr
+    )
+
+
+def fit_groups(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """The candidates as they are fitted: random forests that differ only in ``max_depth``
+    together (one fit, the others cut from it, :func:`models.forest.fit_candidates`), every
+    other candidate alone; in grid order of each group's first member."""
+    from models.forest import _depth_key
+
+    groups: dict[Any, list[Candidate]] = {}
+    out: list[list[Candidate]] = []
+    for cand in candidates:
+        key = _depth_key(cand)
+        if key is None:
+            out.append([cand])
+        elif key in groups:
+            groups[key].append(cand)
+        else:
+            groups[key] = [cand]
+            out.append(groups[key])
+    return out
+
+
+def _model_key(group: Sequence[Candidate], cand: Candidate) -> tuple[str, tuple[str, ...]]:
+    return (candidate_key(cand), tuple(candidate_key(c) for c in group))
+
+
+def _fit_group(
+    group: Sequence[Candidate], X: pd.DataFrame, y: np.ndarray, n_jobs: int
+) -> dict[str, Any]:
+    """Fit one group on one thread of BLAS/OpenMP (the same in a worker and in-process)."""
+    from threadpoolctl import threadpool_limits
+
+    from models.forest import fit_candidates
+
+    for cand in group:  # loads the estimator's compiled modules (and their OpenMP) first,
+        cand.build(n_jobs=1)  # so that the limit below reaches them
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return fit_candidates(group, X, y, n_jobs=n_jobs)
+
+
+def _fit_in_worker(
+    tag: int, folder: str, columns: list[str], group: Sequence[Candidate], n_jobs: int
+) -> tuple[int, dict[str, Any], float]:
+    """A loky worker's task: map the training matrix its parent wrote, fit the group."""
+    import numpy as np
+    import pandas as pd
+
+    X = pd.DataFrame(np.load(Path(folder) / "X.npy", mmap_mode="r"), columns=columns, copy=False)
+    y = np.load(Path(folder) / "y.npy")
+    t0 = time.perf_counter()
+    models = _fit_group(group, X, y, n_jobs)
+    return tag, models, time.perf_counter() - t0
+
+
+@dataclass
+class Fitted:
+    """What a training set gave: the columns it fitted on, whether its labels have a single
+    class (then nothing is fitted), and its fitted models by :func:`_model_key`."""
+
+    columns: list[str]
+    single_class: bool
+    rows: int
+    models: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+
+
+@dataclass
+class _TrainSet:
+    key: TrainKey
+    frame: pd.DataFrame
+    columns: list[str]
+
+    def matrix(self) -> pd.DataFrame:
+        from models.steps import matrix
+
+        return matrix(self.frame, self.columns)
+
+
+class Fitter:
+    """Fits candidates on the training sets of one run: each (training set, candidate) once
+    (``cache``), ``threads`` at a time in worker processes. See the module docstring.
+
+    ``uses``: how often each training set will be asked for (:func:`train_key` -> count); a
+    set's models leave the cache after its last use (without ``uses`` they stay for the
+    run). ``on_fit(name)`` is called after each candidate is fitted (or found to need no
+    fit: a single-class training set), for progress. ``cache=False`` refits every time (to
+    measure, and to check that it changes nothing).
+    """
+
+    def __init__(
+        self,
+        features: Features,
+        labels: Labels,
+        candidates: Sequence[Candidate],
+        *,
+        threads: int | None = None,
+        cache: bool = True,
+        uses: dict[TrainKey, int] | None = None,
+        on_fit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.features, self.labels = features, labels
+        self.candidates = list(candidates)
+        self.threads = default_threads() if threads is None else max(1, int(threads))
+        self.cache = cache
+        self.uses = dict(uses) if uses is not None else None
+        self.on_fit = on_fit
+        self.fitted: dict[TrainKey, Fitted] = {}
+        self.n_fitted = 0  # candidates actually fitted (a group counts each member)
+        self.n_reused = 0  # candidates taken from the cache
+        self.fit_seconds = 0.0  # summed over the fits (CPU-bound: about their CPU time)
+        self.rows_done = 0  # training rows summed over the fits done (the progress weight)
+
+    # ------------------------------------------------------------------ planning
+
+    @staticmethod
+    def plan_uses(plan: Any) -> dict[TrainKey, int]:
+        """How often a run asks for each training set: once per split of ``plan`` (outer,
+        inner and deployment, every label)."""
+        uses: dict[TrainKey, int] = {}
+        for label in plan.splits:
+            for sp in plan.all_splits(label):
+                key = train_key(label, sp)
+                uses[key] = uses.get(key, 0) + 1
+        return uses
+
+    # ------------------------------------------------------------------ fitting
+
+    def training_rows(self, label: str, split: Split) -> pd.DataFrame:
+        """The split's training rows: feature rows of its training dates joined with their
+        labels as known at ``split.label_known_by``."""
+        from models.steps import join
+
+        rows = self.labels.get(label, split.train_as_of, split.label_known_by)
+        return join(self.features.frame, rows, split.train_as_of)
+
+    def models(
+        self,
+        label: str,
+        split: Split,
+        candidates: Sequence[Candidate] | None = None,
+        train: pd.DataFrame | None = None,
+    ) -> tuple[Fitted, dict[str, Any]]:
+        """The split's training set (columns, single class) and ``candidates`` (default:
+        all) fitted on it, name -> model in candidate order; fitted now where the cache has
+        none. ``train`` passes the training rows when the caller already built them. Counts
+        as one use of the training set."""
+        cands = list(candidates) if candidates is not None else self.candidates
+        key = train_key(label, split)
+        store: dict[TrainKey, Fitted] = self.fitted if self.cache else {}
+        have = store.get(key)
+        if have is not None and not have.single_class:
+            self.n_reused += sum(
+                _model_key(g, c) in have.models for g in fit_groups(cands) for c in g
+            )
+        self._fit([(label, split, cands, train)], store)
+        entry = store[key]
+        out: dict[str, Any] = {}
+        if not entry.single_class:
+            for group in fit_groups(cands):
+                for cand in group:
+                    out[cand.name] = entry.models[_model_key(group, cand)]
+        self._used(key)
+        return entry, out
+
+    def skip(self, label: str, split: Split, candidates: Sequence[Candidate]) -> None:
+        """The split needs no fit (single-class training labels, or no test rows): counted
+        as one use of its training set, and its candidates as done for progress unless they
+        were fitted or counted before."""
+        key = train_key(label, split)
+        if key not in self.fitted and self.on_fit:
+            for cand in candidates:
+                self.on_fit(cand.name)
+        self._used(key)
+
+    def prefit(self, jobs: Sequence[tuple[str, Split]]) -> None:
+        """Fit every candidate on each (label, split)'s training set that the cache does not
+        hold yet, all in one parallel batch (no use is counted). Without the cache there is
+        nothing to keep, so nothing is done ahead."""
+        if not self.cache:
+            return
+        self._fit([(label, sp, self.candidates, None) for label, sp in jobs], self.fitted)
+
+    def _used(self, key: TrainKey) -> None:
+        if not self.cache or self.uses is None or key not in self.uses:
+            return
+        self.uses[key] -= 1
+        if self.uses[key] <= 0:
+            self.fitted.pop(key, None)
+            del self.uses[key]
+
+    def _fit(
+        self,
+        requests: Sequence[tuple[str, Split, Sequence[Candidate], pd.DataFrame | None]],
+        store: dict[TrainKey, Fitted],
+    ) -> None:
+        """Fit what ``store`` lacks for ``requests``: the tasks (one per training set and
+        fit group) run in-process with one thread, or in worker processes when there are
+        several tasks and threads."""
+        # what each training set still needs, largest sets first (they take longest)
+        need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]] = {}
+        for label, sp, cands, train in requests:
+            key = train_key(label, sp)
+            have = store.get(key)
+            if have is not None and have.single_class:
+                continue
+            groups = [
+                g
+                for g in fit_groups(cands)
+                if have is None or any(_model_key(g, c) not in have.models for c in g)
+            ]
+            if key in need:
+                known = {tuple(candidate_key(c) for c in g) for g in need[key][2]}
+                groups = [g for g in groups if tuple(candidate_key(c) for c in g) not in known]
+                groups = need[key][2] + groups
+                train = need[key][3] if train is None else train
+            if groups:
+                need[key] = (label, sp, groups, train)
+        if not need:
+            return
+        order = sorted(need, key=lambda k: -len(k[1]))
+        n_tasks = sum(len(need[k][2]) for k in order)
+        workers = min(self.threads, n_tasks)
+        if self._small(need):  # starting workers would cost more than the fits
+            workers = 1
+        if workers <= 1:
+            for key in order:
+                label, sp, groups, train = need[key]
+                ts = self._train_set(key, label, sp, train, store)
+                if ts is None:
+                    continue
+                X, y = ts.matrix(), ts.frame["label"].to_numpy()
+                for group in groups:
+                    t0 = time.perf_counter()
+                    models = _fit_group(group, X, y, self.threads)
+                    self._store(store[key], group, models, time.perf_counter() - t0)
+            return
+        self._fit_parallel(order, need, store, workers)
+
+    def _small(self, need: dict[TrainKey, Any]) -> bool:
+        """Whether a batch is too small to be worth worker processes (their start, a second
+        or two each, and writing the matrices): under about ``PARALLEL_MIN_ROWS`` training
+        rows over all its fits, counted from the feature rows of each set's dates."""
+        frame = self.features.frame
+        per_date = frame.groupby("as_of_date", sort=False).size()
+        rows = 0
+        for key, (_, _, groups, _) in need.items():
+            days = [_day(d) for d in key[1]]
+            rows += int(per_date.reindex(days).fillna(0).sum()) * len(groups)
+        return rows < PARALLEL_MIN_ROWS
+
+    def _train_set(
+        self,
+        key: TrainKey,
+        label: str,
+        sp: Split,
+        train: pd.DataFrame | None,
+        store: dict[TrainKey, Fitted],
+    ) -> _TrainSet | None:
+        """Build a training set and record it in ``store`` (None when it has a single class:
+        nothing to fit; its candidates are counted as done for progress)."""
+        import numpy as np
+
+        from models.steps import fit_columns
+
+        frame = self.training_rows(label, sp) if train is None else train
+        columns = fit_columns(frame, self.features.columns)
+        single = len(np.unique(frame["label"].to_numpy())) < 2
+        entry = store.get(key)
+        if entry is None:
+            entry = store[key] = Fitted(columns=columns, single_class=single, rows=len(frame))
+        if single:
+            for cand in self.candidates:
+                self.rows_done += len(frame)
+                if self.on_fit:
+                    self.on_fit(cand.name)
+            return None
+        return _TrainSet(key, frame, columns)
+
+    def _store(
+        self, entry: Fitted, group: Sequence[Candidate], models: dict[str, Any], seconds: float
+    ) -> None:
+        for cand in group:
+            entry.models[_model_key(group, cand)] = models[cand.name]
+            self.n_fitted += 1
+            self.rows_done += entry.rows
+            if self.on_fit:
+                self.on_fit(cand.name)
+        self.fit_seconds += seconds
+
+    def _fit_parallel(
+        self,
+        order: list[TrainKey],
+        need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]],
+        store: dict[TrainKey, Fitted],
+        workers: int,
+    ) -> None:
+        """Every task in ``workers`` loky processes. The training sets are built here one
+        after another as the workers ask for work (largest first, the costliest group of
+        each first), each written once as ``X.npy`` / ``y.npy`` to a temporary folder that
+        the workers map read-only."""
+        import numpy as np
+        from joblib import Parallel, delayed
+
+        base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=_shared_temp()))
+        tasks: dict[int, tuple[TrainKey, list[Candidate]]] = {}
+        n_jobs = max(1, self.threads // workers)
+
+        def calls() -> Iterator[Any]:
+            tag = 0
+            for i, key in enumerate(order):
+                label, sp, groups, train = need[key]
+                ts = self._train_set(key, label, sp, train, store)
+                if ts is None:
+                    continue
+                folder = base / str(i)
+                folder.mkdir()
+                np.save(folder / "X.npy", ts.matrix().to_numpy())
+                np.save(folder / "y.npy", ts.frame["label"].to_numpy())
+                del ts
+                for group in sorted(groups, key=lambda g: -_COST.get(g[0].estimator, 5.0)):
+                    tasks[tag] = (key, group)
+                    yield delayed(_fit_in_worker)(
+                        tag, str(folder), store[key].columns, group, n_jobs
+                    )
+                    tag += 1
+
+        try:
+            parallel = Parallel(
+                n_jobs=workers,
+                backend="loky",
+                return_as="generator_unordered",
+                pre_dispatch="2*n_jobs",
+                batch_size=1,
+            )
+            for tag, models, seconds in parallel(calls()):
+                key, group = tasks[tag]
+                self._store(store[key], group, models, seconds)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _shared_temp() -> str | None:
+    """Where the training matrices for the workers go: memory-backed ``/dev/shm`` when it
+    has room for them, otherwise the system temp folder."""
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            stat = os.statvfs(shm)
+            if stat.f_bavail * stat.f_frsize > 2 * 2**30:
+                return str(shm)
+    except OSError:
+        pass
+    return None

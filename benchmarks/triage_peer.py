@@ -40,6 +40,17 @@ test predictions only (2.3x, target 5x: not met) and 169.7 s README profile (2.7
 10x: not met); precision@10% ews 0.701-0.704, triage 0.701-0.705. The labels now take one
 query for their five knowledge cutoffs (2.6 CPU-s before, 0.8), the registry's workers 2 CPU-s
 less (gc.freeze before the fork). The fit (13.6 CPU-s) is half of what remains.
+
+Measured 2026-12-07 01:21-01:25 (branch peer2 with main's parallel fitting merged), same
+run, load average 2.6-3.3 before and after ``ews train``: ``ews train`` 19.7 s (CPU 23.6 s
+with its child processes; steps, wall s: check config 1.3, features 2.0, labels 0.5, fit
+10.2, evaluate 0.8, rules 0.2, register 3.4), triage 50.6 s test predictions only (2.6x,
+target 5x: not met) and 109.6 s README profile (5.6x, target 10x: not met); precision@10% ews
+0.701-0.704, triage 0.701-0.705. Main without these changes, a minute before at the same
+load: 27.0 s. Registering now happens in a process forked at the start (MLflow and skops
+imported, the store opened and a first model saved there while features build), so the job
+never imports MLflow; and the heap is frozen at exit, which spared Python's last full
+collection over some 365k objects (2.5 s at load 10, up to 8 s after a loaded run).
 """
 
 from __future__ import annotations

@@ -354,7 +354,7 @@ def run_experiment(
         ckpt = Checkpoint.open(Path(checkpoint), fp, resume)
         if resume and not ckpt.found:
             clock.note(f"resuming: no checkpoint in {checkpoint} yet, starting from the start")
-    if tracking:  # MLflow's imports and store open meanwhile, on the idle core (2-3 s less)
+    if tracking:  # MLflow imported, its store opened, in the registering process meanwhile
         from models import registry
 
         registry.warm_up()

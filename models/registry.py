@@ -85,15 +85,132 @@ def configure(uri: str | None = None) -> str:
 _WARMING: threading.Thread | None = None
 
 
+class _Registrar:
+    """A process forked at the start of a long job (:func:`warm_up`) that imports skops and
+    MLflow, opens the store and saves a first model while the job builds features, then
+    waits for the job's one :func:`register_models` request and answers it.
+
+    Why a process and not a thread in the job's own process: those imports and the first
+    save cost about 5 CPU-seconds of Python, which a thread pays holding the job's GIL (it
+    slowed the features build beside it), and they left MLflow, SQLAlchemy and skops' many
+    objects in the job's heap for every later garbage collection. The job itself never
+    imports MLflow; it sends the fitted models (pickled through a pipe, a fraction of a
+    second for 16 models) and gets back the versions, or the exception registering raised,
+    re-raised as it was (with the registrar's traceback as a note)."""
+
+    def __init__(self, uri: str) -> None:
+        import atexit
+        import multiprocessing
+
+        self.uri = uri
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(
+            target=_registrar_main, args=(child, uri), name="ews-registrar", daemon=False
+        )  # not a daemon: it forks its own save workers
+        self.process.start()
+        child.close()
+        # a job ending without registering closes the pipe, and the process returns (before
+        # multiprocessing's own exit handler, registered earlier, waits for it)
+        atexit.register(self.close)
+
+    def register(self, request: dict[str, Any]) -> list[dict[str, str]] | None:
+        """Send one :func:`register_models` request; its answer, or its exception raised.
+        None when the request cannot be pickled (a model holding a lambda, say): then it is
+        registered in this process, which fails as it always did."""
+        from multiprocessing.reduction import ForkingPickler
+
+        try:
+            sent = ForkingPickler.dumps(request)
+        except Exception:  # noqa: BLE001 - any pickling failure: register here instead
+            self.close()
+            return None
+        try:
+            self.conn.send_bytes(sent)
+            del sent
+            status, payload = self.conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            raise RegistryError(
+                f"the registering process ended without answering (exit code "
+                f"{self.process.exitcode}); nothing of this run may be registered"
+            ) from exc
+        finally:
+            self.close()
+        if status == "ok":
+            result: list[dict[str, str]] = payload
+            return result
+        error, trace = payload
+        error.add_note(f"raised while registering, in the registering process:\n{trace}")
+        raise error
+
+    def close(self) -> None:
+        if self.conn.closed and not self.process.is_alive():
+            return
+        self.conn.close()
+        self.process.join(timeout=5)  # after an answer it returns at once; unasked, it
+        if self.process.is_alive():  # returns when its warm-up is done (or is stopped)
+            self.process.terminate()
+            self.process.join()
+
+
+def _registrar_main(conn: Any, uri: str) -> None:
+    """The registering process: warm up, then serve one request (see :class:`_Registrar`)."""
+    import pickle
+    import traceback
+
+    try:
+        try:
+            import skops.io  # noqa: F401  (first: see warm_up)
+
+            c = client(uri)
+            c.get_experiment_by_name(EXPERIMENT_NAME)
+            # the first search of the registry imports what it needs: 0.5-0.9 s measured
+            c.search_registered_models(max_results=1)
+            _warm_save()
+        except Exception:  # noqa: BLE001 - happens again, and is reported, on the request
+            pass
+        try:
+            request = conn.recv()
+        except EOFError:  # the job ended or failed before registering
+            return
+        threads = request.pop("threads")
+        try:
+            answer: tuple[str, Any] = ("ok", _register_models_here(**request, threads=threads))
+        except Exception as exc:  # noqa: BLE001 - sent back and raised by the job
+            trace = traceback.format_exc()
+            try:
+                pickle.loads(pickle.dumps(exc))
+            except Exception:  # noqa: BLE001 - not picklable: its text, as a RegistryError
+                exc = RegistryError(f"registering failed: {type(exc).__name__}: {exc}")
+            answer = ("error", (exc, trace))
+        conn.send(answer)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the job reports it
+        pass
+    finally:
+        conn.close()
+
+
+_REGISTRAR: _Registrar | None = None
+
+
 def warm_up(uri: str | None = None) -> None:
-    """Import MLflow and open its store in a background thread, so that a long job (``ews
-    train``) pays those seconds while it builds features rather than before registering.
-    :func:`set_experiment` waits for it; a failure here is ignored (it happens again, and
-    is reported, on the main thread)."""
-    global _WARMING
+    """Start the registering process (:class:`_Registrar`) for the next
+    :func:`register_models` of this process, so that a long job (``ews train``) pays
+    MLflow's imports, store opening and first save on the other core while it builds
+    features. A failure there is reported when registering.
+
+    With no ``fork`` (not Linux), MLflow is imported in a background thread instead."""
+    global _WARMING, _REGISTRAR
+    uri = _resolved_uri(uri)
+    import multiprocessing
+
+    if "fork" in multiprocessing.get_all_start_methods():
+        if _REGISTRAR is not None:
+            _REGISTRAR.close()
+        _REGISTRAR = _Registrar(uri)
+        return
     if _WARMING is not None:
         return
-    uri = uri or tracking_uri()
 
     def work() -> None:
         try:
@@ -109,6 +226,11 @@ def warm_up(uri: str | None = None) -> None:
 
     _WARMING = threading.Thread(target=work, name="ews-mlflow-warm-up", daemon=True)
     _WARMING.start()
+
+
+def _resolved_uri(uri: str | None = None) -> str:
+    """``uri``, or the workspace's tracking URI (without importing MLflow)."""
+    return uri or tracking_uri()
 
 
 def _warm_save() -> None:
@@ -445,7 +567,7 @@ def _save_job_at(i: int) -> None:
     _save_job(_JOBS[i])
 
 
-def _save_all(jobs: list[_SaveJob]) -> None:
+def _save_all(jobs: list[_SaveJob], threads: int | None = None) -> None:
     """Write every model folder; with ``EWS_THREADS`` > 1 and several models, in that many
     forked worker processes (skops serialization is Python-bound, so threads would not help;
     a fork shares the fitted models without copying them). Everything a worker needs that
@@ -455,7 +577,7 @@ def _save_all(jobs: list[_SaveJob]) -> None:
     from ews.settings import get_settings
 
     _wait_for_warm_up()  # no thread of ours may be running at a fork
-    workers = min(get_settings().threads, len(jobs))
+    workers = min(threads or get_settings().threads, len(jobs))
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for job in jobs:
             _save_job(job)
@@ -495,6 +617,41 @@ def register_models(
     Returns, per entry, ``{name, version, run_id}``. Much faster than one run per model:
     the cost per model is its serialization and a few registry rows.
     """
+    if not entries:
+        return []
+    global _REGISTRAR
+    registrar, _REGISTRAR = _REGISTRAR, None
+    if registrar is not None:
+        from ews.settings import get_settings
+
+        answer = registrar.register(
+            {
+                "entries": entries,
+                "config": config,
+                "results": results,
+                "uri": _resolved_uri(uri),
+                "run_name": run_name,
+                "threads": get_settings().threads,
+            }
+        )
+        if answer is not None:
+            return answer
+    return _register_models_here(
+        entries, config=config, results=results, uri=uri, run_name=run_name
+    )
+
+
+def _register_models_here(
+    entries: list[ModelEntry],
+    *,
+    config: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
+    uri: str | None = None,
+    run_name: str | None = None,
+    threads: int | None = None,
+) -> list[dict[str, str]]:
+    """:func:`register_models` in this process (``threads``: the save workers, default
+    ``EWS_THREADS``)."""
     import mlflow
 
     if not entries:
@@ -512,7 +669,9 @@ def register_models(
             )
             for i, e in enumerate(entries)
         ]
-        _save_all(jobs)  # workers are forked: before the MLflow run starts; they use no store
+        _save_all(
+            jobs, threads
+        )  # workers are forked: before the MLflow run starts; they use no store
         set_experiment(uri)
         c = client(uri)
         with mlflow.start_run(run_name=run_name) as run:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,12 +89,13 @@ def test_model_name_is_safe() -> None:
     )
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize(("threads", "via"), [("1", "here"), ("2", "here"), ("2", "registrar")])
 def test_register_models_writes_each_model_serially_or_in_forked_workers(
-    data: tuple[pd.DataFrame, np.ndarray], threads: str, monkeypatch: pytest.MonkeyPatch
+    data: tuple[pd.DataFrame, np.ndarray], threads: str, via: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """register_models saves each model (EWS_THREADS > 1: in forked workers) and every
-    version loads back with its own predictions, rules, background and trace tags."""
+    version loads back with its own predictions, rules, background and trace tags; after
+    warm_up, in the registering process it started (which then ends)."""
     from ews.settings import get_settings
 
     monkeypatch.setenv("EWS_THREADS", threads)
@@ -100,7 +103,7 @@ def test_register_models_writes_each_model_serially_or_in_forked_workers(
     try:
         uri = shared_mlflow_uri()
         X, y = data
-        name = f"ews-regtest-batch{threads}-sustained"
+        name = f"ews-regtest-batch{threads}{via}-sustained"
         fitted = [
             make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y),
             make_estimator("random_forest", {"n_estimators": 7, "max_depth": 3}, seed=1).fit(X, y),
@@ -119,7 +122,14 @@ def test_register_models_writes_each_model_serially_or_in_forked_workers(
             )
             for i, m in enumerate(fitted)
         ]
+        registrar = None
+        if via == "registrar":
+            registry.warm_up(uri)
+            registrar = registry._REGISTRAR
+            assert registrar is not None and registrar.process.is_alive()
         out = registry.register_models(entries, config={"threads": threads}, uri=uri)
+        if registrar is not None:  # it served this request and ended
+            assert registry._REGISTRAR is None and registrar.process.exitcode == 0
         assert [o["name"] for o in out] == [name] * 3
         assert len({o["run_id"] for o in out}) == 1
         for i, (m, o) in enumerate(zip(fitted, out, strict=True)):
@@ -167,3 +177,56 @@ def test_trusted_types_come_from_one_member_of_each_kind(
     assert registry._twin(vote) is vote
     assert registry._structure(vote) != registry._structure(vote.estimators_[0])
     assert sorted(sio.get_untrusted_types(data=sio.dumps(vote))) == registry._trusted_types(vote)
+
+
+@pytest.mark.parametrize("via", ["here", "registrar"])
+def test_a_registration_failure_is_raised_the_same_from_the_registering_process(
+    data: tuple[pd.DataFrame, np.ndarray], via: str, tmp_path: Path
+) -> None:
+    """A store that cannot be opened (its folder is a file) fails registering with the same
+    error whether it is registered here or in the process warm_up started; from there the
+    error also says where it happened, and the process has ended."""
+    X, y = data
+    (tmp_path / "not-a-folder").write_text("")
+    uri = f"sqlite:///{tmp_path}/not-a-folder/mlflow.db"
+    model = make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y)
+    entry = registry.ModelEntry(model=model, name="ews-regtest-nostore", example=X, tags={})
+    registrar = None
+    if via == "registrar":
+        registry.warm_up(uri)
+        registrar = registry._REGISTRAR
+    with pytest.raises(OSError) as raised:
+        registry.register_models([entry], uri=uri)
+    assert "not-a-folder" in str(raised.value)
+    notes = getattr(raised.value, "__notes__", [])
+    assert any("in the registering process" in n for n in notes) == (via == "registrar")
+    assert registry._REGISTRAR is None
+    if registrar is not None:
+        assert not registrar.process.is_alive()
+
+
+def test_a_model_that_cannot_be_pickled_is_registered_here(
+    data: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    """The registering process gets the models pickled; one that cannot be (a lambda in an
+    attribute) is registered in this process instead, and fails or succeeds as it would
+    there (here: MLflow says skops cannot store a function that is not defined at the top
+    level)."""
+    uri = shared_mlflow_uri()
+    X, y = data
+    model = make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y)
+    entry = registry.ModelEntry(model=model, name="ews-regtest-unpicklable", example=X, tags={})
+    model.scorer_ = lambda v: v
+    registry.warm_up(uri)
+    registrar = registry._REGISTRAR
+    outcomes = []
+    for _attempt in range(2):  # once through the registrar's fallback, once here
+        try:
+            registry.register_models([entry], uri=uri)
+            outcomes.append("registered")
+        except Exception as exc:  # noqa: BLE001 - compared below
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+            assert not getattr(exc, "__notes__", [])
+    assert outcomes[0] == outcomes[1] and "skops" in outcomes[0]
+    assert registry._REGISTRAR is None
+    assert registrar is not None and not registrar.process.is_alive()

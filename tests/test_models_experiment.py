@@ -35,21 +35,26 @@ def _config(**overrides: Any) -> ExperimentConfig:
 
 
 class LabelSpy:
-    """Wraps features.labels.build_labels and records every call's dates and cutoff."""
+    """Wraps features.labels.build_label_sets (the one call an experiment makes per label, for
+    all its knowledge cutoffs) and records each cutoff's dates; ``tamper`` may change the
+    frame of each cutoff. A spy that the experiment no longer calls records nothing, and the
+    tests below then fail: they check that calls were seen."""
 
     def __init__(self, monkeypatch: Any, tamper: Any = None) -> None:
         import features.labels
 
         self.calls: list[tuple[list[date], date | None]] = []
-        real = features.labels.build_labels
+        real = features.labels.build_label_sets
 
-        def spy(source: Any, dates: Any, label: Any, known_by: Any = None, **kw: Any) -> Any:
-            dates = list(dates)
-            self.calls.append((dates, known_by))
-            out = real(source, dates, label, known_by=known_by, **kw)
-            return tamper(out, dates, known_by) if tamper else out
+        def spy(source: Any, requests: Any, label: Any, **kw: Any) -> Any:
+            requests = {kb: list(dates) for kb, dates in requests.items()}
+            self.calls += [(dates, kb) for kb, dates in requests.items()]
+            out = real(source, requests, label, **kw)
+            if tamper is None:
+                return out
+            return {kb: tamper(frame, requests[kb], kb) for kb, frame in out.items()}
 
-        monkeypatch.setattr(features.labels, "build_labels", spy)
+        monkeypatch.setattr(features.labels, "build_label_sets", spy)
 
 
 def _add_years(d: date, years: int) -> date:

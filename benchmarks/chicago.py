@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ class ChicagoResult:
     selection: list[dict[str, Any]]
     stages: dict[str, float]
     experiment: dict[str, Any]
+    # per stage of this run (convert, experiment): wall s, CPU s, load average before, after
+    timed: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class ChicagoResult:
                 for s in self.selection
             ],
             "stages_seconds": {k: round(v, 2) for k, v in self.stages.items()},
+            "timed": self.timed,
         }
 
 
@@ -187,6 +190,16 @@ def run_chicago(
         selection=_json_safe(result.selection),
         stages={**times.seconds, **{f"experiment:{k}": v for k, v in result.timings.items()}},
         experiment=_json_safe(result.to_dict()),
+        timed=[
+            {
+                "stage": name,
+                "seconds": round(wall, 1),
+                "cpu_seconds": round(times.cpu_seconds[name], 1),
+                "load_before": [round(x, 2) for x in times.loads[name][0]],
+                "load_after": [round(x, 2) for x in times.loads[name][1]],
+            }
+            for name, wall in times.seconds.items()
+        ],
     )
     (out / "results.json").write_text(json.dumps(res.records, indent=2))
     (out / "summary.json").write_text(json.dumps(_json_safe(res.summary()), indent=2))
@@ -231,6 +244,19 @@ def format_chicago(result: ChicagoResult) -> str:
         status = "met" if t["met"] else f"MISSED by {t['short_by']:.3g}" if v is not None else "n/a"
         shown = "-" if v is None else f"{v:.3f}"
         lines.append(f"  {t['target']:<70} {shown:>8}  {status}")
+    if result.timed:
+        lines += ["", f"Time of this run ({os.cpu_count()} cores):"]
+    for t in result.timed:
+        load = [", ".join(f"{x:g}" for x in t[k]) for k in ("load_before", "load_after")]
+        lines.append(
+            f"  {t['stage']:<10} {t['seconds']:>7.1f} s wall, {t['cpu_seconds']:.1f} s CPU "
+            f"(this process); load average {load[0]} before, {load[1]} after"
+        )
+    if result.timed:
+        lines.append(
+            "  baseline, same run: the rules' figures in the table above (accuracy); no speed "
+            "baseline is timed here (`ews benchmark train` times one: one thread, no fit cache)"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ cutting a package at a date (knowledge time), and comparing configs on training 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -35,16 +36,20 @@ class StageTimes:
 
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # the 1/5/15-minute load averages when each stage started and ended (the neighbours' load)
+    loads: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0, c0 = time.perf_counter(), time.process_time()
+        before = os.getloadavg()
         try:
             yield
         finally:
             self.add(name, time.perf_counter() - t0, time.process_time() - c0)
+            self.loads[name] = (before, os.getloadavg())
 
     def add(self, name: str, wall: float, cpu: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + wall

@@ -294,3 +294,30 @@ def test_the_chicago_table_prints_the_margin_of_every_choice() -> None:
     text = format_chicago(ChicagoResult([], [], sel, {}, {}))
     line = next(x for x in text.splitlines() if "2013-01-01" in x)
     assert "hgb[d=3]: the simplest of 2" in line and "margin 0.0001 over the next" in line
+
+
+def test_the_chicago_run_prints_each_stage_with_its_load_average() -> None:
+    """Part of every benchmark's figures: each stage's time beside the load average at its
+    start and end (the machine may be shared), taken from the stage timer itself."""
+    from benchmarks.chicago import ChicagoResult, format_chicago
+    from benchmarks.common import StageTimes
+
+    times = StageTimes()
+    with times.stage("convert"):
+        sum(range(1000))
+    before, after = times.loads["convert"]
+    assert len(before) == len(after) == 3
+    timed = [
+        {
+            "stage": "convert",
+            "seconds": times.seconds["convert"],
+            "cpu_seconds": times.cpu_seconds["convert"],
+            "load_before": list(before),
+            "load_after": list(after),
+        }
+    ]
+    text = format_chicago(ChicagoResult([], [], [], {}, {}, timed=timed))
+    line = next(x for x in text.splitlines() if x.strip().startswith("convert"))
+    assert f"load average {', '.join(f'{x:g}' for x in before)} before" in line
+    assert "baseline, same run:" in text
+    assert "Time of this run" not in format_chicago(ChicagoResult([], [], [], {}, {}))

@@ -18,7 +18,7 @@ The rule:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -221,6 +221,34 @@ async def record_async(db: AppDatabase, user: User, access: Access) -> None:
     )
     async with asyncio.timeout(AUDIT_WAIT):
         await db.audit_submit_async(**entry)
+
+
+def logged_read(
+    db: AppDatabase, user: User, read: Callable[[], tuple[Any, ...]]
+) -> tuple[Any, ...]:
+    """``read()``'s answer without its last item, the :class:`Access` it decided, which is
+    logged first; a :class:`Refused` read is logged, then its error raised."""
+    try:
+        *answer, access = read()
+    except Refused as r:
+        record(db, user, r.access)
+        raise r.error from None
+    record(db, user, access)
+    return tuple(answer)
+
+
+async def logged_read_async(
+    db: AppDatabase, user: User, pending: Awaitable[tuple[Any, ...]]
+) -> tuple[Any, ...]:
+    """:func:`logged_read` for an async route: awaits the read, then its audit entry's commit
+    (:func:`record_async`) before the answer may leave."""
+    try:
+        *answer, access = await pending
+    except Refused as r:
+        await record_async(db, user, r.access)
+        raise r.error from None
+    await record_async(db, user, access)
+    return tuple(answer)
 
 
 def not_found(

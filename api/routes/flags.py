@@ -36,8 +36,8 @@ from api.scope import (
     Access,
     Refused,
     agency_in_scope,
-    record,
-    record_async,
+    logged_read,
+    logged_read_async,
     refused_not_found,
     visible_units,
 )
@@ -470,12 +470,9 @@ def flag_page(
     """One page of the flags ``user`` may see (the envelope without data, and the rows),
     logged as one audit entry naming the officers shown; raises the service's 403/404.
     ``options``: those of :func:`flag_page_read`."""
-    try:
-        head, page, access = flag_page_read(db, cache, user, path, agency, as_of, **options)
-    except Refused as r:
-        record(db, user, r.access)
-        raise r.error from None
-    record(db, user, access)
+    head, page = logged_read(
+        db, user, lambda: flag_page_read(db, cache, user, path, agency, as_of, **options)
+    )
     return head, page
 
 
@@ -612,11 +609,6 @@ async def list_flags(
         review_days=settings.review_days,
         home=settings.home,
     )
-    try:
-        head, page, access = await cached_read(db, read, agency)
-    except Refused as r:
-        await record_async(db, user, r.access)
-        raise r.error from None
-    await record_async(db, user, access)
+    head, page = await logged_read_async(db, user, cached_read(db, read, agency))
     body = json.dumps(head, ensure_ascii=False)[:-1] + ',"data":[' + ",".join(r.json for r in page)
     return Response(body + "]}", media_type="application/json")

@@ -36,13 +36,12 @@ from api.scope import (
     NOTICE,
     UNIT,
     Access,
-    Refused,
     agency_in_scope,
     forbidden,
     log,
+    logged_read,
+    logged_read_async,
     officer_visible,
-    record,
-    record_async,
     refused_not_found,
     sees,
 )
@@ -243,12 +242,7 @@ async def officer(
         settings.home,
         request.app.state.officer_cache,
     )
-    try:
-        _, raw, access = await cached_read(db, read, agency)
-    except Refused as r:
-        await record_async(db, user, r.access)
-        raise r.error from None
-    await record_async(db, user, access)
+    _, raw = await logged_read_async(db, user, cached_read(db, read, agency))
     return Response(raw, media_type="application/json")
 
 
@@ -265,12 +259,9 @@ def officer_detail(
     """What ``user`` may read of one officer (raises the service's 404 otherwise), logged.
     ``all_scored``: supervisors see unflagged officers of their units too; ``home`` (the
     workspace) tells the data end of a flag scored before it was recorded."""
-    try:
-        body, _, access = officer_read(db, user, path, agency, officer_id, as_of, all_scored, home)
-    except Refused as r:
-        record(db, user, r.access)
-        raise r.error from None
-    record(db, user, access)
+    body, _ = logged_read(
+        db, user, lambda: officer_read(db, user, path, agency, officer_id, as_of, all_scored, home)
+    )
     return body
 
 

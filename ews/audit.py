@@ -163,10 +163,13 @@ def _unstorable(c: str) -> bool:
     return o < 32 or o == 127 or 0xD800 <= o <= 0xDFFF
 
 
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # what _unstorable tells, at once
+
+
 def storable_text(value: str) -> str:
     """``value`` with every control character and lone surrogate written as its escape
     (NUL as the four characters ``\\x00``): text every database stores as it is."""
-    if not any(_unstorable(c) for c in value):
+    if _UNSTORABLE.search(value) is None:  # (every request's entry: a C scan, not a loop)
         return value
     return "".join(_escape_char(c) if _unstorable(c) else c for c in value)
 
@@ -224,7 +227,17 @@ def _chain(s: Session | Connection, entries: list[dict[str, Any]]) -> list[int]:
     key = s.info.get(KEY_INFO)
     if key is None:
         raise RuntimeError("audit entries are appended in a transaction of AppDatabase.write")
-    last_id, prev = _head(s)
+    rows = chain_rows(key, _head(s), entries)
+    s.execute(_INSERT, rows)
+    return [r["id"] for r in rows]
+
+
+def chain_rows(
+    key: bytes, head: tuple[int, str], entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of ``entries`` chained after ``head`` (the newest entry's id and hash):
+    numbered, each with the hash before it and its HMAC under ``key``."""
+    last_id, prev = head
     rows = []
     for e in entries:
         last_id += 1
@@ -232,8 +245,7 @@ def _chain(s: Session | Connection, entries: list[dict[str, Any]]) -> list[int]:
         digest = entry_mac(key, prev, {**e, "at": e["at"].isoformat(timespec="microseconds")})
         rows.append({**e, "prev_hash": prev, "entry_hash": digest})
         prev = digest
-    s.execute(_INSERT, rows)
-    return [r["id"] for r in rows]
+    return rows
 
 
 def append(
@@ -366,7 +378,7 @@ class LoopWriter:
         except Exception:  # busy (or any failure): nothing was committed; the thread stores it
             self.handed_over += len(batch)
             for entry, done in batch:
-                _forward(self.db.group_writer().submit_entry(entry), done, loop)
+                forward(self.db.group_writer().submit_entry(entry), done, loop)
             return
         self.batches += 1
         for (_, done), i in zip(batch, ids, strict=True):
@@ -377,7 +389,7 @@ class LoopWriter:
             loop.run_in_executor(None, self.db.checkpoint)
 
 
-def _forward(
+def forward(
     source: Future[int], target: asyncio.Future[int], loop: asyncio.AbstractEventLoop
 ) -> None:
     """Resolve the loop's ``target`` with the outcome of the thread's ``source``."""

@@ -67,7 +67,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -76,9 +76,8 @@ from ews.settings import Settings, get_settings
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    import psycopg
-
     from ews.audit import GroupWriter, LoopWriter
+    from ews.loop_pg import LoopPg
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("ews.db")
@@ -491,10 +490,7 @@ class AppDatabase:
         self._loop_writer: LoopWriter | None = None
         self._loop_reader = threading.local()
         self._loop_readers: list[sqlite3.Connection] = []
-        self._loop_pg: psycopg.AsyncConnection[Any] | None = None
-        self._loop_pg_lock = asyncio.Lock()
-        self._pg_waiting: dict[tuple[Any, ...], asyncio.Future[tuple[Any, ...] | None]] = {}
-        self._pg_tasks: set[asyncio.Future[None]] = set()
+        self._loop_pg: LoopPg | None = None
 
     @property
     def audit_key(self) -> bytes:
@@ -551,64 +547,30 @@ class AppDatabase:
 
     async def loop_pg_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of ``sql`` (psycopg's ``%(name)s`` parameters) on the event loop's
-        own async PostgreSQL connection (autocommit; opened on first use, one per process
-        beyond the pools), or None when that connection cannot be had or fails: the caller
-        then reads through the pools in a thread.
+        own async PostgreSQL connection (:class:`ews.loop_pg.LoopPg`), or None when that
+        connection cannot be had or fails: the caller then reads through the pools in a
+        thread. Callers asking the same query before it is sent share it (it sees every
+        commit each of them could have seen)."""
+        return await self.loop_pg().row(sql, params)
 
-        Callers asking the same query while it has not been sent yet share it: the one
-        query, sent after every one of them asked, sees every commit each of them could
-        have seen, and a hundred requests a second of one agency cost a few round trips
-        instead of a hundred in turn on the one connection. Once it is sent, a new caller
-        waits for the next."""
-        key = (sql, tuple(sorted(params.items())))
-        waiting = self._pg_waiting.get(key)
-        if waiting is None:
-            waiting = asyncio.get_running_loop().create_future()
-            self._pg_waiting[key] = waiting
-            task = asyncio.ensure_future(self._pg_query(key, sql, params, waiting))
-            self._pg_tasks.add(task)
-            task.add_done_callback(self._pg_tasks.discard)
-        # shielded: a caller that gives up does not cancel the others' answer
-        row: tuple[Any, ...] | None = await asyncio.shield(waiting)
-        return row
+    def loop_pg(self) -> LoopPg:
+        """The running event loop's :class:`ews.loop_pg.LoopPg` (one per loop: a test may run
+        several loops in turn; the connection of a loop no longer running is dropped)."""
+        from ews.loop_pg import LoopPg
 
-    async def _pg_query(
-        self,
-        key: tuple[Any, ...],
-        sql: str,
-        params: dict[str, Any],
-        done: asyncio.Future[tuple[Any, ...] | None],
-    ) -> None:
-        import psycopg
-
-        row = None
-        async with self._loop_pg_lock:  # one query at a time on the connection
-            if self._pg_waiting.get(key) is done:
-                del self._pg_waiting[key]  # from here on, new callers wait for the next
-            try:
-                if self._loop_pg is None or self._loop_pg.closed:
-                    url = make_url(self.url).set(drivername="postgresql")
-                    self._loop_pg = await psycopg.AsyncConnection.connect(
-                        url.render_as_string(hide_password=False), autocommit=True
-                    )
-                cur = await self._loop_pg.execute(sql, params)
-                row = await cur.fetchone()
-            except psycopg.Error:
-                log.warning("the event loop's PostgreSQL connection failed", exc_info=True)
-                conn, self._loop_pg = self._loop_pg, None
-                if conn is not None:
-                    await conn.close()
-            finally:
-                if self._pg_waiting.get(key) is done:  # (cancelled before it was sent)
-                    del self._pg_waiting[key]
-                if not done.done():
-                    done.set_result(row)
+        loop = asyncio.get_running_loop()
+        if self._loop_pg is None or self._loop_pg.loop is not loop:
+            old, self._loop_pg = self._loop_pg, LoopPg(self, loop)
+            if old is not None and old.conn is not None and old.loop.is_closed():
+                old.conn.pgconn.finish()
+        return self._loop_pg
 
     async def aclose(self) -> None:
-        """Close the event loop's own connections (before :meth:`dispose`)."""
-        if self._loop_pg is not None:
-            await self._loop_pg.close()
-            self._loop_pg = None
+        """Close the event loop's own connections (before :meth:`dispose`), once the audit
+        entries queued on them are stored."""
+        if self._loop_pg is not None and self._loop_pg.loop is asyncio.get_running_loop():
+            await self._loop_pg.aclose()
+        self._loop_pg = None
 
     @contextmanager
     def write_conn(self, engine: Engine | None = None) -> Iterator[Connection]:
@@ -697,9 +659,9 @@ class AppDatabase:
     ) -> Awaitable[int]:
         """:meth:`audit_submit` for a caller on the event loop: done once the entry is
         committed. On SQLite the loop commits the entries itself (:class:`ews.audit.
-        LoopWriter`); on PostgreSQL (a commit is network round trips) the writer thread
-        does, and the loop awaits its future."""
-        fields = {
+        LoopWriter`); on PostgreSQL on the loop's own async connection, in the round trip
+        that also carries the loop's reads (:class:`ews.loop_pg.LoopPg`)."""
+        fields: dict[str, Any] = {
             "actor": actor,
             "role": role,
             "action": action,
@@ -709,7 +671,9 @@ class AppDatabase:
             "detail": detail,
         }
         if not self.sqlite:
-            return asyncio.wrap_future(self.group_writer().submit(**fields))
+            from ews.audit import _entry
+
+            return self.loop_pg().submit_entry(_entry(**fields))
         if self._loop_writer is None:
             from ews.audit import LoopWriter
 

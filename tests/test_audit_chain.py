@@ -325,3 +325,130 @@ def test_the_loop_hands_a_batch_to_the_thread_while_the_write_lock_is_held(
     assert db._loop_writer is not None and db._loop_writer.handed_over == 5
     v = verify(db)
     assert v.ok and v.entries == 10
+
+
+def _pg_only(db: AppDatabase) -> None:
+    if db.sqlite:
+        pytest.skip("the event loop's PostgreSQL connection (ews.loop_pg) is PostgreSQL's only")
+
+
+def test_the_loop_chains_again_when_another_writer_moved_the_head(db: AppDatabase) -> None:
+    """PostgreSQL: the loop's batch is stored only on the head it was chained on; entries
+    another writer appended meanwhile (the writer thread here, a review or another worker in
+    the service) make it chain the batch again under the lock: one chain, in commit order."""
+    import asyncio
+
+    _pg_only(db)
+
+    async def batch(tag: str) -> list[int]:
+        return list(
+            await asyncio.gather(
+                *(
+                    db.audit_submit_async("sgt", "supervisor", "read", f"/{tag}/{i}")
+                    for i in range(3)
+                )
+            )
+        )
+
+    async def main() -> tuple[list[int], list[int], list[int]]:
+        first = await batch("a")  # the loop's connection now knows the head: 8
+        between = [
+            await asyncio.to_thread(db.audit, "lt", "admin", "read", f"/t/{i}") for i in range(2)
+        ]
+        second = await batch("b")
+        await db.aclose()
+        return first, between, second
+
+    first, between, second = asyncio.run(main())
+    assert first == [6, 7, 8] and between == [9, 10] and second == [11, 12, 13]
+    loop_pg = db._loop_pg
+    assert loop_pg is None  # closed by aclose
+    v = verify(db)
+    assert v.ok and v.entries == 13
+    resources = [e.resource for e in db.audit_entries()]
+    assert resources[5:] == ["/a/0", "/a/1", "/a/2", "/t/0", "/t/1", "/b/0", "/b/1", "/b/2"]
+
+
+def test_the_loop_sends_reads_and_entries_together_and_escapes_client_values(
+    db: AppDatabase,
+) -> None:
+    """PostgreSQL: the requests of one turn of the loop cost one round (their reads shared,
+    their entries in one commit); client values go through the batch's JSON escaped as the
+    writer thread stores them."""
+    import asyncio
+
+    from api.routes.flags import _VERSION_PG
+
+    _pg_only(db)
+    odd = "x\x00y\x1b\ud800z\u2028é"
+
+    async def main() -> tuple[list[object], int, int, int]:
+        loop_pg = db.loop_pg()
+        await db.loop_pg_row(_VERSION_PG, {"agency": "demo"})  # connected, head unknown
+        await asyncio.gather(
+            db.audit_submit_async("sgt", "supervisor", "read", "/first", "demo")
+        )  # the head read under the lock: known from now on
+        rounds = loop_pg.rounds
+
+        async def entry(i: int) -> int:  # (a request: its entry asked for within its task)
+            detail = {"q" + odd: [odd, float("nan")], "n": i}
+            path = f"/o/{odd}/{i}"
+            return await db.audit_submit_async(
+                "sgt", "supervisor", "read", path, "demo", None, detail
+            )
+
+        answers = await asyncio.gather(
+            *(db.loop_pg_row(_VERSION_PG, {"agency": "demo"}) for _ in range(10)),
+            *(entry(i) for i in range(10)),
+        )
+        used = loop_pg.rounds - rounds
+        batches, moved = loop_pg.batches, loop_pg.head_moved
+        await db.aclose()
+        return list(answers), used, batches, moved
+
+    answers, used, batches, moved = asyncio.run(main())
+    assert answers[:10] == [(None, None)] * 10
+    assert answers[10:] == list(range(7, 17))
+    assert used == 1 and batches == 2 and moved == 0
+    stored = db.audit_entries()[6:]
+    assert [e.resource for e in stored] == [
+        f"/o/x\\x00y\\x1b\\ud800z\u2028é/{i}" for i in range(10)
+    ]
+    assert stored[3].detail == {
+        "qx\\x00y\\x1b\\ud800z\u2028é": ["x\\x00y\\x1b\\ud800z\u2028é", "nan"],
+        "n": 3,
+    }
+    v = verify(db)
+    assert v.ok and v.entries == 16
+
+
+def test_a_failed_loop_round_goes_to_the_writer_thread(
+    db: AppDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a round the database refuses stores nothing; its entries are stored by
+    the writer thread, each request's await ending once its entry is; its reads answer None
+    (the caller reads through the pools)."""
+    import asyncio
+
+    from api.routes.flags import _VERSION_PG
+    from ews import loop_pg
+
+    _pg_only(db)
+    monkeypatch.setattr(loop_pg, "INSERT_IF_HEAD", "INSERT INTO no_such_table VALUES (%(rows)s)")
+
+    async def main() -> tuple[list[object], int]:
+        async def entry(i: int) -> int:
+            return await db.audit_submit_async("sgt", "supervisor", "read", f"/f/{i}")
+
+        answers = await asyncio.gather(
+            db.loop_pg_row(_VERSION_PG, {"agency": "demo"}), *(entry(i) for i in range(4))
+        )
+        handed = db.loop_pg().handed_over
+        await db.aclose()
+        return list(answers), handed
+
+    answers, handed = asyncio.run(main())
+    assert answers[0] is None and sorted(answers[1:]) == [6, 7, 8, 9]  # type: ignore[type-var]
+    assert handed == 4
+    v = verify(db)
+    assert v.ok and v.entries == 9

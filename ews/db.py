@@ -490,7 +490,7 @@ class AppDatabase:
         self._loop_writer: LoopWriter | None = None
         self._loop_reader = threading.local()
         self._loop_readers: list[sqlite3.Connection] = []
-        self._loop_pg: LoopPg | None = None
+        self._loop_pg: dict[str, LoopPg] = {}  # by use: the loop's reads, its audit entries
 
     @property
     def audit_key(self) -> bytes:
@@ -553,24 +553,28 @@ class AppDatabase:
         commit each of them could have seen)."""
         return await self.loop_pg().row(sql, params)
 
-    def loop_pg(self) -> LoopPg:
-        """The running event loop's :class:`ews.loop_pg.LoopPg` (one per loop: a test may run
-        several loops in turn; the connection of a loop no longer running is dropped)."""
+    def loop_pg(self, use: str = "read") -> LoopPg:
+        """The running event loop's :class:`ews.loop_pg.LoopPg` for ``use``: "read" (the
+        loop's reads) or "audit" (its audit entries); one each per loop (a test may run
+        several loops in turn: the connections of a loop no longer running are dropped)."""
         from ews.loop_pg import LoopPg
 
         loop = asyncio.get_running_loop()
-        if self._loop_pg is None or self._loop_pg.loop is not loop:
-            old, self._loop_pg = self._loop_pg, LoopPg(self, loop)
+        mine = self._loop_pg.get(use)
+        if mine is None or mine.loop is not loop:
+            old, mine = mine, LoopPg(self, loop)
+            self._loop_pg[use] = mine
             if old is not None and old.conn is not None and old.loop.is_closed():
                 old.conn.pgconn.finish()
-        return self._loop_pg
+        return mine
 
     async def aclose(self) -> None:
         """Close the event loop's own connections (before :meth:`dispose`), once the audit
         entries queued on them are stored."""
-        if self._loop_pg is not None and self._loop_pg.loop is asyncio.get_running_loop():
-            await self._loop_pg.aclose()
-        self._loop_pg = None
+        loops, self._loop_pg = self._loop_pg, {}
+        for mine in loops.values():
+            if mine.loop is asyncio.get_running_loop():
+                await mine.aclose()
 
     @contextmanager
     def write_conn(self, engine: Engine | None = None) -> Iterator[Connection]:
@@ -659,8 +663,8 @@ class AppDatabase:
     ) -> Awaitable[int]:
         """:meth:`audit_submit` for a caller on the event loop: done once the entry is
         committed. On SQLite the loop commits the entries itself (:class:`ews.audit.
-        LoopWriter`); on PostgreSQL on the loop's own async connection, in the round trip
-        that also carries the loop's reads (:class:`ews.loop_pg.LoopPg`)."""
+        LoopWriter`); on PostgreSQL on the loop's own async connection for audit entries
+        (:class:`ews.loop_pg.LoopPg`)."""
         fields: dict[str, Any] = {
             "actor": actor,
             "role": role,
@@ -673,7 +677,7 @@ class AppDatabase:
         if not self.sqlite:
             from ews.audit import _entry
 
-            return self.loop_pg().submit_entry(_entry(**fields))
+            return self.loop_pg("audit").submit_entry(_entry(**fields))
         if self._loop_writer is None:
             from ews.audit import LoopWriter
 
@@ -748,7 +752,9 @@ class PoolTooSmall(RuntimeError):
     """The PostgreSQL server has too few connections for the workers' pools."""
 
 
-MIN_POOL = 5  # per process: the group writer, the event loop's reads, a write, a session, a read
+# per process: the group writer, the event loop's reads and its audit entries, a write, a
+# session, a read
+MIN_POOL = 6
 MAX_POOL = 48  # per process: more than the service's threads would never be used
 SPARE = 5  # connections left for the CLI, migrations and an administrator
 
@@ -786,13 +792,14 @@ def pg_pools(url: str, workers: int, pool: int | None = None) -> dict[str, int]:
             f"PostgreSQL allows {most} connections ({reserved} reserved, {in_use} in use, "
             f"{SPARE} kept spare): {free} for {workers} worker(s) is {max(each, 0)} each, "
             f"fewer than the {pool or MIN_POOL} each needs. Use fewer workers (--workers), "
-            "a smaller EWS_DB_POOL (at least 5), or raise max_connections."
+            "a smaller EWS_DB_POOL (at least 6), or raise max_connections."
         )
     total = pool or min(each, MAX_POOL)
     write = max(1, total // 6)
     session = max(1, total // 6)
-    # the other two: the group writer's connection and the event loop's (AppDatabase.loop_pg_row)
-    read = total - 2 - write - session
+    # the other three: the group writer's connection and the event loop's two (reads and
+    # audit entries: AppDatabase.loop_pg)
+    read = total - 3 - write - session
     return {"total": total, "write": write, "session": session, "read": read}
 
 

@@ -1,16 +1,19 @@
-"""The event loop's own PostgreSQL connection: the reads an async request makes on the loop
-(the agency's data version) and the group commit of the audit entries it awaits, with no
-thread involved.
+"""The event loop's own PostgreSQL connections: one for the reads an async request makes on
+the loop (the agency's data version), one for the group commit of the audit entries it
+awaits, with no thread involved.
 
-Work is done in rounds. A round takes everything asked since the last one (each distinct
-read once, however many requests asked it; every audit entry pending) and sends it as one
-pipeline, one network round trip::
+Each connection works in rounds. A round takes everything asked of it since the last one
+(each distinct read once, however many requests asked it; or every audit entry pending) and
+sends it as one pipeline, one network round trip; the audit connection's round is::
 
-    BEGIN; SELECT pg_advisory_xact_lock(k); INSERT ... WHERE <the head is h>; COMMIT; <reads>
+    BEGIN; SELECT pg_advisory_xact_lock(k); INSERT ... WHERE <the head is h>; COMMIT
 
 While a round is in flight, requests queue for the next: a hundred requests a second cost a
 few round trips, and the loop never hands the GIL to a writer thread and waits to get it
-back (what made :class:`ews.audit.GroupWriter` slow under load).
+back (what made :class:`ews.audit.GroupWriter` slow under load). Reads and commits have a
+connection each so that a request's version read never waits behind another's commit (on a
+loaded machine a round trip is many milliseconds: one connection for both made every
+request wait for two in turn and halved the throughput).
 
 The audit entries are chained as :func:`ews.audit.append` chains them, under the same
 writer lock (the transaction-scoped advisory lock every writer takes). The chain's head is
@@ -94,8 +97,9 @@ Entry = tuple[dict[str, Any], "asyncio.Future[int]"]
 
 
 class LoopPg:
-    """The event loop's connection (autocommit; opened on first use, one per process beyond
-    the pools: it is counted in :func:`ews.db.pg_pools`). Used from one event loop only."""
+    """One of the event loop's connections (autocommit; opened on first use, beyond the
+    pools: both are counted in :func:`ews.db.pg_pools`), for reads (:meth:`row`) or for
+    audit entries (:meth:`submit_entry`). Used from one event loop only."""
 
     def __init__(self, db: AppDatabase, loop: asyncio.AbstractEventLoop) -> None:
         self.db, self.loop = db, loop
@@ -183,7 +187,7 @@ class LoopPg:
             if entries and head is None:  # first use: the head read under the lock
                 head, locked = await self._locked_head(conn), True
             async with conn.pipeline():
-                if entries:  # first: the reads after it see its commit
+                if entries:
                     rows = self._rows(head, entries)
                     stored = await self._insert(conn, rows, head, locked)
                 cursors = [await conn.execute(sql, params) for sql, params, _ in reads]

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # PostgreSQL connections: the worker processes sharing the server's max_connections
     # (`ews serve --workers` sets it) and, if set, the connections of each process
     workers: int = Field(default=1, ge=1)
-    db_pool: int | None = Field(default=None, ge=5)
+    db_pool: int | None = Field(default=None, ge=6)
     # the service remembers a working bearer token's user this many seconds (0: looks it up
     # on every request), so a revoked or rotated token, or a disabled user, is refused at
     # most this long after the change (an expiry is checked on every request)

@@ -361,8 +361,7 @@ def test_the_loop_chains_again_when_another_writer_moved_the_head(db: AppDatabas
 
     first, between, second = asyncio.run(main())
     assert first == [6, 7, 8] and between == [9, 10] and second == [11, 12, 13]
-    loop_pg = db._loop_pg
-    assert loop_pg is None  # closed by aclose
+    assert db._loop_pg == {}  # closed by aclose
     v = verify(db)
     assert v.ok and v.entries == 13
     resources = [e.resource for e in db.audit_entries()]
@@ -372,9 +371,9 @@ def test_the_loop_chains_again_when_another_writer_moved_the_head(db: AppDatabas
 def test_the_loop_sends_reads_and_entries_together_and_escapes_client_values(
     db: AppDatabase,
 ) -> None:
-    """PostgreSQL: the requests of one turn of the loop cost one round (their reads shared,
-    their entries in one commit); client values go through the batch's JSON escaped as the
-    writer thread stores them."""
+    """PostgreSQL: the requests of one turn of the loop cost one round on each of the loop's
+    connections (their reads shared, their entries in one commit); client values go through
+    the batch's JSON escaped as the writer thread stores them."""
     import asyncio
 
     from api.routes.flags import _VERSION_PG
@@ -383,12 +382,12 @@ def test_the_loop_sends_reads_and_entries_together_and_escapes_client_values(
     odd = "x\x00y\x1b\ud800z\u2028é"
 
     async def main() -> tuple[list[object], int, int, int]:
-        loop_pg = db.loop_pg()
+        reader, writer = db.loop_pg("read"), db.loop_pg("audit")
         await db.loop_pg_row(_VERSION_PG, {"agency": "demo"})  # connected, head unknown
         await asyncio.gather(
             db.audit_submit_async("sgt", "supervisor", "read", "/first", "demo")
         )  # the head read under the lock: known from now on
-        rounds = loop_pg.rounds
+        rounds = reader.rounds, writer.rounds
 
         async def entry(i: int) -> int:  # (a request: its entry asked for within its task)
             detail = {"q" + odd: [odd, float("nan")], "n": i}
@@ -401,15 +400,15 @@ def test_the_loop_sends_reads_and_entries_together_and_escapes_client_values(
             *(db.loop_pg_row(_VERSION_PG, {"agency": "demo"}) for _ in range(10)),
             *(entry(i) for i in range(10)),
         )
-        used = loop_pg.rounds - rounds
-        batches, moved = loop_pg.batches, loop_pg.head_moved
+        used = reader.rounds - rounds[0] + writer.rounds - rounds[1]
+        batches, moved = writer.batches, writer.head_moved
         await db.aclose()
         return list(answers), used, batches, moved
 
     answers, used, batches, moved = asyncio.run(main())
     assert answers[:10] == [(None, None)] * 10
     assert answers[10:] == list(range(7, 17))
-    assert used == 1 and batches == 2 and moved == 0
+    assert used == 2 and batches == 2 and moved == 0
     stored = db.audit_entries()[6:]
     assert [e.resource for e in stored] == [
         f"/o/x\\x00y\\x1b\\ud800z\u2028é/{i}" for i in range(10)
@@ -426,8 +425,8 @@ def test_a_failed_loop_round_goes_to_the_writer_thread(
     db: AppDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL: a round the database refuses stores nothing; its entries are stored by
-    the writer thread, each request's await ending once its entry is; its reads answer None
-    (the caller reads through the pools)."""
+    the writer thread, each request's await ending once its entry is; the reads, on the
+    loop's other connection, are not held up."""
     import asyncio
 
     from api.routes.flags import _VERSION_PG
@@ -443,12 +442,12 @@ def test_a_failed_loop_round_goes_to_the_writer_thread(
         answers = await asyncio.gather(
             db.loop_pg_row(_VERSION_PG, {"agency": "demo"}), *(entry(i) for i in range(4))
         )
-        handed = db.loop_pg().handed_over
+        handed = db.loop_pg("audit").handed_over
         await db.aclose()
         return list(answers), handed
 
     answers, handed = asyncio.run(main())
-    assert answers[0] is None and sorted(answers[1:]) == [6, 7, 8, 9]  # type: ignore[type-var]
+    assert answers[0] == (None, None) and sorted(answers[1:]) == [6, 7, 8, 9]  # type: ignore[type-var]
     assert handed == 4
     v = verify(db)
     assert v.ok and v.entries == 9

@@ -211,10 +211,11 @@ AUDIT_WAIT = 60.0  # seconds a request waits for its audit entry's commit before
 
 
 async def record_async(db: AppDatabase, user: User, access: Access) -> None:
-    """:func:`record` for an async request: the entry joins the next group commit (on the
-    event loop for SQLite, in the writer thread for PostgreSQL: :meth:`AppDatabase.
-    audit_submit_async`) and the request awaits that commit (holding no thread meanwhile),
-    so its answer still never leaves before its audit entry is stored."""
+    """:func:`record` for an async request: the entry joins the next group commit, made on
+    the event loop (SQLite: its own connection; PostgreSQL: its own async connection for
+    audit entries; see :meth:`AppDatabase.audit_submit_async`), and the request awaits that
+    commit (holding no thread meanwhile), so its answer still never leaves before its audit
+    entry is stored."""
     mark_logged(access.action)
     entry = _entry(
         user, access.action, access.resource, access.agency, access.officer_id, access.detail

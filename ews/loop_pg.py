@@ -61,6 +61,17 @@ _COLUMNS = (
     ("prev_hash", "varchar"),
     ("entry_hash", "varchar"),
 )
+# The chain's head as :func:`ews.audit._head` reads it: the newest entry, else the newest
+# archive anchor, else the genesis.
+_HEAD_ID = (
+    "COALESCE((SELECT id FROM audit_log ORDER BY id DESC LIMIT 1), "
+    "(SELECT through_id FROM audit_anchor ORDER BY id DESC LIMIT 1), 0)"
+)
+_HEAD_HASH = (
+    "COALESCE((SELECT entry_hash FROM audit_log ORDER BY id DESC LIMIT 1), "
+    f"(SELECT through_hash FROM audit_anchor ORDER BY id DESC LIMIT 1), '{GENESIS}'::varchar)"
+)
+HEAD = f"SELECT {_HEAD_ID}, {_HEAD_HASH}"
 # One statement whatever the batch's size (prepared by the server after a few uses): the
 # batch as one JSON parameter (one json.dumps, where arrays of text would be escaped element
 # by element in Python), stored only if the chain's head is the one it was chained on.
@@ -68,27 +79,8 @@ INSERT_IF_HEAD = (
     f"INSERT INTO audit_log ({', '.join(c for c, _ in _COLUMNS)}) "
     f"SELECT {', '.join(c for c, _ in _COLUMNS)} FROM json_to_recordset(%(rows)s::json) "
     f"AS r({', '.join(f'{c} {t}' for c, t in _COLUMNS)}) "
-    "WHERE (SELECT (id, entry_hash) FROM audit_log ORDER BY id DESC LIMIT 1) "
-    "IS NOT DISTINCT FROM (%(head_id)s::integer, %(head_hash)s::varchar) "
-    "OR (NOT EXISTS (SELECT 1 FROM audit_log) AND COALESCE("
-    "(SELECT (through_id, through_hash) FROM audit_anchor ORDER BY id DESC LIMIT 1), "
-    f"(0, '{GENESIS}')) = (%(head_id)s::integer, %(head_hash)s::varchar)) "
+    f"WHERE {_HEAD_ID} = %(head_id)s::integer AND {_HEAD_HASH} = %(head_hash)s::varchar "
     "ORDER BY r.id"
-)
-HEAD = (
-    f"INSERT INTO audit_log ({', '.join(c for c, _ in _COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%({c})s::{t}[]' for c, t in _COLUMNS)}) "
-    "WHERE (SELECT (id, entry_hash) FROM audit_log ORDER BY id DESC LIMIT 1) "
-    "IS NOT DISTINCT FROM (%(head_id)s::integer, %(head_hash)s::varchar) "
-    "OR (NOT EXISTS (SELECT 1 FROM audit_log) AND COALESCE("
-    "(SELECT (through_id, through_hash) FROM audit_anchor ORDER BY id DESC LIMIT 1), "
-    f"(0, '{GENESIS}')) = (%(head_id)s::integer, %(head_hash)s::varchar))"
-)
-HEAD = (
-    "SELECT COALESCE((SELECT id FROM audit_log ORDER BY id DESC LIMIT 1), "
-    "(SELECT through_id FROM audit_anchor ORDER BY id DESC LIMIT 1), 0), "
-    "COALESCE((SELECT entry_hash FROM audit_log ORDER BY id DESC LIMIT 1), "
-    f"(SELECT through_hash FROM audit_anchor ORDER BY id DESC LIMIT 1), '{GENESIS}')"
 )
 LOCK = "SELECT pg_advisory_xact_lock(%(k)s)"
 

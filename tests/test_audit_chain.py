@@ -451,3 +451,29 @@ def test_a_failed_loop_round_goes_to_the_writer_thread(
     assert handed == 4
     v = verify(db)
     assert v.ok and v.entries == 9
+
+
+def test_the_loop_starts_a_new_chain(db_url: str) -> None:
+    """PostgreSQL: on a database with no audit entry yet, the loop's first batch is chained
+    on the genesis and committed by the loop itself (not handed to the thread)."""
+    import asyncio
+
+    fresh = AppDatabase(db_url)
+    try:
+        _pg_only(fresh)
+
+        async def main() -> tuple[list[int], int, int]:
+            ids = await asyncio.gather(
+                *(fresh.audit_submit_async("a", "admin", "read", f"/n/{i}") for i in range(3))
+            )
+            writer = fresh.loop_pg("audit")
+            counts = writer.batches, writer.handed_over
+            await fresh.aclose()
+            return list(ids), *counts
+
+        ids, batches, handed = asyncio.run(main())
+        assert ids == [1, 2, 3] and batches == 1 and handed == 0
+        v = verify(fresh)
+        assert v.ok and v.entries == 3
+    finally:
+        fresh.dispose()

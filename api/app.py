@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,7 +28,7 @@ from api.hardening import RefusalAudit, SecurityHeaders
 from api.refusals import RefusalLog
 from api.routes import audit, drift, flags, officers
 from api.routes.audit import RebuildGate
-from api.routes.flags import RunCache, freeze_long_lived
+from api.routes.flags import RunCache, freeze_long_lived, warm_run_cache
 from api.security import FailureLimiter, TokenCache
 from ews import __version__
 from ews.db import open_app_database
@@ -132,6 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = open_app_database(settings)  # pools sized by settings.workers
+        # each agency's newest flags prepared before the first request (not by it)
+        await run_in_threadpool(
+            warm_run_cache, app.state.db, app.state.run_cache, settings.review_days
+        )
         freeze_long_lived()  # the modules and the app: never garbage (see there)
         yield
         app.state.refusals.flush(app.state.db)

@@ -478,3 +478,19 @@ def test_a_missing_run_is_prepared_once_for_concurrent_requests() -> None:
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda _: cache.get_or_build(("a", 1), build), range(8)))
     assert len(calls) == 1 and all(g is got[0] for g in got)
+
+
+def test_start_up_prepares_each_agencys_newest_flags(tmp_path: Path, db_url: str) -> None:
+    """The first flag-list request of an agency is answered from what start-up prepared
+    (the event loop's cache-only read finds it), not built while other requests wait; a
+    database with no agency starts all the same."""
+    from api.routes.flags import _cached_rows, data_version
+
+    w = build_world(tmp_path / "home", db_url)
+    app = create_app(w.settings)
+    with TestClient(app):
+        with w.db.read_conn() as s:
+            version = data_version(s, "demo")
+        day, prepared = _cached_rows(app.state.run_cache, "demo", None, dt.date.today(), version)
+        assert day == NEW and len(prepared.rows) > 0
+    w.db.dispose()

@@ -132,6 +132,7 @@ class TriagePeerRun:
     load_before: Load
     load_after: Load | None = None
     loads: dict[str, tuple[Load, Load]] = field(default_factory=dict)  # ingest, store
+    config: Path = CONFIG  # the ews experiment run (its grid is printed beside triage's)
 
     def models(self) -> list[dict[str, Any]]:
         """One row per test date and model: precision@10%, recall@10%, ROC AUC."""
@@ -274,10 +275,40 @@ def run_triage_peer(
         load_before=load,
         load_after=after,
         loads=loads,
+        config=Path(config),
     )
 
 
 TRIAGE_SCRIPT = Path(__file__).resolve().parent / "triage" / "run_triage.sh"
+TRIAGE_CONFIG = Path(__file__).resolve().parent / "triage" / "experiment.yaml"
+
+
+def _params(params: dict[str, Any]) -> str:
+    def values(v: Any) -> str:
+        return "/".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    return ", ".join(f"{k} {values(v)}" for k, v in sorted(params.items()))
+
+
+def learner_lines(config: Path = CONFIG, triage_config: Path = TRIAGE_CONFIG) -> list[str]:
+    """Which learners each side fitted, read from the two configs: the ews grid (estimator
+    kind and parameters per family) and triage's ``grid_config`` (scikit-learn class and
+    parameters), so that a difference between them is printed, not hidden."""
+    import yaml
+
+    ews = yaml.safe_load(Path(config).read_text()) or {}
+    triage = (yaml.safe_load(Path(triage_config).read_text()) or {}).get("grid_config") or {}
+    return [
+        "learners: ews "
+        + "; ".join(
+            f"{m['estimator']} ({_params(m.get('params') or {})})" for m in ews.get("grid") or []
+        )
+        + " (models/experiments/triage_peer.yaml: scikit-learn estimators; forests of one"
+        " family differing only in max_depth are fitted once, the shallower cut from it)",
+        "          triage "
+        + "; ".join(f"{cls.rsplit('.', 1)[-1]} ({_params(p or {})})" for cls, p in triage.items())
+        + " (benchmarks/triage/experiment.yaml)",
+    ]
 
 
 @dataclass
@@ -425,6 +456,7 @@ def format_triage_peer(run: TriagePeerRun, triage: Sequence[TriageRun] = ()) -> 
             f"{TRIAGE_SECONDS_QUIET} s on a quiet machine of another session, is {speed:.1f}x "
             "ews's time; the targets (10x, 5x) are judged only against the same run"
         )
+    lines += learner_lines(run.config)
     lines += [
         "",
         "steps, wall s: "

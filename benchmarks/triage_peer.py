@@ -51,6 +51,20 @@ load: 27.0 s. Registering now happens in a process forked at the start (MLflow a
 imported, the store opened and a first model saved there while features build), so the job
 never imports MLflow; and the heap is frozen at exit, which spared Python's last full
 collection over some 365k objects (2.5 s at load 10, up to 8 s after a loaded run).
+
+Measured 2026-12-07 03:22-03:37 (branch peer3), main then the branch, each with triage in the
+same run, on a machine shared with other work (load average 7.0-11.6 before ``ews train``):
+main ``ews train`` 66.0 s (CPU 30.1 s; triage 157.3 s README profile, 2.4x; 114.6 s test
+predictions only, 1.7x); the branch 46.7 s (CPU 23.7 s; steps, wall s: check config 3.3,
+features 4.8, labels 1.8, fit 23.4, evaluate 1.1, rules 0.4, register 9.9; triage 199.4 s,
+4.3x, and 126.2 s, 2.7x): both targets still not met. precision@10% ews 0.703-0.708, triage
+0.701-0.705. Back to back without triage (load 11.0-11.7): main 77.2 s (35.6 CPU-s), the
+branch 38.5 s (24.4 CPU-s). Two changes: a batch of only forests and logistic regressions is
+fitted in this process, each forest on EWS_THREADS threads (no loky workers: their imports,
+the matrices written and each forest pickled back cost 8.6 of the run's 37 CPU-s), and the
+forests grow each tree on a bootstrap sample of half the rows (``max_samples: 0.5``; printed
+beside triage's grid; 28% less fit CPU, quality the same over 5 seeds). The fit is still
+about 10 CPU-s of the ~24: four 200-tree depth-10 scikit-learn forests.
 """
 
 from __future__ import annotations

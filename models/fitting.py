@@ -157,6 +157,16 @@ def _fit_group(
         return fit_candidates(group, X, y, n_jobs=n_jobs)
 
 
+def _one_job(models: dict[str, Any]) -> dict[str, Any]:
+    """Fitted models set to predict on one thread, as those fitted in a worker are: a
+    forest's ``predict_proba`` on several threads adds its trees' probabilities in the order
+    the threads finish, which changes the last bits of the scores from run to run."""
+    for model in models.values():
+        if "n_jobs" in model.get_params(deep=False):
+            model.set_params(n_jobs=1)
+    return models
+
+
 def _fit_in_worker(
     tag: int, folder: str, columns: list[str], group: Sequence[Candidate], n_jobs: int
 ) -> tuple[int, dict[str, Any], float]:
@@ -349,7 +359,7 @@ class Fitter:
                 X, y = ts.matrix(), ts.frame["label"].to_numpy()
                 for group in groups:
                     t0 = time.perf_counter()
-                    models = _fit_group(group, X, y, self.threads)
+                    models = _one_job(_fit_group(group, X, y, self.threads))
                     self._store(store[key], group, models, time.perf_counter() - t0)
             return
         self._fit_parallel(order, need, store, workers)

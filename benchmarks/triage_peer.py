@@ -51,6 +51,20 @@ load: 27.0 s. Registering now happens in a process forked at the start (MLflow a
 imported, the store opened and a first model saved there while features build), so the job
 never imports MLflow; and the heap is frozen at exit, which spared Python's last full
 collection over some 365k objects (2.5 s at load 10, up to 8 s after a loaded run).
+
+Measured 2026-12-07 03:22-03:37 (branch peer3), main then the branch, each with triage in the
+same run, on a machine shared with other work (load average 7.0-11.6 before ``ews train``):
+main ``ews train`` 66.0 s (CPU 30.1 s; triage 157.3 s README profile, 2.4x; 114.6 s test
+predictions only, 1.7x); the branch 46.7 s (CPU 23.7 s; steps, wall s: check config 3.3,
+features 4.8, labels 1.8, fit 23.4, evaluate 1.1, rules 0.4, register 9.9; triage 199.4 s,
+4.3x, and 126.2 s, 2.7x): both targets still not met. precision@10% ews 0.703-0.708, triage
+0.701-0.705. Back to back without triage (load 11.0-11.7): main 77.2 s (35.6 CPU-s), the
+branch 38.5 s (24.4 CPU-s). Two changes: a batch of only forests and logistic regressions is
+fitted in this process, each forest on EWS_THREADS threads (no loky workers: their imports,
+the matrices written and each forest pickled back cost 8.6 of the run's 37 CPU-s), and the
+forests grow each tree on a bootstrap sample of half the rows (``max_samples: 0.5``; printed
+beside triage's grid; 28% less fit CPU, quality the same over 5 seeds). The fit is still
+about 10 CPU-s of the ~24: four 200-tree depth-10 scikit-learn forests.
 """
 
 from __future__ import annotations
@@ -132,6 +146,7 @@ class TriagePeerRun:
     load_before: Load
     load_after: Load | None = None
     loads: dict[str, tuple[Load, Load]] = field(default_factory=dict)  # ingest, store
+    config: Path = CONFIG  # the ews experiment run (its grid is printed beside triage's)
 
     def models(self) -> list[dict[str, Any]]:
         """One row per test date and model: precision@10%, recall@10%, ROC AUC."""
@@ -274,10 +289,40 @@ def run_triage_peer(
         load_before=load,
         load_after=after,
         loads=loads,
+        config=Path(config),
     )
 
 
 TRIAGE_SCRIPT = Path(__file__).resolve().parent / "triage" / "run_triage.sh"
+TRIAGE_CONFIG = Path(__file__).resolve().parent / "triage" / "experiment.yaml"
+
+
+def _params(params: dict[str, Any]) -> str:
+    def values(v: Any) -> str:
+        return "/".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    return ", ".join(f"{k} {values(v)}" for k, v in sorted(params.items()))
+
+
+def learner_lines(config: Path = CONFIG, triage_config: Path = TRIAGE_CONFIG) -> list[str]:
+    """Which learners each side fitted, read from the two configs: the ews grid (estimator
+    kind and parameters per family) and triage's ``grid_config`` (scikit-learn class and
+    parameters), so that a difference between them is printed, not hidden."""
+    import yaml
+
+    ews = yaml.safe_load(Path(config).read_text()) or {}
+    triage = (yaml.safe_load(Path(triage_config).read_text()) or {}).get("grid_config") or {}
+    return [
+        "learners: ews "
+        + "; ".join(
+            f"{m['estimator']} ({_params(m.get('params') or {})})" for m in ews.get("grid") or []
+        )
+        + " (models/experiments/triage_peer.yaml: scikit-learn estimators; forests of one"
+        " family differing only in max_depth are fitted once, the shallower cut from it)",
+        "          triage "
+        + "; ".join(f"{cls.rsplit('.', 1)[-1]} ({_params(p or {})})" for cls, p in triage.items())
+        + " (benchmarks/triage/experiment.yaml)",
+    ]
 
 
 @dataclass
@@ -425,6 +470,7 @@ def format_triage_peer(run: TriagePeerRun, triage: Sequence[TriageRun] = ()) -> 
             f"{TRIAGE_SECONDS_QUIET} s on a quiet machine of another session, is {speed:.1f}x "
             "ews's time; the targets (10x, 5x) are judged only against the same run"
         )
+    lines += learner_lines(run.config)
     lines += [
         "",
         "steps, wall s: "

@@ -27,7 +27,10 @@ handed to the workers as a float64 ``.npy`` file they map read-only), the same s
 thread, so the models, and every figure, are the same for 1 or N threads and with the cache
 on or off (tests/test_models_fitting.py checks both). HistGradientBoosting on several
 OpenMP threads would also sum its gradients in another order; one thread per fit avoids
-that and the oversubscription of N workers x N OpenMP threads on N cores.
+that and the oversubscription of N workers x N OpenMP threads on N cores. A batch of only
+forests and logistic regressions (:data:`THREAD_KINDS`) needs no workers: it is fitted in
+this process, each forest on ``threads`` threads (scikit-learn builds trees without the GIL,
+and the trees do not depend on the number of threads), the same models as in the workers.
 
 Float64 stays: both learners of the shipped grids convert their input to float64 anyway
 (scikit-learn's HistGradientBoosting bins float64 values, lbfgs logistic regression works in
@@ -77,6 +80,15 @@ _COST = {
 
 #: the training rows (summed over a batch's fits) from which fits run in worker processes
 PARALLEL_MIN_ROWS = 200_000
+
+#: Kinds whose fits never need worker processes: a forest's trees are built by scikit-learn
+#: with the GIL released, ``n_jobs`` threads of this process at once (the same trees for any
+#: number of threads: each tree's seed is drawn before they are dispatched), and a logistic
+#: regression is a fraction of a second on one thread. A batch made only of these is fitted
+#: in-process: two worker processes cost more than their fits on small agencies
+#: (triage-peer: 8.6 CPU-s of the run's 37, their imports, the matrices written and every
+#: forest pickled back).
+THREAD_KINDS = frozenset({"random_forest", "extra_trees", "logistic_regression"})
 
 
 def _day(d: date) -> Any:
@@ -143,6 +155,16 @@ def _fit_group(
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         return fit_candidates(group, X, y, n_jobs=n_jobs)
+
+
+def _one_job(models: dict[str, Any]) -> dict[str, Any]:
+    """Fitted models set to predict on one thread, as those fitted in a worker are: a
+    forest's ``predict_proba`` on several threads adds its trees' probabilities in the order
+    the threads finish, which changes the last bits of the scores from run to run."""
+    for model in models.values():
+        if "n_jobs" in model.get_params(deep=False):
+            model.set_params(n_jobs=1)
+    return models
 
 
 def _fit_in_worker(
@@ -326,8 +348,8 @@ class Fitter:
         order = sorted(need, key=lambda k: -len(k[1]))
         n_tasks = sum(len(need[k][2]) for k in order)
         workers = min(self.threads, n_tasks)
-        if self._small(need):  # starting workers would cost more than the fits
-            workers = 1
+        if self._small(need) or self._threads_suffice(need):
+            workers = 1  # starting workers would cost more than they save
         if workers <= 1:
             for key in order:
                 label, sp, groups, train = need[key]
@@ -337,7 +359,7 @@ class Fitter:
                 X, y = ts.matrix(), ts.frame["label"].to_numpy()
                 for group in groups:
                     t0 = time.perf_counter()
-                    models = _fit_group(group, X, y, self.threads)
+                    models = _one_job(_fit_group(group, X, y, self.threads))
                     self._store(store[key], group, models, time.perf_counter() - t0)
             return
         self._fit_parallel(order, need, store, workers)
@@ -353,6 +375,17 @@ class Fitter:
             days = [_day(d) for d in key[1]]
             rows += int(per_date.reindex(days).fillna(0).sum()) * len(groups)
         return rows < PARALLEL_MIN_ROWS
+
+    @staticmethod
+    def _threads_suffice(need: dict[TrainKey, Any]) -> bool:
+        """Whether every fit of a batch is of a kind fitted as well in this process
+        (:data:`THREAD_KINDS`, uncalibrated): forests on ``threads`` threads, the rest on one."""
+        return all(
+            cand.estimator in THREAD_KINDS and cand.calibration is None
+            for _, _, groups, _ in need.values()
+            for group in groups
+            for cand in group
+        )
 
     def _train_set(
         self,

@@ -68,8 +68,8 @@ def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) ->
     assert {r["model"] for r in rows} == {
         "lr[C=0.01]",
         "lr[C=1.0]",
-        "rf[max_depth=5,min_samples_leaf=10,n_estimators=200]",
-        "rf[max_depth=10,min_samples_leaf=10,n_estimators=200]",
+        "rf[max_depth=5,max_samples=0.5,min_samples_leaf=10,n_estimators=200]",
+        "rf[max_depth=10,max_samples=0.5,min_samples_leaf=10,n_estimators=200]",
     }
     assert not any(r["selected"] for r in run.records)
     for r in rows:
@@ -96,6 +96,15 @@ def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) ->
     assert run.train_seconds > run.steps["total_s"] > 0
     text = tp.format_triage_peer(run)
     assert "mean" in text and "89.7" in text and "0.705" in text
+    # which learners each side fitted, read from the two configs: the difference is printed
+    assert (
+        "learners: ews logistic_regression (C 0.01/1.0); random_forest (max_depth 5/10, "
+        "max_samples 0.5, min_samples_leaf 10, n_estimators 200)"
+    ) in text
+    assert (
+        "triage LogisticRegression (C 0.01/1, penalty l2, solver lbfgs); "
+        "RandomForestClassifier (max_depth 5/10, min_samples_leaf 10, n_estimators 200)"
+    ) in text
     assert len(run.means()) == 4
     json.dumps(run.as_dict())  # JSON-ready
 

@@ -169,6 +169,8 @@ def test_figures_are_the_same_with_the_cache_off_and_with_two_threads(
 
     # this agency is small enough to fit in-process; workers all the same, to compare
     monkeypatch.setattr(models.fitting, "PARALLEL_MIN_ROWS", 0)
+    kinds = models.fitting.THREAD_KINDS
+    monkeypatch.setattr(models.fitting, "THREAD_KINDS", frozenset())
     base, lines = _run(agency, monkeypatch, "1", "1")
     assert any(r["selected"] for r in base.records)
     # every fit counted once: the progress reaches its total exactly
@@ -185,6 +187,21 @@ def test_figures_are_the_same_with_the_cache_off_and_with_two_threads(
         assert n[0] == n[1]
         if cache == "0":  # without the cache every split is fitted
             assert int(n[1]) > int(total)
+    # forests and logistic regressions only: fitted in this process, forests on two threads,
+    # no worker started, and the same figures as the workers gave
+    monkeypatch.setattr(models.fitting, "THREAD_KINDS", kinds)
+    started: list[int] = []
+    real = models.fitting.Fitter._fit_parallel
+    monkeypatch.setattr(
+        models.fitting.Fitter,
+        "_fit_parallel",
+        lambda self, *a, **k: (started.append(1), real(self, *a, **k))[1],
+    )
+    for _ in range(3):  # the scores to the last bit, every time (forests predict on one thread)
+        threaded, _ = _run(agency, monkeypatch, "2", "1")
+        assert started == []
+        assert json.dumps(threaded.records) == json.dumps(base.records)
+        pd.testing.assert_frame_equal(threaded.predictions, base.predictions, check_exact=True)
 
 
 def test_a_small_batch_is_fitted_in_process(built: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,3 +234,16 @@ def test_the_refit_is_counted_in_the_progress(
     (refit,) = [line for line in lines if "refitted" in line]
     done, total = refit.split("; ")[-1].split(" fits")[0].split("/")
     assert done == total
+
+
+def test_only_forests_and_logistic_regressions_skip_the_workers() -> None:
+    def need(*models: dict[str, Any]) -> dict[Any, Any]:
+        groups = [[c] for c in expand_grid(list(models))]
+        return {("sustained", (date(2014, 1, 1),), None): ("sustained", None, groups, None)}
+
+    lr = {"name": "lr", "estimator": "logistic_regression", "params": {"C": [1.0]}}
+    rf = {"name": "rf", "estimator": "random_forest", "params": {"n_estimators": 5}}
+    hgb = {"name": "hgb", "estimator": "hist_gradient_boosting", "params": {"max_iter": 5}}
+    assert Fitter._threads_suffice(need(lr, rf))
+    assert not Fitter._threads_suffice(need(lr, rf, hgb))  # OpenMP: one thread per worker
+    assert not Fitter._threads_suffice(need({**rf, "calibration": "sigmoid"}))

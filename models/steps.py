@@ -895,18 +895,30 @@ VS_RULE_KEYS = (
 
 
 def compare_with_rules(
-    y: Any, score: Any, rules: Sequence[RuleResult], n_boot: int, seed: int
+    y: Any,
+    score: Any,
+    rules: Sequence[RuleResult],
+    n_boot: int,
+    seed: int,
+    intervals: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The model against each fitted rule at the rule's volume (the model flags as many as
     the rule): extra true positives, fewer false positives, bootstrap intervals when
-    ``n_boot`` > 0."""
-    from models.metrics import compare_to_rule
+    ``n_boot`` > 0 (``intervals``: rule name -> the intervals already drawn for this model
+    by :func:`models.metrics.bootstrap_intervals` with the same ``n_boot`` and ``seed``;
+    drawn here otherwise, every rule from the same resamples)."""
+    from models.metrics import bootstrap_intervals, compare_to_rule
 
+    fitted = [r for r in rules if r.rule is not None]
+    if n_boot and intervals is None:
+        flags = {r.name: r.flags for r in fitted}
+        found = bootstrap_intervals(y, {"model": score}, flags, n_boot, seed, auc=False)
+        intervals = found["model"]["rules"]
     out: dict[str, dict[str, Any]] = {}
-    for r in rules:
-        if r.rule is None:
-            continue
-        c = compare_to_rule(y, score, r.flags, n_boot=n_boot, seed=seed)
+    for r in fitted:
+        c = compare_to_rule(y, score, r.flags, n_boot=0, seed=seed)
+        if n_boot and c["flagged"] and intervals is not None:
+            c.update(intervals[r.name])
         out[r.name] = {k: c.get(k) for k in VS_RULE_KEYS}
     return out
 
@@ -928,7 +940,7 @@ def split_records(
     """The result records of one split: one per rule, then one per candidate (with its
     equal-volume comparison with every rule; bootstrap intervals, of that comparison and of
     the AUC, for the split's choice and for the ``deployed`` config, the one registered)."""
-    from models.metrics import auc_interval, top_flags
+    from models.metrics import bootstrap_intervals, top_flags
 
     sp, y_train, y_test = fit.split, fit.y_train, fit.y_test
     base = {
@@ -943,6 +955,22 @@ def split_records(
         ),
         "train_labels_known_by": _iso(sp.label_known_by),
     }
+    # the bootstrap intervals of the split's choice and of the deployed config: every
+    # interval (AUC, and each rule's comparison) drawn from the same resamples, in one pass
+    boot = [
+        c.name for c in candidates if c.name in (chosen, deployed) and c.name in evaluations
+    ]
+    intervals = (
+        bootstrap_intervals(
+            y_test,
+            {name: evaluations[name].score for name in boot},
+            {r.name: r.flags for r in rules if r.rule is not None},
+            config.n_boot,
+            config.seed,
+        )
+        if boot and config.n_boot
+        else {}
+    )
     records: list[dict[str, Any]] = []
     for r in rules:
         rec = {**base, "method": r.name, "kind": "rule", "selected": False}
@@ -976,7 +1004,8 @@ def split_records(
             records.append(rec)
             continue
         n_boot = config.n_boot if cand.name in (chosen, deployed) else 0
-        ci = auc_interval(y_test, ev.score, n_boot, config.seed) if n_boot else None
+        drawn = intervals.get(cand.name) if n_boot else None
+        ci = drawn["auc_ci95"] if drawn else None
         flags = top_flags(
             ev.score, flag_count(len(ev.score), config.flag_top_pct), seed=config.seed
         )
@@ -987,7 +1016,9 @@ def split_records(
             ap=metric(ev.metrics, "average_precision"),
             brier=metric(ev.metrics, "brier"),
             metrics=ev.metrics,
-            vs_rules=compare_with_rules(y_test, ev.score, rules, n_boot, config.seed),
+            vs_rules=compare_with_rules(
+                y_test, ev.score, rules, n_boot, config.seed, drawn["rules"] if drawn else None
+            ),
         )
         records.append(rec)
     return records

@@ -191,8 +191,8 @@ class _Ranked:
         """Per resample: the draws up to each rank (inclusive), the draws of each positive
         officer (in rank order) and of the positive officers up to each of them, after a
         leading 0 (so ``cum_pos[:, pos_upto[r]]`` is the positive draws up to rank r)."""
-        cum_n = np.cumsum(counts[:, self.order], axis=1)
-        drawn = counts[:, self.pos_order]
+        cum_n = np.cumsum(np.take(counts, self.order, axis=1), axis=1)
+        drawn = np.take(counts, self.pos_order, axis=1)
         cum_pos = np.zeros((len(counts), drawn.shape[1] + 1), dtype=np.int64)
         np.cumsum(drawn, axis=1, out=cum_pos[:, 1:])
         return cum_n, drawn, cum_pos
@@ -206,11 +206,10 @@ class _Ranked:
         """Positives among the ``m[b, j]`` best-ranked draws of resample ``b``: the draws of
         the ranks before the rank where the m-th draw falls, and as many copies of that
         rank's officer as it takes to reach m (0 where m is 0)."""
-        b, n = cum_n.shape
-        rows = np.arange(b, dtype=np.int64)[:, None]
-        # cum_n + (n + 1) x resample increases across resamples: one search for them all
-        flat = (cum_n + rows * (n + 1)).ravel()
-        pos = np.searchsorted(flat, np.maximum(m, 1) + rows * (n + 1), side="left") - rows * n
+        rows = np.arange(len(cum_n), dtype=np.int64)[:, None]
+        pos = np.empty(m.shape, dtype=np.int64)
+        for i, (cum, want) in enumerate(zip(cum_n, np.maximum(m, 1), strict=True)):
+            pos[i] = np.searchsorted(cum, want, side="left")
         before_n = np.where(pos > 0, cum_n[rows, np.maximum(pos - 1, 0)], 0)
         before_tp = self._tp(cum_pos, rows, pos - 1)
         at_pos = self._tp(cum_pos, rows, pos) - before_tp > 0  # the officer at pos is positive

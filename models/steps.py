@@ -448,6 +448,21 @@ def matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns].astype("float64")
 
 
+def dense_matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """:func:`matrix` held as one float64 array: the same values in the same layout, but
+    each scikit-learn call on it (every rule's fit, predict and ranking, every model's
+    predict) reads that array instead of assembling it again from the frame's blocks."""
+    import numpy as np
+    import pandas as pd
+
+    picked = frame[columns]
+    if all(isinstance(t, np.dtype) and t.kind in "biuf" for t in picked.dtypes):
+        values = picked.to_numpy(dtype="float64")  # one copy instead of three
+    else:  # nullable or other extension columns: as matrix converts them
+        values = matrix(frame, columns).to_numpy()
+    return pd.DataFrame(values, index=frame.index, columns=columns, copy=False)
+
+
 @dataclass
 class SplitFit:
     """One split's training and test rows and the candidates fitted on the training rows
@@ -462,11 +477,11 @@ class SplitFit:
 
     @cached_property
     def X_train(self) -> pd.DataFrame:
-        return matrix(self.train, self.columns)
+        return dense_matrix(self.train, self.columns)
 
     @cached_property
     def X_test(self) -> pd.DataFrame:
-        return matrix(self.test, self.columns)
+        return dense_matrix(self.test, self.columns)
 
     @property
     def y_train(self) -> np.ndarray:
@@ -848,7 +863,7 @@ def fit_rules(
     import numpy as np
 
     from models.metrics import evaluate_scores
-    from models.rules import make_rule
+    from models.rules import _RuleBase, make_rule
 
     out: list[RuleResult] = []
     X_train, X_test, y_train = fit.X_train, fit.X_test, fit.y_train
@@ -860,11 +875,16 @@ def fit_rules(
         except ValueError as exc:
             out.append(RuleResult(name, None, np.zeros(len(X_test), bool), {}, str(exc)))
             continue
-        flags = np.asarray(rule.predict(X_test)).astype(bool)
-        if hasattr(rule, "decision_function"):
+        if type(rule).predict is _RuleBase.predict:
+            # ranked once: the rule flags where its ranking score is positive (its predict)
             score = np.asarray(rule.decision_function(X_test), dtype=float)
+            flags = np.where(score > 0, rule.classes_[1], rule.classes_[0]).astype(bool)
         else:
-            score = np.asarray(rule.predict_proba(X_test)[:, 1], dtype=float)
+            flags = np.asarray(rule.predict(X_test)).astype(bool)
+            if hasattr(rule, "decision_function"):
+                score = np.asarray(rule.decision_function(X_test), dtype=float)
+            else:
+                score = np.asarray(rule.predict_proba(X_test)[:, 1], dtype=float)
         metrics = evaluate_scores(fit.y_test, score, ks=tuple(ks))
         out.append(
             RuleResult(

@@ -325,9 +325,9 @@ def auc_interval(
     s = _scores(score, n)
     if n_boot <= 0 or not 0 < int(yb.sum()) < n:
         return None
-    found: tuple[float, float] | None = bootstrap_intervals(yb, {"m": s}, {}, n_boot, seed)[
-        "m"
-    ]["auc_ci95"]
+    found: tuple[float, float] | None = bootstrap_intervals(yb, {"m": s}, {}, n_boot, seed)["m"][
+        "auc_ci95"
+    ]
     return found
 
 

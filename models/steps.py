@@ -989,9 +989,7 @@ def split_records(
     }
     # the bootstrap intervals of the split's choice and of the deployed config: every
     # interval (AUC, and each rule's comparison) drawn from the same resamples, in one pass
-    boot = [
-        c.name for c in candidates if c.name in (chosen, deployed) and c.name in evaluations
-    ]
+    boot = [c.name for c in candidates if c.name in (chosen, deployed) and c.name in evaluations]
     intervals = (
         bootstrap_intervals(
             y_test,

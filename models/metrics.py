@@ -18,7 +18,7 @@ and how many fewer do not?", with a bootstrap interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "auc_interval",
+    "bootstrap_intervals",
     "compare_to_rule",
     "evaluate_scores",
     "rank_order",
@@ -147,6 +148,168 @@ def _ci(values: np.ndarray) -> tuple[float, float] | None:
     return (float(lo), float(hi))
 
 
+def _draws(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap resamples of ``n`` officers, chunk by chunk: ``n_boot`` rows of ``n``
+    row indices drawn with replacement from ``default_rng(seed)``, about four million at a
+    time. Every interval of this module draws its resamples here, so intervals that share
+    ``n``, ``n_boot`` and ``seed`` see the same resamples."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 4_000_000 // max(n, 1))
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        yield rng.integers(0, n, size=(b, n), dtype=np.int64)
+
+
+def _multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
+    """(resamples, n): how many times each officer is drawn in each resample."""
+    b = idx.shape[0]
+    cells = (idx + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(cells, minlength=b * n).reshape(b, n)
+
+
+class _Ranked:
+    """One model's scores in rank order (:func:`rank_order`): what each of its bootstrap
+    intervals needs, per chunk of resamples, from the officers' multiplicities."""
+
+    def __init__(self, yb: np.ndarray, s: np.ndarray, seed: int) -> None:
+        self.order = rank_order(s, seed)
+        y = yb[self.order]
+        self.positives = np.flatnonzero(y)  # the ranks of the positive officers
+        self.pos_order = self.order[self.positives]  # those officers
+        self.pos_upto = np.cumsum(y, dtype=np.int64)  # positive officers ranked up to r
+        by_rank = s[self.order]
+        # rank order keeps equal scores together: per positive officer, the last rank of
+        # its run of equal scores and the last rank of the run before (-1 for the first)
+        new_run = np.r_[True, by_rank[1:] != by_rank[:-1]]
+        run = np.cumsum(new_run) - 1
+        last = np.flatnonzero(np.r_[new_run[1:], True])
+        runs = run[self.positives]
+        self.run_end = last[runs]
+        self.run_before = np.where(runs > 0, last[np.maximum(runs - 1, 0)], -1)
+
+    def cumulate(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per resample: the draws up to each rank (inclusive), the draws of each positive
+        officer (in rank order) and of the positive officers up to each of them, after a
+        leading 0 (so ``cum_pos[:, pos_upto[r]]`` is the positive draws up to rank r)."""
+        cum_n = np.cumsum(np.take(counts, self.order, axis=1), axis=1)
+        drawn = np.take(counts, self.pos_order, axis=1)
+        cum_pos = np.zeros((len(counts), drawn.shape[1] + 1), dtype=np.int64)
+        np.cumsum(drawn, axis=1, out=cum_pos[:, 1:])
+        return cum_n, drawn, cum_pos
+
+    def _tp(self, cum_pos: np.ndarray, rows: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """Positive draws up to ``ranks`` (-1: none) of the resamples ``rows``."""
+        upto = np.where(ranks >= 0, self.pos_upto[np.maximum(ranks, 0)], 0)
+        return cum_pos[rows, upto]
+
+    def top_tp(self, cum_n: np.ndarray, cum_pos: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Positives among the ``m[b, j]`` best-ranked draws of resample ``b``: the draws of
+        the ranks before the rank where the m-th draw falls, and as many copies of that
+        rank's officer as it takes to reach m (0 where m is 0)."""
+        rows = np.arange(len(cum_n), dtype=np.int64)[:, None]
+        pos = np.empty(m.shape, dtype=np.int64)
+        for i, (cum, want) in enumerate(zip(cum_n, np.maximum(m, 1), strict=True)):
+            pos[i] = np.searchsorted(cum, want, side="left")
+        before_n = np.where(pos > 0, cum_n[rows, np.maximum(pos - 1, 0)], 0)
+        before_tp = self._tp(cum_pos, rows, pos - 1)
+        at_pos = self._tp(cum_pos, rows, pos) - before_tp > 0  # the officer at pos is positive
+        return np.where(m > 0, before_tp + (m - before_n) * at_pos, 0)
+
+    def auc(self, cum_n: np.ndarray, drawn: np.ndarray, cum_pos: np.ndarray) -> np.ndarray:
+        """Per resample, the ROC AUC: the Mann-Whitney statistic, each officer counted as
+        many times as drawn, a negative with the same score one half; NaN with one class.
+        Summed over the positive officers only: each draw of one wins over the negatives
+        ranked after its run of equal scores and half of those in its run."""
+        rows = np.arange(len(cum_n), dtype=np.int64)[:, None]
+        n_pos = cum_pos[:, -1]
+        n_neg = cum_n[:, -1] - n_pos
+        neg_end = cum_n[:, self.run_end] - self._tp(cum_pos, rows, self.run_end[None, :])
+        before = np.maximum(self.run_before, 0)
+        neg_before = np.where(
+            self.run_before >= 0,
+            cum_n[:, before] - self._tp(cum_pos, rows, self.run_before[None, :]),
+            0,
+        )
+        below = n_neg[:, None] - neg_end  # negatives with a strictly lower score
+        tied = neg_end - neg_before  # negatives with the same score
+        wins = (drawn * (2 * below + tied)).sum(axis=1).astype(float) / 2.0  # whole halves
+        denom = n_pos.astype(float) * n_neg.astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, wins / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def bootstrap_intervals(
+    y: ArrayLike,
+    scores: Mapping[str, ArrayLike],
+    rule_flags: Mapping[str, ArrayLike],
+    n_boot: int = 1000,
+    seed: int = 0,
+    auc: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """The bootstrap intervals of several models on the same officers, in one pass over the
+    resamples: per model name, ``auc_ci95`` (as :func:`auc_interval` gives it; None without
+    ``auc``) and ``rules``: per rule name, ``ci95_pct_more_tp`` and ``ci95_pct_fewer_fp`` (as
+    :func:`compare_to_rule` gives them against that rule's flags).
+
+    Every interval is drawn from the same resamples (``n_boot`` rows of officers drawn with
+    replacement from ``seed``), each held as how many times it draws each officer: a
+    model's draws in rank order are then a gather and a cumulative sum rather than a sort
+    of every resample, and the rules' counts are shared by the models. The model flags its
+    best-ranked draws, as many as the rule flags in that resample. Every count is a whole
+    number, so the figures do not depend on the order of the sums."""
+    yb = _binary(y)
+    n = len(yb)
+    if n_boot < 0:
+        raise ValueError(f"n_boot: must be >= 0, got {n_boot}")
+    models = {k: _Ranked(yb, _scores(s, n, f"scores[{k!r}]"), seed) for k, s in scores.items()}
+    rules: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, flags in rule_flags.items():
+        rf = np.asarray(flags)
+        if rf.shape != (n,):
+            raise ValueError(f"rule_flags[{name!r}]: expected {n} flags, got shape {rf.shape}")
+        rf = rf.astype(bool)
+        rules[name] = (np.flatnonzero(rf), np.flatnonzero(rf & (yb == 1)))
+    names = list(rules)
+    empty = {"ci95_pct_more_tp": None, "ci95_pct_fewer_fp": None}
+    out: dict[str, dict[str, Any]] = {
+        k: {"auc_ci95": None, "rules": {r: dict(empty) for r in names}} for k in models
+    }
+    if n_boot == 0 or not models or n == 0:
+        return out
+    with_auc = auc and 0 < int(yb.sum()) < n
+    aucs: dict[str, list[np.ndarray]] = {k: [] for k in models}
+    more: dict[str, list[np.ndarray]] = {k: [] for k in models}
+    fewer: dict[str, list[np.ndarray]] = {k: [] for k in models}
+    for idx in _draws(n, n_boot, seed):
+        counts = _multiplicities(idx, n)
+        # per rule (columns): the draws it flags and how many of them are positive
+        m = np.zeros((len(counts), len(names)), dtype=np.int64)
+        r_tp = np.zeros_like(m)
+        for j, r in enumerate(names):
+            m[:, j] = counts[:, rules[r][0]].sum(axis=1)
+            r_tp[:, j] = counts[:, rules[r][1]].sum(axis=1)
+        for k, ranked in models.items():
+            cum_n, drawn, cum_pos = ranked.cumulate(counts)
+            if with_auc:
+                aucs[k].append(ranked.auc(cum_n, drawn, cum_pos))
+            if names:
+                m_tp = ranked.top_tp(cum_n, cum_pos, m)
+                r_fp, m_fp = m - r_tp, m - m_tp
+                more[k].append(_pct(m_tp - r_tp, r_tp))
+                fewer[k].append(_pct(r_fp - m_fp, r_fp))
+    for k in models:
+        if with_auc:
+            out[k]["auc_ci95"] = _ci(np.concatenate(aucs[k]))
+        if names:
+            p_tp, p_fp = np.concatenate(more[k]), np.concatenate(fewer[k])
+            for j, r in enumerate(names):
+                out[k]["rules"][r] = {
+                    "ci95_pct_more_tp": _ci(p_tp[:, j]),
+                    "ci95_pct_fewer_fp": _ci(p_fp[:, j]),
+                }
+    return out
+
+
 def auc_interval(
     y: ArrayLike, score: ArrayLike, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float] | None:
@@ -154,32 +317,18 @@ def auc_interval(
     replacement ``n_boot`` times (seeded); resamples with a single class are left out. None
     when ``n_boot`` is 0 or the AUC is undefined (one class).
 
-    Vectorized: in each resample an officer counts as many times as drawn, and the AUC is
-    the weighted Mann-Whitney statistic over the distinct scores (ties count one half)."""
+    Vectorized (:func:`bootstrap_intervals`): in each resample an officer counts as many
+    times as drawn, and the AUC is the weighted Mann-Whitney statistic over the distinct
+    scores (ties count one half)."""
     yb = _binary(y)
     n = len(yb)
     s = _scores(score, n)
     if n_boot <= 0 or not 0 < int(yb.sum()) < n:
         return None
-    values, inverse = np.unique(s, return_inverse=True)
-    k = len(values)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 4_000_000 // max(n, 1))
-    out = []
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
-        rows = np.repeat(np.arange(b), n)
-        cell = rows * k + inverse[idx].ravel()
-        pos = yb[idx].ravel().astype(float)
-        p = np.bincount(cell, weights=pos, minlength=b * k).reshape(b, k)
-        q = np.bincount(cell, weights=1.0 - pos, minlength=b * k).reshape(b, k)
-        below = np.cumsum(q, axis=1) - q  # negatives with a strictly lower score
-        wins = (p * (below + 0.5 * q)).sum(axis=1)
-        denom = p.sum(axis=1) * q.sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(np.where(denom > 0, wins / np.where(denom > 0, denom, 1.0), np.nan))
-    return _ci(np.concatenate(out))
+    found: tuple[float, float] | None = bootstrap_intervals(yb, {"m": s}, {}, n_boot, seed)["m"][
+        "auc_ci95"
+    ]
+    return found
 
 
 def compare_to_rule(
@@ -253,26 +402,9 @@ def compare_to_rule(
     if n_boot == 0:
         return out
 
-    # Vectorized bootstrap: in each resample the model flags the entries with the
-    # smallest global rank, as many as the rule flags in that resample.
-    y_by_rank = yb[order]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 4_000_000 // max(n, 1))
-    more_tp, fewer_fp = [], []
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
-        r_flag = rf[idx]
-        m = r_flag.sum(axis=1)
-        r_tp = (r_flag & (yb[idx] == 1)).sum(axis=1)
-        ranks = np.sort(rank[idx], axis=1)
-        cum = np.cumsum(y_by_rank[ranks], axis=1)
-        m_tp = np.where(m > 0, cum[np.arange(b), np.maximum(m - 1, 0)], 0)
-        r_fp, m_fp = m - r_tp, m - m_tp
-        more_tp.append(_pct(m_tp - r_tp, r_tp))
-        fewer_fp.append(_pct(r_fp - m_fp, r_fp))
-    out["ci95_pct_more_tp"] = _ci(np.concatenate(more_tp))
-    out["ci95_pct_fewer_fp"] = _ci(np.concatenate(fewer_fp))
+    # the model flags its best-ranked draws, as many as the rule flags in the resample
+    found = bootstrap_intervals(yb, {"model": s}, {"rule": rf}, n_boot, seed, auc=False)
+    out.update(found["model"]["rules"]["rule"])
     return out
 
 

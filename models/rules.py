@@ -578,6 +578,21 @@ class PeerOutlierRule(_RuleBase):
         return conds, self.combine
 
 
+def _at_least_counts(
+    values: np.ndarray, positive: np.ndarray, max_k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For k = 1 .. ``max_k``: how many ``values`` are >= k (NaN never is), and how many of
+    those rows are ``positive``. Counted from one histogram of ``min(floor(value), max_k)``
+    (for a whole k, value >= k exactly when floor(value) >= k) instead of a rows x k table."""
+    bins = np.floor(values)
+    keep = bins >= 1  # NaN compares False
+    bins = np.minimum(bins[keep], max_k).astype(np.int64)
+    hist = np.bincount(bins, minlength=max_k + 1)
+    hist_tp = np.bincount(bins[positive[keep]], minlength=max_k + 1)
+    # at least k: the histogram summed from k up
+    return np.cumsum(hist[::-1])[::-1][1:], np.cumsum(hist_tp[::-1])[::-1][1:]
+
+
 class BestSingleRule(_RuleBase):
     """Learn the best single "count >= k" rule on the training data.
 
@@ -622,12 +637,10 @@ class BestSingleRule(_RuleBase):
         else:
             idx = list(range(X.shape[1]))
         ks = np.arange(1, self.max_k + 1, dtype=float)
-        sub = X[:, idx]
+        positive = y == 1
         best: tuple[Any, ...] | None = None
         for j, col in enumerate(idx):
-            flags = sub[:, j][:, None] >= ks[None, :]  # NaN compares False
-            n_flag = flags.sum(axis=0)
-            tp = (flags & (y[:, None] == 1)).sum(axis=0)
+            n_flag, tp = _at_least_counts(X[:, col], positive, int(self.max_k))
             rate = n_flag / len(y)
             for kk in range(len(ks)):
                 precision = tp[kk] / n_flag[kk] if n_flag[kk] else 0.0

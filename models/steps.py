@@ -448,6 +448,21 @@ def matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns].astype("float64")
 
 
+def dense_matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """:func:`matrix` held as one float64 array: the same values in the same layout, but
+    each scikit-learn call on it (every rule's fit, predict and ranking, every model's
+    predict) reads that array instead of assembling it again from the frame's blocks."""
+    import numpy as np
+    import pandas as pd
+
+    picked = frame[columns]
+    if all(isinstance(t, np.dtype) and t.kind in "biuf" for t in picked.dtypes):
+        values = picked.to_numpy(dtype="float64")  # one copy instead of three
+    else:  # nullable or other extension columns: as matrix converts them
+        values = matrix(frame, columns).to_numpy()
+    return pd.DataFrame(values, index=frame.index, columns=columns, copy=False)
+
+
 @dataclass
 class SplitFit:
     """One split's training and test rows and the candidates fitted on the training rows
@@ -462,11 +477,11 @@ class SplitFit:
 
     @cached_property
     def X_train(self) -> pd.DataFrame:
-        return matrix(self.train, self.columns)
+        return dense_matrix(self.train, self.columns)
 
     @cached_property
     def X_test(self) -> pd.DataFrame:
-        return matrix(self.test, self.columns)
+        return dense_matrix(self.test, self.columns)
 
     @property
     def y_train(self) -> np.ndarray:
@@ -543,9 +558,21 @@ def evaluate(fit: SplitFit, ks: Sequence[float], seed: int) -> dict[str, Evaluat
         return out
     X = fit.X_test
     for name, model in fit.models.items():
-        score = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
+        with _one_openmp_thread():
+            score = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
         out[name] = Evaluation(score, evaluate_scores(fit.y_test, score, ks=tuple(ks), seed=seed))
     return out
+
+
+def _one_openmp_thread() -> Any:
+    """Predict on one OpenMP thread. HistGradientBoosting scores each row on its own, so the
+    number of threads changes no score; but it meets every thread at a barrier after each of
+    its trees, and on a busy machine one descheduled thread holds the others there (2.4 s
+    per predict instead of 0.1 s on the 13,000-officer agency at load 8). BLAS (logistic
+    regression's product, whose sums the thread count does order) is left as it is."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def predictions(fit: SplitFit, evaluations: dict[str, Evaluation]) -> pd.DataFrame:
@@ -848,7 +875,7 @@ def fit_rules(
     import numpy as np
 
     from models.metrics import evaluate_scores
-    from models.rules import make_rule
+    from models.rules import _RuleBase, make_rule
 
     out: list[RuleResult] = []
     X_train, X_test, y_train = fit.X_train, fit.X_test, fit.y_train
@@ -860,11 +887,16 @@ def fit_rules(
         except ValueError as exc:
             out.append(RuleResult(name, None, np.zeros(len(X_test), bool), {}, str(exc)))
             continue
-        flags = np.asarray(rule.predict(X_test)).astype(bool)
-        if hasattr(rule, "decision_function"):
+        if type(rule).predict is _RuleBase.predict:
+            # ranked once: the rule flags where its ranking score is positive (its predict)
             score = np.asarray(rule.decision_function(X_test), dtype=float)
+            flags = np.where(score > 0, rule.classes_[1], rule.classes_[0]).astype(bool)
         else:
-            score = np.asarray(rule.predict_proba(X_test)[:, 1], dtype=float)
+            flags = np.asarray(rule.predict(X_test)).astype(bool)
+            if hasattr(rule, "decision_function"):
+                score = np.asarray(rule.decision_function(X_test), dtype=float)
+            else:
+                score = np.asarray(rule.predict_proba(X_test)[:, 1], dtype=float)
         metrics = evaluate_scores(fit.y_test, score, ks=tuple(ks))
         out.append(
             RuleResult(
@@ -895,18 +927,30 @@ VS_RULE_KEYS = (
 
 
 def compare_with_rules(
-    y: Any, score: Any, rules: Sequence[RuleResult], n_boot: int, seed: int
+    y: Any,
+    score: Any,
+    rules: Sequence[RuleResult],
+    n_boot: int,
+    seed: int,
+    intervals: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The model against each fitted rule at the rule's volume (the model flags as many as
     the rule): extra true positives, fewer false positives, bootstrap intervals when
-    ``n_boot`` > 0."""
-    from models.metrics import compare_to_rule
+    ``n_boot`` > 0 (``intervals``: rule name -> the intervals already drawn for this model
+    by :func:`models.metrics.bootstrap_intervals` with the same ``n_boot`` and ``seed``;
+    drawn here otherwise, every rule from the same resamples)."""
+    from models.metrics import bootstrap_intervals, compare_to_rule
 
+    fitted = [r for r in rules if r.rule is not None]
+    if n_boot and intervals is None:
+        flags = {r.name: r.flags for r in fitted}
+        found = bootstrap_intervals(y, {"model": score}, flags, n_boot, seed, auc=False)
+        intervals = found["model"]["rules"]
     out: dict[str, dict[str, Any]] = {}
-    for r in rules:
-        if r.rule is None:
-            continue
-        c = compare_to_rule(y, score, r.flags, n_boot=n_boot, seed=seed)
+    for r in fitted:
+        c = compare_to_rule(y, score, r.flags, n_boot=0, seed=seed)
+        if n_boot and c["flagged"] and intervals is not None:
+            c.update(intervals[r.name])
         out[r.name] = {k: c.get(k) for k in VS_RULE_KEYS}
     return out
 
@@ -928,7 +972,7 @@ def split_records(
     """The result records of one split: one per rule, then one per candidate (with its
     equal-volume comparison with every rule; bootstrap intervals, of that comparison and of
     the AUC, for the split's choice and for the ``deployed`` config, the one registered)."""
-    from models.metrics import auc_interval, top_flags
+    from models.metrics import bootstrap_intervals, top_flags
 
     sp, y_train, y_test = fit.split, fit.y_train, fit.y_test
     base = {
@@ -943,6 +987,20 @@ def split_records(
         ),
         "train_labels_known_by": _iso(sp.label_known_by),
     }
+    # the bootstrap intervals of the split's choice and of the deployed config: every
+    # interval (AUC, and each rule's comparison) drawn from the same resamples, in one pass
+    boot = [c.name for c in candidates if c.name in (chosen, deployed) and c.name in evaluations]
+    intervals = (
+        bootstrap_intervals(
+            y_test,
+            {name: evaluations[name].score for name in boot},
+            {r.name: r.flags for r in rules if r.rule is not None},
+            config.n_boot,
+            config.seed,
+        )
+        if boot and config.n_boot
+        else {}
+    )
     records: list[dict[str, Any]] = []
     for r in rules:
         rec = {**base, "method": r.name, "kind": "rule", "selected": False}
@@ -976,7 +1034,8 @@ def split_records(
             records.append(rec)
             continue
         n_boot = config.n_boot if cand.name in (chosen, deployed) else 0
-        ci = auc_interval(y_test, ev.score, n_boot, config.seed) if n_boot else None
+        drawn = intervals.get(cand.name) if n_boot else None
+        ci = drawn["auc_ci95"] if drawn else None
         flags = top_flags(
             ev.score, flag_count(len(ev.score), config.flag_top_pct), seed=config.seed
         )
@@ -987,7 +1046,9 @@ def split_records(
             ap=metric(ev.metrics, "average_precision"),
             brier=metric(ev.metrics, "brier"),
             metrics=ev.metrics,
-            vs_rules=compare_with_rules(y_test, ev.score, rules, n_boot, config.seed),
+            vs_rules=compare_with_rules(
+                y_test, ev.score, rules, n_boot, config.seed, drawn["rules"] if drawn else None
+            ),
         )
         records.append(rec)
     return records

@@ -10,6 +10,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.metrics import (
+    auc_interval,
+    bootstrap_intervals,
     compare_to_rule,
     evaluate_scores,
     rank_order,
@@ -107,6 +109,61 @@ def test_bootstrap_interval_covers_truth_and_is_fast() -> None:
     lo, hi = r["ci95_pct_more_tp"]
     assert lo < r["pct_more_tp"] < hi and lo > 0
     assert elapsed < 30
+
+
+def _by_hand(y: np.ndarray, score: np.ndarray, rule: np.ndarray, n_boot: int, seed: int) -> dict:
+    """The bootstrap intervals the straightforward way: resample by resample, the same
+    draws (one chunk: n x n_boot is far below the chunk size), the model flagging the draws
+    it ranks best, as many as the rule flags in the resample; the AUC by scikit-learn."""
+    n = len(y)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n), dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[rank_order(score, seed)] = np.arange(n)
+    more, fewer, aucs = [], [], []
+    for row in idx:
+        yy, flags = y[row], rule[row]
+        m = int(flags.sum())
+        r_tp = int((yy & flags).sum())
+        m_tp = int(yy[np.argsort(rank[row], kind="stable")[:m]].sum())
+        more.append(100.0 * (m_tp - r_tp) / r_tp if r_tp else np.nan)
+        fewer.append(100.0 * (m_tp - r_tp) / (m - r_tp) if m - r_tp else np.nan)
+        aucs.append(roc_auc_score(yy, score[row]) if 0 < yy.sum() < n else np.nan)
+
+    def ci(values: list[float]) -> tuple[float, float] | None:
+        finite = np.array(values)[np.isfinite(values)]
+        return tuple(float(v) for v in np.percentile(finite, [2.5, 97.5])) if len(finite) else None
+
+    return {"auc": ci(aucs), "more": ci(more), "fewer": ci(fewer)}
+
+
+def test_bootstrap_intervals_are_those_of_each_resample_by_hand() -> None:
+    rng = np.random.default_rng(11)
+    n, n_boot, seed = 80, 300, 4
+    y = (rng.random(n) < 0.2).astype(np.int8)
+    scores = {
+        "smooth": rng.random(n) + 0.6 * y,
+        "ties": np.round(rng.random(n) + 0.4 * y, 1),  # runs of equal scores
+    }
+    rules = {"narrow": rng.random(n) < 0.1, "wide": (rng.random(n) + 0.3 * y) > 0.7}
+    found = bootstrap_intervals(y, scores, rules, n_boot=n_boot, seed=seed)
+    for name, score in scores.items():
+        for rule_name, rule in rules.items():
+            hand = _by_hand(y, score, rule, n_boot, seed)
+            assert None not in (hand["auc"], hand["more"], hand["fewer"])
+            got = found[name]["rules"][rule_name]
+            assert got["ci95_pct_more_tp"] == pytest.approx(hand["more"], rel=1e-12)
+            assert got["ci95_pct_fewer_fp"] == pytest.approx(hand["fewer"], rel=1e-12)
+            alone = compare_to_rule(y, score, rule, n_boot=n_boot, seed=seed)
+            assert alone["ci95_pct_more_tp"] == got["ci95_pct_more_tp"]
+            assert alone["ci95_pct_fewer_fp"] == got["ci95_pct_fewer_fp"]
+        assert found[name]["auc_ci95"] == pytest.approx(hand["auc"], rel=1e-12)
+        assert auc_interval(y, score, n_boot=n_boot, seed=seed) == found[name]["auc_ci95"]
+    # no resample, or a rule that flags no one: no interval
+    none = bootstrap_intervals(y, scores, {"none": np.zeros(n, bool)}, n_boot=n_boot, seed=seed)
+    assert none["ties"]["rules"]["none"] == {"ci95_pct_more_tp": None, "ci95_pct_fewer_fp": None}
+    zero = bootstrap_intervals(y, scores, rules, n_boot=0, seed=seed)
+    assert zero["smooth"]["auc_ci95"] is None
+    assert zero["smooth"]["rules"]["wide"]["ci95_pct_more_tp"] is None
 
 
 def test_select_model_penalizes_instability() -> None:

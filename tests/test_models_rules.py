@@ -254,3 +254,41 @@ def test_describe_reads_as_a_sentence_fitted_or_not() -> None:
     fitted = make_rule("best_single").fit(X, np.array([0, 1, 0, 1, 0, 0]))
     k = format_value(fitted.rule_["value"])
     assert fitted.describe(words).startswith(f"{k} or more complaints in the last 180 days")
+
+
+def test_best_single_counts_are_those_of_the_rows_by_k_table() -> None:
+    """The histogram count of "value >= k" (and of its positives) that BestSingleRule
+    searches equals the plain rows x k comparison table, NaN, fractions, negatives and
+    infinities included; and the rule it learns is the one the table's search picks."""
+    from models.rules import _at_least_counts
+
+    rng = np.random.default_rng(7)
+    n, max_k = 3000, 10
+    values = np.floor(rng.exponential(2.0, n)) + np.where(rng.random(n) < 0.2, 0.5, 0.0)
+    values[rng.random(n) < 0.1] = np.nan
+    values[:5] = [-1.0, np.inf, -np.inf, 10.0, 40.0]
+    positive = rng.random(n) < 0.3
+    ks = np.arange(1, max_k + 1, dtype=float)
+    table = values[:, None] >= ks[None, :]
+    n_flag, tp = _at_least_counts(values, positive, max_k)
+    assert n_flag.tolist() == table.sum(axis=0).tolist()
+    assert tp.tolist() == (table & positive[:, None]).sum(axis=0).tolist()
+    assert n_flag[0] > n_flag[-1] > 0
+
+    X = pd.DataFrame(
+        {
+            "a_count": np.floor(rng.exponential(1.0, n)),
+            "b_count": np.floor(rng.exponential(3.0, n) + 2.0 * positive),
+        }
+    )
+    rule = BestSingleRule(max_k=max_k).fit(X, positive.astype(int))
+    best: tuple = ()
+    for j, col in enumerate(X.columns):
+        flags = X[col].to_numpy()[:, None] >= ks[None, :]
+        for kk in range(max_k):
+            m, hit = int(flags[:, kk].sum()), int((flags[:, kk] & positive).sum())
+            rate = m / n
+            key = (-max(0.01 - rate, rate - 0.10, 0.0), hit / m if m else 0.0, hit, -j, -kk)
+            if not best or key > best[0]:
+                best = (key, col, kk + 1)
+    assert rule.rule_ == {"column": best[1], "op": ">=", "value": float(best[2])}

@@ -196,6 +196,12 @@ def test_fit_candidates_and_evaluate(built: Any) -> None:
     for name, ev in evals.items():
         assert len(ev.score) == len(fit.test)
         assert ev.metrics["roc_auc"] == pytest.approx(roc_auc_score(fit.y_test, ev.score)), name
+    # the scores are each model's own predict on the test matrix, on whatever threads
+    # (evaluate predicts on one OpenMP thread), and that matrix holds matrix()'s values
+    assert fit.X_test.equals(steps.matrix(fit.test, fit.columns))
+    for name, model in fit.models.items():
+        plain = model.predict_proba(steps.matrix(fit.test, fit.columns))[:, 1]
+        assert np.array_equal(evals[name].score, plain), name
     preds = steps.predictions(fit, evals)
     assert len(preds) == len(fit.test) * len(evals)
     assert set(preds.columns) == {"officer_id", "as_of_date", "label", "method", "score", "outcome"}

@@ -530,7 +530,7 @@ class Fitter:
                 labels.append(label)
             rows = int(per_date.reindex([_day(d) for d in key[1]]).fillna(0).sum())
             for bundle in bundles(groups):
-                cost = rows * sum(_COST.get(g[0].estimator, 5.0) * len(g) for g in bundle)
+                cost = rows * sum(_COST.get(g[0].estimator, 5.0) for g in bundle)
                 tasks.append((labels.index(label), -cost, len(tasks), key, bundle))
         return [(key, bundle) for *_, key, bundle in sorted(tasks, key=lambda t: t[:3])]
 

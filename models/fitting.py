@@ -29,6 +29,18 @@ on or off (tests/test_models_fitting.py checks both). HistGradientBoosting on se
 OpenMP threads would also sum its gradients in another order; one thread per fit avoids
 that and the oversubscription of N workers x N OpenMP threads on N cores.
 
+One queue per run (:meth:`Fitter.start`): a run queues the fits of every label's training
+sets before it selects anything, label by label in the order it will ask for them and the
+costliest first within a label, in a worker pool of its own. The workers then fit the
+next labels while the run selects, evaluates and compares the rules on the first (work
+of the parent process that used to leave a core idle), and no core waits at the end of a
+label's batch for that batch's last fit. A set still fitting is waited for where it is
+asked for. The HistGradientBoosting candidates of one set go to a worker as one task and
+share their train/validation split and binning (:mod:`models.shared_binning`: the same
+models, a fifth less CPU for the second one). ``EWS_FIT_LOG=file`` appends each fit
+group's training set, wall and CPU seconds, worker and start time to ``file`` (JSON
+lines) when the run ends: the profile of a run's fits.
+
 Float64 stays: both learners of the shipped grids convert their input to float64 anyway
 (scikit-learn's HistGradientBoosting bins float64 values, lbfgs logistic regression works in
 float64), so float32 matrices would only round the features first (and change the bins of

@@ -359,7 +359,7 @@ class Fitter:
         workers = min(self.threads, n_tasks)
         if not need or workers <= 1 or self._small(need):
             return
-        self._submit(need, self.fitted, workers)
+        self._submit(need, self.fitted, workers, queue=True)
 
     def close(self) -> None:
         """Drop what is still queued, stop the workers, remove the training matrices
@@ -448,8 +448,11 @@ class Fitter:
                         self._note(key, group, store[key].rows, wall, cpu, os.getpid(), t0)
                         t0 += wall
             return
-        self._submit(need, store, workers)
+        self._submit(need, store, workers, queue=False)
         self._wait(set(need))
+        if not self._tasks and self._executor is None and self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)  # no queue left to feed
+            self._base = None
 
     def _small(self, need: dict[TrainKey, Any]) -> bool:
         """Whether a batch is too small to be worth worker processes (their start, a second
@@ -551,21 +554,28 @@ class Fitter:
         need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]],
         store: dict[TrainKey, Fitted],
         workers: int,
+        queue: bool,
     ) -> None:
-        """Queue every task of ``need`` in the workers (:meth:`_schedule` order). Each
+        """Queue every task of ``need`` in the workers (:meth:`_schedule` order): with
+        ``queue`` (:meth:`start`) in a pool of this fitter's own, kept until :meth:`close`
+        (not joblib's shared pool, which another part of the run could resize while fits are
+        queued), otherwise (a batch waited for at once) in joblib's shared loky pool, whose
+        workers outlive the batch and need no closing. Each
         training set is built here once, just before its first task is queued, and written
         as ``X.npy`` / ``y.npy`` to a temporary folder that the workers map read-only (removed
         when its last task is collected)."""
         import numpy as np
-        from joblib.externals.loky import ProcessPoolExecutor
+        from joblib.externals.loky import ProcessPoolExecutor, get_reusable_executor
 
         if self._base is None:
             self._base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=_shared_temp()))
-        if self._executor is None:
-            # a pool of this fitter's own (not joblib's shared one, which another part of the
-            # run could resize while fits are queued), one BLAS/OpenMP thread per worker
-            env = {var: "1" for var in _THREAD_VARS}
-            self._executor = ProcessPoolExecutor(max_workers=workers, env=env)
+        env = {var: "1" for var in _THREAD_VARS}  # one BLAS/OpenMP thread per worker
+        if not queue:
+            executor = get_reusable_executor(max_workers=workers, env=env)
+        else:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(max_workers=workers, env=env)
+            executor = self._executor
         n_jobs = max(1, self.threads // workers)
         written: dict[TrainKey, Path | None] = {}
         for key, bundle in self._schedule(need):
@@ -585,7 +595,7 @@ class Fitter:
             folder = written[key]
             if folder is None:  # a single class: nothing to fit
                 continue
-            fut = self._executor.submit(
+            fut = executor.submit(
                 _fit_in_worker, str(folder), store[key].columns, bundle, n_jobs
             )
             self._tasks[fut] = (key, bundle, folder, store[key])

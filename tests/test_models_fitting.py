@@ -363,3 +363,19 @@ def test_a_set_dropped_while_its_fits_run_is_still_collected(
         assert not fitter._pending and len(ticks) == len(checked.candidates)
     finally:
         fitter.close()
+
+
+def test_a_batch_waited_for_leaves_no_pool_or_matrices_behind(
+    built: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.fitting
+
+    monkeypatch.setattr(models.fitting, "PARALLEL_MIN_ROWS", 0)
+    checked, plan, feats, labels = built
+    fitter = Fitter(feats, labels, checked.candidates, threads=2, cache=False)
+    sp = plan.splits["sustained"][-1]
+    _, got = fitter.models("sustained", sp)
+    assert list(got) == [c.name for c in checked.candidates]
+    assert len(fitter.log) == len(models.fitting.fit_groups(checked.candidates))
+    # fitted in joblib's shared workers: nothing of this fitter's own is left to close
+    assert fitter._base is None and fitter._executor is None and not fitter._tasks

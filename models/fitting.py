@@ -56,7 +56,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -539,7 +539,7 @@ class Fitter:
         frame = self.features.frame
         per_date = frame.groupby("as_of_date", sort=False).size()
         labels: list[str] = []
-        tasks = []
+        tasks: list[tuple[int, float, int, TrainKey, list[list[Candidate]]]] = []
         for key, (label, _, groups, _) in need.items():
             if label not in labels:
                 labels.append(label)
@@ -595,9 +595,7 @@ class Fitter:
             folder = written[key]
             if folder is None:  # a single class: nothing to fit
                 continue
-            fut = executor.submit(
-                _fit_in_worker, str(folder), store[key].columns, bundle, n_jobs
-            )
+            fut = executor.submit(_fit_in_worker, str(folder), store[key].columns, bundle, n_jobs)
             self._tasks[fut] = (key, bundle, folder, store[key])
             self._pending.setdefault(key, set()).add(fut)
             self._folders[folder] += 1

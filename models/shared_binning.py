@@ -87,7 +87,10 @@ class _Memo:
                 self.hits += 1
                 return list(out)
         out = [_readonly(a) for a in self.split_fn(*arrays, **options)]
-        kept = tuple(a.copy() if getattr(a, "flags", None) is not None and a.flags.writeable else a for a in arrays)
+        kept = tuple(
+            a.copy() if getattr(a, "flags", None) is not None and a.flags.writeable else a
+            for a in arrays
+        )
         self.splits.append((kept, dict(options), out))
         return list(out)
 
@@ -138,10 +141,10 @@ def shared_hgb_binning() -> Iterator[_Memo | None]:
     except ImportError:  # pragma: no cover - another scikit-learn layout
         yield None
         return
-    base = getattr(gb, "BaseHistGradientBoosting", None)
+    base: Any = getattr(gb, "BaseHistGradientBoosting", None)
     split = getattr(gb, "train_test_split", None)
     bin_data = getattr(base, "_bin_data", None) if base is not None else None
-    if split is None or bin_data is None:  # pragma: no cover - another scikit-learn
+    if base is None or split is None or bin_data is None:  # pragma: no cover - another sklearn
         yield None
         return
     memo = _Memo(split, bin_data)

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from _models_agency import SMALL_GRID, make_agency, small_config
 
+import models.fitting
 from models import steps
 from models.experiment import ExperimentConfig, run_experiment
-import models.fitting
 from models.fitting import Fitter, candidate_key, train_key
 from models.grid import expand_grid
 from models.splitter import Split
@@ -268,8 +268,8 @@ def test_hgb_depths_sharing_split_and_binning_are_the_models_fitted_alone() -> N
     (bundle,) = bundles([[c] for c in cands])
     assert [g[0].name for g in bundle] == [c.name for c in cands]
     fitted = _fit_bundle(bundle, X, y, 1)
-    for a, (models, _, _) in zip(alone, fitted, strict=True):
-        assert pickle.dumps(next(iter(models.values()))) == pickle.dumps(a)
+    for a, (got, _, _) in zip(alone, fitted, strict=True):
+        assert pickle.dumps(next(iter(got.values()))) == pickle.dumps(a)
     # other rows (or another seed) never get the first fit's binning
     X2, y2 = _frames(12_000, 5)
     with shared_hgb_binning() as memo:
@@ -353,7 +353,9 @@ def test_a_set_dropped_while_its_fits_run_is_still_collected(
     (sp, *_) = plan.splits["sustained"]
     key = train_key("sustained", sp)
     ticks: list[str] = []
-    fitter = Fitter(feats, labels, checked.candidates, threads=2, uses={key: 1}, on_fit=ticks.append)
+    fitter = Fitter(
+        feats, labels, checked.candidates, threads=2, uses={key: 1}, on_fit=ticks.append
+    )
     try:
         fitter.start([("sustained", sp)])
         assert key in fitter._pending

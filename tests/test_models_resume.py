@@ -489,9 +489,11 @@ def test_a_run_with_its_fits_queued_in_workers_stops_cleanly_and_resumes_the_sam
         Stop(monkeypatch, 4)
         with pytest.raises(KeyboardInterrupt):
             _run(agency, features, monkeypatch, progress=False, checkpoint=folder)
-        (base, _), = closed
+        ((base, _),) = closed
         assert base is not None and not base.exists()  # its matrices removed
-        resumed = _run(agency, features, monkeypatch, progress=False, checkpoint=folder, resume=True)
+        resumed = _run(
+            agency, features, monkeypatch, progress=False, checkpoint=folder, resume=True
+        )
     finally:
         get_settings.cache_clear()
     _same(resumed, whole)

@@ -374,15 +374,19 @@ def run_experiment(
             labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
         run = _Run(config, checked, plan, feats, labels, clock, ckpt)
         run.say_resumed()
-        for label in checked.labels:
-            # every choice first (each on its own validation splits, by the same rule), so
-            # that each test date evaluates both its own choice and the config deployed
-            run.choose(label)
-            for sp in plan.splits[label]:
-                run.outer_split(label, sp)
-        for label in checked.labels:
-            if plan.deploy.get(label) is not None:
-                run.refit(label)
+        try:
+            run.start_fits()
+            for label in checked.labels:
+                # every choice first (each on its own validation splits, by the same rule),
+                # so that each test date evaluates both its own choice and the config deployed
+                run.choose(label)
+                for sp in plan.splits[label]:
+                    run.outer_split(label, sp)
+            for label in checked.labels:
+                if plan.deploy.get(label) is not None:
+                    run.refit(label)
+        finally:
+            run.fitter.close()
         result = run.result(agency, snapshot_id)
         for label, champ in result.champions.items():
             result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
@@ -512,11 +516,9 @@ class _Run:
         # the training rows of the fits done (the fitter fits a label's sets in one batch)
         self.done_weight = float(self.fitter.rows_done)
 
-    def prefit(self, label: str) -> None:
-        """Fit the candidates on every training set that ``label``'s units still to do need
-        (inner, deployment inner and outer splits; each set once) in one parallel batch, so
-        the cores stay busy across splits; the units then find them fitted. Units a resumed
-        run reads back are left out."""
+    def _jobs(self, label: str) -> list[tuple[str, Any]]:
+        """The (label, split) training sets that ``label``'s units still to do need (inner,
+        deployment inner and outer splits); units a resumed run reads back are left out."""
         plan, ckpt = self.plan, self.checkpoint
 
         def todo(*unit: str) -> bool:
@@ -531,6 +533,25 @@ class _Run:
                 jobs += [(label, i) for i in plan.inner[label][sp.test_as_of]]
             if todo("split", label, day):
                 jobs.append((label, sp))
+        return jobs
+
+    def start_fits(self) -> None:
+        """Queue the fits of every label's training sets in the workers at once, label by
+        label in run order (:meth:`models.fitting.Fitter.start`): the workers fit the next
+        labels while this process selects, evaluates and compares the first, and no core
+        idles at the end of a label's batch."""
+        jobs = [job for label in self.plan.splits for job in self._jobs(label)]
+        if jobs:
+            with self.clock.step("fit candidates"):
+                self.fitter.start(jobs)
+
+    def prefit(self, label: str) -> None:
+        """Fit the candidates on every training set that ``label``'s units still to do need
+        (inner, deployment inner and outer splits; each set once) in one parallel batch, so
+        the cores stay busy across splits; the units then find them fitted. Sets already
+        queued by :meth:`start_fits` are waited for. Units a resumed run reads back are left
+        out."""
+        jobs = self._jobs(label)
         if not jobs:
             return
         n = len(self.checked.candidates)

@@ -32,6 +32,18 @@ forests and logistic regressions (:data:`THREAD_KINDS`) needs no workers: it is 
 this process, each forest on ``threads`` threads (scikit-learn builds trees without the GIL,
 and the trees do not depend on the number of threads), the same models as in the workers.
 
+One queue per run (:meth:`Fitter.start`): a run queues the fits of every label's training
+sets before it selects anything, label by label in the order it will ask for them and the
+costliest first within a label, in a worker pool of its own. The workers then fit the
+next labels while the run selects, evaluates and compares the rules on the first (work
+of the parent process that used to leave a core idle), and no core waits at the end of a
+label's batch for that batch's last fit. A set still fitting is waited for where it is
+asked for. The HistGradientBoosting candidates of one set go to a worker as one task and
+share their train/validation split and binning (:mod:`models.shared_binning`: the same
+models, a fifth less CPU for the second one). ``EWS_FIT_LOG=file`` appends each fit
+group's training set, wall and CPU seconds, worker and start time to ``file`` (JSON
+lines) when the run ends: the profile of a run's fits.
+
 Float64 stays: both learners of the shipped grids convert their input to float64 anyway
 (scikit-learn's HistGradientBoosting bins float64 values, lbfgs logistic regression works in
 float64), so float32 matrices would only round the features first (and change the bins of
@@ -47,7 +59,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -167,18 +179,51 @@ def _one_job(models: dict[str, Any]) -> dict[str, Any]:
     return models
 
 
+def bundles(groups: Sequence[Sequence[Candidate]]) -> list[list[list[Candidate]]]:
+    """The fit groups of one training set as they are sent to a worker: every
+    HistGradientBoosting group of the set together (they share their split and binning,
+    :mod:`models.shared_binning`), every other group alone; in the order given."""
+    out: list[list[list[Candidate]]] = []
+    hgb: list[list[Candidate]] | None = None
+    for group in groups:
+        if all(c.estimator == "hist_gradient_boosting" and c.calibration is None for c in group):
+            if hgb is None:
+                hgb = []
+                out.append(hgb)
+            hgb.append(list(group))
+        else:
+            out.append([list(group)])
+    return out
+
+
+def _fit_bundle(
+    bundle: Sequence[Sequence[Candidate]], X: pd.DataFrame, y: np.ndarray, n_jobs: int
+) -> list[tuple[dict[str, Any], float, float]]:
+    """Fit a bundle's groups one after another on the same rows, sharing the
+    HistGradientBoosting split and binning; per group its models, wall and CPU seconds."""
+    from models.shared_binning import shared_hgb_binning
+
+    out = []
+    with shared_hgb_binning():
+        for group in bundle:
+            t0, c0 = time.perf_counter(), time.process_time()
+            models = _fit_group(group, X, y, n_jobs)
+            out.append((models, time.perf_counter() - t0, time.process_time() - c0))
+    return out
+
+
 def _fit_in_worker(
-    tag: int, folder: str, columns: list[str], group: Sequence[Candidate], n_jobs: int
-) -> tuple[int, dict[str, Any], float]:
-    """A loky worker's task: map the training matrix its parent wrote, fit the group."""
+    folder: str, columns: list[str], bundle: Sequence[Sequence[Candidate]], n_jobs: int
+) -> tuple[list[tuple[dict[str, Any], float, float]], int, float, float]:
+    """A loky worker's task: map the training matrix its parent wrote, fit the bundle; its
+    results, the worker's process id and the task's start and end (``time.time()``)."""
     import numpy as np
     import pandas as pd
 
+    start = time.time()
     X = pd.DataFrame(np.load(Path(folder) / "X.npy", mmap_mode="r"), columns=columns, copy=False)
     y = np.load(Path(folder) / "y.npy")
-    t0 = time.perf_counter()
-    models = _fit_group(group, X, y, n_jobs)
-    return tag, models, time.perf_counter() - t0
+    return _fit_bundle(bundle, X, y, n_jobs), os.getpid(), start, time.time()
 
 
 @dataclass
@@ -237,6 +282,17 @@ class Fitter:
         self.n_reused = 0  # candidates taken from the cache
         self.fit_seconds = 0.0  # summed over the fits (CPU-bound: about their CPU time)
         self.rows_done = 0  # training rows summed over the fits done (the progress weight)
+        # one entry per fit group: its training set, candidates, wall and CPU seconds, the
+        # process that ran it and when (seconds since the fitter was made)
+        self.log: list[dict[str, Any]] = []
+        self._t0 = time.time()
+        # fits running or queued in the workers (:meth:`start`), collected when asked for
+        self._pending: dict[TrainKey, set[Any]] = {}
+        self._tasks: dict[Any, tuple[TrainKey, list[list[Candidate]], Path, Fitted]] = {}
+        self._folders: dict[Path, int] = {}  # a training set's folder -> its tasks left
+        self._base: Path | None = None
+        self._n_sets = 0  # training sets written for the workers
+        self._executor: Any = None
 
     # ------------------------------------------------------------------ planning
 
@@ -302,11 +358,52 @@ class Fitter:
 
     def prefit(self, jobs: Sequence[tuple[str, Split]]) -> None:
         """Fit every candidate on each (label, split)'s training set that the cache does not
-        hold yet, all in one parallel batch (no use is counted). Without the cache there is
-        nothing to keep, so nothing is done ahead."""
+        hold yet, all in one parallel batch (no use is counted); sets already fitting in the
+        background (:meth:`start`) are waited for. Without the cache there is nothing to
+        keep, so nothing is done ahead."""
         if not self.cache:
             return
         self._fit([(label, sp, self.candidates, None) for label, sp in jobs], self.fitted)
+
+    def start(self, jobs: Sequence[tuple[str, Split]]) -> None:
+        """Start fitting every candidate on each (label, split)'s training set in the worker
+        processes and return at once: the fits run while the caller works on what is done
+        (a run evaluates one label while the next is fitted), and :meth:`models` or
+        :meth:`prefit` wait for a set still fitting. One queue for the whole run, so no core
+        waits at the end of one label's batch for the last fit of it: the sets in the order
+        of ``jobs`` by label (a run asks for them in that order), within a label the
+        costliest fits first. Nothing is started without the cache, on one thread, or when
+        the fits are too small for workers, or all of kinds fitted as well in this process
+        (:meth:`_threads_suffice`; they are then fitted when asked for)."""
+        if not self.cache:
+            return
+        need = self._need([(label, sp, self.candidates, None) for label, sp in jobs], self.fitted)
+        n_tasks = sum(len(bundles(v[2])) for v in need.values())
+        workers = min(self.threads, n_tasks)
+        if not need or workers <= 1 or self._small(need) or self._threads_suffice(need):
+            return
+        self._submit(need, self.fitted, workers, queue=True)
+
+    def close(self) -> None:
+        """Drop what is still queued, stop the workers, remove the training matrices
+        (``EWS_FIT_LOG``: append :attr:`log` to that file, one JSON line per fit group)."""
+        for fut in list(self._tasks):
+            fut.cancel()
+        self._tasks.clear()
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        if self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)
+            self._base = None
+        self._folders.clear()
+        path = os.environ.get("EWS_FIT_LOG")
+        if path and self.log:
+            with open(path, "a") as fh:
+                for entry in self.log:
+                    fh.write(json.dumps(entry, default=str) + "\n")
+            self.log = []
 
     def _used(self, key: TrainKey) -> None:
         if not self.cache or self.uses is None or key not in self.uses:
@@ -316,20 +413,18 @@ class Fitter:
             self.fitted.pop(key, None)
             del self.uses[key]
 
-    def _fit(
+    def _need(
         self,
         requests: Sequence[tuple[str, Split, Sequence[Candidate], pd.DataFrame | None]],
         store: dict[TrainKey, Fitted],
-    ) -> None:
-        """Fit what ``store`` lacks for ``requests``: the tasks (one per training set and
-        fit group) run in-process with one thread, or in worker processes when there are
-        several tasks and threads."""
-        # what each training set still needs, largest sets first (they take longest)
+    ) -> dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]]:
+        """What each training set of ``requests`` still needs (its fit groups), in request
+        order; a set with fits still running (:meth:`start`) needs nothing more."""
         need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]] = {}
         for label, sp, cands, train in requests:
             key = train_key(label, sp)
             have = store.get(key)
-            if have is not None and have.single_class:
+            if (have is not None and have.single_class) or key in self._pending:
                 continue
             groups = [
                 g
@@ -343,26 +438,44 @@ class Fitter:
                 train = need[key][3] if train is None else train
             if groups:
                 need[key] = (label, sp, groups, train)
+        return need
+
+    def _fit(
+        self,
+        requests: Sequence[tuple[str, Split, Sequence[Candidate], pd.DataFrame | None]],
+        store: dict[TrainKey, Fitted],
+    ) -> None:
+        """Fit what ``store`` lacks for ``requests`` (after waiting for those of their sets
+        still fitting in the workers): in-process with one thread, or in worker processes
+        when there are several tasks and threads."""
+        self._wait({train_key(label, sp) for label, sp, _, _ in requests})
+        need = self._need(requests, store)
         if not need:
             return
-        order = sorted(need, key=lambda k: -len(k[1]))
-        n_tasks = sum(len(need[k][2]) for k in order)
+        n_tasks = sum(len(bundles(v[2])) for v in need.values())
         workers = min(self.threads, n_tasks)
         if self._small(need) or self._threads_suffice(need):
             workers = 1  # starting workers would cost more than they save
         if workers <= 1:
-            for key in order:
+            for key in sorted(need, key=lambda k: -len(k[1])):  # largest sets first
                 label, sp, groups, train = need[key]
                 ts = self._train_set(key, label, sp, train, store)
                 if ts is None:
                     continue
                 X, y = ts.matrix(), ts.frame["label"].to_numpy()
-                for group in groups:
-                    t0 = time.perf_counter()
-                    models = _one_job(_fit_group(group, X, y, self.threads))
-                    self._store(store[key], group, models, time.perf_counter() - t0)
+                t0 = time.time()
+                for bundle in bundles(groups):
+                    results = _fit_bundle(bundle, X, y, self.threads)
+                    for group, (models, wall, cpu) in zip(bundle, results, strict=True):
+                        self._store(store[key], group, _one_job(models), wall)
+                        self._note(key, group, store[key].rows, wall, cpu, os.getpid(), t0)
+                        t0 += wall
             return
-        self._fit_parallel(order, need, store, workers)
+        self._submit(need, store, workers, queue=False)
+        self._wait(set(need))
+        if not self._tasks and self._executor is None and self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)  # no queue left to feed
+            self._base = None
 
     def _small(self, need: dict[TrainKey, Any]) -> bool:
         """Whether a batch is too small to be worth worker processes (their start, a second
@@ -426,56 +539,142 @@ class Fitter:
                 self.on_fit(cand.name)
         self.fit_seconds += seconds
 
-    def _fit_parallel(
+    def _note(
         self,
-        order: list[TrainKey],
+        key: TrainKey,
+        group: Sequence[Candidate],
+        rows: int,
+        wall: float,
+        cpu: float,
+        pid: int,
+        start: float,
+    ) -> None:
+        self.log.append(
+            {
+                "label": key[0],
+                "train_as_of": [d.isoformat() for d in key[1]],
+                "labels_known_by": key[2].isoformat() if key[2] else None,
+                "rows": rows,
+                "candidates": [c.name for c in group],
+                "wall_s": round(wall, 3),
+                "cpu_s": round(cpu, 3),
+                "pid": pid,
+                "start_s": round(start - self._t0, 3),
+            }
+        )
+
+    def _schedule(
+        self, need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]]
+    ) -> list[tuple[TrainKey, list[list[Candidate]]]]:
+        """The tasks (training set, bundle of fit groups) in the order they are queued: by
+        label in the order asked for, within a label the costliest first (rows of the set
+        times the estimators' rough cost per row, :data:`_COST`), so each label is done as
+        early as it can be and the last tasks of the queue are short ones."""
+        frame = self.features.frame
+        per_date = frame.groupby("as_of_date", sort=False).size()
+        labels: list[str] = []
+        tasks: list[tuple[int, float, int, TrainKey, list[list[Candidate]]]] = []
+        for key, (label, _, groups, _) in need.items():
+            if label not in labels:
+                labels.append(label)
+            rows = int(per_date.reindex([_day(d) for d in key[1]]).fillna(0).sum())
+            for bundle in bundles(groups):
+                cost = rows * sum(_COST.get(g[0].estimator, 5.0) for g in bundle)
+                tasks.append((labels.index(label), -cost, len(tasks), key, bundle))
+        return [(key, bundle) for *_, key, bundle in sorted(tasks, key=lambda t: t[:3])]
+
+    def _submit(
+        self,
         need: dict[TrainKey, tuple[str, Split, list[list[Candidate]], pd.DataFrame | None]],
         store: dict[TrainKey, Fitted],
         workers: int,
+        queue: bool,
     ) -> None:
-        """Every task in ``workers`` loky processes. The training sets are built here one
-        after another as the workers ask for work (largest first, the costliest group of
-        each first), each written once as ``X.npy`` / ``y.npy`` to a temporary folder that
-        the workers map read-only."""
+        """Queue every task of ``need`` in the workers (:meth:`_schedule` order): with
+        ``queue`` (:meth:`start`) in a pool of this fitter's own, kept until :meth:`close`
+        (not joblib's shared pool, which another part of the run could resize while fits are
+        queued), otherwise (a batch waited for at once) in joblib's shared loky pool, whose
+        workers outlive the batch and need no closing. Each
+        training set is built here once, just before its first task is queued, and written
+        as ``X.npy`` / ``y.npy`` to a temporary folder that the workers map read-only (removed
+        when its last task is collected)."""
         import numpy as np
-        from joblib import Parallel, delayed
+        from joblib.externals.loky import ProcessPoolExecutor, get_reusable_executor
 
-        base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=_shared_temp()))
-        tasks: dict[int, tuple[TrainKey, list[Candidate]]] = {}
+        if self._base is None:
+            self._base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=_shared_temp()))
+        env = {var: "1" for var in _THREAD_VARS}  # one BLAS/OpenMP thread per worker
+        if not queue:
+            executor = get_reusable_executor(max_workers=workers, env=env)
+        else:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(max_workers=workers, env=env)
+            executor = self._executor
         n_jobs = max(1, self.threads // workers)
-
-        def calls() -> Iterator[Any]:
-            tag = 0
-            for i, key in enumerate(order):
-                label, sp, groups, train = need[key]
+        written: dict[TrainKey, Path | None] = {}
+        for key, bundle in self._schedule(need):
+            if key not in written:
+                label, sp, _, train = need[key]
                 ts = self._train_set(key, label, sp, train, store)
-                if ts is None:
-                    continue
-                folder = base / str(i)
-                folder.mkdir()
-                np.save(folder / "X.npy", ts.matrix().to_numpy())
-                np.save(folder / "y.npy", ts.frame["label"].to_numpy())
+                folder = None
+                if ts is not None:
+                    folder = self._base / str(self._n_sets)
+                    self._n_sets += 1
+                    folder.mkdir()
+                    np.save(folder / "X.npy", ts.matrix().to_numpy())
+                    np.save(folder / "y.npy", ts.frame["label"].to_numpy())
+                    self._folders[folder] = 0
+                written[key] = folder
                 del ts
-                for group in sorted(groups, key=lambda g: -_COST.get(g[0].estimator, 5.0)):
-                    tasks[tag] = (key, group)
-                    yield delayed(_fit_in_worker)(
-                        tag, str(folder), store[key].columns, group, n_jobs
-                    )
-                    tag += 1
+            folder = written[key]
+            if folder is None:  # a single class: nothing to fit
+                continue
+            fut = executor.submit(_fit_in_worker, str(folder), store[key].columns, bundle, n_jobs)
+            self._tasks[fut] = (key, bundle, folder, store[key])
+            self._pending.setdefault(key, set()).add(fut)
+            self._folders[folder] += 1
 
-        try:
-            parallel = Parallel(
-                n_jobs=workers,
-                backend="loky",
-                return_as="generator_unordered",
-                pre_dispatch="2*n_jobs",
-                batch_size=1,
-            )
-            for tag, models, seconds in parallel(calls()):
-                key, group = tasks[tag]
-                self._store(store[key], group, models, seconds)
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+    def _wait(self, keys: set[TrainKey] | None = None) -> None:
+        """Collect the fits the workers finished; block until none of ``keys`` (default:
+        any) is still fitting, collecting every fit as it ends (so progress moves)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        self._collect([f for f in self._tasks if f.done()])
+        while any(k in self._pending for k in (self._pending if keys is None else keys)):
+            done, _ = wait(list(self._tasks), return_when=FIRST_COMPLETED)
+            self._collect(done)
+
+    def _collect(self, done: Any) -> None:
+        order = {fut: i for i, fut in enumerate(self._tasks)}  # in the order queued
+        for fut in sorted(done, key=lambda f: order.get(f, -1)):
+            if fut not in self._tasks:
+                continue
+            # the set's entry, even if its last use has dropped it from the cache meanwhile
+            key, bundle, folder, entry = self._tasks.pop(fut)
+            pending = self._pending.get(key, set())
+            pending.discard(fut)
+            if not pending:
+                self._pending.pop(key, None)
+            self._folders[folder] -= 1
+            if self._folders[folder] <= 0:
+                shutil.rmtree(folder, ignore_errors=True)
+                del self._folders[folder]
+            results, pid, start, _ = fut.result()  # a worker's error is raised here
+            for group, (models, wall, cpu) in zip(bundle, results, strict=True):
+                self._store(entry, group, models, wall)
+                self._note(key, group, entry.rows, wall, cpu, pid, start)
+                start += wall
+
+
+#: the variables that set the BLAS/OpenMP threads of a worker process
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def _shared_temp() -> str | None:

@@ -451,3 +451,54 @@ def test_with_registry_all_every_fitted_model_survives_a_resume(
     for a, b in zip(resumed.fitted, whole.fitted, strict=True):
         x = b.background
         np.testing.assert_array_equal(a.model.predict_proba(x), b.model.predict_proba(x))
+
+
+def test_a_run_with_its_fits_queued_in_workers_stops_cleanly_and_resumes_the_same(
+    agency: Path,
+    features: pd.DataFrame,
+    whole: exp.ExperimentResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's queue of fits (models.fitting.Fitter.start) in two worker processes: an
+    interrupted run drops its queue and its training matrices, the resumed one queues only
+    the sets its units still to do need, and both give the uninterrupted run's result."""
+    from ews.settings import get_settings
+    from models import fitting
+
+    monkeypatch.setattr(fitting, "PARALLEL_MIN_ROWS", 0)  # this agency would fit in-process
+    monkeypatch.setattr(fitting, "THREAD_KINDS", frozenset())  # ... and so would its forests
+    monkeypatch.setenv("EWS_THREADS", "2")
+    get_settings.cache_clear()
+    started: list[list[Any]] = []
+    closed: list[Any] = []
+    start, close = fitting.Fitter.start, fitting.Fitter.close
+
+    def spy_start(self: fitting.Fitter, jobs: Any) -> None:
+        started.append(list(jobs))
+        start(self, jobs)
+
+    def spy_close(self: fitting.Fitter) -> None:
+        closed.append((self._base, bool(self._tasks)))
+        close(self)
+        assert self._base is None and not self._tasks and self._executor is None
+
+    monkeypatch.setattr(fitting.Fitter, "start", spy_start)
+    monkeypatch.setattr(fitting.Fitter, "close", spy_close)
+    try:
+        folder = tmp_path / "checkpoint"
+        Stop(monkeypatch, 4)
+        with pytest.raises(KeyboardInterrupt):
+            _run(agency, features, monkeypatch, progress=False, checkpoint=folder)
+        ((base, _),) = closed
+        assert base is not None and not base.exists()  # its matrices removed
+        resumed = _run(
+            agency, features, monkeypatch, progress=False, checkpoint=folder, resume=True
+        )
+    finally:
+        get_settings.cache_clear()
+    _same(resumed, whole)
+    first, again = started
+    # resumed: only the last outer split (its training set) is left to fit
+    assert [sp.test_as_of.isoformat() for _, sp in again] == ["2015-01-01"]
+    assert len(first) > len(again)

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     @property
     def snapshots_dir(self) -> Path:
         return self.home / "snapshots"
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, url: str | None) -> str | None:
+        """``postgresql://`` and ``postgres://`` (what psql and most tools print) name the
+        psycopg 3 driver that ews installs; SQLAlchemy would otherwise look for psycopg2."""
+        for plain in ("postgresql://", "postgres://"):
+            if url is not None and url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain) :]
+        return url
 
     @property
     def app_database_url(self) -> str:

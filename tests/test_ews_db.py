@@ -67,3 +67,15 @@ def test_postgresql(pg_url: str) -> None:
         )
     finally:
         db.dispose()
+
+
+def test_a_plain_postgresql_url_names_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL psql and most tools print (``postgresql://`` or ``postgres://``) reaches the
+    psycopg 3 driver ews installs, not psycopg2 (a ModuleNotFoundError before)."""
+    from ews.settings import Settings
+
+    for given in ("postgresql://u@h:5432/d", "postgres://u@h:5432/d"):
+        monkeypatch.setenv("EWS_DATABASE_URL", given)
+        assert Settings().app_database_url == "postgresql+psycopg://u@h:5432/d"
+    for kept in ("postgresql+psycopg://u@h/d", "sqlite:///x.db"):
+        assert Settings(database_url=kept).app_database_url == kept

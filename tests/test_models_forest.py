@@ -103,3 +103,94 @@ def test_fit_candidates_fits_each_forest_family_once(data, monkeypatch) -> None:
     fits.clear()
     fit_candidates(cands, x, y, n_jobs=1, share_depths=False)
     assert sorted(fits) == [3, 6]
+
+
+def _tree_arrays(forest: RandomForestClassifier) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(t.tree_.__getstate__()["nodes"], t.tree_.value) for t in forest.estimators_]
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_fast_class_encoding_fits_the_same_forest(data, classes) -> None:
+    """Trees encoding their labels without a sort (fast_class_encoding) are bit for bit
+    the trees of scikit-learn's own fit, with row sampling (max_samples) and without."""
+    import sklearn.tree._classes as tree_module
+
+    from models.forest import fast_class_encoding
+
+    x, y = data
+    labels = np.where(x[:, 2] > 0.8, 2, y) if classes == 3 else np.where(y == 1, "yes", "no")
+    for params in ({"max_samples": 0.5}, {"bootstrap": False, "max_features": 2}):
+        forest = RandomForestClassifier(
+            n_estimators=12, max_depth=6, min_samples_leaf=5, random_state=4, **params
+        )
+        plain = pickle.loads(pickle.dumps(forest)).fit(x, labels)
+        with fast_class_encoding():
+            assert tree_module.np is not np  # the proxy is in place
+            fast = forest.fit(x, labels)
+        assert tree_module.np is np  # restored
+        for (n1, v1), (n2, v2) in zip(_tree_arrays(plain), _tree_arrays(fast), strict=True):
+            np.testing.assert_array_equal(n1, n2)
+            np.testing.assert_array_equal(v1, v2)
+        for t1, t2 in zip(plain.estimators_, fast.estimators_, strict=True):
+            np.testing.assert_array_equal(t1.classes_, t2.classes_)
+            assert t1.classes_.dtype == t2.classes_.dtype and t1.n_classes_ == t2.n_classes_
+        np.testing.assert_array_equal(plain.predict_proba(x), fast.predict_proba(x))
+        assert pickle.dumps(plain.estimators_[0]) == pickle.dumps(fast.estimators_[0])
+
+
+def test_class_indices_answer_as_numpy_or_not_at_all() -> None:
+    """The linear-time encoding answers exactly as np.unique(..., return_inverse=True) for
+    arrays of class indices 0..k-1 and declines (None) everything else, which NumPy sorts."""
+    from models.forest import _class_indices, _TreeNumpy
+
+    rng = np.random.default_rng(0)
+    for a in (
+        rng.integers(0, 2, 500).astype(float),
+        rng.integers(0, 5, 500).astype(float),
+        np.zeros(3),
+        np.asfortranarray(rng.integers(0, 3, (40, 2)).astype(float))[:, 1],
+    ):
+        found = _class_indices(a)
+        assert found is not None
+        want = np.unique(a, return_inverse=True)
+        for got, expected in zip(found, want, strict=True):
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+    for a in (
+        np.array([0.0, 2.0]),  # index 1 missing
+        np.array([1.0, 2.0]),  # not from 0
+        np.array([-0.0, 1.0]),  # negative zero: NumPy keeps its sign
+        np.array([-1.0, 0.0]),
+        np.array([np.nan, 0.0, 1.0]),
+        np.array([0.5, 0.0]),
+        np.array([1e300, 0.0]),
+        np.array([0, 1]),  # not float64
+        np.array([], dtype=float),
+        np.zeros((2, 2)),
+    ):
+        assert _class_indices(a) is None
+        for got, expected in zip(
+            _TreeNumpy.unique(a, return_inverse=True), np.unique(a, return_inverse=True),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, expected)
+    # any other call is NumPy's own
+    a = np.array([1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(_TreeNumpy.unique(a), np.unique(a))
+    assert _TreeNumpy().float64 is np.float64
+
+
+def test_fast_class_encoding_nests_and_restores() -> None:
+    import sklearn.tree._classes as tree_module
+
+    from models.forest import fast_class_encoding
+
+    with fast_class_encoding():
+        inner = tree_module.np
+        with fast_class_encoding():
+            assert tree_module.np is inner
+        assert tree_module.np is inner
+    assert tree_module.np is np
+    with pytest.raises(RuntimeError), fast_class_encoding():
+        raise RuntimeError("a failed fit")
+    assert tree_module.np is np

@@ -373,6 +373,7 @@ def run_experiment(
         with clock.step("build labels", message):
             labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
         run = _Run(config, checked, plan, feats, labels, clock, ckpt)
+        run.ahead = tracking and config.registry == "all"
         run.say_resumed()
         try:
             run.start_fits()
@@ -432,6 +433,9 @@ class _Run:
         self.fitted: list[Champion] = []
         self.notes: list[str] = []
         self.rule_notes: dict[str, list[str]] = {}  # a rule's warning -> the test dates
+        # registry: all with tracking: every model an outer split keeps is registered, and
+        # handed to the registering process as soon as the split is done (save_ahead)
+        self.ahead = False
         self.parts: list[pd.DataFrame] = []
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
         # label -> the deployment's choice: the decision, the scores, the splits used
@@ -734,6 +738,11 @@ class _Run:
         if champion is not None:
             self.champions[label] = champion
         self.fitted += others
+        if self.ahead:  # each of them is registered: saved by the registering process now
+            from models import registry
+
+            kept = ([champion] if champion is not None else []) + others
+            registry.save_ahead([(c.model, c.background) for c in kept])
         if done is not None:
             self.clock.note(
                 f"{label} {day} (split {self.split_no}/{self.n_splits}): read back from the "

@@ -103,6 +103,7 @@ class _Registrar:
         import multiprocessing
 
         self.uri = uri
+        self.files: list[Path] = []  # models sent ahead, until the process has read them
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
@@ -143,6 +144,29 @@ class _Registrar:
         error.add_note(f"raised while registering, in the registering process:\n{trace}")
         raise error
 
+    def send_ahead(self, batch: list[tuple[int, Any, Any]]) -> bool:
+        """Send fitted models to be saved now, before the request that registers them
+        (:func:`save_ahead`): ``(token, model, example)`` each. They are pickled to a file
+        and only its path goes through the pipe, so that this never waits for the process
+        (busy importing or saving, it would not read a pipe full of models). False when they
+        could not be sent (not picklable, or the process is gone): they then go with the
+        request."""
+        import pickle
+
+        if self.conn.closed:
+            return False
+        fd, name = tempfile.mkstemp(prefix="ews-ahead-", suffix=".pickle")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(batch, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            self.conn.send({"ahead": str(path)})
+        except Exception:  # noqa: BLE001 - not picklable, or no process: sent with the request
+            path.unlink(missing_ok=True)
+            return False
+        self.files.append(path)
+        return True
+
     def close(self) -> None:
         if self.conn.closed and not self.process.is_alive():
             return
@@ -151,6 +175,9 @@ class _Registrar:
         if self.process.is_alive():  # returns when its warm-up is done (or is stopped)
             self.process.terminate()
             self.process.join()
+        for path in self.files:  # read and removed by the process, unless it failed
+            path.unlink(missing_ok=True)
+        self.files = []
 
 
 def _registrar_main(conn: Any, uri: str) -> None:
@@ -169,13 +196,23 @@ def _registrar_main(conn: Any, uri: str) -> None:
             _warm_save()
         except Exception:  # noqa: BLE001 - happens again, and is reported, on the request
             pass
+        ahead = _Ahead()
         try:
-            request = conn.recv()
+            while True:  # models sent ahead are saved while the job goes on, until asked
+                request = conn.recv()
+                if "ahead" not in request:
+                    break
+                ahead.add(request["ahead"])
+                ahead.work(conn)
         except EOFError:  # the job ended or failed before registering
+            ahead.cleanup()
             return
         threads = request.pop("threads")
         try:
-            answer: tuple[str, Any] = ("ok", _register_models_here(**request, threads=threads))
+            answer: tuple[str, Any] = (
+                "ok",
+                _register_models_here(**request, threads=threads, ahead=ahead),
+            )
         except Exception as exc:  # noqa: BLE001 - sent back and raised by the job
             trace = traceback.format_exc()
             try:
@@ -183,6 +220,7 @@ def _registrar_main(conn: Any, uri: str) -> None:
             except Exception:  # noqa: BLE001 - not picklable: its text, as a RegistryError
                 exc = RegistryError(f"registering failed: {type(exc).__name__}: {exc}")
             answer = ("error", (exc, trace))
+        ahead.cleanup()
         conn.send(answer)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the job reports it
         pass
@@ -190,7 +228,97 @@ def _registrar_main(conn: Any, uri: str) -> None:
         conn.close()
 
 
+class _Ahead:
+    """In the registering process, the models the job sent ahead (:func:`save_ahead`): each
+    one's MLflow model folder is written as soon as the process has nothing else to do,
+    while the job evaluates and compares the rest, and the request that registers them then
+    finds it written (:func:`_register_models_here` moves it into place and writes only the
+    small files beside it). Saving stops as soon as the request arrives; the models not
+    saved by then are saved with the others, as before."""
+
+    def __init__(self) -> None:
+        self.models: dict[int, Any] = {}
+        self.examples: dict[int, Any] = {}
+        self.queue: list[int] = []
+        self.folders: dict[int, Path] = {}
+        self.signatures: dict[tuple[Any, ...], Any] = {}
+        self._root: tempfile.TemporaryDirectory[str] | None = None
+
+    def add(self, path: str) -> None:
+        """Queue the models of a batch the job pickled to ``path`` (removed once read)."""
+        import pickle
+
+        file = Path(path)
+        try:
+            batch = pickle.loads(file.read_bytes())
+        except Exception:  # noqa: BLE001 - its models are missed by the request, which says so
+            return
+        finally:
+            file.unlink(missing_ok=True)
+        for token, model, example in batch:
+            self.models[token], self.examples[token] = model, example
+            self.queue.append(token)
+
+    def work(self, conn: Any) -> None:
+        """Save queued models one by one until none is left or a message is waiting."""
+        while self.queue and not conn.poll():
+            token = self.queue.pop(0)
+            if self._root is None:
+                self._root = tempfile.TemporaryDirectory(prefix="ews-ahead-")
+            folder = Path(self._root.name) / str(token)
+            entry = ModelEntry(
+                model=self.models[token], name="", example=self.examples[token], tags={}
+            )
+            try:
+                folder.mkdir()
+                _save_mlflow_model(
+                    _SaveJob(
+                        entry,
+                        folder,
+                        _signature(entry, self.signatures),
+                        _trusted_types(entry.model),
+                    )
+                )
+            except Exception:  # noqa: BLE001 - saved again with the request, which reports it
+                continue
+            self.folders[token] = folder
+
+    def take(self, token: int) -> Path | None:
+        """The written model folder of ``token`` (once: the caller moves it), or None."""
+        return self.folders.pop(token, None)
+
+    def cleanup(self) -> None:
+        if self._root is not None:
+            self._root.cleanup()
+            self._root = None
+
+
 _REGISTRAR: _Registrar | None = None
+#: models handed to the registering process ahead of the request (:func:`save_ahead`):
+#: id(model) -> (model, token); the model is held so that its id stays its own
+_AHEAD: dict[int, tuple[Any, int]] = {}
+
+
+def save_ahead(models: list[tuple[Any, pd.DataFrame]]) -> int:
+    """Hand fitted models that will be registered (each with the example its signature is
+    read from, as :class:`ModelEntry`) to the registering process started by
+    :func:`warm_up`, which saves them while this process goes on; :func:`register_models`
+    then sends only what else the versions need. What is registered is the same (the same
+    model folders, tags, params, metrics and aliases): only when its files are written
+    changes. Nothing is done without a registering process. Returns how many were sent."""
+    registrar = _REGISTRAR
+    if registrar is None:
+        return 0
+    batch = []
+    for model, example in models:
+        if id(model) in _AHEAD:
+            continue
+        batch.append((len(_AHEAD) + len(batch), model, example))
+    if not batch or not registrar.send_ahead(batch):
+        return 0
+    for token, model, _ in batch:
+        _AHEAD[id(model)] = (model, token)
+    return len(batch)
 
 
 def warm_up(uri: str | None = None) -> None:
@@ -537,10 +665,16 @@ def _compact_skops_schema() -> Iterator[None]:
 def _save_job(job: _SaveJob) -> None:
     """Write one model folder: the MLflow scikit-learn model in skops format (MLflow loads it
     back to verify it), its rules, background sample and ``info.json``."""
+    job.folder.mkdir(parents=True)
+    _save_mlflow_model(job)
+    _save_extras(job)
+
+
+def _save_mlflow_model(job: _SaveJob) -> None:
+    """The MLflow scikit-learn model of a job, in ``folder/model``."""
     import mlflow.sklearn
 
     e = job.entry
-    job.folder.mkdir(parents=True)
     with _compact_skops_schema():
         mlflow.sklearn.save_model(
             e.model,
@@ -550,6 +684,11 @@ def _save_job(job: _SaveJob) -> None:
             signature=job.signature,
             pip_requirements=PIP_REQUIREMENTS,
         )
+
+
+def _save_extras(job: _SaveJob) -> None:
+    """The files beside a job's model: its rules, background sample and ``info.json``."""
+    e = job.entry
     if e.rules:
         import joblib
 
@@ -621,12 +760,27 @@ def register_models(
         return []
     global _REGISTRAR
     registrar, _REGISTRAR = _REGISTRAR, None
+    ahead = dict(_AHEAD)
+    _AHEAD.clear()
     if registrar is not None:
+        import dataclasses
+
         from ews.settings import get_settings
 
+        # a model already sent ahead goes by its token (the registering process has it)
+        tokens: list[int | None] = []
+        sent = []
+        for e in entries:
+            hit = ahead.get(id(e.model))
+            token = hit[1] if hit is not None and hit[0] is e.model else None
+            if token is not None and token in tokens:  # the same model twice: sent again
+                token = None
+            tokens.append(token)
+            sent.append(e if token is None else dataclasses.replace(e, model=None))
         answer = registrar.register(
             {
-                "entries": entries,
+                "entries": sent,
+                "ahead_tokens": tokens,
                 "config": config,
                 "results": results,
                 "uri": _resolved_uri(uri),
@@ -649,26 +803,49 @@ def _register_models_here(
     uri: str | None = None,
     run_name: str | None = None,
     threads: int | None = None,
+    ahead_tokens: list[int | None] | None = None,
+    ahead: _Ahead | None = None,
 ) -> list[dict[str, str]]:
     """:func:`register_models` in this process (``threads``: the save workers, default
-    ``EWS_THREADS``)."""
+    ``EWS_THREADS``). In the registering process, ``ahead_tokens`` name, per entry, a model
+    sent ahead (its entry's model is then None): ``ahead`` has the model, and its folder
+    when already written."""
+    import dataclasses
+    import shutil
+
     import mlflow
 
     if not entries:
         return []
+    tokens = ahead_tokens or [None] * len(entries)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if config is not None:
             (root / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
         if results is not None:
             (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        signatures: dict[tuple[Any, ...], Any] = {}
-        jobs = [
-            _SaveJob(
+        signatures: dict[tuple[Any, ...], Any] = ahead.signatures if ahead is not None else {}
+        jobs, written = [], []
+        for i, (e, token) in enumerate(zip(entries, tokens, strict=True)):
+            if token is not None:
+                if ahead is None or token not in ahead.models:
+                    raise RegistryError(
+                        f"model {i} ({e.name}) was sent ahead but never reached the "
+                        "registering process; nothing of this run is registered"
+                    )
+                e = dataclasses.replace(e, model=ahead.models[token])
+            job = _SaveJob(
                 e, root / "models" / str(i), _signature(e, signatures), _trusted_types(e.model)
             )
-            for i, e in enumerate(entries)
-        ]
+            folder = ahead.take(token) if ahead is not None and token is not None else None
+            if folder is None:
+                jobs.append(job)
+            else:
+                job.folder.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(folder, job.folder)
+                written.append(job)
+        for job in written:  # the model saved ahead: only the files beside it
+            _save_extras(job)
         _save_all(
             jobs, threads
         )  # workers are forked: before the MLflow run starts; they use no store

@@ -193,7 +193,7 @@ def fast_class_encoding() -> Iterator[None]:
         usable = current is np or isinstance(current, _TreeNumpy)
         if usable:
             if _ENCODING_USERS == 0:
-                _classes.np = _TreeNumpy()  # type: ignore[assignment]
+                _classes.np = _TreeNumpy()
             _ENCODING_USERS += 1
     try:
         yield

@@ -309,7 +309,7 @@ def save_ahead(models: list[tuple[Any, pd.DataFrame]]) -> int:
     registrar = _REGISTRAR
     if registrar is None:
         return 0
-    batch = []
+    batch: list[tuple[int, Any, Any]] = []
     for model, example in models:
         if id(model) in _AHEAD:
             continue

@@ -170,7 +170,8 @@ def test_class_indices_answer_as_numpy_or_not_at_all() -> None:
     ):
         assert _class_indices(a) is None
         for got, expected in zip(
-            _TreeNumpy.unique(a, return_inverse=True), np.unique(a, return_inverse=True),
+            _TreeNumpy.unique(a, return_inverse=True),
+            np.unique(a, return_inverse=True),
             strict=True,
         ):
             np.testing.assert_array_equal(got, expected)

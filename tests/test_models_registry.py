@@ -230,3 +230,88 @@ def test_a_model_that_cannot_be_pickled_is_registered_here(
     assert outcomes[0] == outcomes[1] and "skops" in outcomes[0]
     assert registry._REGISTRAR is None
     assert registrar is not None and not registrar.process.is_alive()
+
+
+def test_models_saved_ahead_register_as_the_others(
+    data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    """In the registering process, models sent ahead are saved as they come (_Ahead.work);
+    the request that names them by token finds their folders written and moves them into
+    place, and every version loads back with its own predictions, rules and background, as
+    the model that was not sent ahead."""
+    import dataclasses
+    import pickle
+
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-ahead-sustained"
+    fitted = [
+        make_estimator("random_forest", {"n_estimators": 6, "max_depth": 3}, seed=1).fit(X, y),
+        make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y),
+        make_estimator("random_forest", {"n_estimators": 4, "max_depth": 5}, seed=2).fit(X, y),
+    ]
+    batch = tmp_path / "batch.pickle"
+    batch.write_bytes(pickle.dumps([(0, fitted[0], X), (1, fitted[1], X)]))
+
+    class Idle:  # a pipe with no message waiting
+        def poll(self) -> bool:
+            return False
+
+    ahead = registry._Ahead()
+    ahead.add(str(batch))
+    assert not batch.exists()  # read, then removed
+    ahead.work(Idle())
+    written = dict(ahead.folders)
+    assert set(written) == {0, 1} and all(
+        (f / "model" / "MLmodel").is_file() for f in written.values()
+    )
+    entries = [
+        registry.ModelEntry(
+            model=m, name=name, example=X, tags={"ews.seed": i}, rules={"rule": i},
+            background=X.head(5 + i), params={"i": i}, metrics={"auc": 0.5 + i / 10},
+        )
+        for i, m in enumerate(fitted)
+    ]  # fmt: skip
+    sent = [dataclasses.replace(e, model=None) for e in entries[:2]] + entries[2:]
+    out = registry._register_models_here(
+        sent, config={"ahead": True}, uri=uri, threads=1, ahead_tokens=[0, 1, None], ahead=ahead
+    )
+    assert not any(f.exists() for f in written.values())  # moved into the run's folder
+    ahead.cleanup()
+    for i, (m, o) in enumerate(zip(fitted, out, strict=True)):
+        back = registry.load_model(f"{name}/{o['version']}", uri=uri)
+        assert type(back.model) is type(m)
+        np.testing.assert_array_equal(back.model.predict_proba(X), m.predict_proba(X))
+        assert back.rules == {"rule": i} and back.tags["ews.seed"] == str(i)
+        assert back.background is not None and len(back.background) == 5 + i
+
+
+def test_save_ahead_through_the_registering_process(
+    data: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    """save_ahead hands models to the process warm_up started (nothing without one, and a
+    model once); register_models then names them by token, a model registered twice is sent
+    again, and every version loads back with its own predictions; no batch file is left."""
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-ahead2-sustained"
+    first = make_estimator("random_forest", {"n_estimators": 5, "max_depth": 3}, seed=3).fit(X, y)
+    second = make_estimator("logistic_regression", {"C": 1.0}, seed=0).fit(X, y)
+    assert registry._REGISTRAR is None and registry.save_ahead([(first, X)]) == 0
+    registry.warm_up(uri)
+    registrar = registry._REGISTRAR
+    assert registrar is not None
+    assert registry.save_ahead([(first, X), (second, X)]) == 2
+    assert registry.save_ahead([(first, X)]) == 0  # already sent
+    files = list(registrar.files)
+    assert len(files) == 1
+    entries = [
+        registry.ModelEntry(model=m, name=name, example=X, tags={"ews.seed": i})
+        for i, m in enumerate([first, second, first])
+    ]
+    out = registry.register_models(entries, uri=uri)
+    assert registry._REGISTRAR is None and registry._AHEAD == {}
+    assert registrar.process.exitcode == 0 and not any(f.exists() for f in files)
+    for m, o in zip([first, second, first], out, strict=True):
+        back = registry.load_model(f"{name}/{o['version']}", uri=uri, artifacts=False)
+        np.testing.assert_array_equal(back.model.predict_proba(X), m.predict_proba(X))

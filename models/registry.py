@@ -242,6 +242,7 @@ class _Ahead:
         self.queue: list[int] = []
         self.folders: dict[int, Path] = {}
         self.signatures: dict[tuple[Any, ...], Any] = {}
+        self.signature_of: dict[int, Any] = {}  # token -> the signature its folder holds
         self._root: tempfile.TemporaryDirectory[str] | None = None
 
     def add(self, path: str) -> None:
@@ -271,21 +272,21 @@ class _Ahead:
             )
             try:
                 folder.mkdir()
-                _save_mlflow_model(
-                    _SaveJob(
-                        entry,
-                        folder,
-                        _signature(entry, self.signatures),
-                        _trusted_types(entry.model),
-                    )
-                )
+                signature = _signature(entry, self.signatures)
+                _save_mlflow_model(_SaveJob(entry, folder, signature, _trusted_types(entry.model)))
             except Exception:  # noqa: BLE001 - saved again with the request, which reports it
                 continue
             self.folders[token] = folder
+            self.signature_of[token] = signature
 
-    def take(self, token: int) -> Path | None:
-        """The written model folder of ``token`` (once: the caller moves it), or None."""
-        return self.folders.pop(token, None)
+    def take(self, token: int, signature: Any) -> Path | None:
+        """The written model folder of ``token`` (once: the caller moves it), or None when
+        there is none or it holds another signature than the request's (the request decides
+        which model's example a kind's signature is read from, :func:`_signature`)."""
+        folder = self.folders.pop(token, None)
+        if folder is None or self.signature_of.get(token) != signature:
+            return None
+        return folder
 
     def cleanup(self) -> None:
         if self._root is not None:
@@ -824,7 +825,7 @@ def _register_models_here(
             (root / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
         if results is not None:
             (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        signatures: dict[tuple[Any, ...], Any] = ahead.signatures if ahead is not None else {}
+        signatures: dict[tuple[Any, ...], Any] = {}
         jobs, written = [], []
         for i, (e, token) in enumerate(zip(entries, tokens, strict=True)):
             if token is not None:
@@ -837,7 +838,11 @@ def _register_models_here(
             job = _SaveJob(
                 e, root / "models" / str(i), _signature(e, signatures), _trusted_types(e.model)
             )
-            folder = ahead.take(token) if ahead is not None and token is not None else None
+            folder = (
+                ahead.take(token, job.signature)
+                if ahead is not None and token is not None
+                else None
+            )
             if folder is None:
                 jobs.append(job)
             else:

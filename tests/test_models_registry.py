@@ -315,3 +315,43 @@ def test_save_ahead_through_the_registering_process(
     for m, o in zip([first, second, first], out, strict=True):
         back = registry.load_model(f"{name}/{o['version']}", uri=uri, artifacts=False)
         np.testing.assert_array_equal(back.model.predict_proba(X), m.predict_proba(X))
+
+
+def test_a_model_saved_ahead_with_another_signature_is_saved_again(
+    data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    """The request decides each kind's signature (from the first entry of that kind, as
+    without saving ahead): a folder saved ahead from an example whose signature differs
+    (here a missing value makes a column optional) is not used; the model is saved again
+    with the request's signature."""
+    import pickle
+
+    import mlflow.models
+
+    uri = shared_mlflow_uri()
+    X, y = data
+    name = "ews-regtest-ahead3-sustained"
+    model = make_estimator("logistic_regression", {"C": 0.3}, seed=0).fit(X, y)
+    holed = X.copy()
+    holed.iloc[0, 0] = np.nan
+    batch = tmp_path / "batch.pickle"
+    batch.write_bytes(pickle.dumps([(0, model, holed)]))
+
+    class Idle:
+        def poll(self) -> bool:
+            return False
+
+    ahead = registry._Ahead()
+    ahead.add(str(batch))
+    ahead.work(Idle())
+    assert 0 in ahead.folders
+    entry = registry.ModelEntry(model=None, name=name, example=X, tags={})
+    (out,) = registry._register_models_here(
+        [entry], uri=uri, threads=1, ahead_tokens=[0], ahead=ahead
+    )
+    ahead.cleanup()
+    info = mlflow.models.get_model_info(f"models:/{name}/{out['version']}")
+    assert info.signature is not None
+    assert all(col.required for col in info.signature.inputs.inputs)  # X has no hole
+    back = registry.load_model(f"{name}/{out['version']}", uri=uri, artifacts=False)
+    np.testing.assert_array_equal(back.model.predict_proba(X), model.predict_proba(X))

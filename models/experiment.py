@@ -450,8 +450,15 @@ class _Run:
             checked.candidates,
             uses=Fitter.plan_uses(plan),
             on_fit=self.tick,
+            on_set=self._fitted_set,
             cache=_fit_cache_on(),
         )
+        from models.fitting import train_key
+
+        # the training sets whose models the outer splits register (registry: all)
+        self.outer_keys = {
+            train_key(label, sp) for label in plan.splits for sp in plan.splits[label]
+        }
         self.n_splits = sum(len(v) for v in plan.splits.values())
         self.split_no = 0
         # the work of the plan, unit by unit: (fits, weight = fits x training rows)
@@ -462,6 +469,17 @@ class _Run:
         self.done_weight = 0.0
         clock.estimate = self.remaining
         self.fits_started = clock.elapsed()
+
+    def _fitted_set(self, key: Any, models: dict[str, Any], X: pd.DataFrame) -> None:
+        """A training set is fitted: with ``ahead``, the models of an outer split's set (each
+        of them is registered) go to the registering process now, with the background
+        sample their split will register, so that it saves them while the run fits on."""
+        if not self.ahead or key not in self.outer_keys or not models:
+            return
+        from models import registry
+
+        example = _background(X, self.config)
+        registry.save_ahead([(model, example) for model in models.values()])
 
     # -- progress
 
@@ -960,11 +978,8 @@ def _champion(
 ) -> Champion:
     """A fitted model with what traces and explains it: its training dates and label cutoff,
     the rules fitted on the same rows, and a seeded sample of training rows as background."""
-    import numpy as np
 
     X = fit.X_train
-    rng = np.random.default_rng(config.seed)
-    idx = np.sort(rng.choice(len(X), size=min(config.background_rows, len(X)), replace=False))
     return Champion(
         label=label,
         candidate=cand.describe(),
@@ -973,10 +988,20 @@ def _champion(
         train_dates=list(split.train_as_of),
         label_known_by=split.label_known_by,
         rules=rules,
-        background=X.iloc[idx].reset_index(drop=True),
+        background=_background(X, config),
         test_metrics={},
         as_of=split.test_as_of,
     )
+
+
+def _background(X: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
+    """A seeded sample of training rows (``config.background_rows``), kept with a model for
+    explanations and as the example its signature is read from."""
+    import numpy as np
+
+    rng = np.random.default_rng(config.seed)
+    idx = np.sort(rng.choice(len(X), size=min(config.background_rows, len(X)), replace=False))
+    return X.iloc[idx].reset_index(drop=True)
 
 
 def model_tags(result: ExperimentResult, champ: Champion) -> dict[str, Any]:

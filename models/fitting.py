@@ -256,7 +256,9 @@ class Fitter:
     ``uses``: how often each training set will be asked for (:func:`train_key` -> count); a
     set's models leave the cache after its last use (without ``uses`` they stay for the
     run). ``on_fit(name)`` is called after each candidate is fitted (or found to need no
-    fit: a single-class training set), for progress. ``cache=False`` refits every time (to
+    fit: a single-class training set), for progress. ``on_set(key, models, X)`` is called
+    when a training set fitted in this process is done (its models by candidate name and
+    its training matrix). ``cache=False`` refits every time (to
     measure, and to check that it changes nothing).
     """
 
@@ -270,8 +272,10 @@ class Fitter:
         cache: bool = True,
         uses: dict[TrainKey, int] | None = None,
         on_fit: Callable[[str], None] | None = None,
+        on_set: Callable[[TrainKey, dict[str, Any], pd.DataFrame], None] | None = None,
     ) -> None:
         self.features, self.labels = features, labels
+        self.on_set = on_set
         self.candidates = list(candidates)
         self.threads = default_threads() if threads is None else max(1, int(threads))
         self.cache = cache
@@ -470,12 +474,23 @@ class Fitter:
                         self._store(store[key], group, _one_job(models), wall)
                         self._note(key, group, store[key].rows, wall, cpu, os.getpid(), t0)
                         t0 += wall
+                if self.on_set is not None:
+                    self.on_set(key, self._by_name(store[key]), X)
             return
         self._submit(need, store, workers, queue=False)
         self._wait(set(need))
         if not self._tasks and self._executor is None and self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)  # no queue left to feed
             self._base = None
+
+    def _by_name(self, entry: Fitted) -> dict[str, Any]:
+        """A training set's fitted models by candidate name (those fitted so far)."""
+        return {
+            cand.name: entry.models[_model_key(group, cand)]
+            for group in fit_groups(self.candidates)
+            for cand in group
+            if _model_key(group, cand) in entry.models
+        }
 
     def _small(self, need: dict[TrainKey, Any]) -> bool:
         """Whether a batch is too small to be worth worker processes (their start, a second

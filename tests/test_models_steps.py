@@ -460,3 +460,41 @@ def test_registry_all_with_a_refit_champion_keeps_every_evaluated_model(
     # every model evaluated on a test split is registered besides the refit champion
     evaluated = {(r["test_date"], r["method"]) for r in result.records if r["kind"] == "model"}
     assert {(c.as_of.isoformat(), c.candidate["name"]) for c in result.fitted} == evaluated
+
+
+def test_registry_all_hands_each_model_to_the_registrar_as_its_set_is_fitted(
+    agency: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tracking and `registry: all`, the models of every outer split's training set go
+    to the registering process (registry.save_ahead) when the set is fitted, before any
+    split is evaluated, each with the background sample its split registers (the example
+    its signature is read from); the deployment refit, fitted later, is not among them."""
+    from models import experiment as exp
+    from models import registry
+
+    handed: list[tuple[Any, pd.DataFrame, int]] = []
+    lines: list[str] = []
+
+    def save_ahead(models: list[tuple[Any, pd.DataFrame]]) -> int:
+        handed.extend((m, x, len(lines)) for m, x in models)
+        return len(models)
+
+    monkeypatch.setattr(registry, "save_ahead", save_ahead)
+    monkeypatch.setattr(registry, "warm_up", lambda: None)
+    monkeypatch.setattr(exp, "register", lambda result: {})
+    result = run_experiment(_config(registry="all"), agency, tracking=True, progress=lines.append)
+    registered = [*result.fitted]
+    assert registered and len(result.champions) == 1
+    by_id: dict[int, tuple[pd.DataFrame, int]] = {}
+    for m, x, n in handed:  # the first hand-off of each (save_ahead skips a model sent)
+        by_id.setdefault(id(m), (x, n))
+    for c in registered:
+        example, said = by_id[id(c.model)]
+        pd.testing.assert_frame_equal(example, c.background)
+        assert not any("evaluated" in line for line in lines[:said])  # at fit time
+    refit = result.champions["sustained"].model
+    assert id(refit) not in by_id
+    # without tracking nothing is handed over
+    handed.clear()
+    run_experiment(_config(registry="all"), agency, tracking=False, progress=False)
+    assert handed == []

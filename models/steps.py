@@ -546,9 +546,16 @@ def metric(metrics: dict[str, Any], key: str) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def evaluate(fit: SplitFit, ks: Sequence[float], seed: int) -> dict[str, Evaluation]:
+def evaluate(
+    fit: SplitFit, ks: Sequence[float], seed: int, threads: int | None = None
+) -> dict[str, Evaluation]:
     """Score the test rows with every fitted candidate: precision and recall at each k%,
-    ROC AUC, average precision, Brier. Empty when nothing was fitted."""
+    ROC AUC, average precision, Brier. Empty when nothing was fitted.
+
+    The candidates are scored ``threads`` at a time (default ``EWS_THREADS``), each on one
+    thread as always (a forest set to one job sums its trees in their order), so every
+    score is the same bit for bit as one after another; their prediction code releases the
+    GIL for most of its work (a forest's trees, the linear models' products)."""
     import numpy as np
 
     from models.metrics import evaluate_scores
@@ -556,12 +563,26 @@ def evaluate(fit: SplitFit, ks: Sequence[float], seed: int) -> dict[str, Evaluat
     out: dict[str, Evaluation] = {}
     if not fit.models:
         return out
-    X = fit.X_test
-    for name, model in fit.models.items():
-        with _one_openmp_thread():
-            score = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
-        out[name] = Evaluation(score, evaluate_scores(fit.y_test, score, ks=tuple(ks), seed=seed))
-    return out
+    X, y = fit.X_test, fit.y_test
+
+    def one(model: Any) -> Evaluation:
+        score = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
+        return Evaluation(score, evaluate_scores(y, score, ks=tuple(ks), seed=seed))
+
+    if threads is None:
+        from models.fitting import default_threads
+
+        threads = default_threads()
+    workers = max(1, min(int(threads), len(fit.models)))
+    with _one_openmp_thread():  # once for all: the limit is the process's, not a thread's
+        if workers == 1:
+            evaluations = [one(model) for model in fit.models.values()]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="ews-evaluate") as pool:
+                evaluations = list(pool.map(one, fit.models.values()))
+    return dict(zip(fit.models, evaluations, strict=True))
 
 
 def _one_openmp_thread() -> Any:

@@ -498,3 +498,29 @@ def test_registry_all_hands_each_model_to_the_registrar_as_its_set_is_fitted(
     handed.clear()
     run_experiment(_config(registry="all"), agency, tracking=False, progress=False)
     assert handed == []
+
+
+def test_evaluate_scores_candidates_in_threads_as_one_after_another() -> None:
+    """Candidates scored two at a time (threads) give every score and metric bit for bit as
+    scored one after another: each model still predicts on one thread."""
+    from models.grid import make_estimator
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.poisson(2.0, (900, 4)).astype(float), columns=list("abcd"))
+    frame["label"] = (frame["a"] + rng.normal(0, 1.5, 900) > 3).astype(int)
+    train, test = frame.iloc[:600], frame.iloc[600:]
+    X, y = train[list("abcd")], train["label"].to_numpy()
+    models = {
+        "lr": make_estimator("logistic_regression", {"C": 0.5}, seed=0).fit(X, y),
+        "rf": make_estimator(
+            "random_forest", {"n_estimators": 30, "max_depth": 4}, seed=1, n_jobs=1
+        ).fit(X, y),
+        "hgb": make_estimator("hist_gradient_boosting", {"max_iter": 20}, seed=2).fit(X, y),
+    }
+    fit = steps.SplitFit(None, "y", train, test, list("abcd"), models)  # type: ignore[arg-type]
+    one = steps.evaluate(fit, [10], seed=3, threads=1)
+    two = steps.evaluate(fit, [10], seed=3, threads=2)
+    assert list(one) == list(two) == ["lr", "rf", "hgb"]
+    for name in one:
+        assert one[name].score.tobytes() == two[name].score.tobytes()
+        assert one[name].metrics == two[name].metrics

@@ -336,6 +336,7 @@ def warm_up(uri: str | None = None) -> None:
     if "fork" in multiprocessing.get_all_start_methods():
         if _REGISTRAR is not None:
             _REGISTRAR.close()
+        _AHEAD.clear()  # models sent to a process now gone (a run that failed before registering)
         _REGISTRAR = _Registrar(uri)
         return
     if _WARMING is not None:

@@ -434,7 +434,8 @@ class _Run:
         self.notes: list[str] = []
         self.rule_notes: dict[str, list[str]] = {}  # a rule's warning -> the test dates
         # registry: all with tracking: every model an outer split keeps is registered, and
-        # handed to the registering process as soon as the split is done (save_ahead)
+        # handed to the registering process (save_ahead) as soon as its training set is
+        # fitted in this process, else when its split is done
         self.ahead = False
         self.parts: list[pd.DataFrame] = []
         self.choices: dict[str, dict[date, str | None]] = {}  # label -> test date -> choice
@@ -978,7 +979,6 @@ def _champion(
 ) -> Champion:
     """A fitted model with what traces and explains it: its training dates and label cutoff,
     the rules fitted on the same rows, and a seeded sample of training rows as background."""
-
     X = fit.X_train
     return Champion(
         label=label,

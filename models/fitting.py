@@ -257,9 +257,9 @@ class Fitter:
     set's models leave the cache after its last use (without ``uses`` they stay for the
     run). ``on_fit(name)`` is called after each candidate is fitted (or found to need no
     fit: a single-class training set), for progress. ``on_set(key, models, X)`` is called
-    when a training set fitted in this process is done (its models by candidate name and
-    its training matrix). ``cache=False`` refits every time (to
-    measure, and to check that it changes nothing).
+    when a training set fitted in this process is done, with its models by candidate name
+    and its training matrix. ``cache=False`` refits every time (to measure, and to check
+    that it changes nothing).
     """
 
     def __init__(

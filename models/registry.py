@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -104,10 +105,16 @@ class _Registrar:
 
         self.uri = uri
         self.files: list[Path] = []  # models sent ahead, until the process has read them
+        # where the process saves the models sent ahead: made (and removed by close) here, so
+        # that nothing is left behind however the process ends
+        self.ahead_root = Path(tempfile.mkdtemp(prefix="ews-ahead-"))
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_registrar_main, args=(child, uri), name="ews-registrar", daemon=False
+            target=_registrar_main,
+            args=(child, uri, self.ahead_root),
+            name="ews-registrar",
+            daemon=False,
         )  # not a daemon: it forks its own save workers
         self.process.start()
         child.close()
@@ -178,9 +185,10 @@ class _Registrar:
         for path in self.files:  # read and removed by the process, unless it failed
             path.unlink(missing_ok=True)
         self.files = []
+        shutil.rmtree(self.ahead_root, ignore_errors=True)
 
 
-def _registrar_main(conn: Any, uri: str) -> None:
+def _registrar_main(conn: Any, uri: str, ahead_root: Path | None = None) -> None:
     """The registering process: warm up, then serve one request (see :class:`_Registrar`)."""
     import pickle
     import traceback
@@ -196,7 +204,7 @@ def _registrar_main(conn: Any, uri: str) -> None:
             _warm_save()
         except Exception:  # noqa: BLE001 - happens again, and is reported, on the request
             pass
-        ahead = _Ahead()
+        ahead = _Ahead(ahead_root)
         try:
             while True:  # models sent ahead are saved while the job goes on, until asked
                 request = conn.recv()
@@ -236,7 +244,8 @@ class _Ahead:
     small files beside it). Saving stops as soon as the request arrives; the models not
     saved by then are saved with the others, as before."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root  # None: a temporary folder of its own, made when first needed
         self.models: dict[int, Any] = {}
         self.examples: dict[int, Any] = {}
         self.queue: list[int] = []
@@ -264,9 +273,10 @@ class _Ahead:
         """Save queued models one by one until none is left or a message is waiting."""
         while self.queue and not conn.poll():
             token = self.queue.pop(0)
-            if self._root is None:
+            if self.root is None:
                 self._root = tempfile.TemporaryDirectory(prefix="ews-ahead-")
-            folder = Path(self._root.name) / str(token)
+                self.root = Path(self._root.name)
+            folder = self.root / str(token)
             entry = ModelEntry(
                 model=self.models[token], name="", example=self.examples[token], tags={}
             )
@@ -289,9 +299,13 @@ class _Ahead:
         return folder
 
     def cleanup(self) -> None:
+        """Remove the folders not taken (and the folder of its own, if it made one)."""
+        for folder in self.folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        self.folders.clear()
         if self._root is not None:
             self._root.cleanup()
-            self._root = None
+            self._root, self.root = None, None
 
 
 _REGISTRAR: _Registrar | None = None
@@ -813,7 +827,6 @@ def _register_models_here(
     sent ahead (its entry's model is then None): ``ahead`` has the model, and its folder
     when already written."""
     import dataclasses
-    import shutil
 
     import mlflow
 

@@ -312,6 +312,7 @@ def test_save_ahead_through_the_registering_process(
     out = registry.register_models(entries, uri=uri)
     assert registry._REGISTRAR is None and registry._AHEAD == {}
     assert registrar.process.exitcode == 0 and not any(f.exists() for f in files)
+    assert not registrar.ahead_root.exists()  # the folders saved ahead went into the run
     for m, o in zip([first, second, first], out, strict=True):
         back = registry.load_model(f"{name}/{o['version']}", uri=uri, artifacts=False)
         np.testing.assert_array_equal(back.model.predict_proba(X), m.predict_proba(X))

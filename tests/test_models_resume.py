@@ -502,3 +502,197 @@ def test_a_run_with_its_fits_queued_in_workers_stops_cleanly_and_resumes_the_sam
     # resumed: only the last outer split (its training set) is left to fit
     assert [sp.test_as_of.isoformat() for _, sp in again] == ["2015-01-01"]
     assert len(first) > len(again)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh MLflow store of its own for one test (versions start at 1)."""
+    from ews.settings import get_settings
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("EWS_MLFLOW_URI", uri)
+    get_settings.cache_clear()
+    yield uri
+    get_settings.cache_clear()
+
+
+def _run_registering(
+    agency: Path,
+    features: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    via: str = "here",
+    **kw: Any,
+) -> exp.ExperimentResult:
+    """The experiment with ``registry: all`` (the refit champion, alias ``champion``, and the
+    6 models fitted at the 2 splits), registered for real in EWS_MLFLOW_URI's store: in this
+    process (``via="here"``) or in the registering process ``warm_up`` forks."""
+    from models import registry
+
+    if via == "here":
+        monkeypatch.setattr(registry, "warm_up", lambda: None)
+    return run_experiment(
+        _config(registry="all"), agency, tracking=True, features=features, **kw
+    )
+
+
+def _registry_state(uri: str) -> dict[str, Any]:
+    """What an experiment left in a store: per registered model, its versions in order with
+    their tags (less those naming the MLflow run or the registration, which differ between
+    two stores), its aliases; and the runs it holds (one per registration)."""
+    from models import registry
+
+    c = registry.client(uri)
+    exp_id = c.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id
+    runs = c.search_runs([exp_id])  # active runs (a deleted one is not there)
+    out: dict[str, Any] = {"runs": len(runs), "models": {}}
+    for rm in c.search_registered_models():
+        versions = sorted(
+            c.search_model_versions(f"name = '{rm.name}'"), key=lambda v: int(v.version)
+        )
+        # every version registered from the run's one MLflow run, under its own key
+        assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
+        for v in versions:
+            assert v.tags["ews.run_id"] == v.run_id
+        out["models"][rm.name] = {
+            "versions": [
+                (
+                    str(v.version),
+                    {
+                        k: t
+                        for k, t in v.tags.items()
+                        if k not in ("ews.run_id", "ews.registration")
+                    },
+                )
+                for v in versions
+            ],
+            "aliases": {a: str(v) for a, v in c.get_registered_model(rm.name).aliases.items()},
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def registered_whole(
+    agency: Path, features: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], exp.ExperimentResult]:
+    """The registry an uninterrupted `registry: all` run leaves in a store of its own."""
+    from ews.settings import get_settings
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('whole-mlflow') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EWS_MLFLOW_URI", uri)
+        get_settings.cache_clear()
+        try:
+            result = _run_registering(
+                agency, features, mp, progress=False, checkpoint=tmp_path_factory.mktemp("ck")
+            )
+            state = _registry_state(uri)
+        finally:
+            get_settings.cache_clear()
+    return state, result
+
+
+def ckpt_identity(folder: Path) -> str:
+    """The identity of the run a checkpoint folder holds (its manifest says it)."""
+    return str(json.loads((folder / ckpt_mod.MANIFEST).read_text())["run"])
+
+
+class StopRegistering:
+    """Interrupts registration (KeyboardInterrupt, as Ctrl-C does) where ``at`` says:
+    ``("create", k)`` right after MLflow created the k-th model version (k = 0: before the
+    first), before anything else is written; ``("upload", 0)`` once the run's model files
+    are uploaded, before the run ends."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: tuple[str, int]) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.armed = True
+        self.created = 0
+        where, k = at
+        create, upload = MlflowClient.create_model_version, mlflow.log_artifacts
+
+        def create_version(client: Any, *args: Any, **kw: Any) -> Any:
+            if self.armed and where == "create" and self.created == k:
+                raise KeyboardInterrupt
+            mv = create(client, *args, **kw)
+            self.created += 1
+            if self.armed and where == "create" and self.created == k:
+                raise KeyboardInterrupt
+            return mv
+
+        def log_artifacts(*args: Any, **kw: Any) -> Any:
+            upload(*args, **kw)
+            if self.armed and where == "upload":
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(MlflowClient, "create_model_version", create_version)
+        monkeypatch.setattr(mlflow, "log_artifacts", log_artifacts)
+
+
+@pytest.mark.parametrize(
+    ("at", "via"),
+    [
+        (("create", 3), "here"),  # 3 of 7 versions created, the 3rd one's unit not written
+        (("create", 1), "here"),  # the champion's version created, not yet its alias
+        (("create", 7), "here"),  # every version created, not the alias
+        (("create", 0), "here"),  # the run and its files there, no version
+        (("upload", 0), "here"),  # the files uploaded, the run not ended
+        (("create", 3), "registrar"),  # the same, in the registering process
+    ],
+)
+def test_a_run_stopped_while_registering_resumes_to_the_registry_of_an_uninterrupted_one(
+    agency: Path,
+    features: pd.DataFrame,
+    registered_whole: tuple[dict[str, Any], exp.ExperimentResult],
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    at: tuple[str, int],
+    via: str,
+) -> None:
+    """Stopped at any point of the registration, a resumed run registers each model exactly
+    once: the same versions, with the same tags, the alias on the same version, from one
+    MLflow run, as an uninterrupted run; and it says what it kept."""
+    from models import registry
+
+    state, whole = registered_whole
+    assert state["runs"] == 1
+    ((name, model),) = state["models"].items()
+    assert len(model["versions"]) == 7 and model["aliases"] == {"champion": "1"}
+
+    folder = tmp_path / "checkpoint"
+    stop = StopRegistering(monkeypatch, at)
+    # stopped in the registering process, the job hears that it ended without answering
+    with pytest.raises(KeyboardInterrupt if via == "here" else registry.RegistryError):
+        _run_registering(agency, features, monkeypatch, via, progress=False, checkpoint=folder)
+    assert ckpt_mod.summary(folder) >= 6  # every unit of work done, the registration not
+
+    stop.armed = False
+    lines: list[str] = []
+    resumed = _run_registering(
+        agency, features, monkeypatch, via, progress=lines.append, checkpoint=folder, resume=True
+    )
+    assert _registry_state(store) == state
+    # each version under its own registration key, which names this run's checkpoint
+    c = registry.client(store)
+    keys = [v.tags.get("ews.registration", "") for v in c.search_model_versions(f"name = '{name}'")]
+    assert len(set(keys)) == 7 and all(k.startswith(ckpt_identity(folder)) for k in keys)
+    text = "\n".join(lines)
+    kept = stop.created if at[0] == "create" else 0
+    if kept:
+        assert f"{kept} of 7 models already registered by the stopped run: kept" in text
+    else:
+        assert "already registered" not in text
+    # the results name the same versions, and each loads back as the model it names
+    regs = [(r["label"], r["candidate"], r["version"]) for r in resumed.to_dict()["registered"]]
+    assert regs == [(r["label"], r["candidate"], r["version"]) for r in whole.to_dict()["registered"]]
+    champ = whole.champions["sustained"]
+    x = champ.background
+    loaded = registry.load_model(f"{name}@champion", uri=store)
+    np.testing.assert_array_equal(loaded.model.predict_proba(x), champ.model.predict_proba(x))
+    other = whole.fitted[-1]
+    loaded = registry.load_model(f"{name}/7", uri=store, artifacts=False)
+    np.testing.assert_array_equal(loaded.model.predict_proba(x), other.model.predict_proba(x))

@@ -96,7 +96,7 @@ def _run(
     (the CLI test registers for real): what is registered is ``result.champions``."""
     from models import registry
 
-    monkeypatch.setattr(exp, "register", lambda result: {})
+    monkeypatch.setattr(exp, "register", lambda result, **kw: {})
     monkeypatch.setattr(registry, "warm_up", lambda: None)
     return run_experiment(cfg or _config(), agency, tracking=True, features=features, **kw)
 
@@ -533,9 +533,7 @@ def _run_registering(
 
     if via == "here":
         monkeypatch.setattr(registry, "warm_up", lambda: None)
-    return run_experiment(
-        _config(registry="all"), agency, tracking=True, features=features, **kw
-    )
+    return run_experiment(_config(registry="all"), agency, tracking=True, features=features, **kw)
 
 
 def _registry_state(uri: str) -> dict[str, Any]:
@@ -594,8 +592,8 @@ def registered_whole(
     return state, result
 
 
-def ckpt_identity(folder: Path) -> str:
-    """The identity of the run a checkpoint folder holds (its manifest says it)."""
+def ckpt_run(folder: Path) -> str:
+    """The random part of the identity of the run a checkpoint holds (its manifest's)."""
     return str(json.loads((folder / ckpt_mod.MANIFEST).read_text())["run"])
 
 
@@ -641,6 +639,7 @@ class StopRegistering:
         (("create", 0), "here"),  # the run and its files there, no version
         (("upload", 0), "here"),  # the files uploaded, the run not ended
         (("create", 3), "registrar"),  # the same, in the registering process
+        (("unit", 2), "here"),  # 2 versions created and their units written
     ],
 )
 def test_a_run_stopped_while_registering_resumes_to_the_registry_of_an_uninterrupted_one(
@@ -664,31 +663,48 @@ def test_a_run_stopped_while_registering_resumes_to_the_registry_of_an_uninterru
     assert len(model["versions"]) == 7 and model["aliases"] == {"champion": "1"}
 
     folder = tmp_path / "checkpoint"
-    stop = StopRegistering(monkeypatch, at)
+    where, k = at
+    # after the k-th version's unit (6 units of work first), or at a point of MLflow's
+    stop: Any = Stop(monkeypatch, 6 + k) if where == "unit" else StopRegistering(monkeypatch, at)
     # stopped in the registering process, the job hears that it ended without answering
     with pytest.raises(KeyboardInterrupt if via == "here" else registry.RegistryError):
         _run_registering(agency, features, monkeypatch, via, progress=False, checkpoint=folder)
-    assert ckpt_mod.summary(folder) >= 6  # every unit of work done, the registration not
+    # every unit of work done, and a unit per version created (not the one stopped after
+    # its creation, before its unit)
+    journalled = k if where == "unit" else max(k - 1, 0)
+    units = ckpt_mod.summary(folder)
 
-    stop.armed = False
+    stop.armed, stop.after = False, None
     lines: list[str] = []
     resumed = _run_registering(
         agency, features, monkeypatch, via, progress=lines.append, checkpoint=folder, resume=True
     )
     assert _registry_state(store) == state
+    assert units == 6 + journalled
     # each version under its own registration key, which names this run's checkpoint
     c = registry.client(store)
     keys = [v.tags.get("ews.registration", "") for v in c.search_model_versions(f"name = '{name}'")]
-    assert len(set(keys)) == 7 and all(k.startswith(ckpt_identity(folder)) for k in keys)
+    assert len(set(keys)) == 7 and all(
+        k.split("/")[0].endswith(f"-{ckpt_run(folder)}") for k in keys
+    )
     text = "\n".join(lines)
-    kept = stop.created if at[0] == "create" else 0
-    if kept:
-        assert f"{kept} of 7 models already registered by the stopped run: kept" in text
+    (resuming,) = [x for x in lines if "resuming from" in x]
+    assert "2 of 2 splits, 3 of 3 choices, 1 of 1 deployment refits" in resuming
+    assert (f", {journalled} of 7 models registered done" in resuming) == (journalled > 0)
+    if k:  # the versions MLflow had created when it was stopped, found in the registry
+        assert (
+            f"{k} of 7 models already registered by the stopped run: kept, not registered "
+            f"again; {7 - k} registered now" in text
+        )
+        assert resumed.resumed is not None
+        assert resumed.resumed["models_already_registered"] == k
     else:
         assert "already registered" not in text
     # the results name the same versions, and each loads back as the model it names
     regs = [(r["label"], r["candidate"], r["version"]) for r in resumed.to_dict()["registered"]]
-    assert regs == [(r["label"], r["candidate"], r["version"]) for r in whole.to_dict()["registered"]]
+    assert regs == [
+        (r["label"], r["candidate"], r["version"]) for r in whole.to_dict()["registered"]
+    ]
     champ = whole.champions["sustained"]
     x = champ.background
     loaded = registry.load_model(f"{name}@champion", uri=store)

@@ -588,7 +588,7 @@ class _Run:
         registered = ckpt.peek("registered")
         if registered:  # stopped while registering (the registry says which, when it resumes)
             of = max(int(r.get("of") or 0) for r in registered)
-            parts.append(f"{len(registered)} of {of} models registered")
+            parts.append(f"{len(registered)} of {of} model registrations")
         fits = sum(self.work[u][0] for u in have)
         self.clock.note(
             f"resuming from {ckpt.folder}: {', '.join(parts)} done, skipping them "

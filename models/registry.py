@@ -106,7 +106,10 @@ class _Registrar:
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_registrar_main, args=(child, uri), name="ews-registrar", daemon=False
+            target=_registrar_main,
+            args=(child, uri, self.conn),
+            name="ews-registrar",
+            daemon=False,
         )  # not a daemon: it forks its own save workers
         self.process.start()
         child.close()
@@ -153,11 +156,18 @@ class _Registrar:
             self.process.join()
 
 
-def _registrar_main(conn: Any, uri: str) -> None:
-    """The registering process: warm up, then serve one request (see :class:`_Registrar`)."""
+def _registrar_main(conn: Any, uri: str, jobs_end: Any = None) -> None:
+    """The registering process: warm up, then serve one request (see :class:`_Registrar`).
+
+    The job's end of the pipe, inherited by the fork, is closed first: a job killed before
+    it asked (SIGTERM, SIGKILL) then ends the wait here (EOF) instead of leaving this process
+    waiting forever; a job killed while this process registers stops it before its next
+    step (see :func:`_check_asker`)."""
     import pickle
     import traceback
 
+    if jobs_end is not None:
+        jobs_end.close()
     asker = os.getppid()  # the job: registering stops if it ends first
     try:
         try:
@@ -694,11 +704,12 @@ def _finished_run(c: MlflowClient, experiment_id: str, run_tag: str) -> Any:
         filter_string=f"tags.`{REGISTRATION_TAG}` = '{run_tag}'",
         order_by=["attributes.start_time ASC"],
     )
-    finished = [r for r in runs if r.info.status == RunStatus.to_string(RunStatus.FINISHED)]
+    done = RunStatus.to_string(RunStatus.FINISHED)
+    kept = next((r for r in runs if r.info.status == done), None)
     for r in runs:
-        if r not in finished[:1]:
+        if kept is None or r.info.run_id != kept.info.run_id:
             c.delete_run(r.info.run_id)
-    return finished[0] if finished else None
+    return kept
 
 
 def _versions_of_run(c: MlflowClient, run_id: str) -> dict[str, Any]:

@@ -253,6 +253,10 @@ def test_checkpoint_files_are_whole_or_absent(tmp_path: Path) -> None:
     assert unit.frame is not None
     pd.testing.assert_frame_equal(unit.frame, frame)
     assert again.found == 1 and again.loaded == 1
+    # the run's identity: kept in the manifest, the same when resumed, another for a new run
+    assert again.identity == ck.identity and again.run == ck.run
+    assert Checkpoint.open(tmp_path / "other", fp, resume=False).identity != ck.identity
+    assert again.peek("split") == [{"n": None}] and again.loaded == 1  # peeked, not read back
 
 
 # --------------------------------------------------------------------------- progress
@@ -422,6 +426,49 @@ def test_train_interrupted_then_resumed(
     assert loaded.background is not None
     pd.testing.assert_frame_equal(loaded.background, x, check_dtype=False)
     np.testing.assert_array_equal(loaded.model.predict_proba(x), champ.model.predict_proba(x))
+
+
+def test_train_stopped_after_writing_its_results_resumes_without_registering_again(
+    workspace: Path, agency: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped once its results are written and its models registered, while it prints
+    (or rebuilds the reports), `ews train` keeps its checkpoint: --resume reads everything
+    back and registers nothing again (without the checkpoint it would start over and
+    register every model anew)."""
+    from models import cli as models_cli
+    from models import registry
+
+    r = runner.invoke(app, ["ingest", str(agency), "--agency", "resumestop"])
+    assert r.exit_code == 0, r.output
+    cfg = tmp_path / "experiment.yaml"
+    cfg.write_text(yaml.safe_dump(_config_dict()))
+    out = tmp_path / "run"
+    args = ["train", "--config", str(cfg), "--out", str(out)]
+    name = registry.model_name("resumestop", "sustained")
+
+    def versions() -> list[tuple[str, list[str]]]:
+        rows = registry.list_models(shared_mlflow_uri())
+        return [(r["version"], r["aliases"]) for r in rows if r["name"] == name]
+
+    def stop(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    real = models_cli._train_output
+    monkeypatch.setattr(models_cli, "_train_output", stop)
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted: the results are written" in stopped.stderr
+    assert f"{' '.join(args[1:])} --resume" in stopped.stderr
+    assert (out / "results.json").exists() and ckpt_mod.summary(out / "checkpoint") >= 7
+    registered = versions()
+    assert len(registered) == 1 and registered[0][1] == ["champion"]
+
+    monkeypatch.setattr(models_cli, "_train_output", real)
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 of 1 models already registered by the stopped run: kept" in resumed.stderr
+    assert versions() == registered
+    assert not (out / "checkpoint").exists()
 
 
 def test_with_registry_all_every_fitted_model_survives_a_resume(
@@ -690,7 +737,7 @@ def test_a_run_stopped_while_registering_resumes_to_the_registry_of_an_uninterru
     text = "\n".join(lines)
     (resuming,) = [x for x in lines if "resuming from" in x]
     assert "2 of 2 splits, 3 of 3 choices, 1 of 1 deployment refits" in resuming
-    assert (f", {journalled} of 7 models registered done" in resuming) == (journalled > 0)
+    assert (f", {journalled} of 7 model registrations done" in resuming) == (journalled > 0)
     if k:  # the versions MLflow had created when it was stopped, found in the registry
         assert (
             f"{k} of 7 models already registered by the stopped run: kept, not registered "

@@ -344,8 +344,10 @@ class LoopWriter:
     committed for any reason goes, unchanged, to the :class:`GroupWriter` thread, which
     waits for the lock and stores entry by entry; its requests still await that commit.
     The loop's connection does not checkpoint the write-ahead log itself (a checkpoint
-    writes the database file and may sync it); every ``checkpoint_every`` commits a passive
-    checkpoint runs in the thread pool instead.
+    writes the database file and may sync it); every ``checkpoint_every`` commits a
+    checkpoint runs in the thread pool instead, one that restarts the log
+    (:meth:`AppDatabase.checkpoint`: a passive one never completed under load, and the log
+    grew without end).
     """
 
     def __init__(self, db: AppDatabase, checkpoint_every: int = 500) -> None:

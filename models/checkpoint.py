@@ -18,6 +18,12 @@ fingerprint, or without ``--resume``, the checkpoint is refused (:class:`Checkpo
 never silently reused or overwritten. Once the run's results are written, the checkpoint is
 removed (:meth:`Checkpoint.clear`).
 
+The manifest also names the run itself (:attr:`Checkpoint.identity`: the fingerprint's hash
+and a random part drawn when the checkpoint is created): a resumed run has the identity of the
+run it continues, another run of the same experiment has its own. Registration tags every
+model version it creates with it, so that a run stopped while registering finds, when
+resumed, what it had already registered (:func:`models.registry.register_models`).
+
 The pickles are read back only from a checkpoint whose fingerprint matches, written by this
 workspace's own runs; like MLflow's model files, they are trusted as the user's own files.
 """
@@ -30,6 +36,7 @@ import os
 import pickle
 import re
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -189,6 +196,15 @@ class Checkpoint:
     loaded: int = 0  # units reused by this run
     saved: int = 0  # units written by this run
     _manifest_written: bool = field(default=False, repr=False)
+    #: the random part of the run's identity (see :attr:`identity`), kept in the manifest
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def identity(self) -> str:
+        """This run's identity: the same for a run and its resumptions, another for another
+        run of the same experiment (the fingerprint's hash, then a random part)."""
+        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode())
+        return f"{digest.hexdigest()[:12]}-{self.run}"
 
     @classmethod
     def open(cls, folder: Path, fp: dict[str, str], resume: bool) -> Checkpoint:
@@ -203,7 +219,8 @@ class Checkpoint:
             return cls(folder, fp)
         n = summary(folder)
         try:
-            theirs = json.loads(manifest.read_text())["fingerprint"]
+            body = json.loads(manifest.read_text())
+            theirs = body["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
                 f"{manifest} cannot be read ({exc}): delete {folder} to start over"
@@ -222,7 +239,12 @@ class Checkpoint:
                 "unit(s) of work done): add --resume to continue it, or give a new --out (or "
                 "delete that folder to start over)"
             )
-        return cls(folder, fp, found=n, _manifest_written=True)
+        run = body.get("run")
+        if isinstance(run, str) and run:
+            return cls(folder, fp, found=n, _manifest_written=True, run=run)
+        found = cls(folder, fp, found=n)  # a manifest without the run's identity: given one
+        found.begin()
+        return found
 
     # -- reading
 
@@ -253,7 +275,31 @@ class Checkpoint:
         self.loaded += 1
         return Unit(body["data"], frame, objects)
 
+    def peek(self, kind: str) -> list[dict[str, Any]]:
+        """The data of every finished unit of ``kind`` (for a summary: not counted as read
+        back; a unit that cannot be read is left out)."""
+        out = []
+        for path in _units(self.folder):
+            try:
+                body = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(body, dict) and body.get("kind") == kind:
+                out.append(body.get("data") or {})
+        return out
+
     # -- writing
+
+    def begin(self) -> None:
+        """Write the manifest (the fingerprint and the run's identity) if it is not there
+        yet: before anything is done under the run's identity outside the checkpoint."""
+        if self._manifest_written:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        body = {"fingerprint": self.fingerprint, "format": FORMAT, "run": self.run}
+        _atomic(self.folder / MANIFEST, lambda p: p.write_text(json.dumps(body, indent=2)))
+        _sync_folder(self.folder)
+        self._manifest_written = True
 
     def save(
         self,
@@ -264,11 +310,7 @@ class Checkpoint:
         objects: Any = None,
     ) -> None:
         """Write one finished unit: its predictions and objects first, its JSON last."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not self._manifest_written:
-            body = {"fingerprint": self.fingerprint, "format": FORMAT}
-            _atomic(self.folder / MANIFEST, lambda p: p.write_text(json.dumps(body, indent=2)))
-            self._manifest_written = True
+        self.begin()
         stem = _slug(kind, key)
         files: dict[str, str] = {}
         if frame is not None:

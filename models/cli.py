@@ -252,7 +252,6 @@ def train(
     from models.checkpoint import CheckpointError, summary
     from models.checkpoint import remove as remove_checkpoint
     from models.experiment import ExperimentError, load_config, run_experiment
-    from models.report import text_table
     from models.steps import ConfigProblems
 
     check_agency(agency)
@@ -290,7 +289,37 @@ def train(
         return
     path = result.save(folder / "results.json")
     preds = result.save_predictions(folder / "predictions.parquet")
+    # the checkpoint goes once the command is done: stopped while it prints (or builds the
+    # reports), the run keeps it, and --resume reads everything back and registers nothing
+    # again (a run resumed without its checkpoint would start over and register anew)
+    try:
+        _train_output(result, path, preds, kept, as_json, strict, register)
+    except KeyboardInterrupt:
+        typer.secho(
+            f"interrupted: the results are written ({path}) and the checkpoint is kept in "
+            f"{kept}; to finish, with nothing done or registered again: {again}",
+            fg="yellow",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BaseException:
+        remove_checkpoint(kept)
+        raise
     remove_checkpoint(kept)  # the results are written: nothing is left to resume
+
+
+def _train_output(
+    result: Any,
+    path: Path,
+    preds: Path | None,
+    kept: Path,
+    as_json: bool,
+    strict: bool,
+    register: bool,
+) -> None:
+    """What `ews train` prints once its results are written (and the reports it rebuilds)."""
+    from models.report import text_table
+
     if result.resumed:
         typer.echo(
             f"resumed: {result.resumed['units_read_back']} finished unit(s) read back from "

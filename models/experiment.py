@@ -394,7 +394,7 @@ def run_experiment(
         n = len(result.champions) + len(result.fitted)
         if tracking and n:
             with clock.step("register", f"registering {n} models in MLflow"):
-                register(result)
+                register(result, checkpoint=ckpt, say=clock.note)
         elif tracking:
             result.notes.append("nothing registered: no model was chosen (use registry: all)")
     clock.note("done")
@@ -608,6 +608,10 @@ class _Run:
         parts = [count(("split",), "splits"), count(("choice", "deploy-choice"), "choices")]
         if any(u[0] == "refit" for u in self.work):
             parts.append(count(("refit",), "deployment refits"))
+        registered = ckpt.peek("registered")
+        if registered:  # stopped while registering (the registry says which, when it resumes)
+            of = max(int(r.get("of") or 0) for r in registered)
+            parts.append(f"{len(registered)} of {of} model registrations")
         fits = sum(self.work[u][0] for u in have)
         self.clock.note(
             f"resuming from {ckpt.folder}: {', '.join(parts)} done, skipping them "
@@ -1021,14 +1025,28 @@ def model_tags(result: ExperimentResult, champ: Champion) -> dict[str, Any]:
     }
 
 
-def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict[str, str]]:
+def register(
+    result: ExperimentResult,
+    uri: str | None = None,
+    *,
+    checkpoint: Any = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, str]]:
     """Register each label's champion (alias ``champion`` if it passed its promotion gate,
     :mod:`models.gates`; else no alias, the gate's verdict in its tags) and, with
     ``register: all``, every other fitted model (no alias), each with its trace tags, the
     experiment config, the fitted rules, a background sample and the results. Returns
-    label -> champion's registration."""
+    label -> champion's registration.
+
+    With the run's ``checkpoint`` (:class:`models.checkpoint.Checkpoint`), registration is
+    done under the run's identity and journalled in it: a run stopped while registering and
+    resumed registers only what was not registered yet, and leaves the registry an
+    uninterrupted run leaves (:func:`models.registry.register_models`); ``say`` is told how
+    many models the stopped run had registered."""
     from models import registry
 
+    if checkpoint is not None:  # the run's identity on disk before any version carries it
+        checkpoint.begin()
     payload = _json_safe(result.to_dict())
     from models.gates import gate_tags
 
@@ -1068,9 +1086,21 @@ def register(result: ExperimentResult, uri: str | None = None) -> dict[str, dict
         results=payload,
         uri=uri,
         run_name=f"ews-{result.agency}-{result.config_hash}",
+        token=checkpoint.identity if checkpoint is not None else None,
+        journal=checkpoint,
     )
+    kept = 0
     for (champ, given), reg in zip(entries, versions, strict=True):
+        kept += reg.pop("kept", "") == "true"
         champ.registered = {**reg, "alias": given or ""}
+    if kept:
+        if say is not None:
+            say(
+                f"{kept} of {len(entries)} models already registered by the stopped run: kept, "
+                f"not registered again; {len(entries) - kept} registered now"
+            )
+        if result.resumed is not None:
+            result.resumed["models_already_registered"] = kept
     return {label: c.registered for label, c in result.champions.items() if c.registered}
 
 

@@ -112,7 +112,7 @@ class _Registrar:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_registrar_main,
-            args=(child, uri, self.ahead_root),
+            args=(child, uri, self.conn, self.ahead_root),
             name="ews-registrar",
             daemon=False,
         )  # not a daemon: it forks its own save workers
@@ -188,11 +188,21 @@ class _Registrar:
         shutil.rmtree(self.ahead_root, ignore_errors=True)
 
 
-def _registrar_main(conn: Any, uri: str, ahead_root: Path | None = None) -> None:
-    """The registering process: warm up, then serve one request (see :class:`_Registrar`)."""
+def _registrar_main(
+    conn: Any, uri: str, jobs_end: Any = None, ahead_root: Path | None = None
+) -> None:
+    """The registering process: warm up, then serve one request (see :class:`_Registrar`).
+
+    The job's end of the pipe, inherited by the fork, is closed first: a job killed before
+    it asked (SIGTERM, SIGKILL) then ends the wait here (EOF) instead of leaving this process
+    waiting forever; a job killed while this process registers stops it before its next
+    step (see :func:`_check_asker`)."""
     import pickle
     import traceback
 
+    if jobs_end is not None:
+        jobs_end.close()
+    asker = os.getppid()  # the job: registering stops if it ends first
     try:
         try:
             import skops.io  # noqa: F401  (first: see warm_up)
@@ -219,7 +229,7 @@ def _registrar_main(conn: Any, uri: str, ahead_root: Path | None = None) -> None
         try:
             answer: tuple[str, Any] = (
                 "ok",
-                _register_models_here(**request, threads=threads, ahead=ahead),
+                _register_models_here(**request, threads=threads, asker=asker, ahead=ahead),
             )
         except Exception as exc:  # noqa: BLE001 - sent back and raised by the job
             trace = traceback.format_exc()
@@ -754,6 +764,21 @@ def _save_all(jobs: list[_SaveJob], threads: int | None = None) -> None:
         _JOBS = []
 
 
+#: the tag naming, on a model version, the registration that created it (the run's identity,
+#: the entry's index and a hash of what it registers) and, on the MLflow run, the registration
+REGISTRATION_TAG = "ews.registration"
+
+
+def registration_key(token: str, i: int, entry: ModelEntry) -> str:
+    """The key of entry ``i`` of the registration ``token``: the same for the same entry
+    registered again by a resumed run, another for any other model, name, tags or alias."""
+    import hashlib
+
+    tags = sorted((str(k), "" if v is None else str(v)) for k, v in entry.tags.items())
+    body = json.dumps([entry.name, tags, entry.alias or ""])
+    return f"{token}/{i}/{hashlib.sha256(body.encode()).hexdigest()[:10]}"
+
+
 def register_models(
     entries: list[ModelEntry],
     *,
@@ -761,16 +786,31 @@ def register_models(
     results: dict[str, Any] | None = None,
     uri: str | None = None,
     run_name: str | None = None,
+    token: str | None = None,
+    journal: Any = None,
 ) -> list[dict[str, str]]:
     """Register many fitted models from ONE MLflow run, in one artifact upload.
 
     Each model is saved (MLflow's scikit-learn flavour, skops format, explicit requirements)
     under ``models/<i>/model`` of the run with its ``rules.joblib``, ``background.parquet``
     and ``info.json`` (params and test metrics) beside it, then registered as a new version
-    of ``entry.name`` with its trace tags (plus ``ews.run_id`` and ``ews.artifacts``) and,
-    if ``entry.alias``, that alias. The run holds the experiment config and results once.
-    Returns, per entry, ``{name, version, run_id}``. Much faster than one run per model:
-    the cost per model is its serialization and a few registry rows.
+    of ``entry.name`` with its trace tags (plus ``ews.run_id``, ``ews.artifacts`` and
+    ``ews.registration``, its :func:`registration_key`); once every version is there, each
+    ``entry.alias`` is pointed at its entry's version. The run holds the experiment config
+    and results once. Returns, per entry, ``{name, version, run_id}`` (and ``kept: "true"``
+    for a version an earlier attempt had registered, see below). Much faster than one run
+    per model: the cost per model is its serialization and a few registry rows.
+
+    ``token`` names the registration (a run's identity, :attr:`models.checkpoint.Checkpoint.
+    identity`; without it, a new one): registering again under the same token, as a run
+    stopped while registering does when resumed, registers only what is not there yet. The
+    MLflow run an earlier attempt finished (its files all uploaded) is reused, the versions
+    it holds under this token are kept, not registered again; a run it left unfinished has
+    no version (versions are created after the upload) and is deleted. So an attempt stopped
+    at any point, then resumed, leaves the registry an uninterrupted one leaves. ``journal``
+    (a :class:`models.checkpoint.Checkpoint`) gets a unit ``registered`` per version created,
+    as it is created (for the resumed run to say what was done: the registry is what
+    decides, as a stop can fall between a version's creation and its unit).
     """
     if not entries:
         return []
@@ -783,32 +823,81 @@ def register_models(
 
         from ews.settings import get_settings
 
-        # a model already sent ahead goes by its token (the registering process has it)
-        tokens: list[int | None] = []
+        # a model already sent ahead goes by its id there (the registering process has it)
+        ids: list[int | None] = []
         sent = []
         for e in entries:
             hit = ahead.get(id(e.model))
-            token = hit[1] if hit is not None and hit[0] is e.model else None
-            if token is not None and token in tokens:  # the same model twice: sent again
-                token = None
-            tokens.append(token)
-            sent.append(e if token is None else dataclasses.replace(e, model=None))
+            given = hit[1] if hit is not None and hit[0] is e.model else None
+            if given is not None and given in ids:  # the same model twice: sent again
+                given = None
+            ids.append(given)
+            sent.append(e if given is None else dataclasses.replace(e, model=None))
         answer = registrar.register(
             {
                 "entries": sent,
-                "ahead_tokens": tokens,
+                "ahead_ids": ids,
                 "config": config,
                 "results": results,
                 "uri": _resolved_uri(uri),
                 "run_name": run_name,
                 "threads": get_settings().threads,
+                "token": token,
+                "journal": journal,
             }
         )
         if answer is not None:
             return answer
     return _register_models_here(
-        entries, config=config, results=results, uri=uri, run_name=run_name
+        entries,
+        config=config,
+        results=results,
+        uri=uri,
+        run_name=run_name,
+        token=token,
+        journal=journal,
     )
+
+
+def _finished_run(c: MlflowClient, experiment_id: str, run_tag: str) -> Any:
+    """The MLflow run an earlier attempt of registration ``run_tag`` finished (its files all
+    uploaded), or None; the runs such an attempt left unfinished (stopped during the upload)
+    are deleted: no version was created from them."""
+    from mlflow.entities import RunStatus
+
+    runs = c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{REGISTRATION_TAG}` = '{run_tag}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    done = RunStatus.to_string(RunStatus.FINISHED)
+    kept = next((r for r in runs if r.info.status == done), None)
+    for r in runs:
+        if kept is None or r.info.run_id != kept.info.run_id:
+            c.delete_run(r.info.run_id)
+    return kept
+
+
+def _versions_of_run(c: MlflowClient, run_id: str) -> dict[str, Any]:
+    """The model versions registered from ``run_id``, by their registration key."""
+    found: dict[str, Any] = {}
+    page = None
+    while True:
+        batch = c.search_model_versions(f"run_id = '{run_id}'", page_token=page)
+        for mv in batch:
+            key = mv.tags.get(REGISTRATION_TAG)
+            if key:
+                found.setdefault(key, mv)
+        page = batch.token
+        if not page:
+            return found
+
+
+def _check_asker(asker: int | None) -> None:
+    """In the registering process: stop if the job that asked has ended (killed, say), so
+    that its resumed run never registers beside this process."""
+    if asker is not None and os.getppid() != asker:
+        raise RegistryError("the job that asked to register has ended: registering stopped")
 
 
 def _register_models_here(
@@ -819,76 +908,103 @@ def _register_models_here(
     uri: str | None = None,
     run_name: str | None = None,
     threads: int | None = None,
-    ahead_tokens: list[int | None] | None = None,
+    token: str | None = None,
+    journal: Any = None,
+    asker: int | None = None,
+    ahead_ids: list[int | None] | None = None,
     ahead: _Ahead | None = None,
 ) -> list[dict[str, str]]:
     """:func:`register_models` in this process (``threads``: the save workers, default
-    ``EWS_THREADS``). In the registering process, ``ahead_tokens`` name, per entry, a model
-    sent ahead (its entry's model is then None): ``ahead`` has the model, and its folder
-    when already written."""
+    ``EWS_THREADS``; ``asker``: in the registering process, the job's process id). In the
+    registering process, ``ahead_ids`` name, per entry, a model sent ahead (its entry's
+    model is then None): ``ahead`` has the model, and its folder when already written."""
     import dataclasses
+    import hashlib
+    import uuid
 
     import mlflow
 
     if not entries:
         return []
-    tokens = ahead_tokens or [None] * len(entries)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        if config is not None:
-            (root / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
-        if results is not None:
-            (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        signatures: dict[tuple[Any, ...], Any] = {}
-        jobs, written = [], []
-        for i, (e, token) in enumerate(zip(entries, tokens, strict=True)):
-            if token is not None:
-                if ahead is None or token not in ahead.models:
-                    raise RegistryError(
-                        f"model {i} ({e.name}) was sent ahead but never reached the "
-                        "registering process; nothing of this run is registered"
-                    )
-                e = dataclasses.replace(e, model=ahead.models[token])
-            job = _SaveJob(
-                e, root / "models" / str(i), _signature(e, signatures), _trusted_types(e.model)
-            )
-            folder = (
-                ahead.take(token, job.signature)
-                if ahead is not None and token is not None
-                else None
-            )
-            if folder is None:
-                jobs.append(job)
-            else:
-                job.folder.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(folder, job.folder)
-                written.append(job)
-        for job in written:  # the model saved ahead: only the files beside it
-            _save_extras(job)
-        _save_all(
-            jobs, threads
-        )  # workers are forked: before the MLflow run starts; they use no store
-        set_experiment(uri)
-        c = client(uri)
-        with mlflow.start_run(run_name=run_name) as run:
-            run_id = run.info.run_id
-            mlflow.log_artifacts(str(root))
-        artifact_uri = run.info.artifact_uri
+    given = ahead_ids or [None] * len(entries)
+    entries = list(entries)
+    for i, (e, n) in enumerate(zip(entries, given, strict=True)):
+        if n is not None:
+            if ahead is None or n not in ahead.models:
+                raise RegistryError(
+                    f"model {i} ({e.name}) was sent ahead but never reached the registering "
+                    "process; nothing of this run is registered"
+                )
+            entries[i] = dataclasses.replace(e, model=ahead.models[n])
+    resuming = token is not None
+    token = token or uuid.uuid4().hex[:16]
+    keys = [registration_key(token, i, e) for i, e in enumerate(entries)]
+    run_tag = f"{token}/{hashlib.sha256(chr(10).join(keys).encode()).hexdigest()[:10]}"
+    experiment_id = set_experiment(uri)
+    c = client(uri)
+    earlier = _finished_run(c, experiment_id, run_tag) if resuming else None
+    if earlier is not None:  # its files are there: nothing to save or upload again
+        run_id, artifact_uri = earlier.info.run_id, earlier.info.artifact_uri
+        existing = _versions_of_run(c, run_id)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            if config is not None:
+                (root / "experiment_config.json").write_text(
+                    json.dumps(config, indent=2, default=str)
+                )
+            if results is not None:
+                (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
+            signatures: dict[tuple[Any, ...], Any] = {}
+            jobs, written = [], []
+            for i, (e, n) in enumerate(zip(entries, given, strict=True)):
+                job = _SaveJob(
+                    e, root / "models" / str(i), _signature(e, signatures), _trusted_types(e.model)
+                )
+                folder = (
+                    ahead.take(n, job.signature) if ahead is not None and n is not None else None
+                )
+                if folder is None:
+                    jobs.append(job)
+                else:  # saved ahead: moved into place, only the small files beside it written
+                    job.folder.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(folder, job.folder)
+                    written.append(job)
+            for job in written:
+                _save_extras(job)
+            _save_all(jobs, threads)  # workers are forked before the MLflow run starts
+            _check_asker(asker)
+            set_experiment(uri)
+            with mlflow.start_run(run_name=run_name, tags={REGISTRATION_TAG: run_tag}) as run:
+                run_id = run.info.run_id
+                mlflow.log_artifacts(str(root))
+            artifact_uri = run.info.artifact_uri
+        existing = {}
     out: list[dict[str, str]] = []
     known = {rm.name for rm in c.search_registered_models()}
-    for i, e in enumerate(entries):
+    for i, (e, key) in enumerate(zip(entries, keys, strict=True)):
+        if key in existing:  # registered by an attempt that was stopped
+            version = str(existing[key].version)
+            out.append({"name": e.name, "version": version, "run_id": run_id, "kept": "true"})
+            continue
+        _check_asker(asker)
         if e.name not in known:
             c.create_registered_model(e.name)
             known.add(e.name)
         tags = {k: "" if v is None else str(v) for k, v in e.tags.items()}
-        tags.update({"ews.run_id": run_id, "ews.artifacts": f"models/{i}"})
+        tags.update({"ews.run_id": run_id, "ews.artifacts": f"models/{i}", REGISTRATION_TAG: key})
         mv = c.create_model_version(
             e.name, f"{artifact_uri}/models/{i}/model", run_id=run_id, tags=tags
         )
         version = str(mv.version)
-        if e.alias:
-            c.set_registered_model_alias(e.name, e.alias, version)
+        if journal is not None:
+            journal.save(
+                "registered", key, data={"name": e.name, "version": version, "of": len(entries)}
+            )
         out.append({"name": e.name, "version": version, "run_id": run_id})
+    for e, reg in zip(entries, out, strict=True):  # the aliases once every version is there
+        if e.alias:
+            c.set_registered_model_alias(e.name, e.alias, reg["version"])
     return out
 
 

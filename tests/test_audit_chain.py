@@ -327,6 +327,55 @@ def test_the_loop_hands_a_batch_to_the_thread_while_the_write_lock_is_held(
     assert v.ok and v.entries == 10
 
 
+def test_checkpoints_keep_the_write_ahead_log_from_growing_under_readers(
+    db: AppDatabase,
+) -> None:
+    """SQLite, the service's steady state: readers always hold snapshots while the loop
+    commits. A passive checkpoint cannot copy back frames newer than the oldest reader's
+    snapshot, and the log restarts only after a complete one, so it never did: the log grew
+    by gigabytes and slowed every read down (benchmarks/bench_api.py). The loop's
+    checkpoint (:meth:`AppDatabase.checkpoint`, every ``checkpoint_every`` commits) waits a
+    few milliseconds for such a reader, and the log starts again from its beginning."""
+    import asyncio
+    import sqlite3
+    import threading
+
+    if not db.sqlite:
+        pytest.skip("SQLite's write-ahead log")
+    path = db.url.split("///", 1)[1]
+    wal = Path(path + "-wal")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def commits(tag: str) -> None:
+        for turn in range(3):  # three commits of the loop, 5 entries each
+            await asyncio.gather(
+                *(
+                    db.audit_submit_async("sgt", "supervisor", "read", f"/{tag}/{turn}/{i}")
+                    for i in range(5)
+                )
+            )
+
+    sizes, results = [], []
+    try:
+        for rnd in range(6):
+            asyncio.run(commits(f"a{rnd}"))
+            reader.execute("BEGIN")  # a reader's snapshot in the middle of the log
+            reader.execute("SELECT count(*) FROM audit_log").fetchone()
+            asyncio.run(commits(f"b{rnd}"))
+            done = threading.Timer(0.01, reader.execute, ("COMMIT",))  # it ends 10 ms later
+            done.start()
+            results.append(db.checkpoint())
+            done.join()
+            sizes.append(wal.stat().st_size)
+    finally:
+        reader.close()
+    assert all(r is not None and r[0] == 0 and r[1] == r[2] for r in results), results
+    # every round writes the same amount of log: restarted, it stays at one round's size
+    assert sizes[-1] == sizes[1], sizes
+    v = verify(db)
+    assert v.ok and v.entries == 5 + 6 * 30
+
+
 def _pg_only(db: AppDatabase) -> None:
     if db.sqlite:
         pytest.skip("the event loop's PostgreSQL connection (ews.loop_pg) is PostgreSQL's only")

@@ -243,7 +243,7 @@ def test_the_refit_is_counted_in_the_progress(
 ) -> None:
     import models.experiment
 
-    monkeypatch.setattr(models.experiment, "register", lambda result: None)
+    monkeypatch.setattr(models.experiment, "register", lambda result, **kw: None)
     lines: list[str] = []
     result = run_experiment(_config(), agency, tracking=True, progress=lines.append)
     assert result.deployment

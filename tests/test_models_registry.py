@@ -232,6 +232,87 @@ def test_a_model_that_cannot_be_pickled_is_registered_here(
     assert registrar is not None and not registrar.process.is_alive()
 
 
+def test_registering_again_under_the_same_token_registers_nothing_new(
+    data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    """Under one token (a run's identity) a registration done again keeps what is there:
+    the same versions, the same MLflow run, the alias where it was; another token (another
+    run of the same models) registers them again, as it always did; and a registration
+    whose job has ended stops before registering anything."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    X, y = data
+    name = "ews-regtest-token-sustained"
+    fitted = [make_estimator("logistic_regression", {"C": c}, seed=0).fit(X, y) for c in (0.1, 1.0)]
+    entries = [
+        registry.ModelEntry(
+            model=m,
+            name=name,
+            example=X,
+            tags={"ews.label": "sustained", "ews.candidate": f"lr{i}"},
+            alias=registry.CHAMPION if i == 1 else None,
+        )
+        for i, m in enumerate(fitted)
+    ]
+    first = registry.register_models(entries, uri=uri, token="tok-a")
+    assert [o["version"] for o in first] == ["1", "2"] and "kept" not in first[0]
+    again = registry.register_models(entries, uri=uri, token="tok-a")
+    assert again == [{**o, "kept": "true"} for o in first]
+    rows = registry.list_models(uri)
+    assert [(r["version"], r["aliases"]) for r in rows] == [("1", []), ("2", ["champion"])]
+    other = registry.register_models(entries, uri=uri, token="tok-b")
+    assert [o["version"] for o in other] == ["3", "4"]
+    assert other[0]["run_id"] != first[0]["run_id"]
+    assert registry.resolve(f"{name}@champion", uri=uri) == (name, "4")
+    tags = registry.version_tags(name, 3, uri)
+    assert tags is not None and tags["ews.registration"].startswith("tok-b/0/")
+    # in the registering process, when the job that asked is gone: nothing registered
+    with pytest.raises(registry.RegistryError, match="has ended"):
+        registry._register_models_here(entries, uri=uri, token="tok-c", asker=-1)
+    assert len(registry.list_models(uri)) == 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_registering_process_ends_when_its_job_is_killed_before_asking(
+    tmp_path: Path,
+) -> None:
+    """A job killed (SIGKILL: no clean-up) after warm_up started its registering process,
+    before it asked it anything: that process ends by itself (it used to wait forever for
+    a request, holding the job's end of the pipe itself)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = (
+        "import os, signal, sys\n"
+        "from models import registry\n"
+        "registry.warm_up(sys.argv[1])\n"
+        "print(registry._REGISTRAR.process.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = tmp_path / "out.txt"  # a file, not a pipe: the registering process inherits it
+    with out.open("w") as fh:
+        done = subprocess.run([sys.executable, "-c", job, uri], stdout=fh, timeout=120)
+    assert done.returncode == -9
+    pid = int(out.read_text().split()[0])
+
+    def running() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"  # a zombie has ended (its new parent may not reap it)
+
+    deadline = time.monotonic() + 90  # its warm-up (imports, the store's creation) first
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    still = running()
+    if still:
+        os.kill(pid, 9)
+    assert not still, "the registering process still waits for the killed job"
+
+
 def test_models_saved_ahead_register_as_the_others(
     data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
 ) -> None:
@@ -274,7 +355,7 @@ def test_models_saved_ahead_register_as_the_others(
     ]  # fmt: skip
     sent = [dataclasses.replace(e, model=None) for e in entries[:2]] + entries[2:]
     out = registry._register_models_here(
-        sent, config={"ahead": True}, uri=uri, threads=1, ahead_tokens=[0, 1, None], ahead=ahead
+        sent, config={"ahead": True}, uri=uri, threads=1, ahead_ids=[0, 1, None], ahead=ahead
     )
     assert not any(f.exists() for f in written.values())  # moved into the run's folder
     ahead.cleanup()
@@ -347,9 +428,7 @@ def test_a_model_saved_ahead_with_another_signature_is_saved_again(
     ahead.work(Idle())
     assert 0 in ahead.folders
     entry = registry.ModelEntry(model=None, name=name, example=X, tags={})
-    (out,) = registry._register_models_here(
-        [entry], uri=uri, threads=1, ahead_tokens=[0], ahead=ahead
-    )
+    (out,) = registry._register_models_here([entry], uri=uri, threads=1, ahead_ids=[0], ahead=ahead)
     ahead.cleanup()
     info = mlflow.models.get_model_info(f"models:/{name}/{out['version']}")
     assert info.signature is not None

@@ -96,7 +96,7 @@ def _run(
     (the CLI test registers for real): what is registered is ``result.champions``."""
     from models import registry
 
-    monkeypatch.setattr(exp, "register", lambda result: {})
+    monkeypatch.setattr(exp, "register", lambda result, **kw: {})
     monkeypatch.setattr(registry, "warm_up", lambda: None)
     return run_experiment(cfg or _config(), agency, tracking=True, features=features, **kw)
 
@@ -253,6 +253,10 @@ def test_checkpoint_files_are_whole_or_absent(tmp_path: Path) -> None:
     assert unit.frame is not None
     pd.testing.assert_frame_equal(unit.frame, frame)
     assert again.found == 1 and again.loaded == 1
+    # the run's identity: kept in the manifest, the same when resumed, another for a new run
+    assert again.identity == ck.identity and again.run == ck.run
+    assert Checkpoint.open(tmp_path / "other", fp, resume=False).identity != ck.identity
+    assert again.peek("split") == [{"n": None}] and again.loaded == 1  # peeked, not read back
 
 
 # --------------------------------------------------------------------------- progress
@@ -424,6 +428,49 @@ def test_train_interrupted_then_resumed(
     np.testing.assert_array_equal(loaded.model.predict_proba(x), champ.model.predict_proba(x))
 
 
+def test_train_stopped_after_writing_its_results_resumes_without_registering_again(
+    workspace: Path, agency: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped once its results are written and its models registered, while it prints
+    (or rebuilds the reports), `ews train` keeps its checkpoint: --resume reads everything
+    back and registers nothing again (without the checkpoint it would start over and
+    register every model anew)."""
+    from models import cli as models_cli
+    from models import registry
+
+    r = runner.invoke(app, ["ingest", str(agency), "--agency", "resumestop"])
+    assert r.exit_code == 0, r.output
+    cfg = tmp_path / "experiment.yaml"
+    cfg.write_text(yaml.safe_dump(_config_dict()))
+    out = tmp_path / "run"
+    args = ["train", "--config", str(cfg), "--out", str(out)]
+    name = registry.model_name("resumestop", "sustained")
+
+    def versions() -> list[tuple[str, list[str]]]:
+        rows = registry.list_models(shared_mlflow_uri())
+        return [(r["version"], r["aliases"]) for r in rows if r["name"] == name]
+
+    def stop(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    real = models_cli._train_output
+    monkeypatch.setattr(models_cli, "_train_output", stop)
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted: the results are written" in stopped.stderr
+    assert f"{' '.join(args[1:])} --resume" in stopped.stderr
+    assert (out / "results.json").exists() and ckpt_mod.summary(out / "checkpoint") >= 7
+    registered = versions()
+    assert len(registered) == 1 and registered[0][1] == ["champion"]
+
+    monkeypatch.setattr(models_cli, "_train_output", real)
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 of 1 models already registered by the stopped run: kept" in resumed.stderr
+    assert versions() == registered
+    assert not (out / "checkpoint").exists()
+
+
 def test_with_registry_all_every_fitted_model_survives_a_resume(
     agency: Path, features: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -502,3 +549,213 @@ def test_a_run_with_its_fits_queued_in_workers_stops_cleanly_and_resumes_the_sam
     # resumed: only the last outer split (its training set) is left to fit
     assert [sp.test_as_of.isoformat() for _, sp in again] == ["2015-01-01"]
     assert len(first) > len(again)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh MLflow store of its own for one test (versions start at 1)."""
+    from ews.settings import get_settings
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("EWS_MLFLOW_URI", uri)
+    get_settings.cache_clear()
+    yield uri
+    get_settings.cache_clear()
+
+
+def _run_registering(
+    agency: Path,
+    features: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    via: str = "here",
+    **kw: Any,
+) -> exp.ExperimentResult:
+    """The experiment with ``registry: all`` (the refit champion, alias ``champion``, and the
+    6 models fitted at the 2 splits), registered for real in EWS_MLFLOW_URI's store: in this
+    process (``via="here"``) or in the registering process ``warm_up`` forks."""
+    from models import registry
+
+    if via == "here":
+        monkeypatch.setattr(registry, "warm_up", lambda: None)
+    return run_experiment(_config(registry="all"), agency, tracking=True, features=features, **kw)
+
+
+def _registry_state(uri: str) -> dict[str, Any]:
+    """What an experiment left in a store: per registered model, its versions in order with
+    their tags (less those naming the MLflow run or the registration, which differ between
+    two stores), its aliases; and the runs it holds (one per registration)."""
+    from models import registry
+
+    c = registry.client(uri)
+    exp_id = c.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id
+    runs = c.search_runs([exp_id])  # active runs (a deleted one is not there)
+    out: dict[str, Any] = {"runs": len(runs), "models": {}}
+    for rm in c.search_registered_models():
+        versions = sorted(
+            c.search_model_versions(f"name = '{rm.name}'"), key=lambda v: int(v.version)
+        )
+        # every version registered from the run's one MLflow run, under its own key
+        assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
+        for v in versions:
+            assert v.tags["ews.run_id"] == v.run_id
+        out["models"][rm.name] = {
+            "versions": [
+                (
+                    str(v.version),
+                    {
+                        k: t
+                        for k, t in v.tags.items()
+                        if k not in ("ews.run_id", "ews.registration")
+                    },
+                )
+                for v in versions
+            ],
+            "aliases": {a: str(v) for a, v in c.get_registered_model(rm.name).aliases.items()},
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def registered_whole(
+    agency: Path, features: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], exp.ExperimentResult]:
+    """The registry an uninterrupted `registry: all` run leaves in a store of its own."""
+    from ews.settings import get_settings
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('whole-mlflow') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EWS_MLFLOW_URI", uri)
+        get_settings.cache_clear()
+        try:
+            result = _run_registering(
+                agency, features, mp, progress=False, checkpoint=tmp_path_factory.mktemp("ck")
+            )
+            state = _registry_state(uri)
+        finally:
+            get_settings.cache_clear()
+    return state, result
+
+
+def ckpt_run(folder: Path) -> str:
+    """The random part of the identity of the run a checkpoint holds (its manifest's)."""
+    return str(json.loads((folder / ckpt_mod.MANIFEST).read_text())["run"])
+
+
+class StopRegistering:
+    """Interrupts registration (KeyboardInterrupt, as Ctrl-C does) where ``at`` says:
+    ``("create", k)`` right after MLflow created the k-th model version (k = 0: before the
+    first), before anything else is written; ``("upload", 0)`` once the run's model files
+    are uploaded, before the run ends."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: tuple[str, int]) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.armed = True
+        self.created = 0
+        where, k = at
+        create, upload = MlflowClient.create_model_version, mlflow.log_artifacts
+
+        def create_version(client: Any, *args: Any, **kw: Any) -> Any:
+            if self.armed and where == "create" and self.created == k:
+                raise KeyboardInterrupt
+            mv = create(client, *args, **kw)
+            self.created += 1
+            if self.armed and where == "create" and self.created == k:
+                raise KeyboardInterrupt
+            return mv
+
+        def log_artifacts(*args: Any, **kw: Any) -> Any:
+            upload(*args, **kw)
+            if self.armed and where == "upload":
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(MlflowClient, "create_model_version", create_version)
+        monkeypatch.setattr(mlflow, "log_artifacts", log_artifacts)
+
+
+@pytest.mark.parametrize(
+    ("at", "via"),
+    [
+        (("create", 3), "here"),  # 3 of 7 versions created, the 3rd one's unit not written
+        (("create", 1), "here"),  # the champion's version created, not yet its alias
+        (("create", 7), "here"),  # every version created, not the alias
+        (("create", 0), "here"),  # the run and its files there, no version
+        (("upload", 0), "here"),  # the files uploaded, the run not ended
+        (("create", 3), "registrar"),  # the same, in the registering process
+        (("unit", 2), "here"),  # 2 versions created and their units written
+    ],
+)
+def test_a_run_stopped_while_registering_resumes_to_the_registry_of_an_uninterrupted_one(
+    agency: Path,
+    features: pd.DataFrame,
+    registered_whole: tuple[dict[str, Any], exp.ExperimentResult],
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    at: tuple[str, int],
+    via: str,
+) -> None:
+    """Stopped at any point of the registration, a resumed run registers each model exactly
+    once: the same versions, with the same tags, the alias on the same version, from one
+    MLflow run, as an uninterrupted run; and it says what it kept."""
+    from models import registry
+
+    state, whole = registered_whole
+    assert state["runs"] == 1
+    ((name, model),) = state["models"].items()
+    assert len(model["versions"]) == 7 and model["aliases"] == {"champion": "1"}
+
+    folder = tmp_path / "checkpoint"
+    where, k = at
+    # after the k-th version's unit (6 units of work first), or at a point of MLflow's
+    stop: Any = Stop(monkeypatch, 6 + k) if where == "unit" else StopRegistering(monkeypatch, at)
+    # stopped in the registering process, the job hears that it ended without answering
+    with pytest.raises(KeyboardInterrupt if via == "here" else registry.RegistryError):
+        _run_registering(agency, features, monkeypatch, via, progress=False, checkpoint=folder)
+    # every unit of work done, and a unit per version created (not the one stopped after
+    # its creation, before its unit)
+    journalled = k if where == "unit" else max(k - 1, 0)
+    units = ckpt_mod.summary(folder)
+
+    stop.armed, stop.after = False, None
+    lines: list[str] = []
+    resumed = _run_registering(
+        agency, features, monkeypatch, via, progress=lines.append, checkpoint=folder, resume=True
+    )
+    assert _registry_state(store) == state
+    assert units == 6 + journalled
+    # each version under its own registration key, which names this run's checkpoint
+    c = registry.client(store)
+    keys = [v.tags.get("ews.registration", "") for v in c.search_model_versions(f"name = '{name}'")]
+    assert len(set(keys)) == 7 and all(
+        k.split("/")[0].endswith(f"-{ckpt_run(folder)}") for k in keys
+    )
+    text = "\n".join(lines)
+    (resuming,) = [x for x in lines if "resuming from" in x]
+    assert "2 of 2 splits, 3 of 3 choices, 1 of 1 deployment refits" in resuming
+    assert (f", {journalled} of 7 model registrations done" in resuming) == (journalled > 0)
+    if k:  # the versions MLflow had created when it was stopped, found in the registry
+        assert (
+            f"{k} of 7 models already registered by the stopped run: kept, not registered "
+            f"again; {7 - k} registered now" in text
+        )
+        assert resumed.resumed is not None
+        assert resumed.resumed["models_already_registered"] == k
+    else:
+        assert "already registered" not in text
+    # the results name the same versions, and each loads back as the model it names
+    regs = [(r["label"], r["candidate"], r["version"]) for r in resumed.to_dict()["registered"]]
+    assert regs == [
+        (r["label"], r["candidate"], r["version"]) for r in whole.to_dict()["registered"]
+    ]
+    champ = whole.champions["sustained"]
+    x = champ.background
+    loaded = registry.load_model(f"{name}@champion", uri=store)
+    np.testing.assert_array_equal(loaded.model.predict_proba(x), champ.model.predict_proba(x))
+    other = whole.fitted[-1]
+    loaded = registry.load_model(f"{name}/7", uri=store, artifacts=False)
+    np.testing.assert_array_equal(loaded.model.predict_proba(x), other.model.predict_proba(x))

@@ -451,7 +451,9 @@ def test_registry_all_with_a_refit_champion_keeps_every_evaluated_model(
     import models.experiment
 
     registered: list[Any] = []
-    monkeypatch.setattr(models.experiment, "register", registered.append)
+    monkeypatch.setattr(
+        models.experiment, "register", lambda result, **kw: registered.append(result)
+    )
     cfg = _config(registry="all", rules=["cmpd"])
     result = run_experiment(cfg, agency, tracking=True, progress=False)
     assert registered == [result]

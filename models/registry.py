@@ -244,6 +244,8 @@ def _registrar_main(
         pass
     finally:
         conn.close()
+        if ahead_root is not None:  # its folders are in the run by now, or not needed (a
+            shutil.rmtree(ahead_root, ignore_errors=True)  # job killed cannot remove it)
 
 
 class _Ahead:

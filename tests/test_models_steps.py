@@ -483,7 +483,7 @@ def test_registry_all_hands_each_model_to_the_registrar_as_its_set_is_fitted(
 
     monkeypatch.setattr(registry, "save_ahead", save_ahead)
     monkeypatch.setattr(registry, "warm_up", lambda: None)
-    monkeypatch.setattr(exp, "register", lambda result: {})
+    monkeypatch.setattr(exp, "register", lambda result, **kw: {})
     result = run_experiment(_config(registry="all"), agency, tracking=True, progress=lines.append)
     registered = [*result.fitted]
     assert registered and len(result.champions) == 1

@@ -77,10 +77,39 @@ def configure(uri: str | None = None) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = uri or tracking_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        if not db.exists():
+            _create_sqlite_store(db)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create a new SQLite tracking store under a temporary name beside ``db`` and link it
+    into place only once MLflow has built its tables (the same store MLflow would build at
+    ``db``). A workspace's first ``ews train`` spends a few seconds in MLflow's migrations;
+    a stop there used to leave a half-built ``mlflow.db`` that every later command refused
+    ("index ... already exists") until someone deleted it. Now a stop leaves no store, and
+    the next command builds it again. Two processes creating it at once each build their
+    own; the first link wins and the other's copy is dropped."""
+    import uuid
+
+    from mlflow.tracking import MlflowClient
+
+    tmp = db.with_name(f".{db.name}.creating-{uuid.uuid4().hex[:12]}")
+    try:
+        building = MlflowClient(tracking_uri=f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
+        building.search_experiments()  # builds every table (tracking and registry)
+        building.search_registered_models()
+        try:
+            os.link(tmp, db)  # atomic, and never over a store another process made meanwhile
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 _WARMING: threading.Thread | None = None

@@ -435,3 +435,31 @@ def test_a_model_saved_ahead_with_another_signature_is_saved_again(
     assert all(col.required for col in info.signature.inputs.inputs)  # X has no hole
     back = registry.load_model(f"{name}/{out['version']}", uri=uri, artifacts=False)
     np.testing.assert_array_equal(back.model.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_stop_while_the_store_is_created_leaves_no_half_built_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workspace's first registration builds MLflow's SQLite store (a few seconds of
+    migrations). A stop in the middle used to leave a half-built mlflow.db that every later
+    command refused; now the store appears only once it is whole, and the next command
+    builds it."""
+    import mlflow.store.db.utils as db_utils
+
+    db = tmp_path / "ws" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    upgrade = db_utils._upgrade_db
+
+    def stopped(engine: object) -> None:  # the tables exist, the migrations are not done
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(db_utils, "_upgrade_db", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        registry.client(uri).search_experiments()
+    assert not db.exists()
+    assert sorted(p.name for p in db.parent.iterdir()) == []  # no temporary file left
+    monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
+    c = registry.client(uri)
+    assert [e.name for e in c.search_experiments()] == ["Default"]
+    assert c.search_registered_models() == []
+    assert db.exists()

@@ -14,6 +14,7 @@ unless ``EWS_MLFLOW_URI`` names another tracking server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -103,10 +104,8 @@ def _create_sqlite_store(db: Path) -> None:
         building = MlflowClient(tracking_uri=f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
         building.search_experiments()  # builds every table (tracking and registry)
         building.search_registered_models()
-        try:
-            os.link(tmp, db)  # atomic, and never over a store another process made meanwhile
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            os.link(tmp, db)  # atomic, and never over an existing store
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)

@@ -608,12 +608,7 @@ def register_model(
             )
         with tempfile.TemporaryDirectory() as tmp:
             tmpdir = Path(tmp)
-            if config is not None:
-                (tmpdir / "experiment_config.json").write_text(
-                    json.dumps(config, indent=2, default=str)
-                )
-            if results is not None:
-                (tmpdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+            _write_run_files(tmpdir, config, results)
             if rules:
                 import joblib
 
@@ -716,6 +711,16 @@ def _compact_skops_schema() -> Iterator[None]:
         yield
     finally:
         _persist.json = original
+
+
+def _write_run_files(
+    folder: Path, config: dict[str, Any] | None, results: dict[str, Any] | None
+) -> None:
+    """The files a registration's MLflow run holds once: the experiment config and results."""
+    if config is not None:
+        (folder / "experiment_config.json").write_text(json.dumps(config, indent=2, default=str))
+    if results is not None:
+        (folder / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 def _save_job(job: _SaveJob) -> None:
@@ -979,12 +984,7 @@ def _register_models_here(
     else:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            if config is not None:
-                (root / "experiment_config.json").write_text(
-                    json.dumps(config, indent=2, default=str)
-                )
-            if results is not None:
-                (root / "results.json").write_text(json.dumps(results, indent=2, default=str))
+            _write_run_files(root, config, results)
             signatures: dict[tuple[Any, ...], Any] = {}
             jobs, written = [], []
             for i, (e, n) in enumerate(zip(entries, given, strict=True)):

@@ -94,12 +94,15 @@ def _create_sqlite_store(db: Path) -> None:
     a stop there used to leave a half-built ``mlflow.db`` that every later command refused
     ("index ... already exists") until someone deleted it. Now a stop leaves no store, and
     the next command builds it again. Two processes creating it at once each build their
-    own; the first link wins and the other's copy is dropped."""
+    own; the first link wins and the other's copy is dropped. A creator killed outright
+    (SIGKILL, power loss) cannot remove its temporary files: they carry its process id, and
+    the next creation removes those of creators no longer running."""
     import uuid
 
     from mlflow.tracking import MlflowClient
 
-    tmp = db.with_name(f".{db.name}.creating-{uuid.uuid4().hex[:12]}")
+    _remove_abandoned_stores(db)
+    tmp = db.with_name(f".{db.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     try:
         building = MlflowClient(tracking_uri=f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
         building.search_experiments()  # builds every table (tracking and registry)
@@ -109,6 +112,28 @@ def _create_sqlite_store(db: Path) -> None:
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
+
+
+def _remove_abandoned_stores(db: Path) -> None:
+    """Remove the temporary stores (and their journals) that :func:`_create_sqlite_store`
+    left beside ``db`` in processes that are no longer running."""
+    prefix = f".{db.name}.creating-"
+    for path in db.parent.glob(f"{prefix}*"):
+        pid = path.name.removeprefix(prefix).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
+        return True
+    return True
 
 
 _WARMING: threading.Thread | None = None

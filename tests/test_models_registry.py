@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -463,3 +464,30 @@ def test_a_stop_while_the_store_is_created_leaves_no_half_built_store(
     assert [e.name for e in c.search_experiments()] == ["Default"]
     assert c.search_registered_models() == []
     assert db.exists()
+
+
+def test_a_killed_creator_s_temporary_store_is_removed_by_the_next_creation(
+    tmp_path: Path,
+) -> None:
+    """A creator killed outright (SIGKILL) cannot remove its temporary store: the next
+    creation removes it, and leaves alone those of creators still running."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = int(gone.stdout)  # a process that has ended
+    killed = folder / f".mlflow.db.creating-{dead}-0123456789ab"
+    killed.write_bytes(b"half-built")
+    (folder / f"{killed.name}-journal").write_bytes(b"")
+    running = folder / f".mlflow.db.creating-{os.getppid()}-ba9876543210"
+    running.write_bytes(b"another process, still building")
+    c = registry.client(f"sqlite:///{folder / 'mlflow.db'}")
+    assert [e.name for e in c.search_experiments()] == ["Default"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["mlflow.db", running.name])

@@ -181,8 +181,26 @@ def summary(folder: Path) -> int:
 
 
 def remove(folder: Path) -> None:
-    """Remove the checkpoint in ``folder`` (the run's results are written)."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """Remove the checkpoint in ``folder`` (the run's results are written): renamed away
+    first (atomic), then deleted, so that a stop while its files are deleted never leaves
+    a checkpoint with some of them (its manifest gone, say, and its units left for a new
+    run to read back); a renamed folder left by such a stop is deleted by the next
+    :meth:`Checkpoint.open` beside it."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    doomed = folder.with_name(f".{folder.name}.removing-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(folder, doomed)
+    except OSError:  # not renamable (another file system's mount point): deleted in place
+        doomed = folder
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Delete what a stopped :func:`remove` left beside ``folder``."""
+    for left in folder.parent.glob(f".{folder.name}.removing-*"):
+        shutil.rmtree(left, ignore_errors=True)
 
 
 @dataclass
@@ -212,6 +230,7 @@ class Checkpoint:
         an existing checkpoint is refused (it holds an unfinished run's work); with it, one of
         another fingerprint is refused, naming what differs. Raises :class:`CheckpointError`."""
         folder = Path(folder)
+        _remove_abandoned(folder)
         manifest = folder / MANIFEST
         if not manifest.is_file():
             for stray in folder.glob(".*.tmp"):  # a write cut short before any unit

@@ -259,6 +259,38 @@ def test_checkpoint_files_are_whole_or_absent(tmp_path: Path) -> None:
     assert again.peek("split") == [{"n": None}] and again.loaded == 1  # peeked, not read back
 
 
+def test_a_stop_while_the_checkpoint_is_removed_leaves_no_part_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing a finished run's checkpoint deletes file after file; a stop in the middle
+    used to leave some units without their manifest, which the next run of the same
+    experiment found and read back as its own. Now the checkpoint is renamed away first:
+    the next run finds none, starts a checkpoint of its own, and deletes the leftover."""
+    import shutil
+
+    fp = {"config_hash": "a"}
+    folder = tmp_path / "checkpoint"
+    ck = Checkpoint.open(folder, fp, resume=False)
+    for i in range(3):
+        ck.save("split", "l", str(i), data={"n": i})
+    rmtree = shutil.rmtree
+
+    def stopped(path: Any, *args: Any, **kwargs: Any) -> None:  # the manifest goes first
+        (Path(path) / ckpt_mod.MANIFEST).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_mod.remove(folder)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    assert not folder.exists()
+    assert len(list(tmp_path.glob(".checkpoint.removing-*"))) == 1
+    fresh = Checkpoint.open(folder, fp, resume=True)
+    assert fresh.found == 0 and not fresh.has("split", "l", "0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the leftover is deleted
+    ckpt_mod.remove(folder)  # nothing there: nothing to do
+
+
 # --------------------------------------------------------------------------- progress
 
 

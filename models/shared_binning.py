@@ -4,10 +4,10 @@ and their binning (:func:`shared_hgb_binning`), the same models with less work.
 Why: a HistGradientBoostingClassifier with early stopping (on by default above 10,000 rows)
 first splits its rows into training and validation parts (stratified, seeded by its
 ``random_state``), then bins every column of the training part into at most 255 quantile
-bins (a sort per column). Neither step depends on the tree parameters, so the grid's
-``max_depth`` 3 and 5 on one training set do exactly the same split and binning: on
-Chicago's ~100k rows x 115 columns about a fifth of a fit's CPU (2.5 s of binning and 0.5 s
-of split out of 16 s). Within :func:`shared_hgb_binning` the second fit takes the first
+bins (a sort per column). Neither step depends on the tree parameters, so a grid's
+``max_depth`` 3 and 5 (Chicago's grid until 2026-12-07) on one training set do exactly the
+same split and binning: on Chicago's ~100k rows x 115 columns about a fifth of a fit's CPU
+(2.5 s of binning and 0.5 s of split out of 16 s). Within :func:`shared_hgb_binning` the second fit takes the first
 one's results instead of computing them again.
 
 How it stays the same model: the split is reused only when every array it is given is

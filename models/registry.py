@@ -129,7 +129,7 @@ def _running(pid: int) -> bool:
     """Whether a process ``pid`` exists (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # none, or no process id at all
         return False
     except OSError:  # exists, not ours to signal
         return True

@@ -7,8 +7,8 @@ first splits its rows into training and validation parts (stratified, seeded by 
 bins (a sort per column). Neither step depends on the tree parameters, so a grid's
 ``max_depth`` 3 and 5 (Chicago's grid until 2026-12-07) on one training set do exactly the
 same split and binning: on Chicago's ~100k rows x 115 columns about a fifth of a fit's CPU
-(2.5 s of binning and 0.5 s of split out of 16 s). Within :func:`shared_hgb_binning` the second fit takes the first
-one's results instead of computing them again.
+(2.5 s of binning and 0.5 s of split out of 16 s). Within :func:`shared_hgb_binning` the
+second fit takes the first one's results instead of computing them again.
 
 How it stays the same model: the split is reused only when every array it is given is
 bitwise equal to the first call's and its options are equal; the binning only when the

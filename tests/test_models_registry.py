@@ -486,6 +486,8 @@ def test_a_killed_creator_s_temporary_store_is_removed_by_the_next_creation(
     killed = folder / f".mlflow.db.creating-{dead}-0123456789ab"
     killed.write_bytes(b"half-built")
     (folder / f"{killed.name}-journal").write_bytes(b"")
+    older = folder / ".mlflow.db.creating-123456789012"  # an earlier version's name: no pid
+    older.write_bytes(b"half-built")
     running = folder / f".mlflow.db.creating-{os.getppid()}-ba9876543210"
     running.write_bytes(b"another process, still building")
     c = registry.client(f"sqlite:///{folder / 'mlflow.db'}")

@@ -16,7 +16,9 @@ and a hash of the ``models`` and ``features`` sources). A resumed run reuses uni
 under the same fingerprint, so its results are those of an uninterrupted run; under another
 fingerprint, or without ``--resume``, the checkpoint is refused (:class:`CheckpointError`),
 never silently reused or overwritten. Once the run's results are written, the checkpoint is
-removed (:meth:`Checkpoint.clear`).
+removed (:func:`remove`), and ``checkpoint.finished.json`` beside it keeps the fingerprint
+of the run that finished: ``--resume`` of that same run then says there is nothing to
+resume instead of running it again from the start (and registering its models anew).
 
 The manifest also names the run itself (:attr:`Checkpoint.identity`: the fingerprint's hash
 and a random part drawn when the checkpoint is created): a resumed run has the identity of the
@@ -189,6 +191,14 @@ def remove(folder: Path) -> None:
     folder = Path(folder)
     if not folder.exists():
         return
+    try:  # what finished, for a later --resume to say so (Checkpoint.open)
+        body = json.loads((folder / MANIFEST).read_text())
+        finished = {"fingerprint": body["fingerprint"], "run": body.get("run")}
+    except (OSError, ValueError, KeyError, TypeError):
+        finished = None
+    if finished is not None:
+        text = json.dumps(finished, indent=2)
+        _atomic(_finished(folder), lambda p: p.write_text(text))
     doomed = folder.with_name(f".{folder.name}.removing-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         os.replace(folder, doomed)
@@ -197,10 +207,31 @@ def remove(folder: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def _finished(folder: Path) -> Path:
+    """Where :func:`remove` notes the fingerprint of the run whose checkpoint it removed."""
+    return folder.with_name(f"{folder.name}.finished.json")
+
+
 def _remove_abandoned(folder: Path) -> None:
     """Delete what a stopped :func:`remove` left beside ``folder``."""
     for left in folder.parent.glob(f".{folder.name}.removing-*"):
         shutil.rmtree(left, ignore_errors=True)
+
+
+def _refuse_finished(folder: Path, fp: dict[str, str]) -> None:
+    """With --resume and no checkpoint: refuse when the run of this very fingerprint
+    finished here (its results are beside the checkpoint it removed), rather than run it
+    again from the start and register its models anew. Raises :class:`CheckpointError`."""
+    results = folder.parent / "results.json"
+    try:
+        done = json.loads(_finished(folder).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(done, dict) and done.get("fingerprint") == fp and results.is_file():
+        raise CheckpointError(
+            f"nothing to resume: this run finished, its results are in {results}; run the "
+            "same command without --resume to run it again"
+        )
 
 
 @dataclass
@@ -233,6 +264,8 @@ class Checkpoint:
         _remove_abandoned(folder)
         manifest = folder / MANIFEST
         if not manifest.is_file():
+            if resume:
+                _refuse_finished(folder, fp)
             for stray in folder.glob(".*.tmp"):  # a write cut short before any unit
                 stray.unlink(missing_ok=True)
             return cls(folder, fp)

@@ -201,7 +201,8 @@ def train(
         "folder): the finished choices, splits and refit are read back and their work "
         "skipped, and the results equal an uninterrupted run's. Refused (exit 2) when the "
         "checkpoint belongs to another config, data snapshot, feature spec or code version. "
-        "Without --resume, a folder holding a checkpoint is refused rather than reused.",
+        "Without --resume, a folder holding a checkpoint is refused rather than reused; "
+        "--resume of a run that finished there is refused too (nothing to resume).",
     ),
     register: bool = typer.Option(
         True, "--register/--no-register", help="Register each label's champion in MLflow."

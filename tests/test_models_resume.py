@@ -287,8 +287,27 @@ def test_a_stop_while_the_checkpoint_is_removed_leaves_no_part_of_it(
     assert len(list(tmp_path.glob(".checkpoint.removing-*"))) == 1
     fresh = Checkpoint.open(folder, fp, resume=True)
     assert fresh.found == 0 and not fresh.has("split", "l", "0")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the leftover is deleted
+    # the leftover is deleted; what finished is noted (see the next test)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.finished.json"]
     ckpt_mod.remove(folder)  # nothing there: nothing to do
+
+
+def test_resume_of_a_finished_run_is_refused_and_a_new_run_is_not(tmp_path: Path) -> None:
+    """Removing a finished run's checkpoint notes its fingerprint: --resume of that run
+    (same fingerprint, its results there) is refused with what to do; a run without
+    --resume, another fingerprint, or a folder without the results start as usual."""
+    fp = {"config_hash": "a"}
+    folder = tmp_path / "checkpoint"
+    Checkpoint.open(folder, fp, resume=False).save("split", "l", "0", data={"n": 0})
+    (tmp_path / "results.json").write_text("{}")
+    ckpt_mod.remove(folder)
+    assert not folder.exists() and (tmp_path / "checkpoint.finished.json").is_file()
+    with pytest.raises(CheckpointError, match="nothing to resume: this run finished"):
+        Checkpoint.open(folder, fp, resume=True)
+    assert Checkpoint.open(folder, fp, resume=False).found == 0
+    assert Checkpoint.open(folder, {"config_hash": "b"}, resume=True).found == 0
+    (tmp_path / "results.json").unlink()
+    assert Checkpoint.open(folder, fp, resume=True).found == 0
 
 
 # --------------------------------------------------------------------------- progress
@@ -501,6 +520,11 @@ def test_train_stopped_after_writing_its_results_resumes_without_registering_aga
     assert "1 of 1 models already registered by the stopped run: kept" in resumed.stderr
     assert versions() == registered
     assert not (out / "checkpoint").exists()
+    # the run finished: resuming it again says so, and neither runs nor registers anything
+    again = runner.invoke(app, [*args, "--resume"])
+    assert again.exit_code == 2, again.output
+    assert f"nothing to resume: this run finished, its results are in {out}" in again.stderr
+    assert versions() == registered
 
 
 def test_with_registry_all_every_fitted_model_survives_a_resume(

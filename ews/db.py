@@ -533,6 +533,15 @@ class AppDatabase:
         with self.read_engine.connect() as c:
             yield c
 
+    def _raw_sqlite(self, timeout: float) -> sqlite3.Connection:
+        """A plain sqlite3 connection to the database, with the engine's pragmas, usable
+        from any thread (its owner keeps it to one at a time)."""
+        conn = sqlite3.connect(
+            self.url.split("///", 1)[1], timeout=timeout, check_same_thread=False
+        )
+        _sqlite_pragmas(conn)
+        return conn
+
     def loop_reader(self) -> sqlite3.Connection:
         """The event loop's own connection to the SQLite database, for the reads of one
         statement an async request makes on the loop (no pool checkout, no SQLAlchemy
@@ -541,10 +550,7 @@ class AppDatabase:
             raise RuntimeError("the loop's reader is SQLite's only")
         conn: sqlite3.Connection | None = getattr(self._loop_reader, "conn", None)
         if conn is None:  # one per thread (a test may run loops in several)
-            conn = sqlite3.connect(  # used by its thread only; closed by dispose()
-                self.url.split("///", 1)[1], timeout=30, check_same_thread=False
-            )
-            _sqlite_pragmas(conn)
+            conn = self._raw_sqlite(timeout=30)  # used by its thread only; closed by dispose()
             self._loop_reader.conn = conn
             with self._writer_lock:
                 self._loop_readers.append(conn)
@@ -708,10 +714,7 @@ class AppDatabase:
             return None
         try:
             if self._checkpointer is None:
-                self._checkpointer = sqlite3.connect(  # closed by dispose()
-                    self.url.split("///", 1)[1], timeout=CHECKPOINT_BUSY, check_same_thread=False
-                )
-                _sqlite_pragmas(self._checkpointer)
+                self._checkpointer = self._raw_sqlite(CHECKPOINT_BUSY)  # closed by dispose()
             row = self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             return (int(row[0]), int(row[1]), int(row[2]))
         finally:

@@ -1029,7 +1029,6 @@ def _register_models_here(
                 _save_extras(job)
             _save_all(jobs, threads)  # workers are forked before the MLflow run starts
             _check_asker(asker)
-            set_experiment(uri)
             with mlflow.start_run(run_name=run_name, tags={REGISTRATION_TAG: run_tag}) as run:
                 run_id = run.info.run_id
                 mlflow.log_artifacts(str(root))

@@ -180,6 +180,58 @@ def test_trusted_types_come_from_one_member_of_each_kind(
     assert sorted(sio.get_untrusted_types(data=sio.dumps(vote))) == registry._trusted_types(vote)
 
 
+def test_a_model_saved_with_types_it_does_not_trust_is_refused_and_removed(
+    data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    """Saving audits the written file with skops (it is not loaded back): a forest saved
+    without trusting its tree type is refused as MLflow's own check refuses it, and leaves
+    no model file; trusting the types its twin names, it saves and loads back whole."""
+    import mlflow.sklearn
+    import skops.io as sio
+    from mlflow.exceptions import MlflowException
+
+    X, y = data
+    forest = make_estimator("random_forest", {"n_estimators": 8}, seed=0).fit(X, y)
+    entry = registry.ModelEntry(model=forest, name="", example=X, tags={})
+    signature = registry._signature(entry)
+    trusted = registry._trusted_types(forest)
+    assert "sklearn.tree._tree.Tree" in trusted
+    short = [t for t in trusted if t != "sklearn.tree._tree.Tree"]
+    with pytest.raises(MlflowException, match=r"untrusted types .*: sklearn\.tree\._tree\.Tree$"):
+        registry._save_job(registry._SaveJob(entry, tmp_path / "short", signature, short))
+    assert list((tmp_path / "short" / "model").iterdir()) == []
+    # MLflow's own save (its verifying load) refuses the same list
+    with pytest.raises(MlflowException, match="untrusted types"):
+        mlflow.sklearn.save_model(
+            forest, tmp_path / "mlflow", serialization_format="skops", skops_trusted_types=short
+        )
+    registry._save_job(registry._SaveJob(entry, tmp_path / "whole", signature, trusted))
+    saved = tmp_path / "whole" / "model" / "model.skops"
+    assert sorted(sio.get_untrusted_types(file=saved)) == trusted
+    loaded = mlflow.sklearn.load_model(str(tmp_path / "whole" / "model"))
+    assert np.array_equal(loaded.predict_proba(X), forest.predict_proba(X))
+
+
+def test_the_lean_save_skips_only_the_environment_check_of_our_requirements(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within a save, MLflow's environment check is skipped for our requirements (packages
+    this process runs, and its own MLflow) and still run for any other list; after it, both
+    MLflow functions are its own again."""
+    import mlflow
+    import mlflow.sklearn as ms
+    import mlflow.utils.environment as env
+
+    before = (ms._save_model, env.warn_dependency_requirement_mismatches)
+    ours = [f"mlflow=={mlflow.__version__}", *registry.PIP_REQUIREMENTS]
+    with registry._lean_mlflow_save(), caplog.at_level("WARNING"):
+        env.warn_dependency_requirement_mismatches(ours)
+        assert "mismatches" not in caplog.text
+        env.warn_dependency_requirement_mismatches(["ews-no-such-package==1.0"])
+        assert "ews-no-such-package" in caplog.text
+    assert (ms._save_model, env.warn_dependency_requirement_mismatches) == before
+
+
 @pytest.mark.parametrize("via", ["here", "registrar"])
 def test_a_registration_failure_is_raised_the_same_from_the_registering_process(
     data: tuple[pd.DataFrame, np.ndarray], via: str, tmp_path: Path
@@ -211,8 +263,7 @@ def test_a_model_that_cannot_be_pickled_is_registered_here(
 ) -> None:
     """The registering process gets the models pickled; one that cannot be (a lambda in an
     attribute) is registered in this process instead, and fails or succeeds as it would
-    there (here: MLflow says skops cannot store a function that is not defined at the top
-    level)."""
+    there (here: the skops file it writes names the function, a type nobody trusts)."""
     uri = shared_mlflow_uri()
     X, y = data
     model = make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y)
@@ -228,7 +279,7 @@ def test_a_model_that_cannot_be_pickled_is_registered_here(
         except Exception as exc:  # noqa: BLE001 - compared below
             outcomes.append(f"{type(exc).__name__}: {exc}")
             assert not getattr(exc, "__notes__", [])
-    assert outcomes[0] == outcomes[1] and "skops" in outcomes[0]
+    assert outcomes[0] == outcomes[1] and "skops" in outcomes[0] and "<lambda>" in outcomes[0]
     assert registry._REGISTRAR is None
     assert registrar is not None and not registrar.process.is_alive()
 

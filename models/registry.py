@@ -905,13 +905,16 @@ def _save_all(jobs: list[_SaveJob], threads: int | None = None) -> None:
     # Objects alive at the fork are moved out of the collector's reach until the workers are
     # done: a worker's collections would otherwise visit (and so copy, page by page) the
     # parent's whole heap; measured on triage-peer's 16 models, the workers' CPU time went
-    # from 7.1-7.4 s to 5.1-5.4 s. The parent's own collections resume after (unfreeze).
+    # from 7.1-7.4 s to 5.1-5.4 s. The parent's own collections resume after (unfreeze),
+    # unless a freeze was on before (a run's, models.experiment): its owner ends it.
+    outer = gc.get_freeze_count() > 0
     gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             pool.map(_save_job_at, range(len(jobs)), chunksize=1)
     finally:
-        gc.unfreeze()
+        if not outer:
+            gc.unfreeze()
         _JOBS = []
 
 

@@ -302,10 +302,11 @@ def plan_splits(
 
 
 def _day(values: Any) -> Any:
-    """As-of dates as datetime64[ns] at midnight, whatever unit they came in."""
+    """As-of dates as datetime64[ns] at midnight, whatever unit they came in (without the
+    conversion cache, whose check reads the column value by value as Timestamps)."""
     import pandas as pd
 
-    return pd.to_datetime(values).astype("datetime64[ns]")
+    return pd.to_datetime(values, cache=False).astype("datetime64[ns]")
 
 
 def _ts(d: date) -> Any:

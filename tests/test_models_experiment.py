@@ -211,6 +211,37 @@ def test_config_validation(tmp_path: Path, agency: Path):
     assert default.hash != load_config(seed=1).hash
 
 
+def test_the_heap_is_frozen_during_the_run_and_unfrozen_after(
+    agency: Path, features: pd.DataFrame
+) -> None:
+    """What is alive once the config is checked is out of the collector's reach while the
+    run works (the progress lines see it frozen), and back in it when the run returns or
+    fails."""
+    import gc
+
+    before = gc.get_freeze_count()
+    seen: list[tuple[str, int]] = []
+
+    def say(line: str) -> None:
+        seen.append((line, gc.get_freeze_count()))
+
+    run_experiment(_config(), agency, tracking=False, progress=say, features=features)
+    assert gc.get_freeze_count() == before
+    frozen = [n for line, n in seen if "evaluated" in line]
+    assert frozen and all(n > before for n in frozen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(line: str) -> None:
+        if "building labels" in line:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_experiment(_config(), agency, tracking=False, progress=stop, features=features)
+    assert gc.get_freeze_count() == before
+
+
 def test_auto_test_dates(agency: Path):
     # The synthetic data end 2016-12-31: the latest January 1 with a whole year after it in
     # the data is 2015-12-31 + ... -> 2015-01-01 (2016-01-01 + 1y = 2017-01-01 > end).

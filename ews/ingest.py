@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ews.contract import COLUMNS, TABLES, ContractError
+from ews.processes import alive
 from ews.store import Snapshot, Workspace
 from ews.validate import Progress, Validation, validate_package
 
@@ -242,21 +243,11 @@ def clean_temp(workspace: Workspace) -> list[Path]:
         return removed
     for p in tmp.iterdir():
         m = re.match(r"^ingest-(\d+)-", p.name)
-        if m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+        if m and alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
             continue  # another ingest is writing it now
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def store_tables(

@@ -1387,8 +1387,9 @@ def building_since(agency: str, home: Path) -> str | None:
     """When the running build of the report of ``agency`` started ("YYYY-MM-DD HH:MM UTC"),
     by this or another process of this machine; None when none runs (a marker left by a
     process that ended, or older than STALE_BUILD_S, does not count)."""
-    import os
     import time
+
+    from ews.processes import alive
 
     path = _marker(agency, home)
     try:
@@ -1397,13 +1398,8 @@ def building_since(agency: str, home: Path) -> str | None:
         since, _, pid = path.read_text().partition("\n")
     except OSError:
         return None
-    if pid.strip().isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, another user's
+    if pid.strip().isdigit() and not alive(int(pid)):
+        return None
     return since.strip() or None
 
 

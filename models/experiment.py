@@ -306,24 +306,6 @@ def progress_printer() -> Callable[[str], None]:
 HEARTBEAT_S = 30.0
 
 
-@contextmanager
-def _long_lived_heap() -> Iterator[None]:
-    """Within: the objects alive on entry (the libraries the config check imported, the
-    config, the data's metadata), which live as long as the run, are out of the garbage
-    collector's reach (``gc.freeze``), and back in it after. Python's full collections then
-    walk only what the run allocates: on triage-peer, two of them walked the whole heap
-    while the features and labels were built, for 0.2 CPU-s. The registering process forked
-    next inherits them frozen, so its own collections do not touch (and copy) those pages.
-    Whatever among them becomes garbage meanwhile is collected once they are unfrozen."""
-    import gc
-
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def run_experiment(
     config: ExperimentConfig | str | Path,
     source: Snapshot | Path | str | None = None,
@@ -345,6 +327,7 @@ def run_experiment(
     the units already there are reused, their work skipped, and the result is that of an
     uninterrupted run. An existing checkpoint without ``resume``, or one of another config,
     data or code, raises :class:`models.checkpoint.CheckpointError` before any work."""
+    from ews.processes import frozen_heap
     from models import steps
     from models.checkpoint import Checkpoint, fingerprint, frame_hash
     from models.gates import promotion_gate
@@ -359,7 +342,11 @@ def run_experiment(
             checked = steps.check_config(config, source)
         except steps.ConfigProblems as exc:
             raise ExperimentError(f"refused before any work:\n{exc}") from exc
-    with _long_lived_heap():
+    # What is alive now (the libraries the config check imported, the config, the data's
+    # metadata) lives as long as the run: frozen out of the collector's reach until it ends
+    # (on triage-peer, two full collections walked that whole heap while the features and
+    # labels were built, 0.2 CPU-s), and the registering process forked next inherits it so.
+    with frozen_heap():
         deploy = tracking and config.refit_champion
         ckpt = None
         if checkpoint is not None:  # refused here, before any work, if it is not this run's

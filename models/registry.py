@@ -117,23 +117,14 @@ def _create_sqlite_store(db: Path) -> None:
 def _remove_abandoned_stores(db: Path) -> None:
     """Remove the temporary stores (and their journals) that :func:`_create_sqlite_store`
     left beside ``db`` in processes that are no longer running."""
+    from ews.processes import alive
+
     prefix = f".{db.name}.creating-"
     for path in db.parent.glob(f"{prefix}*"):
         pid = path.name.removeprefix(prefix).split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
             continue
         path.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # none, or no process id at all
-        return False
-    except OSError:  # exists, not ours to signal
-        return True
-    return True
 
 
 _WARMING: threading.Thread | None = None
@@ -898,23 +889,18 @@ def _save_all(jobs: list[_SaveJob], threads: int | None = None) -> None:
         for job in jobs:
             _save_job(job)
         return
-    import gc
+    from ews.processes import frozen_heap
 
     global _JOBS
     _JOBS = jobs
     # Objects alive at the fork are moved out of the collector's reach until the workers are
     # done: a worker's collections would otherwise visit (and so copy, page by page) the
     # parent's whole heap; measured on triage-peer's 16 models, the workers' CPU time went
-    # from 7.1-7.4 s to 5.1-5.4 s. The parent's own collections resume after (unfreeze),
-    # unless a freeze was on before (a run's, models.experiment): its owner ends it.
-    outer = gc.get_freeze_count() > 0
-    gc.freeze()
+    # from 7.1-7.4 s to 5.1-5.4 s.
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with frozen_heap(), multiprocessing.get_context("fork").Pool(workers) as pool:
             pool.map(_save_job_at, range(len(jobs)), chunksize=1)
     finally:
-        if not outer:
-            gc.unfreeze()
         _JOBS = []
 
 

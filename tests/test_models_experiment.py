@@ -219,6 +219,7 @@ def test_the_heap_is_frozen_during_the_run_and_unfrozen_after(
     fails."""
     import gc
 
+    gc.unfreeze()  # from nothing frozen (a service test on this worker may have frozen some)
     before = gc.get_freeze_count()
     seen: list[tuple[str, int]] = []
 

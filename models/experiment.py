@@ -331,83 +331,106 @@ def run_experiment(
     from models import steps
     from models.checkpoint import Checkpoint, fingerprint, frame_hash
     from models.gates import promotion_gate
+    from models.prebuild import Prebuild
 
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     say = progress if callable(progress) else progress_printer() if progress else None
     clock = Clock(say)
     source, agency, snapshot_id = resolve_source(config, source)
-    with clock.step("check config", "checking the config against the feature spec and data"):
-        try:
-            checked = steps.check_config(config, source)
-        except steps.ConfigProblems as exc:
-            raise ExperimentError(f"refused before any work:\n{exc}") from exc
-    # What is alive now (the libraries the config check imported, the config, the data's
-    # metadata) lives as long as the run: frozen out of the collector's reach until it ends
-    # (on triage-peer, two full collections walked that whole heap while the features and
-    # labels were built, 0.2 CPU-s), and the registering process forked next inherits it so.
-    with frozen_heap():
-        deploy = tracking and config.refit_champion
-        ckpt = None
-        if checkpoint is not None:  # refused here, before any work, if it is not this run's
-            fp = fingerprint(
-                config.hash,
-                snapshot_id,
-                str(checked.spec.hash),
-                deploy,
-                "built" if features is None else frame_hash(features),
-            )
-            ckpt = Checkpoint.open(Path(checkpoint), fp, resume)
-            if resume and not ckpt.found:
-                clock.note(f"resuming: no checkpoint in {checkpoint} yet, starting from the start")
-        if tracking:  # MLflow imported, its store opened, in the registering process meanwhile
-            from models import registry
-
-            registry.warm_up()
-        with clock.heartbeat(heartbeat if say is not None else None):
-            with clock.step("plan splits"):
-                plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)
-            dates = plan.feature_dates()
-            with clock.step("build features", f"building features for {len(dates)} as-of dates"):
-                feats = steps.build_features(source, plan, checked.spec, checked.cohort, features)
-            if say is not None:  # features that carry no information on this agency's data
-                for line in feats.notes:
-                    say(line)
-            n_labels = len({label for label, _ in plan.label_requests()})
-            message = f"building labels ({len(plan.label_requests())} knowledge cutoffs, "
-            message += f"{n_labels} {'query' if n_labels == 1 else 'queries'})"
-            with clock.step("build labels", message):
-                labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
-            run = _Run(config, checked, plan, feats, labels, clock, ckpt)
-            run.ahead = tracking and config.registry == "all"
-            run.say_resumed()
+    deploy = tracking and config.refit_champion
+    # the features and labels are built in a helper process while the config is checked
+    # (models.prebuild), and used only if built from exactly what the check resolves
+    with Prebuild.started(config, source, deploy, enabled=features is None) as early:
+        with clock.step("check config", "checking the config against the feature spec and data"):
             try:
-                run.start_fits()
-                for label in checked.labels:
-                    # every choice first (each on its own validation splits, by the same rule),
-                    # so that each test date evaluates both its own choice and the config deployed
-                    run.choose(label)
-                    for sp in plan.splits[label]:
-                        run.outer_split(label, sp)
-                for label in checked.labels:
-                    if plan.deploy.get(label) is not None:
-                        run.refit(label)
-            finally:
-                run.fitter.close()
-            result = run.result(agency, snapshot_id)
-            for label, champ in result.champions.items():
-                result.gates[label] = promotion_gate(result.records, label, champ.candidate["name"])
-            n = len(result.champions) + len(result.fitted)
-            if tracking and n:
-                with clock.step("register", f"registering {n} models in MLflow"):
-                    register(result, checkpoint=ckpt, say=clock.note)
-            elif tracking:
-                result.notes.append("nothing registered: no model was chosen (use registry: all)")
-        clock.note("done")
-        result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
-        cpu_total = round(time.process_time() - clock.cpu_started, 3)
-        result.cpu_timings = {**clock.cpu, "total_s": cpu_total}
-        return result
+                checked = steps.check_config(config, source)
+            except steps.ConfigProblems as exc:
+                raise ExperimentError(f"refused before any work:\n{exc}") from exc
+        # What is alive now (the libraries the config check imported, the config, the data's
+        # metadata) lives as long as the run: frozen out of the collector's reach until it ends
+        # (on triage-peer, two full collections walked that whole heap while the features and
+        # labels were built, 0.2 CPU-s), and the registering process forked next inherits it so.
+        with frozen_heap():
+            ckpt = None
+            if checkpoint is not None:  # refused here, before any work, if it is not this run's
+                fp = fingerprint(
+                    config.hash,
+                    snapshot_id,
+                    str(checked.spec.hash),
+                    deploy,
+                    "built" if features is None else frame_hash(features),
+                )
+                ckpt = Checkpoint.open(Path(checkpoint), fp, resume)
+                if resume and not ckpt.found:
+                    clock.note(
+                        f"resuming: no checkpoint in {checkpoint} yet, starting from the start"
+                    )
+            if tracking:  # MLflow imported, its store opened, in the registering process meanwhile
+                from models import registry
+
+                registry.warm_up()
+            with clock.heartbeat(heartbeat if say is not None else None):
+                with clock.step("plan splits"):
+                    plan = steps.plan_splits(config, source, list(checked.labels), deploy=deploy)
+                dates = plan.feature_dates()
+                message = f"building features for {len(dates)} as-of dates"
+                if early is not None:
+                    message += " (begun in a helper process during the config check)"
+                with clock.step("build features", message):
+                    built = early.take(plan, checked) if early is not None else None
+                    if built is None:
+                        feats = steps.build_features(
+                            source, plan, checked.spec, checked.cohort, features
+                        )
+                    else:
+                        feats = built[0]
+                if say is not None:  # features that carry no information on this agency's data
+                    for line in feats.notes:
+                        say(line)
+                n_labels = len({label for label, _ in plan.label_requests()})
+                message = f"building labels ({len(plan.label_requests())} knowledge cutoffs, "
+                message += f"{n_labels} {'query' if n_labels == 1 else 'queries'})"
+                with clock.step("build labels", message):
+                    if built is None:
+                        labels = steps.build_labels(source, plan, checked.labels, checked.cohort)
+                    else:
+                        labels = built[1]
+                run = _Run(config, checked, plan, feats, labels, clock, ckpt)
+                run.ahead = tracking and config.registry == "all"
+                run.say_resumed()
+                try:
+                    run.start_fits()
+                    for label in checked.labels:
+                        # every choice first (each on its own validation splits, by the same
+                        # rule), so that each test date evaluates both its own choice and the
+                        # config deployed
+                        run.choose(label)
+                        for sp in plan.splits[label]:
+                            run.outer_split(label, sp)
+                    for label in checked.labels:
+                        if plan.deploy.get(label) is not None:
+                            run.refit(label)
+                finally:
+                    run.fitter.close()
+                result = run.result(agency, snapshot_id)
+                for label, champ in result.champions.items():
+                    result.gates[label] = promotion_gate(
+                        result.records, label, champ.candidate["name"]
+                    )
+                n = len(result.champions) + len(result.fitted)
+                if tracking and n:
+                    with clock.step("register", f"registering {n} models in MLflow"):
+                        register(result, checkpoint=ckpt, say=clock.note)
+                elif tracking:
+                    result.notes.append(
+                        "nothing registered: no model was chosen (use registry: all)"
+                    )
+            clock.note("done")
+            result.timings = {**clock.timings, "total_s": round(clock.elapsed(), 3)}
+            cpu_total = round(time.process_time() - clock.cpu_started, 3)
+            result.cpu_timings = {**clock.cpu, "total_s": cpu_total}
+            return result
 
 
 class _Run:

@@ -1,0 +1,182 @@
+"""The features and labels a run builds in a helper process while it checks its config
+(models.prebuild): used only when built from exactly the run's own plan, spec, cohort and
+labels, giving the same results as a run that builds them itself; any failure or mismatch
+leaves the run to build them as before; the helper never outlives the run."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from _models_agency import make_agency, small_config
+
+from models import prebuild
+from models.experiment import ExperimentConfig, ExperimentError, run_experiment
+from models.prebuild import Prebuild
+
+TRIAGE_SPEC = Path(__file__).resolve().parents[1] / "models" / "specs" / "triage_peer.yaml"
+
+
+@pytest.fixture(scope="module")
+def agency(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_agency(tmp_path_factory.mktemp("agency") / "pkg")
+
+
+def _config(**overrides: Any) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(small_config(**overrides))
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper is not forked beside other threads (pytest-xdist runs one to talk to its
+    controller): seen from the helper's check, this process has only its own."""
+    monkeypatch.setattr(prebuild.threading, "active_count", lambda: 1)
+
+
+class Taken:
+    """Records what each :meth:`Prebuild.take` of the runs gave (True: the helper's work)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[bool] = []
+        real = Prebuild.take
+
+        def take(early: Prebuild, plan: Any, checked: Any) -> Any:
+            got = real(early, plan, checked)
+            self.seen.append(got is not None)
+            return got
+
+        monkeypatch.setattr(Prebuild, "take", take)
+
+
+def _helpers() -> list[Any]:
+    return [p for p in multiprocessing.active_children() if p.name == "ews-prebuild"]
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.records == b.records
+    assert a.feature_columns == b.feature_columns
+    pd.testing.assert_frame_equal(a.predictions, b.predictions)
+
+
+@pytest.fixture(scope="module")
+def built_here(agency: Path) -> Any:
+    """The small experiment with features and labels built by the run itself (no helper)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Prebuild, "start", classmethod(lambda cls, *a, **k: None))
+        return run_experiment(_config(), agency, tracking=False, progress=False)
+
+
+def test_the_run_takes_the_helpers_work_and_gets_the_same_results(
+    agency: Path, built_here: Any, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = Taken(monkeypatch)
+    lines: list[str] = []
+    result = run_experiment(_config(), agency, tracking=False, progress=lines.append)
+    assert taken.seen == [True]
+    assert any("begun in a helper process during the config check" in line for line in lines)
+    _same(result, built_here)
+    assert _helpers() == []
+
+
+def test_work_built_from_another_plan_is_not_used(
+    agency: Path, built_here: Any, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper runs the code forked from this process: one that plans another date (a
+    change of the planning code between the two, say) is caught by the comparison."""
+    real = prebuild._build
+
+    def other_plan(*args: Any) -> Any:
+        built = real(*args)
+        built.dates = built.dates[1:]
+        return built
+
+    monkeypatch.setattr(prebuild, "_build", other_plan)
+    taken = Taken(monkeypatch)
+    result = run_experiment(_config(), agency, tracking=False, progress=False)
+    assert taken.seen == [False]
+    _same(result, built_here)
+
+
+@pytest.mark.parametrize("what", ["spec_hash", "cohort", "labels", "label_requests"])
+def test_work_built_from_another_spec_cohort_or_labels_is_not_used(
+    agency: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    real = prebuild._build
+
+    def changed(*args: Any) -> Any:
+        built = real(*args)
+        setattr(built, what, {"another": 1})
+        return built
+
+    monkeypatch.setattr(prebuild, "_build", changed)
+    taken = Taken(monkeypatch)
+    run_experiment(_config(), agency, tracking=False, progress=False)
+    assert taken.seen == [False]
+
+
+def test_a_failing_helper_leaves_the_work_to_the_run(
+    agency: Path, built_here: Any, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: Any) -> Any:
+        raise RuntimeError("the helper's own trouble")
+
+    monkeypatch.setattr(prebuild, "_build", fails)
+    taken = Taken(monkeypatch)
+    result = run_experiment(_config(), agency, tracking=False, progress=False)
+    assert taken.seen == [False]
+    _same(result, built_here)
+
+
+def test_a_refused_config_stops_the_helper(
+    agency: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[Prebuild] = []
+    real = Prebuild.start.__func__  # type: ignore[attr-defined]
+
+    def start(cls: type[Prebuild], *args: Any) -> Prebuild | None:
+        early = real(cls, *args)
+        started.append(early)
+        return early
+
+    monkeypatch.setattr(Prebuild, "start", classmethod(start))
+    # the rule needs columns the triage spec does not build
+    cfg = _config(feature_spec=str(TRIAGE_SPEC), rules=["cmpd"])
+    with pytest.raises(ExperimentError, match="refused before any work"):
+        run_experiment(cfg, agency, tracking=False, progress=False)
+    assert started and started[0] is not None
+    assert not started[0].process.is_alive()
+    assert _helpers() == []
+
+
+def test_no_helper_beside_other_threads(agency: Path) -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert Prebuild.start(_config(), agency, False) is None
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_no_helper_for_a_run_given_its_features(
+    agency: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features.build import build_features
+
+    frame = build_features(agency, _planned_dates(agency))
+    taken = Taken(monkeypatch)
+    run_experiment(_config(), agency, tracking=False, progress=False, features=frame)
+    assert taken.seen == []
+
+
+def _planned_dates(agency: Path) -> list[Any]:
+    from models import steps
+
+    cfg = _config()
+    labels = list(cfg.label_names())
+    return steps.plan_splits(cfg, agency, labels, deploy=False).feature_dates()

@@ -183,15 +183,53 @@ def test_class_indices_answer_as_numpy_or_not_at_all() -> None:
 
 def test_fast_class_encoding_nests_and_restores() -> None:
     import sklearn.tree._classes as tree_module
+    from sklearn.base import BaseEstimator
 
     from models.forest import fast_class_encoding
 
+    check = tree_module.check_classification_targets
+    names = BaseEstimator.__dict__["_get_param_names"]
     with fast_class_encoding():
-        inner = tree_module.np
+        inner = tree_module.np, tree_module.check_classification_targets
+        assert inner[1] is not check
+        assert BaseEstimator.__dict__["_get_param_names"] is not names
         with fast_class_encoding():
-            assert tree_module.np is inner
-        assert tree_module.np is inner
-    assert tree_module.np is np
+            assert (tree_module.np, tree_module.check_classification_targets) == inner
+        assert (tree_module.np, tree_module.check_classification_targets) == inner
+    assert tree_module.np is np and tree_module.check_classification_targets is check
+    assert BaseEstimator.__dict__["_get_param_names"] is names
     with pytest.raises(RuntimeError), fast_class_encoding():
         raise RuntimeError("a failed fit")
-    assert tree_module.np is np
+    assert tree_module.np is np and tree_module.check_classification_targets is check
+    assert BaseEstimator.__dict__["_get_param_names"] is names
+
+
+def test_lean_checks_answer_as_scikit_learn() -> None:
+    """While the forest's checks are lean, the labels of a forest's trees pass, any other
+    labels meet scikit-learn's own check (continuous ones are refused), and every estimator's
+    parameter names are its own."""
+    import sklearn.tree._classes as tree_module
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    from models.forest import fast_class_encoding
+
+    estimators = [
+        RandomForestClassifier(),
+        DecisionTreeClassifier(max_depth=3),
+        LogisticRegression(C=0.5),
+        Pipeline([("s", StandardScaler()), ("m", LogisticRegression())]),
+    ]
+    plain = [(type(e)._get_param_names(), e.get_params(deep=True)) for e in estimators]
+    with fast_class_encoding():
+        lean = [(type(e)._get_param_names(), e.get_params(deep=True)) for e in estimators]
+        again = [(type(e)._get_param_names(), e.get_params(deep=True)) for e in estimators]
+        check = tree_module.check_classification_targets
+        assert check(np.array([[0.0], [1.0], [2.0]])) is None
+        with pytest.raises(ValueError, match="continuous"):
+            check(np.array([[0.5], [1.0]]))
+        with pytest.raises(ValueError, match="continuous"):
+            check(np.array([[0.0], [1.5]]))
+    assert lean == plain and again == plain

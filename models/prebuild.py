@@ -19,7 +19,9 @@ helper only computes, and is stopped when the run no longer needs it."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,24 +74,66 @@ def _build(config: ExperimentConfig, source: Snapshot | Path, deploy: bool) -> _
     )
 
 
-def _helper(conn: Any, config: ExperimentConfig, source: Snapshot | Path, deploy: bool) -> None:
+def _helper(
+    conn: Any, memory: int, config: ExperimentConfig, source: Snapshot | Path, deploy: bool
+) -> None:
     try:
-        payload = pickle.dumps(_build(config, source, deploy), protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException:  # noqa: BLE001 - the run builds them itself and reports any error
-        payload = b""
-    try:
-        conn.send_bytes(payload)
-    except (BrokenPipeError, OSError):  # the run no longer waits
+        try:
+            parts = _send(_build(config, source, deploy), memory)
+        except BaseException:  # noqa: BLE001 - the run builds them itself and reports any error
+            parts = [b""]
+        for part in parts:
+            conn.send_bytes(part)
+    except OSError:  # the run no longer waits
         pass
     finally:
         conn.close()
 
 
+def _send(built: _Built, memory: int) -> list[bytes]:
+    """Write the frames' arrays (pickle protocol 5's out-of-band buffers) one after another
+    to the file ``memory`` (a file descriptor, see :meth:`Prebuild.start`); the parts of the
+    message that follows them through the pipe: their sizes, then the pickle without them.
+    A large agency's feature frame (Chicago's: 330 MB) is then neither copied into a pickle
+    nor pushed through the pipe: the run maps the file."""
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(built, protocol=5, buffer_callback=buffers.append)
+    sizes = []
+    for buffer in buffers:
+        view = buffer.raw()
+        sizes.append(view.nbytes)
+        while view.nbytes:
+            view = view[os.write(memory, view) :]
+    return [pickle.dumps(sizes), head]
+
+
+def _receive(conn: Any, memory: int) -> _Built | None:
+    """What :func:`_send` sent (None: the helper failed). The arrays are read from the file
+    ``memory`` mapped copy-on-write: no copy is made, and the frames are writable, as those
+    the run builds itself."""
+    import mmap
+
+    sizes_message = conn.recv_bytes()
+    if not sizes_message:
+        return None
+    head = conn.recv_bytes()
+    sizes: list[int] = pickle.loads(sizes_message)
+    total = sum(sizes)
+    whole = memoryview(mmap.mmap(memory, total, access=mmap.ACCESS_COPY)) if total else None
+    buffers: list[Any] = []
+    offset = 0
+    for size in sizes:
+        buffers.append(whole[offset : offset + size] if whole is not None else b"")
+        offset += size
+    built: _Built = pickle.loads(head, buffers=buffers)
+    return built
+
+
 class Prebuild:
     """A helper process building a run's features and labels (see the module docstring)."""
 
-    def __init__(self, process: Any, conn: Any) -> None:
-        self.process, self.conn = process, conn
+    def __init__(self, process: Any, conn: Any, memory: int) -> None:
+        self.process, self.conn, self.memory = process, conn, memory
 
     @classmethod
     @contextmanager
@@ -119,28 +163,43 @@ class Prebuild:
             return None
         import pandas  # noqa: F401  (inherited by the helper instead of imported twice)
 
+        from models.fitting import _shared_temp
+
+        # where the helper writes the frames' arrays: a file in memory-backed /dev/shm when
+        # it has room, removed from its folder at once (the two processes hold it open), so
+        # that nothing is left behind however either of them ends
+        memory, name = tempfile.mkstemp(prefix="ews-prebuild-", dir=_shared_temp())
+        os.unlink(name)
         ctx = multiprocessing.get_context("fork")
         ours, theirs = ctx.Pipe(duplex=False)
-        process = ctx.Process(
-            target=_helper, args=(theirs, config, source, deploy), name="ews-prebuild", daemon=True
-        )
-        process.start()
-        theirs.close()
-        return cls(process, ours)
+        try:
+            process = ctx.Process(
+                target=_helper,
+                args=(theirs, memory, config, source, deploy),
+                name="ews-prebuild",
+                daemon=True,
+            )
+            process.start()
+        except BaseException:
+            os.close(memory)
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(process, ours, memory)
 
     def take(self, plan: Plan, checked: Checked) -> tuple[Features, Labels] | None:
         """The helper's features and labels when they were built from exactly the run's
         plan, spec, cohort and labels (waiting for it to finish); None otherwise. The helper
         is done either way."""
         try:
-            payload = self.conn.recv_bytes()
+            built = _receive(self.conn, self.memory)
         except (EOFError, OSError):
-            payload = b""
+            built = None
         finally:
             self.close()
-        if not payload:
+        if built is None:
             return None
-        built: _Built = pickle.loads(payload)
         same = (
             built.dates == plan.feature_dates()
             and built.label_requests == plan.label_requests()
@@ -151,8 +210,12 @@ class Prebuild:
         return (built.features, built.label_frames) if same else None
 
     def close(self) -> None:
-        """Stop the helper (when the run no longer needs it) and reap it."""
+        """Stop the helper (when the run no longer needs it), reap it, and close the file of
+        its arrays (a mapping of it stays valid)."""
         self.conn.close()
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
+        if self.memory >= 0:
+            os.close(self.memory)
+            self.memory = -1

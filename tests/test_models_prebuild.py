@@ -180,3 +180,49 @@ def _planned_dates(agency: Path) -> list[Any]:
     cfg = _config()
     labels = list(cfg.label_names())
     return steps.plan_splits(cfg, agency, labels, deploy=False).feature_dates()
+
+
+def test_what_the_helper_sends_arrives_whole_and_writable(tmp_path: Path) -> None:
+    """The frames' arrays travel through a file mapped by the run (out of the pickle): they
+    arrive equal, with their dtypes, and writable like frames built in the run, without
+    changing what the helper holds."""
+    import os
+
+    import numpy as np
+
+    from models.steps import Features, Labels
+
+    frame = pd.DataFrame(
+        {
+            "officer_id": [f"O{i}" for i in range(1000)],
+            "as_of_date": pd.to_datetime(["2020-01-01"] * 1000),
+            "complaint_1y_count": np.arange(1000, dtype=float),
+            "flag": np.arange(1000) % 2 == 0,
+        }
+    )
+    labels = frame[["officer_id", "as_of_date"]]
+    built = prebuild._Built(
+        dates=[],
+        label_requests={},
+        spec_hash="h",
+        cohort=None,
+        labels={},
+        features=Features(frame=frame, columns=["complaint_1y_count"], left_out=[]),
+        label_frames=Labels(frames={("x", None): labels}),
+    )
+    memory = os.open(tmp_path / "arrays", os.O_RDWR | os.O_CREAT)
+    ours, theirs = multiprocessing.Pipe(duplex=False)
+    try:
+        for part in prebuild._send(built, memory):
+            theirs.send_bytes(part)
+        assert os.fstat(memory).st_size > 8 * 1000  # the arrays went to the file
+        got = prebuild._receive(ours, memory)
+        assert got is not None
+        pd.testing.assert_frame_equal(got.features.frame, frame)
+        pd.testing.assert_frame_equal(got.label_frames.frames[("x", None)], labels)
+        got.features.frame.loc[0, "complaint_1y_count"] = -1.0  # writable
+        assert frame.loc[0, "complaint_1y_count"] == 0.0
+        theirs.send_bytes(b"")  # what a failed helper sends
+        assert prebuild._receive(ours, memory) is None
+    finally:
+        os.close(memory)

@@ -27,7 +27,11 @@ def agency(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(**overrides: Any) -> ExperimentConfig:
-    return ExperimentConfig.model_validate(small_config(**overrides))
+    """The small experiment without its selection and bootstrap (what they do is not this
+    file's subject)."""
+    cfg = small_config(n_boot=0, **overrides)
+    cfg["splitter"] = {**cfg["splitter"], "inner_splits": 0}  # type: ignore[dict-item]
+    return ExperimentConfig.model_validate(cfg)
 
 
 @pytest.fixture

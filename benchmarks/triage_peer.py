@@ -81,6 +81,30 @@ skops, MLflow and its SQL store 2.2, eight forests' skops files 2.1), and 1.3-1.
 time. Both cores are busy from the end of the config check (1.2 s, imports) to the
 registration (0.3-0.5 s, the job waiting). The same code's time varies by 10-15% with the
 machine's state (CPU 14.1 s in one run, 15.8 s in another), so each ratio is taken in one run.
+
+Measured 2026-12-07 12:33-14:00 on another machine of the kind, slower (the same code's
+``ews train`` took 14.7 s and 24.1 CPU-s there, against 8.5-9.6 s the session before; a
+single-thread 200-tree forest fit on 70k rows 4.8-5.1 s), load average 1.1-2.0, each with
+triage in the same run. Before this session's changes: 14.7 s against triage's 61.6 s test
+predictions only (4.2x) and 122.6 s README profile (8.3x). After them, four runs: 13.2 s
+(58.8 / 116.1 s: 4.5x / 8.8x), 14.0 s (57.0 / 128.7 s: 4.1x / 9.2x), 13.9 s (66.1 / 132.2
+s: 4.8x / 9.5x), 14.0 s (62.5 / 141.6 s: 4.5x / 10.1x). The 5x target was met in none; 10x
+in one of four. precision@10% unchanged (ews 0.703-0.708, triage 0.701-0.705). Two changes:
+the features and labels are built in a helper process forked at the start of the run
+(``models.prebuild``) while the config check imports scikit-learn, which had left a core
+idle for 1.7-2.1 s (``check config`` then ``build features`` and ``build labels`` took
+3.0-3.9 s in a row; now 1.7-2.3 s, the helper finishing 0.2 s after the check); and a
+forest's trees check their labels and read their estimator's parameter names without the
+Python work scikit-learn repeats per tree (``models.forest.fast_class_encoding``: the same
+trees; 0.34 to 0.16 s per 200 tiny trees). Tried and not kept: fitting the sets in a
+background thread so that each split is evaluated while the next is fitted (the sets then
+finish smallest last, the registering process saves the largest forests after the request,
+and evaluation slowed beside the fits: 13.7-14.6 s against 11.8-15.1 s alternated).
+Where the time goes now (one traced run, 12.4 s): Python start and imports to the run 0.4 s;
+pandas, then the config check (1.6 s) beside the helper (1.9 s); the four forests 7.9 s on
+two cores shared with the registering process (its imports of skops, MLflow and its SQL
+store 2.5 CPU-s, then the saves); evaluation of the four splits 1.5 s on one core; the
+registration request 0.7 s while the job waits.
 """
 
 from __future__ import annotations

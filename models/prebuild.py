@@ -14,8 +14,11 @@ definitions it built from, and the run takes the frames only when every one of t
 run's own (checked after the config check, on the run's own plan). Otherwise, or when the
 helper failed (a bad config, data without rows for a date: the run then meets the same
 error itself, with its own message), or when the process has other threads (a fork would
-copy their locks), the run builds them itself, as it always did. Nothing is written: the
-helper only computes, and is stopped when the run no longer needs it."""
+copy their locks), the run builds them itself, as it always did. Nothing is left behind:
+the frames' arrays reach the run through a file already removed from its folder (in
+memory-backed ``/dev/shm`` when it has room), which the run maps; the helper is stopped as
+soon as the run no longer needs it. A config the check refuses is still refused before any
+of the run's work: the helper's is dropped unused."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a command knows about processes: whether one is still running (the owner of a
-leftover temporary file, say), and keeping its long-lived objects out of the garbage
-collector's reach while it works."""
+leftover temporary file, say), where processes of one run share large arrays, and keeping
+its long-lived objects out of the garbage collector's reach while it works."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -20,6 +21,21 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def shared_temp() -> str | None:
+    """Where a run's processes share large arrays through files (the fit workers' training
+    matrices, the features a helper built): memory-backed ``/dev/shm`` when it has room for
+    them, otherwise None (the system temp folder)."""
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            stat = os.statvfs(shm)
+            if stat.f_bavail * stat.f_frsize > 2 * 2**30:
+                return str(shm)
+    except OSError:
+        pass
+    return None
 
 
 @contextmanager

@@ -616,8 +616,10 @@ class Fitter:
         import numpy as np
         from joblib.externals.loky import ProcessPoolExecutor, get_reusable_executor
 
+        from ews.processes import shared_temp
+
         if self._base is None:
-            self._base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=_shared_temp()))
+            self._base = Path(tempfile.mkdtemp(prefix="ews-fit-", dir=shared_temp()))
         env = {var: "1" for var in _THREAD_VARS}  # one BLAS/OpenMP thread per worker
         if not queue:
             executor = get_reusable_executor(max_workers=workers, env=env)
@@ -690,17 +692,3 @@ _THREAD_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
-
-
-def _shared_temp() -> str | None:
-    """Where the training matrices for the workers go: memory-backed ``/dev/shm`` when it
-    has room for them, otherwise the system temp folder."""
-    shm = Path("/dev/shm")
-    try:
-        if shm.is_dir() and os.access(shm, os.W_OK):
-            stat = os.statvfs(shm)
-            if stat.f_bavail * stat.f_frsize > 2 * 2**30:
-                return str(shm)
-    except OSError:
-        pass
-    return None

@@ -166,12 +166,12 @@ class Prebuild:
             return None
         import pandas  # noqa: F401  (inherited by the helper instead of imported twice)
 
-        from models.fitting import _shared_temp
+        from ews.processes import shared_temp
 
         # where the helper writes the frames' arrays: a file in memory-backed /dev/shm when
         # it has room, removed from its folder at once (the two processes hold it open), so
         # that nothing is left behind however either of them ends
-        memory, name = tempfile.mkstemp(prefix="ews-prebuild-", dir=_shared_temp())
+        memory, name = tempfile.mkstemp(prefix="ews-prebuild-", dir=shared_temp())
         os.unlink(name)
         ctx = multiprocessing.get_context("fork")
         ours, theirs = ctx.Pipe(duplex=False)

@@ -241,23 +241,30 @@ def _registrar_main(
     it asked (SIGTERM, SIGKILL) then ends the wait here (EOF) instead of leaving this process
     waiting forever; a job killed while this process registers stops it before its next
     step (see :func:`_check_asker`)."""
+    import gc
     import pickle
     import traceback
+
+    from ews.processes import collection_paused
 
     if jobs_end is not None:
         jobs_end.close()
     asker = os.getppid()  # the job: registering stops if it ends first
     try:
-        try:
-            import skops.io  # noqa: F401  (first: see warm_up)
+        # the warm-up's imports stay for this process's life: collected nowhere (see
+        # ews.processes.collection_paused), then frozen out of later collections' reach
+        with collection_paused():
+            try:
+                import skops.io  # noqa: F401  (first: see warm_up)
 
-            c = client(uri)
-            c.get_experiment_by_name(EXPERIMENT_NAME)
-            # the first search of the registry imports what it needs: 0.5-0.9 s measured
-            c.search_registered_models(max_results=1)
-            _warm_save()
-        except Exception:  # noqa: BLE001 - happens again, and is reported, on the request
-            pass
+                c = client(uri)
+                c.get_experiment_by_name(EXPERIMENT_NAME)
+                # the first search of the registry imports what it needs: 0.5-0.9 s measured
+                c.search_registered_models(max_results=1)
+                _warm_save()
+            except Exception:  # noqa: BLE001 - happens again, and is reported, on the request
+                pass
+        gc.freeze()
         ahead = _Ahead(ahead_root)
         try:
             while True:  # models sent ahead are saved while the job goes on, until asked

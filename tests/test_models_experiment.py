@@ -212,21 +212,32 @@ def test_config_validation(tmp_path: Path, agency: Path):
 
 
 def test_the_heap_is_frozen_during_the_run_and_unfrozen_after(
-    agency: Path, features: pd.DataFrame
+    agency: Path, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What is alive once the config is checked is out of the collector's reach while the
-    run works (the progress lines see it frozen), and back in it when the run returns or
-    fails."""
+    """The config check (its imports) runs with the cyclic collector paused; what is alive
+    once the config is checked is out of the collector's reach while the run works (the
+    progress lines see it frozen), and back in it when the run returns or fails."""
     import gc
+
+    from models import steps
 
     gc.unfreeze()  # from nothing frozen (a service test on this worker may have frozen some)
     before = gc.get_freeze_count()
     seen: list[tuple[str, int]] = []
+    collecting: list[bool] = []
+    check = steps.check_config
+
+    def checking(*args: Any, **kwargs: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "check_config", checking)
 
     def say(line: str) -> None:
         seen.append((line, gc.get_freeze_count()))
 
     run_experiment(_config(), agency, tracking=False, progress=say, features=features)
+    assert collecting == [False] and gc.isenabled()
     assert gc.get_freeze_count() == before
     frozen = [n for line, n in seen if "evaluated" in line]
     assert frozen and all(n > before for n in frozen)

@@ -258,6 +258,50 @@ def test_a_registration_failure_is_raised_the_same_from_the_registering_process(
         assert not registrar.process.is_alive()
 
 
+def test_the_registering_process_warms_up_without_collecting_then_freezes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registering process imports MLflow and skops and saves a first model with the
+    cyclic collector paused (those objects live as long as the process), then freezes them
+    out of later collections' reach and collects again while it saves the job's models."""
+    import gc
+    import json
+
+    seen = tmp_path / "seen.jsonl"
+
+    def record(when: str) -> None:
+        with seen.open("a") as f:
+            f.write(json.dumps([when, gc.isenabled(), gc.get_freeze_count()]) + "\n")
+
+    real_warm_save, real_ahead = registry._warm_save, registry._Ahead
+
+    def warm_save() -> None:
+        record("warm-up")
+        real_warm_save()
+
+    class Ahead(real_ahead):  # type: ignore[misc,valid-type]
+        def __init__(self, root: Path | None = None) -> None:
+            record("after")
+            super().__init__(root)
+
+    monkeypatch.setattr(registry, "_warm_save", warm_save)  # the fork inherits both
+    monkeypatch.setattr(registry, "_Ahead", Ahead)
+    gc.unfreeze()  # this process: nothing frozen, collecting
+    assert gc.isenabled()
+    registry.warm_up(shared_mlflow_uri())
+    registrar = registry._REGISTRAR
+    assert registrar is not None
+    registrar.close()  # no request: the process ends once warmed up
+    registrar.process.join(60)
+    registry._REGISTRAR = None
+    (warm, w_on, w_frozen), (after, a_on, a_frozen) = (
+        json.loads(line) for line in seen.read_text().splitlines()
+    )
+    assert (warm, w_on, w_frozen) == ("warm-up", False, 0)
+    assert after == "after" and a_on and a_frozen > 100_000  # MLflow's and skops' objects
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # this process is as it was
+
+
 def test_a_model_that_cannot_be_pickled_is_registered_here(
     data: tuple[pd.DataFrame, np.ndarray],
 ) -> None:

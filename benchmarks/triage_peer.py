@@ -105,6 +105,22 @@ pandas, then the config check (1.6 s) beside the helper (1.9 s); the four forest
 two cores shared with the registering process (its imports of skops, MLflow and its SQL
 store 2.5 CPU-s, then the saves); evaluation of the four splits 1.5 s on one core; the
 registration request 0.7 s while the job waits.
+
+Measured 2026-12-07 15:19-16:31 on a third machine of the kind, faster (the same code's
+``ews train`` 8.0-10.4 s; its speed moved by a quarter between identical runs), each with
+triage in the same run. The code of the session before, five runs: 8.0 s (80.5 / 41.2 s:
+10.1x / 5.1x, both met), 9.5 s (81.8 / 44.6 s: 8.7x / 4.7x), 8.0 s (87.3 / 43.8 s: 10.9x /
+5.4x, both met), 10.1 s (98.3 / 49.1 s: 9.7x / 4.9x), 10.4 s (84.1 / 48.2 s: 8.1x / 4.6x).
+A profile (perf, all processes) showed 5% of the CPU in Python's cyclic garbage collector:
+full collections walking the objects of imports that stay alive for the process's life. The
+registering process (warm-up), the prebuild helper and the run's config check now import with
+the collector paused (``ews.processes.collection_paused``; the registering process then
+freezes what it imported): time in collections on triage-peer, from gc callbacks, went from
+1.17 to 0.33 CPU-s (registering process 0.76 to 0.19, helper 0.17 to 0.03, job 0.26 to 0.11).
+Wall time in five alternated pairs moved within the machine's noise (medians 9.75 s before,
+9.90 s after, each pair's spread up to 2.5 s). With it, two runs: 9.7 s (110.3 / 60.5 s:
+11.3x / 6.2x) and 8.9 s (93.5 / 44.6 s: 10.5x / 5.0x), both targets met in both.
+precision@10% unchanged in every run (ews 0.703-0.708, triage 0.701-0.705).
 """
 
 from __future__ import annotations

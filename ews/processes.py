@@ -1,6 +1,7 @@
 """What a command knows about processes: whether one is still running (the owner of a
 leftover temporary file, say), where processes of one run share large arrays, and keeping
-its long-lived objects out of the garbage collector's reach while it works."""
+its long-lived objects out of the garbage collector's reach: not collected while they are made
+(imports), then frozen while it works."""
 
 from __future__ import annotations
 

@@ -251,8 +251,8 @@ def _registrar_main(
         jobs_end.close()
     asker = os.getppid()  # the job: registering stops if it ends first
     try:
-        # the warm-up's imports stay for this process's life: collected nowhere (see
-        # ews.processes.collection_paused), then frozen out of later collections' reach
+        # the warm-up's imports stay for this process's life: not collected while they are
+        # made (ews.processes.collection_paused), then frozen out of later collections' reach
         with collection_paused():
             try:
                 import skops.io  # noqa: F401  (first: see warm_up)

@@ -56,7 +56,17 @@ def test_arrow_package_refuses_a_folder_without_events(tmp_path: Path) -> None:
 
 
 def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) -> None:
-    run = tp.run_triage_peer(csv_agency, threads=1, home=tmp_path / "tp")
+    called: list[int] = []
+    run = tp.run_triage_peer(
+        csv_agency, threads=1, home=tmp_path / "tp", repeat=2, between=called.append
+    )
+    # timed twice in the same workspace, the baseline's slot between the runs; the figures
+    # kept are the slower's (the median of two), each run's time is printed
+    assert called == [1]
+    assert len(run.train_runs) == 2
+    assert run.train_seconds == max(wall for wall, *_ in run.train_runs)
+    assert (tmp_path / "tp" / "run-2" / "results.json").is_file()
+    assert "the median of 2 runs in the same workspace" in tp.format_triage_peer(run)
     rows = run.models()
     assert sorted({r["test_date"] for r in rows}) == [
         "2019-01-01",
@@ -81,6 +91,9 @@ def test_triage_peer_runs_through_ews_train(csv_agency: Path, tmp_path: Path) ->
     results = json.loads((tmp_path / "tp" / "run" / "results.json").read_text())
     versions = {(r["name"], r["version"]) for r in results["registered"]}
     assert len(versions) == 16
+    again = json.loads((tmp_path / "tp" / "run-2" / "results.json").read_text())
+    assert again["records"] == results["records"]
+    assert not versions & {(r["name"], r["version"]) for r in again["registered"]}
     # the splits are triage's own (its timechop, run in benchmarks/triage): every 6 months
     # from 2018 over up to 3 years before the last training date, i.e. 1, 3, 5, 7 dates
     used = {r["test_date"]: r["train_dates_used"] for r in run.records if r["kind"] == "model"}
@@ -332,6 +345,35 @@ def test_triage_runs_are_read_and_reported_beside_ews() -> None:
     # without triage in the run no target is judged
     alone = tp.format_triage_peer(run)
     assert "target:" not in alone and "not timed in this run" in alone
+
+
+def test_triage_peer_refuses_repeated_runs_whose_records_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs of one benchmark must agree on every figure but time: a second run with
+    other records stops the benchmark (no median is taken over different experiments). The
+    commands are replaced here by a stand-in that writes what ``ews train`` writes, its
+    records differing from the second run on."""
+    trains: list[Path] = []
+
+    def ews(*args: str, env: dict[str, str]) -> tuple[float, float]:
+        if args[0] == "train":
+            out = Path(args[args.index("--out") + 1])
+            out.mkdir(parents=True)
+            trains.append(out)
+            records = [{"kind": "model", "auc": 0.7 + len(trains) / 100}]
+            (out / "results.json").write_text(json.dumps({"records": records, "registered": []}))
+            pd.DataFrame({"score": [0.5]}).to_parquet(out / "predictions.parquet")
+        return 1.0, 1.0
+
+    monkeypatch.setattr(tp, "_ews", ews)
+    monkeypatch.setattr(tp, "_python", lambda *args, env: (0.1, 0.1))
+    (tmp_path / "data").mkdir()
+    with pytest.raises(common.BenchmarkError, match="run 2 of 3 gave other records than run 1"):
+        tp.run_triage_peer(tmp_path / "data", home=tmp_path / "a", repeat=3)
+    assert [p.name for p in trains] == ["run", "run-2"]
+    with pytest.raises(common.BenchmarkError, match="at least one run"):
+        tp.run_triage_peer(tmp_path / "data", home=tmp_path / "b", repeat=0)
 
 
 def test_triage_forest_jobs_come_from_its_grid(tmp_path: Path) -> None:

@@ -459,7 +459,7 @@ def _warm_run_context() -> None:
     """Resolve the tags MLflow gives a new run (the git commit of the running code, its
     checks for Databricks and notebooks, which import GitPython and IPython): its git
     provider keeps what it found for the process, so the registration's run, started when
-    the job has nothing else to do but wait, no longer pays that (0.2 CPU-s measured)."""
+    the job has nothing else to do but wait, no longer pays that (0.13 CPU-s measured)."""
     from mlflow.tracking.context import registry as run_context
 
     run_context.resolve_tags()
@@ -589,8 +589,9 @@ def _members_sharing_constants(model: Any) -> Any:
     skops writes an object met twice once (a reference the second time), but every array
     once per copy: a 200-tree forest holds 400 copies of those two values, two of the five
     array files per tree. Sharing them leaves the model the same (tests load it back and
-    compare its predictions) and cuts a fifth of the CPU of writing and auditing it. The
-    fitted model itself is not changed."""
+    compare its predictions) and cuts an eighth to a fifth of the CPU of writing and
+    auditing it (measured on 200-tree forests of depth 5 and 10). The fitted model itself is
+    not changed."""
     import copy
 
     members = getattr(model, "estimators_", None)

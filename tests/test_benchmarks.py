@@ -188,6 +188,88 @@ def test_cli_lists_both_benchmarks(csv_agency: Path, tmp_path: Path) -> None:
     assert res.exit_code != 0
 
 
+def test_the_triage_peer_command_times_triage_between_the_ews_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --repeat 3, triage's two profiles are timed between the three ews runs (test
+    predictions only after the first, the README profile after the second), and the report
+    and JSON judge the median run. The runs themselves are stood in for here (the real ones:
+    test_triage_peer_runs_through_ews_train), the order of what the command runs is not."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ews.cli import app
+
+    order: list[str] = []
+
+    def run_ews(data: Path, **kw: object) -> tp.TriagePeerRun:
+        between = kw["between"]
+        assert kw["repeat"] == 3 and callable(between)
+        runs = []
+        for i, wall in enumerate([12.0, 15.0, 10.0], start=1):
+            order.append(f"ews {i}")
+            runs.append((wall, 20.0, (1.0, 1.0, 1.0), (1.1, 1.0, 1.0)))
+            if i < 3:
+                between(i)
+        record = {
+            "kind": "model",
+            "test_date": "2019-01-01",
+            "method": "lr",
+            "n_test": 10,
+            "auc": 0.74,
+            "metrics": {"precision@10%": 0.7, "recall@10%": 0.3},
+        }
+        return tp.TriagePeerRun(
+            ingest_seconds=1.0,
+            store_seconds=1.0,
+            train_seconds=12.0,
+            train_cpu_seconds=20.0,
+            steps={},
+            cpu_steps={},
+            records=[record],
+            predictions=1,
+            registered=16,
+            threads=2,
+            load_before=(1.0, 1.0, 1.0),
+            train_runs=runs,
+        )
+
+    def run_triage(python: Path, *, replace: bool, database: str) -> tp.TriageRun:
+        order.append("triage readme" if replace else "triage test-only")
+        return tp.TriageRun(
+            replace=replace, seconds=130.0 if replace else 62.0, precision={}, phases=""
+        )
+
+    monkeypatch.setattr(tp, "run_triage_peer", run_ews)
+    monkeypatch.setattr(tp, "run_triage", run_triage)
+    (tmp_path / "data").mkdir()
+    res = CliRunner().invoke(
+        app,
+        [
+            "benchmark",
+            "triage-peer",
+            "--data",
+            str(tmp_path / "data"),
+            "--triage-python",
+            sys.executable,
+            "--repeat",
+            "3",
+            "--json",
+            str(tmp_path / "f.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert order == ["ews 1", "triage test-only", "ews 2", "triage readme", "ews 3"]
+    assert "the median of 3 runs in the same workspace" in res.output
+    assert "12.0 s (CPU 20.0 s" in res.output and "10.0 s (CPU 20.0 s" in res.output
+    assert "130.0 s / 12.0 s = 10.8x -> met" in res.output
+    assert "62.0 s / 12.0 s = 5.2x -> met" in res.output
+    figures = json.loads((tmp_path / "f.json").read_text())
+    assert [r["seconds"] for r in figures["ews_train_runs"]] == [12.0, 15.0, 10.0]
+    assert [t["met"] for t in figures["targets"]] == [True, True]
+
+
 def test_the_library_holds_no_benchmark() -> None:
     import models
 

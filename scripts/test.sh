@@ -14,12 +14,7 @@ if [ "${1:-}" = "--quick" ]; then
   shift
 fi
 if [ "$quick" = 0 ] || [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev,spark]'
-  # byte-compiled once, as a wheel's install does: an editable install leaves ews's own modules
-  # as source, and where PYTHONDONTWRITEBYTECODE is set every command would compile them again
-  .venv/bin/python -m compileall -q -j0 ews features models api
+  bash scripts/install.sh '.[dev,spark]'
 fi
 # The browser tests drive Debian's chromium with Playwright (no browser download).
 if [ "$quick" = 0 ] && ! command -v chromium >/dev/null 2>&1; then

@@ -616,21 +616,29 @@ def _members_sharing_constants(model: Any) -> Any:
     return out
 
 
+#: the packages whose types a registered model may hold beyond skops' defaults: those ews's
+#: estimators are made of, and ews's own
+TRUSTED_PACKAGES = ("numpy", "scipy", "sklearn", "models", "features", "ews")
+
+
 def _trusted_types(model: Any) -> list[str]:
     """The types MLflow's skops format must be told to trust to load this model back.
 
     MLflow stores scikit-learn models with skops (no arbitrary code runs on load); types
     outside skops' default list (``numpy.dtype`` in forests, for example) must be named at
-    save time. We name exactly those found in the model we built and are registering, read
-    once per model structure from a twin keeping one member of each kind (:func:`_twin`).
-    Should the twin miss a type, the audit of the written file refuses the model
-    (:func:`_lean_mlflow_save`): nothing untrusted is ever accepted.
+    save time. We name those found in the model we built and are registering, read once per
+    model structure from a twin keeping one member of each kind (:func:`_twin`), and only
+    those of :data:`TRUSTED_PACKAGES`: a function or a class from anywhere else (a lambda
+    held in an attribute, say) is never trusted, whichever model of a structure came first.
+    The audit of the written file then refuses any type not named (:func:`_dump_and_audit`):
+    nothing untrusted is ever accepted.
     """
     import skops.io as sio
 
     key = _structure(model)
     if key not in _TRUSTED:
-        _TRUSTED[key] = sorted(sio.get_untrusted_types(data=sio.dumps(_twin(model))))
+        found = sio.get_untrusted_types(data=sio.dumps(_twin(model)))
+        _TRUSTED[key] = sorted(n for n in found if n.split(".", 1)[0] in TRUSTED_PACKAGES)
     return _TRUSTED[key]
 
 

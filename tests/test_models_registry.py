@@ -348,12 +348,35 @@ def test_the_registering_process_warms_up_without_collecting_then_freezes_it(
     assert gc.isenabled() and gc.get_freeze_count() == 0  # this process is as it was
 
 
+def test_only_types_of_the_trusted_packages_are_trusted(
+    data: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The types named trusted for a structure are read from the first model of it seen: a
+    lambda that model holds was trusted, for it and every later model of its structure (and
+    refused when a plain model came first). Now only types of TRUSTED_PACKAGES are, in
+    either order; the audit then refuses the lambda's model."""
+    X, y = data
+
+    def fitted(with_lambda: bool) -> object:
+        model = make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y)
+        if with_lambda:
+            model.scorer_ = lambda v: v
+        return model
+
+    for order in ((True, False), (False, True)):
+        monkeypatch.setattr(registry, "_TRUSTED", {})
+        seen = [registry._trusted_types(fitted(w)) for w in order]
+        assert seen[0] == seen[1] == ["numpy.dtype"], (order, seen)
+
+
 def test_a_model_that_cannot_be_pickled_is_registered_here(
-    data: tuple[pd.DataFrame, np.ndarray],
+    data: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The registering process gets the models pickled; one that cannot be (a lambda in an
     attribute) is registered in this process instead, and fails or succeeds as it would
-    there (here: the skops file it writes names the function, a type nobody trusts)."""
+    there (here: the skops file it writes names the function, a type nobody trusts, even
+    when it is the first logistic regression this process registers)."""
+    monkeypatch.setattr(registry, "_TRUSTED", {})  # no structure's types read yet
     uri = shared_mlflow_uri()
     X, y = data
     model = make_estimator("logistic_regression", {"C": 0.1}, seed=0).fit(X, y)

@@ -211,7 +211,7 @@ def contributions(
     if _is_linear(est):
         values, base = _linear(model, X, background)
         method = "linear"
-    elif type(est).__name__ in _TREE_MODELS:
+    elif any(c.__name__ in _TREE_MODELS for c in type(est).__mro__):
         values, base, exact = _tree(model, X, tree_exact)
         method = "tree" if exact else "tree_path"
     else:

@@ -227,14 +227,14 @@ def _base_estimator(kind: str, seed: int, n_jobs: int) -> BaseEstimator:
             voting="soft",
             n_jobs=None if n_jobs == 1 else n_jobs,
         )
-    if kind == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
+    if kind == "random_forest":  # scikit-learn's, its trees packed in its files
+        from models.ensembles import PackedRandomForestClassifier
 
-        return RandomForestClassifier(random_state=seed, n_jobs=n_jobs)
+        return PackedRandomForestClassifier(random_state=seed, n_jobs=n_jobs)
     if kind == "extra_trees":
-        from sklearn.ensemble import ExtraTreesClassifier
+        from models.ensembles import PackedExtraTreesClassifier
 
-        return ExtraTreesClassifier(random_state=seed, n_jobs=n_jobs)
+        return PackedExtraTreesClassifier(random_state=seed, n_jobs=n_jobs)
     if kind == "hist_gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -564,58 +564,6 @@ def _twin(model: Any) -> Any:
     return twin
 
 
-#: attributes every member of a fitted scikit-learn ensemble holds as its own copy of the
-#: same value (a forest's trees each have ``classes_`` [0., 1.] and ``n_classes_`` 2)
-_MEMBER_CONSTANTS = ("classes_", "n_classes_")
-
-
-def _equal_value(a: Any, b: Any) -> bool:
-    """Whether two attribute values are interchangeable: the same type, and for arrays the
-    same dtype, shape and elements."""
-    import numpy as np
-
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, np.ndarray | np.generic):
-        return bool(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b))
-    return bool(a == b) if isinstance(a, int | float | str) else False
-
-
-def _members_sharing_constants(model: Any) -> Any:
-    """The model to write to the skops file: ``model`` itself, or, for an ensemble whose
-    members hold equal copies of :data:`_MEMBER_CONSTANTS`, a shallow copy whose members
-    (shallow copies too) hold the first member's objects instead.
-
-    skops writes an object met twice once (a reference the second time), but every array
-    once per copy: a 200-tree forest holds 400 copies of those two values, two of the five
-    array files per tree. Sharing them leaves the model the same (tests load it back and
-    compare its predictions) and cuts an eighth to a fifth of the CPU of writing and
-    auditing it (measured on 200-tree forests of depth 5 and 10). The fitted model itself is
-    not changed."""
-    import copy
-
-    members = getattr(model, "estimators_", None)
-    if not isinstance(members, list) or len(members) < 2:
-        return model
-    first = members[0]
-    shared = {
-        name: getattr(first, name)
-        for name in _MEMBER_CONSTANTS
-        if hasattr(first, name)
-        and all(_equal_value(getattr(m, name, None), getattr(first, name)) for m in members)
-    }
-    if not shared:
-        return model
-    out = copy.copy(model)
-    out.estimators_ = []
-    for member in members:
-        twin = copy.copy(member)
-        for name, value in shared.items():
-            setattr(twin, name, value)
-        out.estimators_.append(twin)
-    return out
-
-
 #: the packages whose types a registered model may hold beyond skops' defaults: those ews's
 #: estimators are made of, and ews's own
 TRUSTED_PACKAGES = ("numpy", "scipy", "sklearn", "models", "features", "ews")
@@ -923,7 +871,7 @@ def _save_mlflow_model(job: _SaveJob) -> None:
     e = job.entry
     with _compact_skops_schema(), _lean_mlflow_save():
         mlflow.sklearn.save_model(
-            _members_sharing_constants(e.model),
+            e.model,
             job.folder / "model",
             serialization_format="skops",
             skops_trusted_types=job.trusted,

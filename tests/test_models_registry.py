@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import os
-import zipfile
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +185,7 @@ def test_a_model_saved_with_types_it_does_not_trust_is_refused_and_removed(
     data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
 ) -> None:
     """Saving audits the written file with skops (it is not loaded back): a forest saved
-    without trusting its tree type is refused as MLflow's own check refuses it, and leaves
+    without trusting its own type is refused as MLflow's own check refuses it, and leaves
     no model file; trusting the types its twin names, it saves and loads back whole."""
     import mlflow.sklearn
     import skops.io as sio
@@ -197,9 +196,10 @@ def test_a_model_saved_with_types_it_does_not_trust_is_refused_and_removed(
     entry = registry.ModelEntry(model=forest, name="", example=X, tags={})
     signature = registry._signature(entry)
     trusted = registry._trusted_types(forest)
-    assert "sklearn.tree._tree.Tree" in trusted
-    short = [t for t in trusted if t != "sklearn.tree._tree.Tree"]
-    with pytest.raises(MlflowException, match=r"untrusted types .*: sklearn\.tree\._tree\.Tree$"):
+    kind = "models.ensembles.PackedRandomForestClassifier"
+    assert kind in trusted
+    short = [t for t in trusted if t != kind]
+    with pytest.raises(MlflowException, match=rf"untrusted types .*: {re.escape(kind)}$"):
         registry._save_job(registry._SaveJob(entry, tmp_path / "short", signature, short))
     assert list((tmp_path / "short" / "model").iterdir()) == []
     # MLflow's own save (its verifying load) refuses the same list
@@ -212,50 +212,6 @@ def test_a_model_saved_with_types_it_does_not_trust_is_refused_and_removed(
     assert sorted(sio.get_untrusted_types(file=saved)) == trusted
     loaded = mlflow.sklearn.load_model(str(tmp_path / "whole" / "model"))
     assert np.array_equal(loaded.predict_proba(X), forest.predict_proba(X))
-
-
-def test_a_forest_is_written_with_its_trees_sharing_their_equal_constants(
-    data: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
-) -> None:
-    """The trees' equal ``classes_`` and ``n_classes_`` are written once (two array files
-    per tree fewer), the fitted forest is left as it was, and the file loads back into a
-    forest whose every tree predicts what the fitted one's does; values that differ between
-    members, or a model without members, are left alone."""
-    import mlflow.sklearn
-
-    X, y = data
-    forest = make_estimator("random_forest", {"n_estimators": 20}, seed=0).fit(X, y)
-    forest.set_params(n_jobs=1)
-    before = [id(t.classes_) for t in forest.estimators_]
-    lean = registry._members_sharing_constants(forest)
-    assert lean is not forest and [id(t.classes_) for t in forest.estimators_] == before
-    assert all(t.classes_ is lean.estimators_[0].classes_ for t in lean.estimators_)
-    assert all(t.n_classes_ is lean.estimators_[0].n_classes_ for t in lean.estimators_)
-    pairs = zip(lean.estimators_, forest.estimators_, strict=True)
-    assert all(a.tree_ is b.tree_ for a, b in pairs)
-    entry = registry.ModelEntry(model=forest, name="", example=X, tags={})
-    trusted = registry._trusted_types(forest)
-    signature = registry._signature(entry)
-    registry._save_job(registry._SaveJob(entry, tmp_path / "m", signature, trusted))
-    with zipfile.ZipFile(tmp_path / "m" / "model" / "model.skops") as z:
-        arrays = [n for n in z.namelist() if n.endswith(".npy")]
-    assert len(arrays) < 3.5 * len(forest.estimators_)  # 5 per tree as fitted, 3 shared
-    loaded = mlflow.sklearn.load_model(str(tmp_path / "m" / "model"))
-    loaded.set_params(n_jobs=1)
-    assert np.array_equal(loaded.predict_proba(X), forest.predict_proba(X))
-    for a, b in zip(loaded.estimators_, forest.estimators_, strict=True):
-        assert np.array_equal(a.classes_, b.classes_) and a.classes_.dtype == b.classes_.dtype
-        assert np.array_equal(a.predict_proba(X.to_numpy()), b.predict_proba(X.to_numpy()))
-    # a member whose value differs keeps its own: nothing of that attribute is shared
-    odd = copy.copy(forest)
-    odd.estimators_ = [copy.copy(t) for t in forest.estimators_]
-    odd.estimators_[3].classes_ = np.array([0.0, 2.0])
-    again = registry._members_sharing_constants(odd)
-    assert again.estimators_[3].classes_[1] == 2.0
-    assert again.estimators_[1].classes_ is forest.estimators_[1].classes_
-    assert again.estimators_[1].n_classes_ is again.estimators_[0].n_classes_
-    lr = make_estimator("logistic_regression", {}, seed=0).fit(X, y)
-    assert registry._members_sharing_constants(lr) is lr
 
 
 def test_the_lean_save_skips_only_the_environment_check_of_our_requirements(

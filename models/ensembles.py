@@ -37,13 +37,17 @@ _TREE_STATE = {"max_depth", "node_count", "nodes", "values"}
 def _same_value(a: Any, b: Any) -> bool:
     """Whether two attribute values are interchangeable: the same type, and for arrays the
     same dtype, shape and elements."""
-    if type(a) is not type(b):
+    kind = type(a)
+    if kind is not type(b):
         return False
-    if isinstance(a, np.ndarray | np.generic):
-        return bool(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b))
-    if a is None or isinstance(a, bool | int | float | str):
+    if kind in _SCALARS:
         return bool(a == b)
+    if isinstance(a, np.ndarray | np.generic):  # a tree's classes_ and n_classes_, small
+        return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
     return False
+
+
+_SCALARS = {type(None), bool, int, float, str}
 
 
 def pack_trees(trees: Any) -> dict[str, Any] | None:

@@ -146,6 +146,31 @@ saves of 16 models about 3 s, the registration 0.6-0.8 s), the helper's features
 second one takes 0.7 s), the job's imports (pandas 0.55 s, scikit-learn 1.5 s) and its
 evaluation (1.0 s). Both cores are busy from the helper's fork (0.85 s after the command
 starts) to the registration request, which the job waits for.
+
+Measured 2026-12-07 23:12-00:05 on a machine of the kind as slow as the fourth (the same
+code's ``ews train`` 11.9-17.8 s, CPU 20-30 s, in identical runs), load average 0.8-2.1.
+Where the CPU went (perf, one run, 26 CPU-s): the four forests' trees 10.8 s, the registering
+process 7.8 s (its imports of skops, MLflow and MLflow's SQL store about 4.5 s; writing and
+auditing the eight forests' skops files about 3 s: 0.29 s to write a 200-tree forest's file,
+0.11 s to audit it, 0.23 s to load it, all of it skops's Python work over some 1,000 objects
+per forest), the job 5.8 s, the helper 2.2 s. A forest is now fitted as
+``models.ensembles.PackedRandomForestClassifier``: scikit-learn's ``RandomForestClassifier``,
+the same trees and predictions, whose files hold its trees as a few arrays (every tree's nodes
+in one, their values in another, what the trees share once). Its skops file is written and
+audited in 0.07 CPU-s instead of 0.48 and loaded in 0.03 instead of 0.24; the registering
+process went from 8.6 to 6.1 CPU-s, and five alternated pairs of runs from 30.1 to 27.3 CPU-s
+(mean; the new code was faster in four). With it, two runs of this benchmark: 11.9, 13.7 and
+16.1 s (median 13.7 s) against triage's 142.7 s README profile (10.4x) and 67.3 s test
+predictions only (4.9x); then 15.7, 14.3 and 13.6 s (median 14.3 s) against 135.8 s (9.5x)
+and 65.5 s (4.6x). The code before, in the same session: 13.0 s against 126.5 s (9.8x) and
+58.2 s (4.5x). The 5x target is met in none of them on this machine, 10x in one.
+precision@10% the same in every run (ews 0.703-0.708, triage 0.701-0.705). Tried and not
+kept: LightGBM's random-forest mode as a histogram forest (200 trees, depth 10, the same
+leaf size: 8.3 CPU-s against 10.4 for the four depth-10 forests, but 2.7 against 7.1 at depth
+5, where ews cuts the depth-5 forests from the depth-10 ones for nothing, and precision@10%
+0.7024 against 0.7045); scoring each split's test rows on a background thread while the run
+finished the split before (no change in the outer splits' 1.5-1.6 s: scoring already uses
+both cores, and the two contended).
 """
 
 from __future__ import annotations

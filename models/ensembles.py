@@ -14,7 +14,7 @@ fitted forest does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
@@ -136,22 +136,37 @@ def unpack_trees(packed: dict[str, Any], kind: Any) -> list[Any]:
     return trees
 
 
+def _new(kind: Any) -> Any:
+    """An empty object of ``kind``, for pickle to set the state of (:class:`PackedTrees`)."""
+    return kind.__new__(kind)
+
+
 class PackedTrees:
-    """A scikit-learn tree ensemble (mixed in before it) whose pickling state, the one pickle
-    and skops write, holds its trees packed (:func:`pack_trees`): a few arrays instead of
+    """A scikit-learn tree ensemble (mixed in before it) whose state as skops writes it
+    (``__getstate__``) holds its trees packed (:func:`pack_trees`): a few arrays instead of
     some five objects per tree. The fitted model, its parameters and predictions are those of
     the ensemble it extends; only its files change: a 200-tree forest's skops file is written
     and audited in a tenth of the time, and loaded as fast."""
 
     def __getstate__(self) -> dict[str, Any]:
+        return self._state(packed=True)
+
+    def _state(self, packed: bool) -> dict[str, Any]:
         from sklearn import __version__
 
         base: Any = super().__getstate__()
         state = dict(base, _sklearn_version=__version__)
-        packed = pack_trees(state.get("estimators_"))
-        if packed is not None:
-            state["estimators_"] = packed
+        trees = pack_trees(state.get("estimators_")) if packed else None
+        if trees is not None:
+            state["estimators_"] = trees
         return state
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        """pickle (a run's checkpoint, the models sent to the registering process, joblib's
+        workers) keeps the trees as they are: it writes them faster than they are packed
+        (8 against 20 ms for a 200-tree forest) and reads them back faster too. skops reads
+        :meth:`__getstate__`, which packs them."""
+        return (_new, (type(self),), self._state(packed=False))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         import warnings

@@ -72,8 +72,14 @@ def test_a_packed_forest_is_fitted_as_scikit_learns_and_pickles_back_whole(
     assert isinstance(packed_trees, dict)
     assert len(packed_trees["nodes"]) == sum(t.tree_.node_count for t in ours.estimators_)
     assert isinstance(ours.estimators_, list)  # the fitted model is left as it was
-    again = pickle.loads(pickle.dumps(ours))
+    raw = pickle.dumps(ours)
+    assert b"ews.packed_trees" not in raw  # pickle keeps the trees as they are (faster)
+    again = pickle.loads(raw)
     assert type(again) is packed
+    # the packed state (skops's) builds the same forest back
+    rebuilt = packed.__new__(packed)
+    rebuilt.__setstate__(ours.__getstate__())
+    _same_trees(rebuilt, ours, X.to_numpy())
     _same_trees(again, ours, X.to_numpy())
     assert np.array_equal(again.predict_proba(X), ours.predict_proba(X))
     assert np.allclose(again.feature_importances_, ours.feature_importances_)
@@ -90,7 +96,8 @@ def test_the_grid_fits_packed_forests_and_a_cut_forest_stays_packed(
     forest.fit(X, y)
     cut = truncate_forest(forest, 3)
     assert type(cut) is PackedRandomForestClassifier
-    back = pickle.loads(pickle.dumps(cut))
+    back = PackedRandomForestClassifier.__new__(PackedRandomForestClassifier)
+    back.__setstate__(cut.__getstate__())
     _same_trees(back, cut, X.to_numpy())
     assert max(t.get_depth() for t in back.estimators_) <= 3
 

@@ -6,10 +6,11 @@ own: some five objects and two arrays per tree, 1,000 objects and 400 arrays for
 registry, auditing its file and loading it back (0.29, 0.11 and 0.23 CPU-s for a depth-10
 forest on triage-peer). :class:`PackedRandomForestClassifier` and
 :class:`PackedExtraTreesClassifier` are scikit-learn's forests, fitted and predicting exactly
-as they do, whose pickling state holds the trees packed (:func:`pack_trees`): every tree's
-nodes in one array, their values in another, the attributes the trees share once. Loading
-builds the same trees back (:func:`unpack_trees`), checked by the tests to predict what the
-fitted forest does.
+as they do, whose state as skops writes it holds the trees packed (:func:`pack_trees`):
+every tree's nodes in one array, their values in another, the attributes the trees share
+once. Loading builds the same trees back (:func:`unpack_trees`), checked by the tests to
+predict what the fitted forest does. (pickle, which writes trees fast, keeps them as they
+are.)
 """
 
 from __future__ import annotations

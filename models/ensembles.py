@@ -102,6 +102,37 @@ def pack_trees(trees: Any) -> dict[str, Any] | None:
     }
 
 
+def _check_packed(packed: dict[str, Any], counts: np.ndarray, n_features: int) -> None:
+    """Refuse packed trees that do not hold together: node counts that are not those of the
+    nodes and values given, a child outside its own tree, a split on a feature the model
+    does not have. scikit-learn's ``Tree`` trusts its state (its prediction follows the
+    children and reads the features without checking them), so a file must not be able to
+    point it outside its arrays."""
+    nodes, values = packed["nodes"], packed["values"]
+    n = len(counts)
+    if (
+        counts.ndim != 1
+        or n == 0
+        or len(packed["random_state"]) != n
+        or len(packed["max_depth"]) != n
+        or bool((counts < 1).any())
+        or int(counts.sum()) != len(nodes)
+        or len(values) != len(nodes)
+    ):
+        raise ValueError("packed trees: their node counts do not match their nodes and values")
+    size = np.repeat(counts, counts)  # each node's tree's node count
+    leaf = nodes["left_child"] == -1
+    for side in ("left_child", "right_child"):
+        child = nodes[side]
+        if bool(((child != -1) & ((child < 1) | (child >= size))).any()):
+            raise ValueError(f"packed trees: a {side.replace('_', ' ')} outside its tree")
+        if bool(((child == -1) != leaf).any()):
+            raise ValueError("packed trees: a node with one child")
+    feature = nodes["feature"][~leaf]
+    if bool(((feature < 0) | (feature >= n_features)).any()):
+        raise ValueError("packed trees: a split on a feature the model does not have")
+
+
 def unpack_trees(packed: dict[str, Any], kind: Any) -> list[Any]:
     """The trees :func:`pack_trees` packed, as objects of ``kind`` (the class it recorded,
     checked against the one given: a file naming another class is refused)."""
@@ -116,6 +147,7 @@ def unpack_trees(packed: dict[str, Any], kind: Any) -> list[Any]:
     n_classes = np.asarray(n_classes, dtype=np.intp)
     nodes, values = packed["nodes"], packed["values"]
     counts = np.asarray(packed["node_count"], dtype=np.int64)
+    _check_packed(packed, counts, int(n_features))
     ends = np.cumsum(counts)
     trees = []
     for i, (count, end) in enumerate(zip(counts, ends, strict=True)):

@@ -182,3 +182,36 @@ def test_a_packed_forest_is_registered_as_a_few_arrays_and_loads_back_whole(
     assert type(loaded) is PackedRandomForestClassifier
     _same_trees(loaded, forest, X.to_numpy())
     assert np.array_equal(loaded.predict_proba(X), forest.predict_proba(X))
+
+
+def test_packed_trees_that_do_not_hold_together_are_refused(
+    data: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    """scikit-learn's trees trust their state when they predict: a file whose packed trees
+    count other nodes than they hold, point a child outside its own tree or split on a
+    feature the model does not have is refused before any tree is built."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = data
+    forest = PackedRandomForestClassifier(**PARAMS).fit(X, y)
+    packed = pack_trees(forest.estimators_)
+    assert packed is not None
+    first = int(packed["node_count"][0])
+
+    def refused(change: dict[str, object], match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            unpack_trees({**packed, **change}, DecisionTreeClassifier)
+
+    refused({"node_count": packed["node_count"] + 1}, "node counts")
+    refused({"random_state": packed["random_state"][:-1]}, "node counts")
+    nodes = packed["nodes"].copy()
+    split = int(np.flatnonzero(nodes["left_child"][:first] != -1)[0])
+    nodes["left_child"][split] = first  # the first node of the second tree
+    refused({"nodes": nodes}, "left child outside its tree")
+    nodes = packed["nodes"].copy()
+    nodes["feature"][split] = X.shape[1]
+    refused({"nodes": nodes}, "feature the model does not have")
+    nodes = packed["nodes"].copy()
+    nodes["right_child"][split] = -1
+    refused({"nodes": nodes}, "one child")
+    assert len(unpack_trees(packed, DecisionTreeClassifier)) == PARAMS["n_estimators"]

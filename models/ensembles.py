@@ -133,9 +133,11 @@ def _check_packed(packed: dict[str, Any], counts: np.ndarray, n_features: int) -
         raise ValueError("packed trees: a split on a feature the model does not have")
 
 
-def unpack_trees(packed: dict[str, Any], kind: Any) -> list[Any]:
+def unpack_trees(packed: dict[str, Any], kind: Any, n_features: int | None = None) -> list[Any]:
     """The trees :func:`pack_trees` packed, as objects of ``kind`` (the class it recorded,
-    checked against the one given: a file naming another class is refused)."""
+    checked against the one given: a file naming another class is refused), each reading
+    ``n_features`` columns when given (the ensemble's own ``n_features_in_``, which
+    scikit-learn checks every input against)."""
     from sklearn.tree._tree import Tree
 
     if (packed.get("module"), packed.get("class")) != (kind.__module__, kind.__qualname__):
@@ -143,16 +145,21 @@ def unpack_trees(packed: dict[str, Any], kind: Any) -> list[Any]:
             f"packed trees of {packed.get('module')}.{packed.get('class')}, expected "
             f"{kind.__module__}.{kind.__qualname__}"
         )
-    n_features, n_classes, n_outputs = packed["tree"]
+    tree_features, n_classes, n_outputs = packed["tree"]
     n_classes = np.asarray(n_classes, dtype=np.intp)
     nodes, values = packed["nodes"], packed["values"]
     counts = np.asarray(packed["node_count"], dtype=np.int64)
-    _check_packed(packed, counts, int(n_features))
+    expected = {int(tree_features), packed["attributes"].get("n_features_in_")}
+    if n_features is not None:
+        expected.add(n_features)
+    if len(expected) != 1:
+        raise ValueError("packed trees: they read another number of features than the model")
+    _check_packed(packed, counts, int(tree_features))
     ends = np.cumsum(counts)
     trees = []
     for i, (count, end) in enumerate(zip(counts, ends, strict=True)):
         start = int(end - count)
-        inner = Tree(int(n_features), n_classes, int(n_outputs))
+        inner = Tree(int(tree_features), n_classes, int(n_outputs))
         inner.__setstate__(
             {
                 "max_depth": int(packed["max_depth"][i]),
@@ -223,7 +230,9 @@ class PackedTrees:
             template = state.get("estimator_")
             if template is None:
                 raise TypeError("packed trees without the ensemble's estimator_ to build them")
-            state["estimators_"] = unpack_trees(packed, type(template))
+            state["estimators_"] = unpack_trees(
+                packed, type(template), n_features=state.get("n_features_in_")
+            )
         super().__setstate__(state)  # type: ignore[misc]
 
     def __copy__(self) -> Any:

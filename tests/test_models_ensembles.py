@@ -214,4 +214,11 @@ def test_packed_trees_that_do_not_hold_together_are_refused(
     nodes = packed["nodes"].copy()
     nodes["right_child"][split] = -1
     refused({"nodes": nodes}, "one child")
+    refused({"tree": [X.shape[1] + 5, *packed["tree"][1:]]}, "another number of features")
+    with pytest.raises(ValueError, match="another number of features"):
+        unpack_trees(packed, DecisionTreeClassifier, n_features=X.shape[1] - 1)
+    state = forest.__getstate__()
+    state["n_features_in_"] = X.shape[1] + 5  # the forest's own count, checked by predict
+    with pytest.raises(ValueError, match="another number of features"):
+        PackedRandomForestClassifier.__new__(PackedRandomForestClassifier).__setstate__(state)
     assert len(unpack_trees(packed, DecisionTreeClassifier)) == PARAMS["n_estimators"]

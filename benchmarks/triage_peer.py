@@ -163,7 +163,9 @@ process went from 8.6 to 6.1 CPU-s, and five alternated pairs of runs from 30.1 
 16.1 s (median 13.7 s) against triage's 142.7 s README profile (10.4x) and 67.3 s test
 predictions only (4.9x); then 15.7, 14.3 and 13.6 s (median 14.3 s) against 135.8 s (9.5x)
 and 65.5 s (4.6x). The code before, in the same session: 13.0 s against 126.5 s (9.8x) and
-58.2 s (4.5x). The 5x target is met in none of them on this machine, 10x in one.
+58.2 s (4.5x). With pickle keeping the trees unpacked (the checkpoint, the pipe) and the
+packed files' checks: 15.6, 15.0 and 14.9 s (median 15.0 s) against 127.6 s (8.5x) and 77.9 s
+(5.2x). On this machine no run met both targets: 10x in one of three, 5x in one.
 precision@10% the same in every run (ews 0.703-0.708, triage 0.701-0.705). Tried and not
 kept: LightGBM's random-forest mode as a histogram forest (200 trees, depth 10, the same
 leaf size: 8.3 CPU-s against 10.4 for the four depth-10 forests, but 2.7 against 7.1 at depth
